@@ -1,0 +1,21 @@
+"""The pure clinical model: FHIR R4 resources → a patient's clinical facts (RULES.md §2).
+
+No I/O and no web framework here: rules in ``cards`` import this package and nothing else of
+``cds_service`` (a test enforces it).
+"""
+
+from .chart import MEDICATION_TYPES, CalciumLimits, Chart, build_chart, months_since
+from .dates import add_months, days_between, fhir_date, today_utc
+from .labs import CalciumJudgement, below
+from .model import (BISPHOSPHONATE, CALCIMIMETIC, DENOSUMAB, SUPPLEMENT, ConditionFact,
+                    DoseEvent, DraftOrder, Drug, Lab, MedicationRecord, PatientFacts,
+                    ProcedureFact, Skipped, Timing)
+from .valuesets import ValueSetError, ValueSets, default_value_sets, load_value_sets
+
+__all__ = [
+    "MEDICATION_TYPES", "CalciumLimits", "Chart", "build_chart", "months_since", "add_months",
+    "days_between", "fhir_date", "today_utc", "CalciumJudgement", "below", "BISPHOSPHONATE",
+    "CALCIMIMETIC", "DENOSUMAB", "SUPPLEMENT", "ConditionFact", "DoseEvent", "DraftOrder", "Drug",
+    "Lab", "MedicationRecord", "PatientFacts", "ProcedureFact", "Skipped", "Timing",
+    "ValueSetError", "ValueSets", "default_value_sets", "load_value_sets",
+]

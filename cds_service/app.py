@@ -1,0 +1,75 @@
+"""The Flask application factory (Flask tutorial style: ``create_app(config)``)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import requests
+from flask import Flask, Response, request
+from requests.adapters import HTTPAdapter
+
+from .api import bp, json_response, register_errors
+from .config import Settings
+from .feedback import FeedbackStore
+from .logs import configure_logging
+
+log = logging.getLogger("cds_service")
+
+CORS_ALLOW_HEADERS = "Authorization, Content-Type, Accept"
+CORS_ALLOW_METHODS = "GET, POST, OPTIONS"
+
+
+def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime] | None = None,
+               http_session: requests.Session | None = None) -> Flask:
+    """Build the app. ``settings`` defaults to :meth:`Settings.from_env`; ``clock`` to UTC now."""
+    settings = settings or Settings.from_env()
+    configure_logging(settings.log_level)
+    app = Flask(__name__)
+    app.config["SETTINGS"] = settings
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["CLOCK"] = clock or (lambda: datetime.now(timezone.utc))
+    if http_session is None:
+        http_session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=8, pool_maxsize=16, max_retries=0)
+        http_session.mount("https://", adapter)
+        http_session.mount("http://", adapter)
+    app.config["HTTP_SESSION"] = http_session
+    app.config["FEEDBACK_STORE"] = FeedbackStore(settings.feedback_path) if settings.feedback_enabled else None
+
+    if settings.auth is not None and getattr(settings.auth, "mode", "none") == "jwt":
+        from .guard import install_auth
+        install_auth(app, settings.auth)
+    else:
+        log.warning("caller authentication is OFF (BONE_CDS_AUTH=none): anyone who can reach "
+                    "this port can call the service; set BONE_CDS_AUTH=jwt in production")
+
+    @app.before_request
+    def _preflight() -> Response | None:
+        if request.method == "OPTIONS":
+            return Response(status=204)
+        return None
+
+    @app.after_request
+    def _cors(response: Response) -> Response:
+        origin = request.headers.get("Origin")
+        allowed = settings.cors_origins
+        if "*" in allowed:
+            response.headers["Access-Control-Allow-Origin"] = "*"
+        elif origin and origin in allowed:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+        response.headers["Access-Control-Allow-Methods"] = CORS_ALLOW_METHODS
+        response.headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
+        response.headers["Access-Control-Max-Age"] = "600"
+        return response
+
+    app.register_blueprint(bp)
+    register_errors(app)
+
+    @app.get("/")
+    def index() -> Any:
+        return json_response({"service": "bone-safety-cds", "discovery": "/cds-services"})
+
+    return app

@@ -1,0 +1,341 @@
+"""The Chart: a patient's FHIR data turned, once per request, into clinical facts (DESIGN.md).
+
+Pure: no I/O, the clock passed in. Every resource is repaired for known client deviations
+(IOP-1), validated with ``fhir.resources.R4B``, filtered by status (RULES.md D2), classified by
+value set (D3, D5–D7), and anything unreadable is skipped and reported, never raised.
+Three-valued answers: a query about a resource type the request could not supply
+(``chart.known(...)`` is False) means "unknown", not "absent".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Iterable, Mapping
+
+from fhir.resources.R4B import get_fhir_model_class
+from pydantic import ValidationError
+
+from . import clinical, labs, medications
+from .dates import add_months, fhir_date, today_utc
+from .labs import CalciumJudgement
+from .model import (BISPHOSPHONATE, DENOSUMAB, ConditionFact, DoseEvent, DraftOrder, Lab,
+                    MedicationRecord, PatientFacts, ProcedureFact, Skipped)
+from .normalize import normalise_resource
+from .valuesets import ValueSets, default_value_sets
+
+MEDICATION_TYPES = ("MedicationRequest", "MedicationAdministration", "MedicationStatement",
+                    "MedicationDispense")
+#: Resource types the chart reads; anything else in a prefetch is ignored silently.
+READ_TYPES = frozenset(MEDICATION_TYPES + ("Observation", "Condition", "Procedure", "Patient",
+                                           "Medication"))
+
+
+@dataclass(frozen=True)
+class CalciumLimits:
+    """Calcium thresholds (D10) the chart needs to judge calcium (D5)."""
+
+    low_mg_dl: Decimal = Decimal("8.5")
+    severe_mg_dl: Decimal = Decimal("7.5")
+    ionized_low_mmol_l: Decimal = Decimal("1.15")
+    ionized_severe_mmol_l: Decimal = Decimal("1.00")
+    albumin_reference_g_dl: Decimal = Decimal("4.0")
+    albumin_pairing_days: int = 7
+
+
+@dataclass
+class Chart:
+    """Clinical facts of one patient at ``now``; built by :func:`build_chart`."""
+
+    now: datetime
+    today: date
+    patient: PatientFacts
+    medications: tuple[MedicationRecord, ...] = ()
+    drafts: tuple[DraftOrder, ...] = ()
+    triggers: tuple[DraftOrder, ...] = ()
+    results: dict[str, list[Lab]] = field(default_factory=dict)
+    conditions: tuple[ConditionFact, ...] = ()
+    procedures: tuple[ProcedureFact, ...] = ()
+    skipped: tuple[Skipped, ...] = ()
+    unavailable: dict[str, str] = field(default_factory=dict)
+    _events: list[DoseEvent] | None = None
+
+    # ---- data availability -------------------------------------------------------------
+    def known(self, *resource_types: str) -> bool:
+        """True when every named resource type could be had (prefetched, fetched, or null/empty)."""
+        return not any(t in self.unavailable for t in resource_types)
+
+    # ---- medications -------------------------------------------------------------------
+    def dose_events(self, drug_class: str | None = None, *, agent: str | None = None,
+                    regimen: str | None = None) -> list[DoseEvent]:
+        """De-duplicated dose events (D4), oldest first, optionally filtered."""
+        if self._events is None:
+            self._events = medications.dose_events(list(self.medications))
+        return [e for e in self._events
+                if (drug_class is None or e.drug.drug_class == drug_class)
+                and (agent is None or e.drug.agent == agent)
+                and (regimen is None or e.drug.regimen == regimen)]
+
+    def last_dose(self, drug_class: str, *, agent: str | None = None,
+                  regimen: str | None = None) -> DoseEvent | None:
+        """The latest dose event of a class (D4 "Last dose"), or None."""
+        events = self.dose_events(drug_class, agent=agent, regimen=regimen)
+        return events[-1] if events else None
+
+    def exposure_dates(self, drug_class: str) -> list[date]:
+        """Every date with evidence of exposure to a class (dose events, plus for oral
+        bisphosphonates active/completed requests and statement periods), oldest first (D4)."""
+        dates = {e.date for e in self.dose_events(drug_class)}
+        for r in self.medications:
+            if r.drug.drug_class != drug_class or r.date is None:
+                continue
+            if r.resource_type in ("MedicationRequest", "MedicationStatement") \
+                    and r.status in ("active", "completed"):
+                dates.add(r.date)
+        return sorted(d for d in dates if d <= self.today)
+
+    def is_initiation(self, drug_classes: Iterable[str], gap_days: int = 365) -> bool:
+        """No exposure to any of ``drug_classes`` in the ``gap_days`` before today (D4)."""
+        for cls in drug_classes:
+            if any(0 <= (self.today - d).days <= gap_days for d in self.exposure_dates(cls)):
+                return False
+        return True
+
+    def active_records(self, drug_class: str, *, agent: str | None = None,
+                       dispense_default_days: int = 30) -> list[MedicationRecord]:
+        """Records that make a drug "active therapy" today (D4): active request/statement, or a
+        completed dispense whose supply (``daysSupply``, default 30) still covers today."""
+        out = []
+        for r in self.medications:
+            if r.drug.drug_class != drug_class or (agent and r.drug.agent != agent):
+                continue
+            if r.resource_type in ("MedicationRequest", "MedicationStatement") and r.status == "active":
+                out.append(r)
+            elif r.resource_type == "MedicationDispense" and r.status == "completed" and r.date:
+                supply = r.days_supply if r.days_supply is not None else dispense_default_days
+                if 0 <= (self.today - r.date).days <= supply:
+                    out.append(r)
+        return out
+
+    def records_after(self, drug_class: str, after: date, statuses: Iterable[str],
+                      types: Iterable[str] = MEDICATION_TYPES) -> list[MedicationRecord]:
+        """Records of a class with one of ``statuses`` dated strictly after ``after``."""
+        statuses, types = set(statuses), set(types)
+        return [r for r in self.medications if r.drug.drug_class == drug_class
+                and r.status in statuses and r.resource_type in types
+                and r.date is not None and r.date > after]
+
+    # ---- labs ---------------------------------------------------------------------------
+    def labs(self, concept: str) -> list[Lab]:
+        """Every counting result of a concept (usable or not), newest first."""
+        return self.results.get(concept, [])
+
+    def latest(self, concept: str, within_days: int | None = None) -> Lab | None:
+        """The newest usable result, within ``within_days`` of today when given (D5)."""
+        for lab in self.results.get(concept, []):
+            if not lab.usable:
+                continue
+            if within_days is None or 0 <= (self.today - lab.date).days <= within_days:
+                return lab
+            return None
+        return None
+
+    def newest_any(self, concept: str) -> Lab | None:
+        """The newest result whatever its age or unit (for "last: … (stale)" in card details)."""
+        found = self.results.get(concept, [])
+        return found[0] if found else None
+
+    def calcium(self, window_days: int, limits: CalciumLimits = CalciumLimits()) -> CalciumJudgement | None:
+        """The calcium to judge (D5 steps 1–4) within ``window_days``, or None if no usable result."""
+        return labs.judge_calcium(self.results, self.today, window_days, limits.low_mg_dl,
+                                  limits.severe_mg_dl, limits.ionized_low_mmol_l,
+                                  limits.ionized_severe_mmol_l, limits.albumin_reference_g_dl,
+                                  limits.albumin_pairing_days)
+
+    def egfr(self, within_days: int) -> Lab | None:
+        """The eGFR to use (D5: newest date in window, then code preference)."""
+        candidates = [l for l in self.results.get("egfr", [])
+                      if l.usable and 0 <= (self.today - l.date).days <= within_days]
+        pediatric = self.patient.age is not None and self.patient.age < 18
+        return labs.select_egfr(candidates, pediatric)
+
+    # ---- conditions and procedures ------------------------------------------------------
+    def conditions_in(self, *value_sets: str, active: bool | None = None) -> list[ConditionFact]:
+        """Counting Conditions in any of ``value_sets``; ``active=True`` keeps active ones only."""
+        wanted = set(value_sets)
+        return [c for c in self.conditions if c.concepts & wanted
+                and (active is None or c.active == active)]
+
+    def procedures_in(self, *value_sets: str, within_days: int | None = None) -> list[ProcedureFact]:
+        """Completed Procedures in any of ``value_sets``, newest first, optionally within a window."""
+        wanted = set(value_sets)
+        out = [p for p in self.procedures if p.concepts & wanted
+               and (within_days is None or (p.date is not None and 0 <= (self.today - p.date).days <= within_days))]
+        return sorted(out, key=lambda p: p.date or date.min, reverse=True)
+
+
+# ---- building -----------------------------------------------------------------------------
+
+def _validate(resource: dict[str, Any], skipped: list[Skipped], *, draft: bool = False) -> dict[str, Any] | None:
+    """Repaired resource if it validates against its R4B model, else None (reported in ``skipped``)."""
+    rtype = str(resource.get("resourceType"))
+    fixed = normalise_resource(resource, draft=draft)
+    try:
+        get_fhir_model_class(rtype).model_validate(fixed)
+    except (ValidationError, ValueError, TypeError, KeyError) as exc:
+        first = str(exc).splitlines()[1:2] or [type(exc).__name__]
+        skipped.append(Skipped(rtype, str(resource.get("id") or ""), f"invalid {rtype}: {first[0].strip()}"))
+        return None
+    return fixed
+
+
+def _flatten(values: Iterable[Any]) -> list[dict[str, Any]]:
+    """Resources from prefetch values: Bundles are unpacked (entries), OperationOutcomes dropped."""
+    out: list[dict[str, Any]] = []
+    for value in values:
+        if not isinstance(value, dict):
+            continue
+        if value.get("resourceType") == "Bundle":
+            for entry in value.get("entry") or []:
+                if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
+                    out.extend(_flatten([entry["resource"]]))
+        elif value.get("resourceType") != "OperationOutcome":
+            out.append(value)
+    return out
+
+
+def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient-view",
+                draft_orders: Iterable[dict[str, Any]] = (), selections: Iterable[str] = (),
+                unavailable: Mapping[str, str] | None = None, vs: ValueSets | None = None) -> Chart:
+    """Build the :class:`Chart` from FHIR resources (Bundles unpacked, de-duplicated by type+id).
+
+    ``draft_orders`` are the hook's own orders; the triggers are the selected ones on
+    ``order-select`` and all of them on ``order-sign`` (RULES.md §1 "Hooks").
+    """
+    vs = vs or default_value_sets()
+    today = today_utc(now)
+    skipped: list[Skipped] = []
+    seen: set[tuple[str, str]] = set()
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    for r in _flatten(resources):
+        rtype = r.get("resourceType")
+        if rtype not in READ_TYPES:
+            continue
+        rid = r.get("id")
+        if isinstance(rid, str):
+            if (rtype, rid) in seen:
+                continue
+            seen.add((rtype, rid))
+        by_type.setdefault(rtype, []).append(r)
+
+    med_index: dict[str, dict[str, Any]] = {}
+    for m in by_type.get("Medication", []):
+        if isinstance(m.get("id"), str):
+            med_index[f"Medication/{m['id']}"] = m
+    drafts_raw = [d for d in draft_orders if isinstance(d, dict)]
+    for d in _flatten(drafts_raw):
+        if d.get("resourceType") == "Medication" and isinstance(d.get("id"), str):
+            med_index[f"Medication/{d['id']}"] = d
+
+    patient_raw = next(iter(by_type.get("Patient", [])), None)
+    patient_res = _validate(patient_raw, skipped) if patient_raw else None
+    patient = clinical.to_patient(patient_res, today)
+
+    # the hook's own draft orders
+    drafts: list[DraftOrder] = []
+    draft_ids: set[str] = set()
+    for raw in drafts_raw:
+        if raw.get("resourceType") != "MedicationRequest":
+            continue
+        res = _validate(raw, skipped, draft=True)
+        if res is None:
+            continue
+        draft_ids.add(str(res.get("id")))
+        drug = medications.classify(res, vs, med_index)
+        if drug is None:
+            continue
+        codings, texts = medications._reason(res)
+        drafts.append(DraftOrder(ref=f"MedicationRequest/{res.get('id', '')}", drug=drug,
+                                 dose_mg=medications.dose_mg_of(res), timing=medications.timing_of(res),
+                                 reason_codings=codings, reason_texts=texts, resource=res))
+    selected = set(selections)
+    triggers = drafts if hook == "order-sign" else [d for d in drafts if d.ref in selected] \
+        if hook == "order-select" else []
+
+    records: list[MedicationRecord] = []
+    for rtype in MEDICATION_TYPES:
+        counting = medications.COUNTING_STATUS[rtype]
+        for raw in by_type.get(rtype, []):
+            if raw.get("status") not in counting:
+                continue
+            if rtype == "MedicationRequest" and str(raw.get("id")) in draft_ids:
+                continue  # the same order as a draft of this hook (re-sign, order-sign 1.1.0)
+            drug = medications.classify(raw, vs, med_index)
+            if drug is None:
+                continue
+            res = _validate(raw, skipped)
+            if res is None:
+                continue
+            rec = medications.to_record(res, drug)
+            if rec.date is not None and rec.date > today:
+                if rtype != "MedicationRequest" or rec.status != "active":
+                    skipped.append(Skipped(rtype, rec.id, "dated in the future"))
+                    continue
+            records.append(rec)
+
+    results: dict[str, list[Lab]] = {}
+    for raw in by_type.get("Observation", []):
+        if raw.get("status") not in labs.COUNTING_OBSERVATION_STATUS:
+            continue
+        concept = labs.observation_concept(raw, vs)
+        if concept is None:
+            continue
+        when = labs.observation_date(raw)
+        if when is None:
+            skipped.append(Skipped("Observation", str(raw.get("id") or ""), "no readable date"))
+            continue
+        if when > today:
+            skipped.append(Skipped("Observation", str(raw.get("id") or ""), "dated in the future"))
+            continue
+        res = _validate(raw, skipped)
+        if res is None:
+            continue
+        results.setdefault(concept[0], []).append(labs.to_lab(res, concept[0], concept[1], when))
+    for lst in results.values():
+        lst.sort(key=lambda l: l.date, reverse=True)
+
+    conditions: list[ConditionFact] = []
+    for raw in by_type.get("Condition", []):
+        fact = clinical.to_condition(raw, vs)
+        if fact is None or _validate(raw, skipped) is None:
+            continue
+        conditions.append(fact)
+    procedures: list[ProcedureFact] = []
+    for raw in by_type.get("Procedure", []):
+        fact = clinical.to_procedure(raw, vs)
+        if fact is None:
+            continue
+        if fact.date is not None and fact.date > today:
+            skipped.append(Skipped("Procedure", fact.id, "dated in the future"))
+            continue
+        if _validate(raw, skipped) is None:
+            continue
+        procedures.append(fact)
+
+    return Chart(now=now, today=today, patient=patient, medications=tuple(records),
+                 drafts=tuple(drafts), triggers=tuple(triggers), results=results,
+                 conditions=tuple(conditions), procedures=tuple(procedures),
+                 skipped=tuple(skipped), unavailable=dict(unavailable or {}))
+
+
+def months_since(d: date, today: date) -> int:
+    """Whole calendar months from ``d`` to ``today`` (for summaries: "8 months ago")."""
+    n = 0
+    while add_months(d, n + 1) <= today:
+        n += 1
+    return n
+
+
+__all__ = ["Chart", "CalciumLimits", "build_chart", "months_since", "DENOSUMAB", "BISPHOSPHONATE",
+           "fhir_date"]

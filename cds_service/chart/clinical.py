@@ -1,0 +1,102 @@
+"""Conditions, procedures and patient facts (RULES.md D2, D6, D7, D8)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any, Mapping
+
+from .dates import age_on, fhir_date
+from .model import ConditionFact, PatientFacts, ProcedureFact
+from .valuesets import ValueSets
+
+_ACTIVE = frozenset({"active", "recurrence", "relapse"})
+_IGNORED_VERIFICATION = frozenset({"refuted", "entered-in-error"})
+_SUSPECTED = frozenset({"provisional", "differential", "unconfirmed"})
+#: ICD-10-CM prefix for atypical femoral fracture (D3 text fallback table).
+_AFF_ICD_PREFIX = "M84.75"
+_ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
+
+
+def _status_code(concept: Any) -> str | None:
+    if not isinstance(concept, dict):
+        return None
+    for c in concept.get("coding") or []:
+        if isinstance(c, dict) and c.get("code"):
+            return str(c["code"])
+    return None
+
+
+def _concept_names(code: Any, vs: ValueSets, resource_type: str) -> tuple[frozenset[str], bool, str]:
+    """Value-set names of a Condition/Procedure code (codes first, then D3 text), by_text, display."""
+    if not isinstance(code, dict):
+        return frozenset(), False, ""
+    codings = [c for c in code.get("coding") or [] if isinstance(c, dict)]
+    names: set[str] = set()
+    for c in codings:
+        for name in vs.names_for(c.get("system"), c.get("code")):
+            concept = next((k for k in vs.sets[name] if k.system == c.get("system") and k.code == c.get("code")), None)
+            if concept is None or concept.resource in (None, resource_type):
+                names.add(name)
+        if c.get("system") == _ICD10 and str(c.get("code", "")).upper().startswith(_AFF_ICD_PREFIX):
+            names.add("atypical-femoral-fracture")
+    texts = [code.get("text")] + [c.get("display") for c in codings]
+    texts = [t for t in texts if isinstance(t, str)]
+    by_text = False
+    if resource_type == "Condition":
+        text_names = vs.text_matches(texts) & {"osteonecrosis-of-jaw", "atypical-femoral-fracture",
+                                               "giant-cell-tumor-of-bone", "hypercalcemia-of-malignancy"}
+        new = text_names - names
+        if new:
+            by_text = not names
+            names |= new
+    if names & {"giant-cell-tumor-of-bone", "hypercalcemia-of-malignancy", "bone-metastases",
+                "multiple-myeloma"}:
+        names.add("oncology-bone-indication")
+    display = (texts[0] if texts else "")[:40]
+    return frozenset(names), by_text, display
+
+
+def to_condition(resource: Mapping[str, Any], vs: ValueSets) -> ConditionFact | None:
+    """A counting Condition in one of our value sets, else None (D2, D6)."""
+    verification = _status_code(resource.get("verificationStatus"))
+    if verification in _IGNORED_VERIFICATION:
+        return None
+    names, by_text, display = _concept_names(resource.get("code"), vs, "Condition")
+    if not names:
+        return None
+    clinical = _status_code(resource.get("clinicalStatus"))
+    abatement_period = resource.get("abatementPeriod")
+    abatement = resource.get("abatementDateTime") or (
+        abatement_period.get("end") if isinstance(abatement_period, dict) else None)
+    has_abatement = any(k.startswith("abatement") for k in resource)
+    active = clinical in _ACTIVE if clinical else not has_abatement
+    onset_period = resource.get("onsetPeriod")
+    onset = resource.get("onsetDateTime") or (
+        onset_period.get("start") if isinstance(onset_period, dict) else None)
+    return ConditionFact(id=str(resource.get("id") or ""), concepts=names, display=display,
+                         active=active, suspected=verification in _SUSPECTED,
+                         onset=fhir_date(onset), recorded=fhir_date(resource.get("recordedDate")),
+                         abated=fhir_date(abatement), by_text=by_text)
+
+
+def to_procedure(resource: Mapping[str, Any], vs: ValueSets) -> ProcedureFact | None:
+    """A completed Procedure in one of our value sets, else None (D2, D7)."""
+    if resource.get("status") != "completed":
+        return None
+    names, _, display = _concept_names(resource.get("code"), vs, "Procedure")
+    if not names:
+        return None
+    period = resource.get("performedPeriod") if isinstance(resource.get("performedPeriod"), dict) else {}
+    when = resource.get("performedDateTime") or period.get("end") or period.get("start")
+    return ProcedureFact(id=str(resource.get("id") or ""), concepts=names, display=display,
+                         date=fhir_date(when))
+
+
+def to_patient(resource: Mapping[str, Any] | None, today: date) -> PatientFacts:
+    """Age on ``today`` and sex; unknown when absent (D1, D8)."""
+    if not resource:
+        return PatientFacts(age=None, sex=None)
+    birth = fhir_date(resource.get("birthDate"))
+    gender = resource.get("gender")
+    return PatientFacts(age=age_on(birth, today) if birth and birth <= today else None,
+                        sex=gender if gender in ("female", "male") else None, birth_date=birth)

@@ -1,0 +1,203 @@
+"""Laboratory results: reading Observations, the calcium to judge, the eGFR to use (RULES.md D5).
+
+Evidence: RULES.md D5 and §8 items 1, 2, 18; Payne albumin correction; eGFR code preference
+(CKD-EPI 2021 first, race-split pairs take the lower value).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any, Iterable, Mapping
+
+from .dates import fhir_date
+from .model import Lab
+from .units import convert, normalise_unit, round_half_up
+from .valuesets import OBSERVATION_SETS, ValueSets
+
+COUNTING_OBSERVATION_STATUS = frozenset({"final", "amended", "corrected", "preliminary"})
+
+_COMPARATOR_STRING = re.compile(r"^\s*(<=|>=|<|>)?\s*(\d+(?:\.\d+)?)\s*$")
+
+#: eGFR codes in order of preference on one date (D5).
+EGFR_PREFERENCE: tuple[str, ...] = ("98979-8", "98980-6", "62238-1", "77147-7", "33914-3",
+                                    "69405-9", "94677-2", "50210-4", "76633-7")
+EGFR_RACE_SPLIT: frozenset[str] = frozenset({"88293-6", "88294-4", "48642-3", "48643-1",
+                                            "50044-7", "70969-1"})
+EGFR_SCHWARTZ = "50384-7"
+
+
+def observation_date(resource: Mapping[str, Any]) -> date | None:
+    period = resource.get("effectivePeriod") or {}
+    return fhir_date(resource.get("effectiveDateTime") or resource.get("effectiveInstant")
+                     or (period.get("start") if isinstance(period, dict) else None)
+                     or resource.get("issued"))
+
+
+def observation_concept(resource: Mapping[str, Any], vs: ValueSets) -> tuple[str, str] | None:
+    """(value-set name, LOINC code) of an Observation in one of the lab/pregnancy sets."""
+    code = resource.get("code")
+    codings = code.get("coding") if isinstance(code, dict) else None
+    for c in codings or []:
+        if not isinstance(c, dict):
+            continue
+        for name in vs.names_for(c.get("system"), c.get("code")):
+            if name in OBSERVATION_SETS:
+                return name, str(c.get("code"))
+    return None
+
+
+def to_lab(resource: Mapping[str, Any], concept: str, code: str, when: date) -> Lab:
+    """A :class:`Lab` from a validated Observation; the value converted per D5, or None."""
+    measured: Decimal | None = None
+    unit: str | None = None
+    comparator: str | None = None
+    q = resource.get("valueQuantity")
+    if isinstance(q, dict) and q.get("value") is not None:
+        try:
+            measured = Decimal(str(q["value"]))
+        except (InvalidOperation, ValueError):
+            measured = None
+        unit = q.get("code") if q.get("system") == "http://unitsofmeasure.org" and q.get("code") else q.get("unit") or q.get("code")
+        comparator = q.get("comparator")
+    elif isinstance(resource.get("valueString"), str):
+        m = _COMPARATOR_STRING.match(resource["valueString"])
+        if m:
+            comparator, measured = m.group(1), Decimal(m.group(2))
+            unit = None
+    value = convert(concept, measured, unit) if measured is not None else None
+    if value is None and measured is not None and unit is None and concept == "egfr":
+        value = round_half_up(measured, 0)  # eGFR ">60" as a string: the unit is implied
+    codings = ()
+    vcc = resource.get("valueCodeableConcept")
+    if isinstance(vcc, dict):
+        codings = tuple((str(c.get("system")), str(c.get("code")))
+                        for c in vcc.get("coding") or [] if isinstance(c, dict))
+    interp = tuple((str(c.get("system")), str(c.get("code")))
+                   for i in resource.get("interpretation") or [] if isinstance(i, dict)
+                   for c in i.get("coding") or [] if isinstance(c, dict))
+    rr = None
+    ranges = resource.get("referenceRange") or []
+    if ranges and isinstance(ranges[0], dict):
+        low, high = ranges[0].get("low") or {}, ranges[0].get("high") or {}
+        if ranges[0].get("text"):
+            rr = str(ranges[0]["text"])
+        elif low.get("value") is not None or high.get("value") is not None:
+            rr = f"{low.get('value', '')}–{high.get('value', '')} {low.get('unit') or high.get('unit') or ''}".strip()
+    return Lab(concept=concept, code=code, date=when, status=str(resource.get("status")),
+               value=value, unit=normalise_unit(unit) if unit else None, measured=measured,
+               measured_unit=unit, comparator=comparator, codings=codings,
+               interpretation=interp, reference_range=rr, id=str(resource.get("id") or ""))
+
+
+@dataclass(frozen=True)
+class CalciumJudgement:
+    """The calcium value a hypocalcemia rule judges (D5 "Calcium to judge").
+
+    ``kind`` is ``ionized``, ``lab-corrected``, ``albumin-corrected`` or ``measured``.
+    ``value`` is mg/dL for total/corrected, mmol/L for ionized.
+    """
+
+    kind: str
+    value: Decimal
+    unit: str
+    lab: Lab
+    albumin: Lab | None
+    low: bool
+    severe: bool
+
+    @property
+    def date(self) -> date:
+        return self.lab.date
+
+    def describe(self) -> str:
+        """Human text: measured value and unit, the value used, whether corrected."""
+        measured = self.lab.describe()
+        if self.kind == "ionized":
+            return f"ionized calcium {self.value:f} mmol/L (measured {measured})"
+        if self.kind == "albumin-corrected" and self.albumin is not None:
+            return (f"albumin-corrected calcium {self.value:f} mg/dL (measured {measured}, "
+                    f"albumin {self.albumin.value:f} g/dL on {self.albumin.date.isoformat()})")
+        if self.kind == "lab-corrected":
+            return f"corrected calcium {self.value:f} mg/dL (lab-reported, {measured})"
+        return f"calcium {self.value:f} mg/dL (measured {measured})"
+
+
+def judge_calcium(labs: Mapping[str, list[Lab]], today: date, window_days: int,
+                  low_mg_dl: Decimal, severe_mg_dl: Decimal, ionized_low: Decimal,
+                  ionized_severe: Decimal, albumin_reference: Decimal,
+                  albumin_pairing_days: int) -> CalciumJudgement | None:
+    """Judge calcium per D5 steps 1–4 from usable results within ``window_days``; None if none."""
+    def in_window(concept: str) -> list[Lab]:
+        return [l for l in labs.get(concept, []) if l.usable and 0 <= (today - l.date).days <= window_days]
+
+    totals = in_window("calcium-serum")
+    corrected = in_window("calcium-corrected")
+    ionized = in_window("calcium-ionized")
+    latest_total = totals[0] if totals else None
+    latest_total_like = max([l for l in (latest_total, corrected[0] if corrected else None) if l],
+                            key=lambda l: l.date, default=None)
+    if ionized and (latest_total_like is None or ionized[0].date >= latest_total_like.date):
+        lab = ionized[0]
+        v = lab.value
+        assert v is not None
+        return CalciumJudgement("ionized", v, "mmol/L", lab, None,
+                                low=_below(lab, ionized_low), severe=_below(lab, ionized_severe))
+    if corrected and (latest_total is None or corrected[0].date >= latest_total.date):
+        lab = corrected[0]
+        assert lab.value is not None
+        return CalciumJudgement("lab-corrected", lab.value, "mg/dL", lab, None,
+                                low=_below(lab, low_mg_dl), severe=_below(lab, severe_mg_dl))
+    if latest_total is None:
+        return None
+    lab = latest_total
+    assert lab.value is not None
+    albumin = next((a for a in labs.get("albumin", [])
+                    if a.usable and abs((a.date - lab.date).days) <= albumin_pairing_days), None)
+    if albumin is not None and albumin.value is not None and albumin.value < albumin_reference \
+            and lab.comparator is None:
+        value = round_half_up(lab.value + Decimal("0.8") * (albumin_reference - albumin.value), 1)
+        return CalciumJudgement("albumin-corrected", value, "mg/dL", lab, albumin,
+                                low=value < low_mg_dl, severe=value < severe_mg_dl)
+    return CalciumJudgement("measured", lab.value, "mg/dL", lab, None,
+                            low=_below(lab, low_mg_dl), severe=_below(lab, severe_mg_dl))
+
+
+def _below(lab: Lab, limit: Decimal) -> bool:
+    """Strictly below ``limit``, honouring a comparator (D5 "Comparators")."""
+    v = lab.value
+    if v is None:
+        return False
+    if lab.comparator in (">", ">="):
+        return False  # a lower bound never proves "below"
+    if lab.comparator == "<":
+        return v <= limit  # "<15" is below 15
+    return v < limit
+
+
+def below(lab: Lab, limit: Decimal | int) -> bool:
+    """Public form of the comparator-aware "strictly below" test (eGFR, vitamin D…)."""
+    return _below(lab, Decimal(limit))
+
+
+def select_egfr(results: Iterable[Lab], pediatric: bool) -> Lab | None:
+    """The eGFR to use among usable results (newest first in ``results``), by date then code (D5)."""
+    usable = [l for l in results if l.usable]
+    if not usable:
+        return None
+    newest = max(l.date for l in usable)
+    same_day = [l for l in usable if l.date == newest]
+    if pediatric:
+        schwartz = [l for l in same_day if l.code == EGFR_SCHWARTZ]
+        if schwartz:
+            return schwartz[0]
+    for code in EGFR_PREFERENCE:
+        for l in same_day:
+            if l.code == code:
+                return l
+    split = [l for l in same_day if l.code in EGFR_RACE_SPLIT]
+    if split:
+        return min(split, key=lambda l: l.value or Decimal(0))
+    return same_day[0]

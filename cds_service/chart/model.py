@@ -1,0 +1,205 @@
+"""The clinical facts a :class:`~cds_service.chart.chart.Chart` holds (RULES.md D2–D8).
+
+Plain frozen dataclasses: rules read these, never raw FHIR JSON (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+#: Drug classes of RULES.md D3.
+DENOSUMAB = "denosumab"
+BISPHOSPHONATE = "bisphosphonate"
+CALCIMIMETIC = "calcimimetic"
+SUPPLEMENT = "supplement"
+
+
+@dataclass(frozen=True)
+class Drug:
+    """What a medication record is, per D3.
+
+    ``agent``: denosumab, alendronate, risedronate, ibandronate, zoledronic-acid, pamidronate,
+    etidronate, calcimimetic, calcium, vitamin-d. ``regimen``: ``60mg``/``120mg`` for denosumab,
+    ``5mg``/``4mg`` for zoledronic acid, else None (unknown). ``route``: ``iv``, ``oral``,
+    ``sc`` or None.
+    """
+
+    drug_class: str
+    agent: str
+    name: str
+    regimen: str | None = None
+    route: str | None = None
+    by_text: bool = False
+    calcium: bool = False
+    vitamin_d: bool = False
+
+    @property
+    def is_iv_bisphosphonate(self) -> bool:
+        return self.drug_class == BISPHOSPHONATE and self.route == "iv"
+
+    @property
+    def is_oral_bisphosphonate(self) -> bool:
+        return self.drug_class == BISPHOSPHONATE and self.route == "oral"
+
+
+@dataclass(frozen=True)
+class Timing:
+    """``timing.repeat`` of a dosage, reduced to a period in days (approximate, for schedules)."""
+
+    period: Decimal
+    unit: str
+
+    @property
+    def days(self) -> float:
+        per = {"s": 1 / 86400, "min": 1 / 1440, "h": 1 / 24, "d": 1, "wk": 7, "mo": 30.44, "a": 365.25}
+        return float(self.period) * per.get(self.unit, 1)
+
+    def describe(self) -> str:
+        names = {"d": "day", "wk": "week", "mo": "month", "a": "year", "h": "hour"}
+        n = self.period.normalize()
+        unit = names.get(self.unit, self.unit)
+        return f"{unit}" if n == 1 else f"{n} {unit}s"
+
+
+@dataclass(frozen=True)
+class MedicationRecord:
+    """One MedicationRequest/Administration/Dispense/Statement about a classified drug (D2, D4)."""
+
+    resource_type: str
+    id: str
+    status: str
+    drug: Drug
+    date: date | None            # dose/evidence date per D4 (authoredOn for requests)
+    end: date | None = None      # statement period end / dispense supply end
+    dose_mg: Decimal | None = None
+    timing: Timing | None = None
+    days_supply: int | None = None
+    discontinued: bool = False   # statusReason/note of discontinuation
+    reason_codings: tuple[tuple[str, str], ...] = ()
+    reason_texts: tuple[str, ...] = ()
+
+    @property
+    def ref(self) -> str:
+        return f"{self.resource_type}/{self.id}"
+
+
+@dataclass(frozen=True)
+class DoseEvent:
+    """A dose given (or taken as given) on ``date`` (D4), after de-duplication."""
+
+    date: date
+    drug: Drug
+    source: str          # resource type that gave the date
+    confidence: int      # 4 administration, 3 dispense, 2 statement, 1 completed request
+    record: MedicationRecord
+
+    @property
+    def low_confidence(self) -> bool:
+        return self.confidence == 1
+
+
+@dataclass(frozen=True)
+class DraftOrder:
+    """A draft MedicationRequest of the hook's context, classified (D3)."""
+
+    ref: str                     # "MedicationRequest/id" as named in selections
+    drug: Drug
+    dose_mg: Decimal | None
+    timing: Timing | None
+    reason_codings: tuple[tuple[str, str], ...]
+    reason_texts: tuple[str, ...]
+    resource: dict[str, Any] = field(repr=False, compare=False, hash=False, default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        dose = f" {self.dose_mg.normalize()} mg" if self.dose_mg is not None else ""
+        return f"{self.drug.name}{dose}"
+
+
+@dataclass(frozen=True)
+class Lab:
+    """One usable-or-not laboratory result (D5).
+
+    ``value`` is in the concept's canonical unit, rounded per D5, or None when the unit was
+    not recognised (then ``usable`` is False). ``comparator`` is ``<``, ``<=``, ``>``, ``>=``
+    or None.
+    """
+
+    concept: str
+    code: str
+    date: date
+    status: str
+    value: Decimal | None
+    unit: str | None
+    measured: Decimal | None
+    measured_unit: str | None
+    comparator: str | None = None
+    codings: tuple[tuple[str, str], ...] = ()          # valueCodeableConcept codings
+    interpretation: tuple[tuple[str, str], ...] = ()
+    reference_range: str | None = None
+    id: str = ""
+
+    @property
+    def usable(self) -> bool:
+        return self.value is not None
+
+    def describe(self) -> str:
+        if self.measured is None:
+            return "result"
+        comp = self.comparator or ""
+        return f"{comp}{self.measured.normalize():f} {self.measured_unit or ''}".strip()
+
+
+@dataclass(frozen=True)
+class ConditionFact:
+    """A counting Condition (D2, D6)."""
+
+    id: str
+    concepts: frozenset[str]
+    display: str
+    active: bool
+    suspected: bool
+    onset: date | None
+    recorded: date | None
+    abated: date | None
+    by_text: bool = False
+    codes: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def date(self) -> date | None:
+        return self.onset or self.recorded
+
+    @property
+    def status_text(self) -> str:
+        return ("active" if self.active else "resolved") + (" (suspected)" if self.suspected else "")
+
+
+@dataclass(frozen=True)
+class ProcedureFact:
+    """A completed Procedure (D2, D7)."""
+
+    id: str
+    concepts: frozenset[str]
+    display: str
+    date: date | None
+
+
+@dataclass(frozen=True)
+class PatientFacts:
+    """Patient facts (D1, D8): age is unknown (None) without a birth date."""
+
+    age: int | None
+    sex: str | None           # "female", "male" or None (unknown)
+    birth_date: date | None = None
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A resource the chart could not use, and why (never a 500: reported, then ignored)."""
+
+    resource_type: str
+    id: str
+    reason: str

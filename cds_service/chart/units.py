@@ -1,0 +1,79 @@
+"""Laboratory units, conversions and rounding (RULES.md D5, §8 item 18).
+
+Values are converted to the rule's unit, then rounded half-up at the stated precision before
+any comparison (2.12 mmol/L × 4.008 = 8.497 → 8.5 mg/dL, which is not below 8.5).
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+
+#: Canonical unit and rounding (decimal places) per lab concept (value-set name).
+CANONICAL: dict[str, tuple[str, int]] = {
+    "calcium-serum": ("mg/dL", 1),
+    "calcium-corrected": ("mg/dL", 1),
+    "calcium-ionized": ("mmol/L", 2),
+    "albumin": ("g/dL", 1),
+    "vitamin-d-25oh": ("ng/mL", 1),
+    "creatinine": ("mg/dL", 2),
+    "magnesium": ("mg/dL", 1),
+    "phosphate": ("mg/dL", 1),
+    "egfr": ("mL/min/{1.73_m2}", 0),
+    "pth-intact": ("pg/mL", 1),
+    "pregnancy-test": ("m[IU]/mL", 1),
+}
+
+#: Spellings seen in the wild → UCUM code (D5 "Value forms").
+_SPELLINGS: dict[str, str] = {
+    "mg/dl": "mg/dL", "mmol/l": "mmol/L", "meq/l": "meq/L", "g/dl": "g/dL", "g/l": "g/L",
+    "ng/ml": "ng/mL", "ug/l": "ng/mL", "µg/l": "ng/mL", "nmol/l": "nmol/L", "umol/l": "umol/L",
+    "µmol/l": "umol/L", "μmol/l": "umol/L", "pg/ml": "pg/mL", "ng/l": "pg/mL", "pmol/l": "pmol/L",
+    "ml/min/1.73m2": "mL/min/{1.73_m2}", "ml/min/{1.73_m2}": "mL/min/{1.73_m2}",
+    "ml/min/1.73 m2": "mL/min/{1.73_m2}", "ml/min/1.73 m²": "mL/min/{1.73_m2}",
+    "ml/min/1.73m²": "mL/min/{1.73_m2}", "ml/min/1.73_m2": "mL/min/{1.73_m2}",
+    "ml/min/{1.73m2}": "mL/min/{1.73_m2}", "ml/min per 1.73 m2": "mL/min/{1.73_m2}",
+    "ml/min/1.73sqm": "mL/min/{1.73_m2}", "ml/min/1.73 sq m": "mL/min/{1.73_m2}",
+    "m[iu]/ml": "m[IU]/mL", "miu/ml": "m[IU]/mL", "[iu]/l": "m[IU]/mL", "iu/l": "m[IU]/mL",
+    "mg": "mg", "ml": "mL",
+}
+
+#: Multipliers from a normalised unit to the canonical unit, per concept.
+_FACTORS: dict[str, dict[str, Decimal]] = {
+    "calcium-serum": {"mg/dL": Decimal(1), "mmol/L": Decimal("4.008"), "meq/L": Decimal("2.004")},
+    "calcium-ionized": {"mmol/L": Decimal(1), "mg/dL": Decimal(1) / Decimal("4.008"),
+                        "meq/L": Decimal("0.5")},
+    "albumin": {"g/dL": Decimal(1), "g/L": Decimal("0.1")},
+    "vitamin-d-25oh": {"ng/mL": Decimal(1), "nmol/L": Decimal(1) / Decimal("2.496")},
+    "creatinine": {"mg/dL": Decimal(1), "umol/L": Decimal(1) / Decimal("88.42")},
+    "magnesium": {"mg/dL": Decimal(1), "mmol/L": Decimal("2.431"), "meq/L": Decimal("1.2155")},
+    "phosphate": {"mg/dL": Decimal(1), "mmol/L": Decimal("3.097")},
+    "egfr": {"mL/min/{1.73_m2}": Decimal(1)},
+    "pth-intact": {"pg/mL": Decimal(1), "pmol/L": Decimal("9.43")},
+    "pregnancy-test": {"m[IU]/mL": Decimal(1)},
+}
+_FACTORS["calcium-corrected"] = _FACTORS["calcium-serum"]
+
+
+def normalise_unit(unit: str | None) -> str | None:
+    """UCUM code for a unit string, or None when the unit is not recognised."""
+    if not unit:
+        return None
+    key = unit.strip().lower()
+    return _SPELLINGS.get(key) or (_SPELLINGS.get(key.replace(" ", "")))
+
+
+def round_half_up(value: Decimal, places: int) -> Decimal:
+    """Half-up rounding at ``places`` decimals (D5: ``Rounding is half-up``)."""
+    return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+
+
+def convert(concept: str, value: Decimal, unit: str | None) -> Decimal | None:
+    """``value`` in ``unit`` converted to the concept's canonical unit and rounded, or None.
+
+    None means "unit not recognised for this analyte": the value is not used (D5).
+    """
+    factors = _FACTORS.get(concept)
+    norm = normalise_unit(unit)
+    if factors is None or norm is None or norm not in factors:
+        return None
+    return round_half_up(value * factors[norm], CANONICAL[concept][1])

@@ -1,0 +1,128 @@
+"""``bone-cds``: ``serve`` (gunicorn), ``evaluate`` (one request offline), ``feedback-report``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+from .config import ConfigError, Settings
+from .errors import ApiError
+
+
+def _now(value: str | None) -> datetime:
+    if not value:
+        return datetime.now(timezone.utc)
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise SystemExit(f"bone-cds: --now must be an ISO date or date-time, got {value!r}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(hour=parsed.hour or 12, tzinfo=timezone.utc)
+    return parsed
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the app under gunicorn (production WSGI server) with ``create_app`` as the factory."""
+    from gunicorn.app.base import BaseApplication
+
+    from .app import create_app
+
+    settings = Settings.from_env()
+    app = create_app(settings)
+
+    class _Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{args.host}:{args.port}")
+            self.cfg.set("workers", args.workers)
+            self.cfg.set("threads", args.threads)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("timeout", 30)
+            self.cfg.set("graceful_timeout", 10)
+            self.cfg.set("accesslog", None)
+            self.cfg.set("errorlog", "-")
+
+        def load(self):  # noqa: ANN201
+            return app
+
+    print(f"bone-cds {args.host}:{args.port}: discovery at http://{args.host}:{args.port}/cds-services",
+          file=sys.stderr)
+    _Server().run()
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Run one hook request file offline and print the response JSON (no server, no network
+    unless the file names an allowed fhirServer)."""
+    from hooks.services import services
+
+    from .pipeline import run_hook
+
+    try:
+        body = json.loads(Path(args.request).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        print(f"bone-cds: cannot read {args.request}: {exc}", file=sys.stderr)
+        return 2
+    hook = body.get("hook") if isinstance(body, dict) else None
+    service = next((s for s in services() if s.hook == hook), None)
+    if args.service:
+        service = next((s for s in services() if s.id == args.service), None)
+    if service is None:
+        print(f"bone-cds: no service for hook {hook!r}", file=sys.stderr)
+        return 2
+    try:
+        response = run_hook(service, body, now=_now(args.now), settings=Settings.from_env())
+    except ApiError as exc:
+        print(json.dumps({"status": exc.status, **exc.body()}, indent=2))
+        return 1
+    print(json.dumps(response, indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_feedback_report(args: argparse.Namespace) -> int:
+    """Per rule: cards shown, accepted, overridden, top override reasons."""
+    from .feedback import FeedbackStore
+
+    settings = Settings.from_env()
+    rows = FeedbackStore(settings.feedback_path).report(args.since)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'rule':34} {'shown':>6} {'accepted':>9} {'overridden':>11}  top override reasons")
+    for r in rows:
+        reasons = ", ".join(f"{x['code']} ({x['count']})" for x in r["top_override_reasons"])
+        print(f"{r['rule']:34} {r['shown']:>6} {r['accepted']:>9} {r['overridden']:>11}  {reasons}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bone-cds", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the CDS Hooks service (gunicorn)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--workers", type=int, default=2)
+    serve.add_argument("--threads", type=int, default=4)
+    serve.set_defaults(func=cmd_serve)
+    ev = sub.add_parser("evaluate", help="run one hook request offline and print the response")
+    ev.add_argument("request", help="a CDS Hooks request JSON file")
+    ev.add_argument("--now", help="evaluation date or date-time (ISO 8601), default: now (UTC)")
+    ev.add_argument("--service", help="service id (default: the service of the request's hook)")
+    ev.set_defaults(func=cmd_evaluate)
+    fr = sub.add_parser("feedback-report", help="feedback per rule (alert-fatigue review)")
+    fr.add_argument("--since", help="only feedback received on or after this ISO date")
+    fr.add_argument("--json", action="store_true")
+    fr.set_defaults(func=cmd_feedback_report)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"bone-cds: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

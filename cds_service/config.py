@@ -1,0 +1,118 @@
+"""Configuration from environment variables (each documented in README.md).
+
+Everything is read and checked once at start-up: an invalid value stops the service with a
+message naming the variable (:class:`ConfigError`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from cards.thresholds import DEFAULT_THRESHOLDS, ThresholdError, Thresholds
+
+from .chart.valuesets import DEFAULT_PATH, ValueSetError, load_value_sets
+from .prefetch import FetchSettings
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the variable."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _json_or_file(name: str, raw: str) -> Any:
+    text = raw
+    if not raw.lstrip().startswith("{"):
+        try:
+            text = Path(raw).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{name}: not JSON and not a readable file: {exc}") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: invalid JSON: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The service's configuration (see README "Configuration")."""
+
+    data_dir: Path = Path("data")
+    feedback_db: str = ""
+    feedback_enabled: bool = True
+    cors_origins: tuple[str, ...] = ("*",)
+    max_body_bytes: int = 10 * 1024 * 1024
+    value_sets_path: Path = DEFAULT_PATH
+    fetch: FetchSettings = field(default_factory=FetchSettings)
+    thresholds: Thresholds = DEFAULT_THRESHOLDS
+    auth: Any = None  # cds_service.auth.AuthSettings
+    log_level: str = "INFO"
+
+    @property
+    def feedback_path(self) -> str:
+        return self.feedback_db or str(self.data_dir / "feedback.sqlite3")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Settings from ``env`` (default ``os.environ``), then keyword overrides (tests)."""
+        env = os.environ if env is None else env
+        try:
+            fetch = FetchSettings.from_env(env)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        thresholds = DEFAULT_THRESHOLDS
+        if env.get("BONE_CDS_THRESHOLDS"):
+            try:
+                thresholds = Thresholds.from_mapping(_json_or_file("BONE_CDS_THRESHOLDS", env["BONE_CDS_THRESHOLDS"]))
+            except ThresholdError as exc:
+                raise ConfigError(f"BONE_CDS_THRESHOLDS: {exc}") from None
+        value_sets = Path(env.get("BONE_CDS_VALUE_SETS") or DEFAULT_PATH)
+        try:
+            load_value_sets(value_sets)
+        except ValueSetError as exc:
+            raise ConfigError(f"BONE_CDS_VALUE_SETS: {exc}") from None
+        auth = None
+        try:
+            from .auth import AuthSettings, ConfigError as AuthConfigError
+        except ImportError:  # pragma: no cover - auth module always ships
+            AuthSettings = None  # type: ignore[assignment]
+        if AuthSettings is not None:
+            try:
+                auth = AuthSettings.from_env(env)
+            except AuthConfigError as exc:
+                raise ConfigError(str(exc)) from None
+        origins = tuple(o.strip() for o in (env.get("BONE_CDS_CORS_ORIGINS") or "*").split(",") if o.strip())
+        feedback = (env.get("BONE_CDS_FEEDBACK", "on") or "on").lower()
+        if feedback not in ("on", "off"):
+            raise ConfigError(f"BONE_CDS_FEEDBACK must be 'on' or 'off', got {feedback!r}")
+        level = (env.get("BONE_CDS_LOG_LEVEL") or "INFO").upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError(f"BONE_CDS_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
+        settings = cls(
+            data_dir=Path(env.get("BONE_CDS_DATA_DIR") or "data"),
+            feedback_db=env.get("BONE_CDS_FEEDBACK_DB") or "",
+            feedback_enabled=feedback == "on",
+            cors_origins=origins or ("*",),
+            max_body_bytes=_int(env, "BONE_CDS_MAX_BODY_BYTES", 10 * 1024 * 1024, minimum=1024),
+            value_sets_path=value_sets, fetch=fetch, thresholds=thresholds, auth=auth,
+            log_level=level,
+        )
+        if overrides:
+            from dataclasses import replace
+            settings = replace(settings, **overrides)
+        return settings
