@@ -63,6 +63,10 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         response.headers["Access-Control-Allow-Methods"] = CORS_ALLOW_METHODS
         response.headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
         response.headers["Access-Control-Max-Age"] = "600"
+        if request.headers.get("Access-Control-Request-Private-Network") == "true":
+            # Chrome's Private Network Access: the sandbox page (public) calling a service on
+            # localhost sends this on the preflight and needs the matching answer.
+            response.headers["Access-Control-Allow-Private-Network"] = "true"
         return response
 
     app.register_blueprint(bp)

@@ -73,8 +73,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if service is None:
         print(f"bone-cds: no service for hook {hook!r}", file=sys.stderr)
         return 2
+    now_text = args.now
+    scenario = body.get("extension", {}).get("org.bone-safety-cds.scenario", {}) \
+        if isinstance(body.get("extension"), dict) else {}
+    if not now_text and isinstance(scenario, dict) and isinstance(scenario.get("now"), str):
+        now_text = scenario["now"]
+        print(f"bone-cds: evaluating at the fixture's date {now_text} (--now to change)", file=sys.stderr)
     try:
-        response = run_hook(service, body, now=_now(args.now), settings=Settings.from_env())
+        response = run_hook(service, body, now=_now(now_text), settings=Settings.from_env())
     except ApiError as exc:
         print(json.dumps({"status": exc.status, **exc.body()}, indent=2))
         return 1
