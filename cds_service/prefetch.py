@@ -33,6 +33,11 @@ from requests.adapters import HTTPAdapter
 from .request import HookRequest
 
 log = logging.getLogger(__name__)
+# REQ-6: urllib3 logs every request line (``GET /fhir/Observation?patient=<id>``) at DEBUG. Keep
+# that out of any log unless an operator set urllib3's level on purpose.
+_urllib3_log = logging.getLogger("urllib3.connectionpool")
+if _urllib3_log.level == logging.NOTSET:
+    _urllib3_log.setLevel(logging.INFO)
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _TOKEN = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
@@ -75,7 +80,8 @@ class FetchSettings:
                                      f"(value {raw!r})")
                 servers.append(base)
             kwargs["allowed_servers"] = tuple(dict.fromkeys(servers))
-        for name, attr in (("BONE_CDS_FHIR_READ_TIMEOUT", "read_timeout"), ("BONE_CDS_FHIR_DEADLINE", "deadline")):
+        for name, attr in (("BONE_CDS_FHIR_READ_TIMEOUT", "read_timeout"),
+                           ("BONE_CDS_FHIR_DEADLINE", "deadline")):
             value = (env.get(name) or "").strip()
             if value:
                 try:
@@ -227,27 +233,45 @@ def _resource_type(template: str, rendered: str | None) -> str:
 # --------------------------------------------------------------------------- FHIR content
 
 
+def _as_list(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
 def _is_outcome(res: Any) -> bool:
     return isinstance(res, dict) and res.get("resourceType") == "OperationOutcome"
 
 
+def _is_error(outcome: dict) -> bool:
+    """An OperationOutcome reporting a failure: any issue that is not a warning or information
+    (a missing severity counts as an error)."""
+    issues = [i for i in _as_list(outcome.get("issue")) if isinstance(i, dict)]
+    return not issues or any(i.get("severity") not in ("warning", "information") for i in issues)
+
+
 def _flatten(value: dict) -> list[dict] | None:
     """The resources of a prefetch value or response body; ``None`` when it reports a failure
-    (an OperationOutcome, or a Bundle whose only entries are OperationOutcomes, PF-5).
-    OperationOutcome entries beside real ones (``search.mode = outcome`` warnings) are dropped."""
-    if _is_outcome(value):
-        return None
+    (PF-5): an OperationOutcome in place of the resource, a Bundle whose only entries are
+    OperationOutcomes of which one is an error, or something that is no FHIR resource at all.
+    OperationOutcome entries otherwise (a server's ``search.mode = outcome`` warnings, e.g.
+    "unknown parameter ignored") are not data: dropped."""
+    if _is_outcome(value) or not isinstance(value.get("resourceType"), str):
+        return None   # an OperationOutcome, or not a FHIR resource at all
     if value.get("resourceType") != "Bundle":
         return [value]
-    entries = value.get("entry") or []
-    resources = [e["resource"] for e in entries if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
-    if resources and all(_is_outcome(r) for r in resources):
+    entries = value.get("entry")
+    if entries is not None and not isinstance(entries, list):
+        return None   # a malformed Bundle is no answer
+    resources = [e["resource"] for e in entries or []
+                 if isinstance(e, dict) and isinstance(e.get("resource"), dict)
+                 and isinstance(e["resource"].get("resourceType"), str)]
+    outcomes = [r for r in resources if _is_outcome(r)]
+    if outcomes and len(outcomes) == len(resources) and any(_is_error(o) for o in outcomes):
         return None
     return [r for r in resources if not _is_outcome(r)]
 
 
 def _next_link(bundle: dict) -> str | None:
-    for link in bundle.get("link") or []:
+    for link in _as_list(bundle.get("link")):
         if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
             return link["url"]
     return None
@@ -313,6 +337,8 @@ def _read(session: requests.Session, url: str, headers: Mapping[str, str], timeo
         raise _Unavailable("invalid-json") from None
     if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
         raise _Unavailable("invalid-json")
+    if body["resourceType"] == "Bundle" and not isinstance(body.get("entry") or [], list):
+        raise _Unavailable("invalid-json")
     return body
 
 
@@ -341,7 +367,8 @@ def _fetch(key: str, resource_type: str, path: str, base: str, headers: Mapping[
             if url is not None:
                 url = urljoin(base + "/", url)
                 if not _on_base(url, base):
-                    log.warning("prefetch key %s: next link leaves the FHIR server %s; not followed", key, host)
+                    log.warning("prefetch key %s: next link leaves the FHIR server %s; not followed",
+                                key, host)
                     url = None
                 elif pages >= settings.max_pages:
                     log.warning("prefetch key %s: stopped after %d pages (max_pages); data may be incomplete",
@@ -403,7 +430,8 @@ def gather(templates: Mapping[str, str], request: HookRequest, settings: FetchSe
 
 
 def _fetch_all(pending: Mapping[str, tuple[str, str]], base: str, request: HookRequest,
-               settings: FetchSettings, session: requests.Session | None, stop_at: float) -> dict[str, KeyResult]:
+               settings: FetchSettings, session: requests.Session | None,
+               stop_at: float) -> dict[str, KeyResult]:
     """Run the reads in parallel; a key not done by the deadline is unavailable ("deadline")."""
     headers = {"Accept": "application/fhir+json"}
     if request.fhir_authorization is not None:

@@ -46,7 +46,9 @@ def prefetch_templates(vs: ValueSets) -> dict[str, str]:
         "medicationAdministrations": f"MedicationAdministration?patient={pid}&_count={PAGE_SIZE}",
         "medicationStatements": f"MedicationStatement?patient={pid}&_count={PAGE_SIZE}",
         "medicationDispenses": f"MedicationDispense?patient={pid}&_count={PAGE_SIZE}",
-        "observations": f"Observation?patient={pid}&code={codes}&_count={PAGE_SIZE}",
+        # newest first: if a server's paging cuts the history short (max pages), the results
+        # lost are the oldest, not the latest calcium (measured on sekmet-fhir, see README)
+        "observations": f"Observation?patient={pid}&code={codes}&_sort=-date&_count={PAGE_SIZE}",
         "conditions": f"Condition?patient={pid}&_count={PAGE_SIZE}",
         "procedures": f"Procedure?patient={pid}&_count={PAGE_SIZE}",
     }

@@ -70,14 +70,14 @@ def ensure_venv(venv: Path | None = None, python: str = sys.executable) -> Path:
     sekmet = _bin(venv, "sekmet")
     vpy = _bin(venv, "python")
     if sekmet.exists() and vpy.exists():
-        check = subprocess.run([str(vpy), "-c", "import importlib.metadata as m; print(m.version('sekmet-fhir'))"],
-                               capture_output=True, text=True)
+        probe = "import importlib.metadata as m; print(m.version('sekmet-fhir'))"
+        check = subprocess.run([str(vpy), "-c", probe], capture_output=True, text=True)
         if check.returncode == 0 and check.stdout.strip() == SEKMET_VERSION:
             return sekmet
     venv.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run([python, "-m", "venv", "--clear", str(venv)], check=True)
-    subprocess.run([str(vpy), "-m", "pip", "install", "--disable-pip-version-check", "-q", SEKMET_REQUIREMENT],
-                   check=True)
+    subprocess.run([str(vpy), "-m", "pip", "install", "--disable-pip-version-check", "-q",
+                    SEKMET_REQUIREMENT], check=True)
     if not sekmet.exists():
         raise RuntimeError(f"{SEKMET_REQUIREMENT} installed in {venv} but no 'sekmet' console script")
     return sekmet
@@ -110,7 +110,8 @@ class SekmetServer:
         if scope:
             form["scope"] = scope
         basic = base64.b64encode(f"{client_id}:{self.secrets[client_id]}".encode()).decode()
-        req = urllib.request.Request(self.token_url, data=urllib.parse.urlencode(form).encode(), method="POST",
+        req = urllib.request.Request(self.token_url, data=urllib.parse.urlencode(form).encode(),
+                                     method="POST",
                                      headers={"Authorization": f"Basic {basic}",
                                               "Content-Type": "application/x-www-form-urlencoded"})
         with urllib.request.urlopen(req, timeout=10) as resp:
@@ -153,8 +154,10 @@ def write_settings(workdir: Path, port: int, client_secrets: dict[str, str]) -> 
             "token_lifetime": 900,
             "enforce_scopes": True,
             "smart_clients": [
-                {"client_id": READ_CLIENT, "client_secret": client_secrets[READ_CLIENT], "scopes": "system/*.read"},
-                {"client_id": LOAD_CLIENT, "client_secret": client_secrets[LOAD_CLIENT], "scopes": "system/*.*"},
+                {"client_id": READ_CLIENT, "client_secret": client_secrets[READ_CLIENT],
+                 "scopes": "system/*.read"},
+                {"client_id": LOAD_CLIENT, "client_secret": client_secrets[LOAD_CLIENT],
+                 "scopes": "system/*.*"},
             ],
         },
     }
@@ -174,7 +177,8 @@ def wait_ready(server: SekmetServer, timeout: float = 60.0) -> None:
                                f"{server.log_tail()}")
         try:
             with urllib.request.urlopen(f"{server.base_url}/metadata", timeout=2) as resp:
-                if resp.status == 200 and json.loads(resp.read()).get("resourceType") == "CapabilityStatement":
+                body = json.loads(resp.read())
+                if resp.status == 200 and body.get("resourceType") == "CapabilityStatement":
                     return
         except (urllib.error.URLError, OSError, ValueError) as exc:
             last = type(exc).__name__
@@ -199,7 +203,8 @@ def start(venv: Path | None = None, port: int | None = None, workdir: Path | Non
     proc = subprocess.Popen([str(sekmet), "serve", "--config", str(config)], cwd=wd, env=env,
                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     log.close()
-    server = SekmetServer(base_url=f"http://127.0.0.1:{port}/fhir", token_url=f"http://127.0.0.1:{port}/auth/token",
+    server = SekmetServer(base_url=f"http://127.0.0.1:{port}/fhir",
+                          token_url=f"http://127.0.0.1:{port}/auth/token",
                           workdir=wd, process=proc, secrets=client_secrets, own_workdir=own)
     wait_ready(server, ready_timeout)
     return server
@@ -207,9 +212,11 @@ def start(venv: Path | None = None, port: int | None = None, workdir: Path | Non
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--venv", type=Path, default=None, help=f"virtualenv for the server (default {DEFAULT_VENV})")
+    parser.add_argument("--venv", type=Path, default=None,
+                        help=f"virtualenv for the server (default $BONE_CDS_SEKMET_VENV or {DEFAULT_VENV})")
     parser.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default: a free one)")
-    parser.add_argument("--workdir", type=Path, default=None, help="settings, database and log (default: a temp dir)")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="settings, database and log (default: a temp dir)")
     parser.add_argument("--install-only", action="store_true", help="create the virtualenv and exit")
     args = parser.parse_args(argv)
     if args.install_only:

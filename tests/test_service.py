@@ -54,7 +54,7 @@ def test_pf_1_2_3_prefetch_templates_use_only_allowed_tokens(client) -> None:
                 assert token in ("context.patientId", "context.userId", "context.encounterId")
             assert "status" not in t
             params = [p.split("=")[0] for p in t.split("?")[1].split("&")] if "?" in t else []
-            assert set(params) <= {"patient", "code", "_count"}
+            assert set(params) <= {"patient", "code", "_count", "_sort"}
         obs = templates["observations"]
         assert "http://loinc.org|17861-6" in obs and "http://loinc.org|98979-8" in obs
 
