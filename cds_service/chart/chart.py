@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
@@ -180,14 +180,46 @@ class Chart:
 def _validate(resource: dict[str, Any], skipped: list[Skipped], *, draft: bool = False) -> dict[str, Any] | None:
     """Repaired resource if it validates against its R4B model, else None (reported in ``skipped``)."""
     rtype = str(resource.get("resourceType"))
-    fixed = normalise_resource(resource, draft=draft)
     try:
+        fixed = normalise_resource(resource, draft=draft)
         get_fhir_model_class(rtype).model_validate(fixed)
     except (ValidationError, ValueError, TypeError, KeyError) as exc:
         first = str(exc).splitlines()[1:2] or [type(exc).__name__]
         skipped.append(Skipped(rtype, str(resource.get("id") or ""), f"invalid {rtype}: {first[0].strip()}"))
         return None
     return fixed
+
+
+def _text(value: Any) -> str | None:
+    """``value`` if it is a string, else None (a malformed element must not raise)."""
+    return value if isinstance(value, str) else None
+
+
+class _Skip(Exception):
+    """A resource the chart reports and ignores (the reason goes to ``Chart.skipped``)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+_MALFORMED = (TypeError, AttributeError, ValueError, KeyError, ArithmeticError, IndexError)
+
+
+def _read(raws: Iterable[dict[str, Any]], reader: Any, skipped: list[Skipped]) -> Iterator[Any]:
+    """Apply ``reader`` to each raw resource; a malformed one is reported in ``skipped``, never raised."""
+    for raw in raws:
+        try:
+            fact = reader(raw)
+        except _Skip as skip:
+            skipped.append(Skipped(str(raw.get("resourceType")), str(raw.get("id") or ""), skip.reason))
+            continue
+        except _MALFORMED as exc:
+            skipped.append(Skipped(str(raw.get("resourceType")), str(raw.get("id") or ""),
+                                   f"malformed resource ({type(exc).__name__})"))
+            continue
+        if fact is not None:
+            yield fact
 
 
 def _flatten(values: Iterable[Any]) -> list[dict[str, Any]]:
@@ -197,7 +229,8 @@ def _flatten(values: Iterable[Any]) -> list[dict[str, Any]]:
         if not isinstance(value, dict):
             continue
         if value.get("resourceType") == "Bundle":
-            for entry in value.get("entry") or []:
+            entries = value.get("entry")
+            for entry in entries if isinstance(entries, list) else []:
                 if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
                     out.extend(_flatten([entry["resource"]]))
         elif value.get("resourceType") != "OperationOutcome":
@@ -220,7 +253,7 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
     by_type: dict[str, list[dict[str, Any]]] = {}
     for r in _flatten(resources):
         rtype = r.get("resourceType")
-        if rtype not in READ_TYPES:
+        if not isinstance(rtype, str) or rtype not in READ_TYPES:
             continue
         rid = r.get("id")
         if isinstance(rid, str):
@@ -238,90 +271,83 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
         if d.get("resourceType") == "Medication" and isinstance(d.get("id"), str):
             med_index[f"Medication/{d['id']}"] = d
 
-    patient_raw = next(iter(by_type.get("Patient", [])), None)
-    patient_res = _validate(patient_raw, skipped) if patient_raw else None
+    patient_res = next(_read(by_type.get("Patient", [])[:1], lambda r: _validate(r, skipped), skipped), None)
     patient = clinical.to_patient(patient_res, today)
 
     # the hook's own draft orders
-    drafts: list[DraftOrder] = []
     draft_ids: set[str] = set()
-    for raw in drafts_raw:
+
+    def draft(raw: dict[str, Any]) -> DraftOrder | None:
         if raw.get("resourceType") != "MedicationRequest":
-            continue
+            return None
         res = _validate(raw, skipped, draft=True)
         if res is None:
-            continue
+            return None
         draft_ids.add(str(res.get("id")))
         drug = medications.classify(res, vs, med_index)
         if drug is None:
-            continue
+            return None
         codings, texts = medications._reason(res)
-        drafts.append(DraftOrder(ref=f"MedicationRequest/{res.get('id', '')}", drug=drug,
-                                 dose_mg=medications.dose_mg_of(res), timing=medications.timing_of(res),
-                                 reason_codings=codings, reason_texts=texts, resource=res))
+        return DraftOrder(ref=f"MedicationRequest/{res.get('id', '')}", drug=drug,
+                          dose_mg=medications.dose_mg_of(res), timing=medications.timing_of(res),
+                          reason_codings=codings, reason_texts=texts, resource=res)
+
+    drafts = list(_read(drafts_raw, draft, skipped))
     selected = set(selections)
     triggers = drafts if hook == "order-sign" else [d for d in drafts if d.ref in selected] \
         if hook == "order-select" else []
 
-    records: list[MedicationRecord] = []
-    for rtype in MEDICATION_TYPES:
-        counting = medications.COUNTING_STATUS[rtype]
-        for raw in by_type.get(rtype, []):
-            if raw.get("status") not in counting:
-                continue
-            if rtype == "MedicationRequest" and str(raw.get("id")) in draft_ids:
-                continue  # the same order as a draft of this hook (re-sign, order-sign 1.1.0)
-            drug = medications.classify(raw, vs, med_index)
-            if drug is None:
-                continue
-            res = _validate(raw, skipped)
-            if res is None:
-                continue
-            rec = medications.to_record(res, drug)
-            if rec.date is not None and rec.date > today:
-                if rtype != "MedicationRequest" or rec.status != "active":
-                    skipped.append(Skipped(rtype, rec.id, "dated in the future"))
-                    continue
-            records.append(rec)
-
-    results: dict[str, list[Lab]] = {}
-    for raw in by_type.get("Observation", []):
-        if raw.get("status") not in labs.COUNTING_OBSERVATION_STATUS:
-            continue
-        concept = labs.observation_concept(raw, vs)
-        if concept is None:
-            continue
-        when = labs.observation_date(raw)
-        if when is None:
-            skipped.append(Skipped("Observation", str(raw.get("id") or ""), "no readable date"))
-            continue
-        if when > today:
-            skipped.append(Skipped("Observation", str(raw.get("id") or ""), "dated in the future"))
-            continue
+    def medication(raw: dict[str, Any]) -> MedicationRecord | None:
+        rtype = raw["resourceType"]
+        if _text(raw.get("status")) not in medications.COUNTING_STATUS[rtype]:
+            return None
+        if rtype == "MedicationRequest" and str(raw.get("id")) in draft_ids:
+            return None  # the same order as a draft of this hook (re-sign, order-sign 1.1.0)
+        drug = medications.classify(raw, vs, med_index)
+        if drug is None:
+            return None
         res = _validate(raw, skipped)
         if res is None:
-            continue
-        results.setdefault(concept[0], []).append(labs.to_lab(res, concept[0], concept[1], when))
-    for lst in results.values():
-        lst.sort(key=lambda l: l.date, reverse=True)
+            return None
+        rec = medications.to_record(res, drug)
+        if rec.date is not None and rec.date > today and (rtype != "MedicationRequest" or rec.status != "active"):
+            raise _Skip("dated in the future")
+        return rec
 
-    conditions: list[ConditionFact] = []
-    for raw in by_type.get("Condition", []):
+    def observation(raw: dict[str, Any]) -> Lab | None:
+        if _text(raw.get("status")) not in labs.COUNTING_OBSERVATION_STATUS:
+            return None
+        concept = labs.observation_concept(raw, vs)
+        if concept is None:
+            return None
+        when = labs.observation_date(raw)
+        if when is None:
+            raise _Skip("no readable date")
+        if when > today:
+            raise _Skip("dated in the future")
+        res = _validate(raw, skipped)
+        return labs.to_lab(res, concept[0], concept[1], when) if res is not None else None
+
+    def condition(raw: dict[str, Any]) -> ConditionFact | None:
         fact = clinical.to_condition(raw, vs)
-        if fact is None or _validate(raw, skipped) is None:
-            continue
-        conditions.append(fact)
-    procedures: list[ProcedureFact] = []
-    for raw in by_type.get("Procedure", []):
+        return fact if fact is not None and _validate(raw, skipped) is not None else None
+
+    def procedure(raw: dict[str, Any]) -> ProcedureFact | None:
         fact = clinical.to_procedure(raw, vs)
         if fact is None:
-            continue
+            return None
         if fact.date is not None and fact.date > today:
-            skipped.append(Skipped("Procedure", fact.id, "dated in the future"))
-            continue
-        if _validate(raw, skipped) is None:
-            continue
-        procedures.append(fact)
+            raise _Skip("dated in the future")
+        return fact if _validate(raw, skipped) is not None else None
+
+    records = [r for t in MEDICATION_TYPES for r in _read(by_type.get(t, []), medication, skipped)]
+    results: dict[str, list[Lab]] = {}
+    for lab in _read(by_type.get("Observation", []), observation, skipped):
+        results.setdefault(lab.concept, []).append(lab)
+    for lst in results.values():
+        lst.sort(key=lambda l: l.date, reverse=True)
+    conditions = list(_read(by_type.get("Condition", []), condition, skipped))
+    procedures = list(_read(by_type.get("Procedure", []), procedure, skipped))
 
     return Chart(now=now, today=today, patient=patient, medications=tuple(records),
                  drafts=tuple(drafts), triggers=tuple(triggers), results=results,

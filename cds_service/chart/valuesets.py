@@ -90,7 +90,7 @@ class ValueSets:
 
     def names_for(self, system: str | None, code: str | None) -> frozenset[str]:
         """Value-set names containing this coding (empty when none)."""
-        if not system or not code:
+        if not isinstance(system, str) or not isinstance(code, str):
             return frozenset()
         return self._index.get((system, code), frozenset())
 
