@@ -54,6 +54,7 @@ def to_lab(resource: Mapping[str, Any], concept: str, code: str, when: date) -> 
     measured: Decimal | None = None
     unit: str | None = None
     comparator: str | None = None
+    from_string = False
     q = resource.get("valueQuantity")
     if isinstance(q, dict) and q.get("value") is not None:
         try:
@@ -67,9 +68,11 @@ def to_lab(resource: Mapping[str, Any], concept: str, code: str, when: date) -> 
         if m:
             comparator, measured = m.group(1), Decimal(m.group(2))
             unit = None
+            from_string = True
     value = convert(concept, measured, unit) if measured is not None else None
-    if value is None and measured is not None and unit is None and concept == "egfr":
+    if value is None and from_string and measured is not None and concept == "egfr":
         value = round_half_up(measured, 0)  # eGFR ">60" as a string: the unit is implied
+        # (a valueQuantity without a unit is not used, D5 "Value forms")
     codings = ()
     vcc = resource.get("valueCodeableConcept")
     if isinstance(vcc, dict):
