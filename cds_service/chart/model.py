@@ -61,7 +61,7 @@ class Timing:
         names = {"d": "day", "wk": "week", "mo": "month", "a": "year", "h": "hour"}
         n = self.period.normalize()
         unit = names.get(self.unit, self.unit)
-        return f"{unit}" if n == 1 else f"{n} {unit}s"
+        return f"{unit}" if n == 1 else f"{n:f} {unit}s"  # :f — 30 days, not "3E+1 days"
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ class DraftOrder:
 
     @property
     def label(self) -> str:
-        dose = f" {self.dose_mg.normalize()} mg" if self.dose_mg is not None else ""
+        dose = f" {self.dose_mg.normalize():f} mg" if self.dose_mg is not None else ""  # 60, not 6E+1
         return f"{self.drug.name}{dose}"
 
 

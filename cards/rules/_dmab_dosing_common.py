@@ -1,0 +1,340 @@
+"""Facts shared by the denosumab dosing rules (DMAB-OVERDUE-TRANSITION, DMAB-DOSE-DUE,
+DMAB-ONCOLOGY-INTERVAL, DMAB-HYPOCALCEMIA, DMAB-DUPLICATE, DMAB-DOSE-INDICATION-MISMATCH).
+
+Everything here is a reading of RULES.md §2 on top of the :class:`~cds_service.chart.Chart`:
+D3 (regimen of a dose), D4 (dose history and its source, planned follow-on order, deliberate stop,
+follow-on antiresorptive) and D9 (oncology bone indication, GCTB/HCM loading phase). Pure: no
+I/O, no clock (``today`` is passed in).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Iterable
+
+from cds_service.chart import (BISPHOSPHONATE, DENOSUMAB, Chart, DoseEvent, DraftOrder, Lab,
+                               MedicationRecord, default_value_sets)
+
+from ..thresholds import Thresholds
+
+#: D4 de-duplication: records of one class less than 4 days apart are one dose (the chart uses
+#: the same window in ``Chart.dose_events``).
+DEDUPE_DAYS = 4
+#: RULES.md §1: names of drugs and conditions are cut to 40 characters in summaries.
+NAME_MAX = 40
+
+BY_TEXT_NOTE = "identified by name, not code"
+#: Xgeva label (GCTB, hypercalcemia of malignancy): extra 120 mg doses on days 8 and 15 of the
+#: first month, i.e. 7 and 14 days after the first dose (a dosing fact of the label, not a
+#: configurable threshold).
+LOADING_EXTRA_DOSE_OFFSETS = (7, 14)
+
+_SOURCE_WORDS = {
+    "MedicationAdministration": "an administration record",
+    "MedicationDispense": "a dispense record (for a clinic-given injection the dispense date is "
+                          "taken as the dose date)",
+    "MedicationStatement": "a medication statement (reported or reconciled medication; the date "
+                           "may be the start of therapy rather than the injection)",
+    "MedicationRequest": "a completed order only",
+}
+
+#: Free-text reasons typed on a draft order that name an oncology bone indication (D6: the
+#: draft's reason is evidence of an indication; only GCTB/HCM have catalog text patterns, D3).
+_ONCOLOGY_REASON_TEXT = re.compile(
+    r"bone metasta|metasta\w* (to|of|in) (the )?bone|osseous metasta|skeletal metasta|myeloma|"
+    r"giant[- ]cell tumou?r|\bgctb\b|hypercalc(a)?emia of malignancy|malignant hypercalc",
+    re.IGNORECASE)
+_METASTASES_REASON_TEXT = re.compile(
+    r"bone metasta|metasta\w* (to|of|in) (the )?bone|osseous metasta|skeletal metasta|myeloma",
+    re.IGNORECASE)
+_BONE_LOSS_REASON_TEXT = re.compile(r"osteopor|osteopen|bone loss|low bone (mass|density)",
+                                    re.IGNORECASE)
+
+
+def short(name: str) -> str:
+    """A drug or condition name cut to 40 characters (§1)."""
+    name = " ".join(name.split())
+    return name if len(name) <= NAME_MAX else name[:NAME_MAX - 1].rstrip() + "…"
+
+
+def regimen_words(regimen: str | None) -> str:
+    return {"60mg": "60 mg", "120mg": "120 mg"}.get(regimen or "", "unknown strength")
+
+
+# ---- dose history (D4) ----------------------------------------------------------------------
+
+def _is_dose_record(r: MedicationRecord) -> bool:
+    """The records ``Chart.dose_events`` turns into dose events (D2/D4)."""
+    return r.date is not None and (
+        (r.resource_type == "MedicationAdministration" and r.status in ("completed", "in-progress"))
+        or (r.resource_type == "MedicationDispense" and r.status == "completed")
+        or (r.resource_type == "MedicationStatement" and r.status in ("active", "completed"))
+        or (r.resource_type == "MedicationRequest" and r.status == "completed"))
+
+
+_CONFIDENCE = {"MedicationAdministration": 4, "MedicationDispense": 3, "MedicationStatement": 2,
+               "MedicationRequest": 1}
+
+
+@dataclass(frozen=True)
+class Dose:
+    """One denosumab dose event with the regimen read from every record behind it.
+
+    The chart keeps the most confident record of a de-duplicated dose (D4); when that record
+    does not tell the strength (an ingredient-coded administration) but another record of the
+    same dose does (the 60 mg order completed that day), the regimen is taken from it (D3).
+    """
+
+    event: DoseEvent
+    regimen: str | None
+    records: tuple[MedicationRecord, ...]
+
+    @property
+    def date(self) -> date:
+        return self.event.date
+
+    @property
+    def low_confidence(self) -> bool:
+        """Only a completed MedicationRequest dates this dose (D4, §8 item 14)."""
+        return self.event.low_confidence
+
+    @property
+    def by_text(self) -> bool:
+        return self.event.drug.by_text
+
+    @property
+    def name(self) -> str:
+        return short(self.event.drug.name)
+
+    def source_text(self) -> str:
+        """Where the date comes from, for the card detail."""
+        words = _SOURCE_WORDS.get(self.event.source, self.event.source)
+        text = f"dated from {words} ({self.event.record.ref})"
+        if self.low_confidence:
+            text += (": **low confidence** — no administration, dispense or statement was found, so "
+                     "the dose is assumed to have been given on the order date; confirm the date")
+        return text
+
+
+def denosumab_doses(chart: Chart) -> list[Dose]:
+    """Every de-duplicated denosumab dose, oldest first, with its regimen (D3, D4)."""
+    records = [r for r in chart.medications if r.drug.drug_class == DENOSUMAB and _is_dose_record(r)]
+    out = []
+    for event in chart.dose_events(DENOSUMAB):
+        cluster = [r for r in records if r.date is not None
+                   and abs((r.date - event.date).days) < DEDUPE_DAYS]
+        cluster.sort(key=lambda r: -_CONFIDENCE.get(r.resource_type, 0))
+        regimen = event.drug.regimen or next((r.drug.regimen for r in cluster if r.drug.regimen), None)
+        out.append(Dose(event, regimen, tuple(cluster)))
+    return out
+
+
+def last_denosumab_dose(chart: Chart) -> Dose | None:
+    """The latest denosumab dose (D4 "Last dose"), or None."""
+    doses = denosumab_doses(chart)
+    return doses[-1] if doses else None
+
+
+def followon_after(chart: Chart, last: date) -> list[str]:
+    """Follow-on antiresorptive after the last denosumab dose (D4): any bisphosphonate dose
+    event, or an active/completed bisphosphonate MedicationRequest/MedicationStatement, dated
+    after ``last``. Cancelled, entered-in-error and not-done records never reach the chart (D2)."""
+    found: list[str] = []
+    for e in chart.dose_events(BISPHOSPHONATE):
+        if e.date > last:
+            found.append(f"{short(e.drug.name)} on {e.date.isoformat()} ({e.record.ref})")
+    for r in chart.records_after(BISPHOSPHONATE, last, ("active", "completed"),
+                                 ("MedicationRequest", "MedicationStatement")):
+        text = f"{short(r.drug.name)} {r.status} {r.resource_type} dated {r.date.isoformat()} ({r.ref})"  # type: ignore[union-attr]
+        if not any(r.ref in f for f in found):
+            found.append(text)
+    return found
+
+
+def planned_orders_after(chart: Chart, last: date | None,
+                         classes: Iterable[str] = (DENOSUMAB, BISPHOSPHONATE)) -> list[MedicationRecord]:
+    """Planned follow-on order (D4): an ``active`` MedicationRequest for denosumab or a
+    bisphosphonate authored after ``last`` (any active one when there is no dose at all)."""
+    wanted = set(classes)
+    return [r for r in chart.medications
+            if r.resource_type == "MedicationRequest" and r.status == "active"
+            and r.drug.drug_class in wanted
+            and (last is None or (r.date is not None and r.date > last))]
+
+
+def deliberate_stop(chart: Chart, last: date) -> MedicationRecord | None:
+    """Deliberate stop of denosumab (D4): a ``stopped`` MedicationRequest/MedicationStatement
+    dated after the last dose (for a statement, its period end when given), or a ``completed``
+    MedicationRequest with a discontinuation reason/note that belongs to the last dose or later
+    (a completed order is itself a dose record, so it is dated within the last dose's
+    de-duplication window)."""
+    for r in chart.medications:
+        if r.drug.drug_class != DENOSUMAB:
+            continue
+        if r.status == "stopped" and r.resource_type in ("MedicationRequest", "MedicationStatement"):
+            when = r.end or r.date
+            if when is not None and when > last:
+                return r
+        if r.resource_type == "MedicationRequest" and r.status == "completed" and r.discontinued \
+                and r.date is not None and (last - r.date).days < DEDUPE_DAYS:
+            return r
+    return None
+
+
+# ---- indications (D6, D9) -------------------------------------------------------------------
+
+def _draft_reason_sets(draft: DraftOrder) -> set[str]:
+    vs = default_value_sets()
+    names: set[str] = set()
+    for system, code in draft.reason_codings:
+        names |= vs.names_for(system, code)
+    names |= vs.text_matches(draft.reason_texts) & {"giant-cell-tumor-of-bone",
+                                                    "hypercalcemia-of-malignancy"}
+    if names & {"giant-cell-tumor-of-bone", "hypercalcemia-of-malignancy", "bone-metastases",
+                "multiple-myeloma"}:
+        names.add("oncology-bone-indication")
+    return names
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One piece of indication evidence, for the card detail."""
+
+    text: str
+    by_text: bool = False
+
+
+def condition_evidence(chart: Chart, *value_sets: str, active: bool | None = True) -> list[Evidence]:
+    return [Evidence(f"{short(c.display or ', '.join(sorted(set(value_sets) & c.concepts)))} "
+                     f"({c.status_text}{', since ' + c.date.isoformat() if c.date else ''})",
+                     c.by_text)
+            for c in chart.conditions_in(*value_sets, active=active)]
+
+
+def draft_reason_evidence(draft: DraftOrder, value_sets: Iterable[str],
+                          text_pattern: re.Pattern[str] | None = None) -> list[Evidence]:
+    wanted = set(value_sets)
+    out: list[Evidence] = []
+    if _draft_reason_sets(draft) & wanted:
+        coded = bool(draft.reason_codings) and bool(
+            {n for s, c in draft.reason_codings for n in default_value_sets().names_for(s, c)} & wanted)
+        out.append(Evidence(f"reason on the order: {short(', '.join(draft.reason_texts) or 'coded reason')}",
+                            by_text=not coded))
+    elif text_pattern is not None and any(text_pattern.search(t) for t in draft.reason_texts):
+        out.append(Evidence(f"reason on the order: {short(', '.join(draft.reason_texts))}", by_text=True))
+    return out
+
+
+def oncology_indication(chart: Chart, draft: DraftOrder | None) -> list[Evidence]:
+    """D9 oncology bone indication: an active ``oncology-bone-indication`` condition, or such a
+    reason on the draft order (coded, or in free text naming bone metastases, myeloma, GCTB or
+    hypercalcemia of malignancy)."""
+    ev = condition_evidence(chart, "oncology-bone-indication", active=True)
+    if draft is not None:
+        ev += draft_reason_evidence(draft, ("oncology-bone-indication",), _ONCOLOGY_REASON_TEXT)
+    return ev
+
+
+def gctb_or_hcm(chart: Chart, drafts: Iterable[DraftOrder] = ()) -> list[Evidence]:
+    """Active giant cell tumour of bone or hypercalcemia of malignancy (condition or draft reason)."""
+    sets = ("giant-cell-tumor-of-bone", "hypercalcemia-of-malignancy")
+    ev = condition_evidence(chart, *sets, active=True)
+    for d in drafts:
+        ev += draft_reason_evidence(d, sets)
+    return ev
+
+
+def gctb(chart: Chart, draft: DraftOrder | None) -> list[Evidence]:
+    ev = condition_evidence(chart, "giant-cell-tumor-of-bone", active=True)
+    if draft is not None:
+        ev += draft_reason_evidence(draft, ("giant-cell-tumor-of-bone",))
+    return ev
+
+
+def metastases_or_myeloma(chart: Chart, draft: DraftOrder | None) -> list[Evidence]:
+    ev = condition_evidence(chart, "bone-metastases", "multiple-myeloma", active=True)
+    if draft is not None:
+        ev += draft_reason_evidence(draft, ("bone-metastases", "multiple-myeloma"), _METASTASES_REASON_TEXT)
+    return ev
+
+
+def bone_loss_indication(chart: Chart, draft: DraftOrder | None) -> list[Evidence]:
+    """Osteoporosis (any counting condition: a chronic diagnosis) or a bone-loss reason on the
+    draft (treatment-induced bone loss has no value set; recognised by the reason's text)."""
+    ev = condition_evidence(chart, "osteoporosis", active=None)
+    if draft is not None:
+        ev += draft_reason_evidence(draft, ("osteoporosis",), _BONE_LOSS_REASON_TEXT)
+    return ev
+
+
+def course_start_120(doses: list[Dose], gap_days: int) -> date | None:
+    """First 120 mg dose of the current course: walking back from the last dose over doses that
+    are not 60 mg, while consecutive doses are at most ``gap_days`` apart (D4 initiation gap)."""
+    first: date | None = None
+    prev: Dose | None = None
+    for d in reversed(doses):
+        if d.regimen == "60mg":
+            break
+        if prev is not None and (prev.date - d.date).days > gap_days:
+            break
+        if d.regimen == "120mg":
+            first = d.date
+        prev = d
+    return first
+
+
+def loading_phase(chart: Chart, doses: list[Dose], th: Thresholds, today: date,
+                  drafts: Iterable[DraftOrder] = ()) -> tuple[date | None, list[Evidence]]:
+    """D9 GCTB/HCM loading phase: an active GCTB or HCM (condition, or the draft's reason) and
+    the first 120 mg dose of the current course ≤ 28 days ago. Returns (first dose, evidence)
+    when in the loading phase, else (None, [])."""
+    evidence = gctb_or_hcm(chart, drafts)
+    if not evidence:
+        return None, []
+    first = course_start_120(doses, th.initiation_gap_days)
+    if first is None or not 0 <= (today - first).days <= th.dmab120_interval_days:
+        return None, []
+    return first, evidence
+
+
+def loading_expected_dates(first: date, th: Thresholds) -> list[date]:
+    """Expected loading-phase doses (D9, RULES.md DMAB-ONCOLOGY-INTERVAL): day 8 and day 15
+    after the first dose, then every 28 days from the first dose."""
+    extra = [first + timedelta(days=n) for n in LOADING_EXTRA_DOSE_OFFSETS]
+    return extra + [first + timedelta(days=th.dmab120_interval_days)]
+
+
+# ---- labs for card text ---------------------------------------------------------------------
+
+def lab_text(lab: Lab | None, label: str, window_days: int | None = None) -> str:
+    """``eGFR 58 mL/min/{1.73_m2} on 2026-10-01`` or ``no eGFR in the last 365 days``."""
+    if lab is None:
+        return f"no {label} on record" + (f" in the last {window_days} days" if window_days else "")
+    value = f"{lab.comparator or ''}{lab.value:f}" if lab.value is not None else lab.describe()
+    unit = {"mL/min/{1.73_m2}": "mL/min/1.73 m²"}.get(lab.unit or "", lab.unit or "")
+    return f"{label} {value} {unit} on {lab.date.isoformat()}".replace("  ", " ")
+
+
+def sections(*parts: tuple[str, str | list[str] | None]) -> str:
+    """Markdown detail from (heading, text or bullet list) pairs; empty parts are left out."""
+    out: list[str] = []
+    for heading, body in parts:
+        if not body:
+            continue
+        if isinstance(body, list):
+            out.append(f"**{heading}**\n\n" + "\n".join(f"- {b}" for b in body if b))
+        else:
+            out.append(f"**{heading}** {body}")
+    return "\n\n".join(out)
+
+
+def severe_kidney_records(chart: Chart, th: Thresholds) -> list[str]:
+    """Active CKD stage 4/5, ESRD or dialysis (condition), or a dialysis procedure in the D9
+    window: evidence that zoledronic acid must not be suggested (BP-RENAL-CONTRAINDICATION)."""
+    found = [e.text for e in condition_evidence(chart, "ckd-stage-4-5", "end-stage-renal-disease",
+                                                "dialysis", active=True)]
+    for p in chart.procedures_in("dialysis", within_days=th.dialysis_procedure_lookback_days):
+        found.append(f"{short(p.display or 'dialysis')} on {p.date.isoformat() if p.date else 'unknown date'}")
+    return found

@@ -1,0 +1,161 @@
+"""DMAB-DOSE-INDICATION-MISMATCH — dose, schedule and indication do not match (order-select,
+order-sign).
+
+Evidence: seed 001_282e696d69a84463.txt §Clinical Indications and Dosing (120 mg every 4 weeks for
+bone metastases; 60 mg every 6 months for treatment-induced bone loss, "not for SRE prevention");
+seed 003_0a5546957735fee5.txt §Usage; Prolia and Xgeva labels (indications and dosing).
+
+Logic (RULES.md §3, D3, D9): for each triggering denosumab draft, any of
+(a) 120 mg without an oncology bone indication → warning;
+(b) 60 mg with a schedule shorter than 5 months, or 120 mg with a schedule of 3 months or more
+    outside giant cell tumour of bone → warning;
+(c) 60 mg with active bone metastases or multiple myeloma and no osteoporosis / treatment-induced
+    bone loss indication → info.
+One card for the request listing every draft's reasons; indicator = the highest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from cds_service.chart import DENOSUMAB, DraftOrder, Timing
+
+from ..builders import LINKS, denosumab_order, override_reasons
+from ..model import Card, Suggestion
+from ..registry import ORDER_HOOKS, RuleInput, rule
+from ._dmab_dosing_common import (BY_TEXT_NOTE, Evidence, bone_loss_indication, gctb,
+                                  metastases_or_myeloma, oncology_indication, sections, short)
+
+RULE_ID = "DMAB-DOSE-INDICATION-MISMATCH"
+TITLE = "dose, schedule and indication do not match"
+SOURCE = "Prolia and Xgeva labels (indications and dosing)"
+EVIDENCE = ("seed 001 §Clinical Indications and Dosing (120 mg every 4 weeks for bone metastases; 60 mg "
+            "every 6 months for treatment-induced bone loss; \"not for SRE prevention\"); seed 003 "
+            "§Usage; Prolia and Xgeva labels.")
+#: Schedule limits of RULES.md DMAB-DOSE-INDICATION-MISMATCH (b) (not D10 parameters): a 60 mg
+#: schedule shorter than 5 months, or a 120 mg schedule of 3 months or more, is a mismatch.
+SHORT_60MG_SCHEDULE_MONTHS = Decimal(5)
+LONG_120MG_SCHEDULE_MONTHS = Decimal(3)
+_DAYS_PER_MONTH = Decimal("30.44")  # only to compare a repeat period in days/weeks with months
+_IN_DAYS = {"s": Decimal(1) / 86400, "min": Decimal(1) / 1440, "h": Decimal(1) / 24, "d": Decimal(1),
+            "wk": Decimal(7)}
+
+
+def schedule_months(t: Timing) -> Decimal | None:
+    """A ``timing.repeat`` period in months (exact for mo/a; days and weeks ÷ 30.44)."""
+    if t.unit == "mo":
+        return t.period
+    if t.unit == "a":
+        return t.period * 12
+    if t.unit in _IN_DAYS:
+        return t.period * _IN_DAYS[t.unit] / _DAYS_PER_MONTH
+    return None
+
+
+@dataclass
+class Finding:
+    draft: DraftOrder
+    indicator: str
+    summary: str
+    text: str
+    suggest: str            # regimen of the matching order
+    kind: str               # catalog sub-rule: a, b or c
+    by_text: bool = False
+
+
+def _evidence_text(ev: list[Evidence]) -> str:
+    return "; ".join(e.text for e in ev)
+
+
+def findings_for(inp: RuleInput, d: DraftOrder) -> list[Finding]:
+    chart = inp.chart
+    out: list[Finding] = []
+    regimen = d.drug.regimen
+    if regimen not in ("60mg", "120mg"):
+        return out  # D3: strength unknown → no dose/indication judgement
+    name = short(d.label)
+    months = schedule_months(d.timing) if d.timing else None
+    if regimen == "120mg":
+        onc = oncology_indication(chart, d)
+        if not onc:
+            out.append(Finding(d, "warning",
+                               "Denosumab 120 mg ordered without a recorded oncology indication: "
+                               "osteoporosis dose is 60 mg every 6 months",
+                               f"**{name}**: 120 mg (oncology regimen) but no active bone metastases, "
+                               "multiple myeloma, giant cell tumour of bone or hypercalcemia of "
+                               "malignancy on the problem list or as the order's reason.", "60mg", "a"))
+        if months is not None and months >= LONG_120MG_SCHEDULE_MONTHS and not gctb(chart, d):
+            period = d.timing.describe()  # type: ignore[union-attr]
+            out.append(Finding(d, "warning",
+                               f"Denosumab 120 mg ordered every {period}: expected 120 mg every 4 weeks",
+                               f"**{name}**: ordered every {period} (≥ {LONG_120MG_SCHEDULE_MONTHS} "
+                               "months) outside giant cell tumour of bone; the oncology schedule is "
+                               "every 4 weeks.", "120mg", "b"))
+    else:
+        if months is not None and months < SHORT_60MG_SCHEDULE_MONTHS:
+            period = d.timing.describe()  # type: ignore[union-attr]
+            out.append(Finding(d, "warning",
+                               f"Denosumab 60 mg ordered every {period}: expected 60 mg every 6 months",
+                               f"**{name}**: ordered every {period} (shorter than "
+                               f"{SHORT_60MG_SCHEDULE_MONTHS} months); the 60 mg schedule is every 6 "
+                               "months.", "60mg", "b"))
+        mets = metastases_or_myeloma(chart, d)
+        if mets and not bone_loss_indication(chart, d):
+            out.append(Finding(d, "info",
+                               "Bone metastases on record: skeletal-event prevention dose is denosumab "
+                               "120 mg every 4 weeks, not 60 mg",
+                               f"**{name}**: 60 mg with {_evidence_text(mets)} and no osteoporosis or "
+                               "treatment-induced bone loss indication; 60 mg every 6 months is not "
+                               "the dose for preventing skeletal-related events.", "120mg", "c",
+                               by_text=any(e.by_text for e in mets)))
+    return out
+
+
+@rule(RULE_ID, TITLE, hooks=ORDER_HOOKS, needs={"Condition"})
+def dmab_dose_indication_mismatch(inp: RuleInput) -> Card | None:
+    findings: list[Finding] = []
+    for d in inp.drafts_of(DENOSUMAB):
+        findings += findings_for(inp, d)
+    if not findings:
+        return None
+    rank = {"critical": 0, "warning": 1, "info": 2}
+    top = min(findings, key=lambda f: rank[f.indicator])
+    lines = [f"{f.text} ({f.indicator})" for f in findings]
+    notes = []
+    if any(f.draft.drug.by_text for f in findings):
+        notes.append(f"Denosumab was {BY_TEXT_NOTE} on at least one order.")
+    if any(f.by_text for f in findings):
+        notes.append(f"An indication was {BY_TEXT_NOTE}.")
+    detail = sections(
+        ("Finding:", lines),
+        ("Why it matters.", "The two denosumab products have different doses, schedules and "
+                            "indications: 60 mg every 6 months for osteoporosis and treatment-induced "
+                            "bone loss; 120 mg every 4 weeks to prevent skeletal-related events from "
+                            "bone metastases and myeloma (giant cell tumour of bone and hypercalcemia "
+                            "of malignancy: 120 mg with loading doses). The wrong one under-treats or "
+                            "over-exposes (hypocalcemia, osteonecrosis of the jaw)."),
+        ("What to do.", "Check the indication and change the order to the matching product and "
+                        "schedule, or record the indication if it is not coded."),
+        ("Data checked.", "Active conditions on the problem list (bone metastases, multiple myeloma, "
+                          "giant cell tumour of bone, hypercalcemia of malignancy, osteoporosis) and the "
+                          "orders' reasons; the orders' dose and timing.repeat."),
+        ("Notes:", notes),
+        ("Evidence.", EVIDENCE),
+    )
+    suggestions: list[Suggestion] = []
+    for regimen in dict.fromkeys(f.suggest for f in findings):
+        s = denosumab_order(inp.orders, regimen)
+        s.label = ("Order denosumab 60 mg SC every 6 months" if regimen == "60mg"
+                   else "Order denosumab 120 mg SC every 4 weeks")
+        suggestions.append(s)
+    if top.kind == "c":
+        reasons = ("cancer-treatment-bone-loss", "intended-regimen", "indication-not-coded")
+    elif any(f.kind == "a" for f in findings):
+        reasons = ("indication-not-coded", "intended-regimen", "cancer-treatment-bone-loss")
+    else:
+        reasons = ("intended-regimen", "indication-not-coded", "cancer-treatment-bone-loss")
+    return Card(rule_id=RULE_ID, rule_title=TITLE, summary=top.summary, indicator=top.indicator,
+                source_label=SOURCE, detail=detail, suggestions=suggestions,
+                selection_behavior="at-most-one", override_reasons=override_reasons(*reasons),
+                links=[LINKS["xgeva-label"] if top.suggest == "120mg" else LINKS["prolia-label"]])

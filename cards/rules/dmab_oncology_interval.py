@@ -1,0 +1,108 @@
+"""DMAB-ONCOLOGY-INTERVAL — 4-weekly oncology denosumab dose missed (patient-view).
+
+Evidence: seed 001_282e696d69a84463.txt §Bone Metastases from Solid Tumors (120 mg every 4 weeks;
+"do not extend dosing intervals beyond 4 weeks"), §Giant Cell Tumor of Bone (three weekly loading
+doses, then monthly; 8-weekly after 2 stable years), §Critical Clinical Pitfalls #4; Xgeva label
+§Dosage (120 mg every 4 weeks; extra doses on days 8 and 15 for GCTB and hypercalcemia of
+malignancy). RULES.md §8 item 7: info, 7-day grace, no card after 180 days.
+
+Logic (RULES.md §3, D4, D9): 120 mg history, last dose ``L``; fire when
+``35 < days_between(L, today) ≤ 180`` (28-day interval + 7-day grace), unless a later dose, a
+planned order or a deliberate stop exists. In a GCTB/HCM loading phase the expected dates are day
+8 and day 15 after the first dose, then every 28 days from the first dose, and "late" is more
+than 7 days after the expected date.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from ..builders import LINKS, denosumab_order, override_reasons
+from ..model import Card
+from ..registry import MEDS, PATIENT_VIEW, RuleInput, rule
+from ..thresholds import Thresholds
+from ._dmab_dosing_common import (BY_TEXT_NOTE, DEDUPE_DAYS, Dose, Evidence, course_start_120,
+                                  deliberate_stop, denosumab_doses, followon_after, gctb_or_hcm,
+                                  loading_expected_dates, planned_orders_after, sections)
+
+RULE_ID = "DMAB-ONCOLOGY-INTERVAL"
+TITLE = "4-weekly oncology denosumab dose missed"
+SOURCE = "Xgeva label §Dosage (120 mg every 4 weeks)"
+EVIDENCE = ("seed 001 §Bone Metastases from Solid Tumors (\"do not extend dosing intervals beyond 4 "
+            "weeks\"), §Giant Cell Tumor of Bone, §Critical Clinical Pitfalls #4; Xgeva label §Dosage; "
+            "RULES.md §8 item 7 (de-escalation is an accepted option: info with a 7-day grace).")
+
+
+def expected_next(doses: list[Dose], loading_evidence: list[Evidence], th: Thresholds) -> tuple[date, date | None]:
+    """(expected date of the dose after the last one, first dose of a loading course or None).
+
+    Outside a loading course the next dose is expected ``dmab120_interval_days`` after the last.
+    With an active GCTB/HCM and a last dose inside the first 28 days of the course, the next
+    expected loading date (day 8, day 15, day 29) applies; a dose given up to 3 days early
+    (D4 de-duplication tolerance) counts as the loading dose it stands for.
+    """
+    last = doses[-1].date
+    if loading_evidence:
+        first = course_start_120(doses, th.initiation_gap_days)
+        if first is not None and 0 <= (last - first).days < th.dmab120_interval_days:
+            tolerance = timedelta(days=DEDUPE_DAYS - 1)
+            for when in loading_expected_dates(first, th):
+                if when > last + tolerance:
+                    return when, first
+    return last + timedelta(days=th.dmab120_interval_days), None
+
+
+@rule(RULE_ID, TITLE, hooks=PATIENT_VIEW, needs=MEDS)
+def dmab_oncology_interval(inp: RuleInput) -> Card | None:
+    chart, th, today = inp.chart, inp.thresholds, inp.today
+    doses = denosumab_doses(chart)
+    if not doses or doses[-1].regimen != "120mg":
+        return None  # 60 mg (other rules) or regimen unknown (D3: interval rules do not fire)
+    last = doses[-1]
+    L = last.date
+    n = (today - L).days
+    if n > th.dmab120_stop_horizon_days:
+        return None
+    loading_ev = gctb_or_hcm(chart)
+    expected, first = expected_next(doses, loading_ev, th)
+    if not (today - expected).days > th.dmab120_grace_days:
+        return None
+    if deliberate_stop(chart, L) or planned_orders_after(chart, L) or followon_after(chart, L):
+        return None
+
+    if first is None:
+        summary = (f"Denosumab 120 mg: last dose {L.isoformat()}, {n} days ago (schedule every 4 weeks). "
+                   "Check whether a dose was missed")
+    else:
+        summary = (f"Denosumab 120 mg loading: last dose {L.isoformat()}, {n} days ago; dose expected "
+                   f"{expected.isoformat()}. Check whether a dose was missed")
+    finding = (f"Last denosumab 120 mg dose on **{L.isoformat()}**, {n} days ago, {last.source_text()}. "
+               f"Next dose expected {expected.isoformat()}; it is more than {th.dmab120_grace_days} days late.")
+    if first is not None:
+        finding += (f" Loading course for {'; '.join(e.text for e in loading_ev)}: first dose "
+                    f"{first.isoformat()}, extra doses expected on days 8 and 15, then every "
+                    f"{th.dmab120_interval_days} days from the first dose.")
+    if last.by_text:
+        finding += f" Denosumab was {BY_TEXT_NOTE} ({last.name})."
+    if any(e.by_text for e in loading_ev):
+        finding += f" The loading indication was {BY_TEXT_NOTE}."
+    detail = sections(
+        ("Finding.", finding),
+        ("Not found.", f"No denosumab dose after {L.isoformat()}, no active denosumab or bisphosphonate "
+                       "order authored after it, and no record that denosumab was stopped "
+                       "(administrations, dispenses, statements and orders searched). No card is "
+                       f"shown more than {th.dmab120_stop_horizon_days} days after the last dose."),
+        ("Why it matters.", "Protection from skeletal-related events depends on regular dosing; "
+                            "the recommended interval for bone metastases is every 4 weeks."),
+        ("What to do.", "Check whether a dose was missed or given elsewhere, and schedule it. Some "
+                        "oncologists de-escalate to every 12 weeks after a year of stable disease, "
+                        "and giant cell tumour of bone may move to 8-weekly after 2 stable years: "
+                        "override if the longer interval is intentional."),
+        ("Evidence.", EVIDENCE),
+    )
+    return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator="info",
+                source_label=SOURCE, detail=detail,
+                suggestions=[denosumab_order(inp.orders, "120mg")], selection_behavior="any",
+                override_reasons=override_reasons("intentional-deescalation", "dose-given-elsewhere",
+                                                  "therapy-stopped"),
+                links=[LINKS["xgeva-label"]])

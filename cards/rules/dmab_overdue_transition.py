@@ -1,0 +1,185 @@
+"""DMAB-OVERDUE-TRANSITION — denosumab overdue or stopped without a follow-on plan (patient-view).
+
+Evidence: seed 001_282e696d69a84463.txt §Rebound Bone Loss and Multiple Vertebral Fractures and
+§Critical Clinical Pitfalls #1 ("never discontinue denosumab abruptly without bisphosphonate
+transition"; zoledronic acid 5 mg IV 6 months after the last injection); seed
+002_b4619149f75727a9.txt §Ending your treatment (follow-on treatment for at least a year); seed
+003_0a5546957735fee5.txt FAQ (fractures after stopping); Prolia label (multiple vertebral fractures
+after discontinuation; a missed dose is given as soon as possible, then every 6 months from that
+date); ECTS position (Tsourdi et al., JCEM 2021;106:264: start the alternative antiresorptive 6
+months after the final injection); Endocrine Society osteoporosis guideline 2019/2020 update.
+
+Logic (RULES.md §3, D1, D4): 60 mg history, last dose ``L``; fire when
+``add_months(L, 7) < today ≤ add_months(L, 24)``, or after a deliberate stop when
+``add_months(L, 6) − 14 days ≤ today ≤ add_months(L, 24)``; unless a follow-on antiresorptive
+or a planned follow-on order is dated after ``L``. Calendar months (``add_months``), never days.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from cds_service.chart import Chart, add_months, below, months_since
+
+from ..builders import (LINKS, OrderContext, denosumab_order, lab_request, override_reasons,
+                        zoledronic_acid_order)
+from ..model import Action, Card, Suggestion
+from ..registry import MEDS, PATIENT_VIEW, RuleInput, rule
+from ..thresholds import Thresholds
+from ._dmab_dosing_common import (BY_TEXT_NOTE, Dose, deliberate_stop, followon_after,
+                                  lab_text, last_denosumab_dose, planned_orders_after, sections,
+                                  severe_kidney_records)
+
+RULE_ID = "DMAB-OVERDUE-TRANSITION"
+TITLE = "denosumab overdue or stopped without a follow-on plan"
+SOURCE = "Prolia label (rebound fractures after stopping) and ECTS 2021 (Tsourdi)"
+
+EVIDENCE = ("seed 001 §Rebound Bone Loss and Multiple Vertebral Fractures, §Critical Clinical "
+            "Pitfalls #1; seed 002 §Ending your treatment; seed 003 FAQ (long-term effects); "
+            "Prolia label (multiple vertebral fractures after discontinuation; missed-dose "
+            "instruction); ECTS position, Tsourdi et al., JCEM 2021 (alternative antiresorptive 6 "
+            "months after the final injection); Endocrine Society osteoporosis guideline 2019/2020 "
+            "update (do not stop without a follow-on agent).")
+
+
+def transition_date(last: date, today: date, th: Thresholds) -> date:
+    """``T = add_months(L, 6)``; today ("as soon as possible") when ``T`` is in the past."""
+    due = add_months(last, th.dmab60_interval_months)
+    return due if due >= today else today
+
+
+def zoledronic_acid_block(chart: Chart, th: Thresholds) -> tuple[bool, str]:
+    """(suggest zoledronic acid?, why not / kidney data) from the latest eGFR and CKD records."""
+    egfr = chart.egfr(th.egfr_lookback_days_denosumab)
+    cutoff = th.egfr_cutoff_zoledronic_5mg
+    if egfr is not None and below(egfr, cutoff):
+        return False, (f"Zoledronic acid is **not suggested**: latest {lab_text(egfr, 'eGFR')} is below "
+                       f"{cutoff} (zoledronic acid 5 mg is contraindicated at CrCl < 35). Discuss the "
+                       "follow-on agent with a specialist.")
+    severe = severe_kidney_records(chart, th)
+    if severe:
+        return False, ("Zoledronic acid is **not suggested**: severe kidney disease on record ("
+                       + "; ".join(severe) + "). Discuss the follow-on agent with a specialist.")
+    missing = [words for rtype, words in (("Observation", "laboratory results"),
+                                          ("Condition", "the problem list"),
+                                          ("Procedure", "procedures"))
+               if not chart.known(rtype)]
+    if missing:
+        return True, (f"Could not be checked: {', '.join(missing)} could not be obtained, so kidney "
+                      "function and dialysis are unknown — confirm eGFR ≥ 35 before the infusion.")
+    return True, ""
+
+
+@rule(RULE_ID, TITLE, hooks=PATIENT_VIEW, needs=MEDS)
+def dmab_overdue_transition(inp: RuleInput) -> Card | None:
+    chart, th, today = inp.chart, inp.thresholds, inp.today
+    last = last_denosumab_dose(chart)
+    if last is None or last.regimen != "60mg":
+        return None  # no history, 120 mg (DMAB-ONCOLOGY-INTERVAL) or regimen unknown (D3)
+    L = last.date
+    due = add_months(L, th.dmab60_interval_months)
+    overdue_after = add_months(L, th.dmab60_overdue_months)
+    horizon = add_months(L, th.dmab60_transition_horizon_months)
+    if today > horizon:
+        return None
+    stop = deliberate_stop(chart, L)
+    if stop is not None:
+        if today < due - timedelta(days=th.dmab60_due_lead_days):
+            return None
+    elif not today > overdue_after:
+        return None
+    if followon_after(chart, L) or planned_orders_after(chart, L):
+        return None
+    return _card(inp, last, due, overdue_after, stop)
+
+
+def _card(inp: RuleInput, last: Dose, due: date, overdue_after: date, stop) -> Card:  # noqa: ANN001
+    chart, th, today = inp.chart, inp.thresholds, inp.today
+    L = last.date
+    n_months = months_since(L, today)
+    n_days = (today - L).days
+    T = transition_date(L, today, th)
+    zol_ok, zol_why = zoledronic_acid_block(chart, th)
+    egfr = chart.egfr(th.egfr_lookback_days_denosumab)
+
+    if stop is not None:
+        if zol_ok:
+            summary = (f"Denosumab stopped (last dose {L.isoformat()}): plan zoledronic acid 5 mg IV on "
+                       f"{T.isoformat()} to prevent rebound fractures")
+        else:
+            summary = (f"Denosumab stopped (last dose {L.isoformat()}): plan follow-on therapy by "
+                       f"{T.isoformat()} to prevent rebound fractures (no zoledronic acid: kidney)")
+    elif zol_ok:
+        summary = (f"Denosumab overdue: last 60 mg dose {L.isoformat()} ({n_months} months ago), "
+                   "no follow-on therapy. Give now or start zoledronic acid")
+    else:
+        summary = (f"Denosumab overdue: last 60 mg dose {L.isoformat()} ({n_months} months ago), "
+                   "no follow-on therapy. Give now (kidney: no zoledronic acid)")
+
+    finding = (f"Last denosumab 60 mg dose on **{L.isoformat()}**, {n_months} calendar months "
+               f"({n_days} days) ago, {last.source_text()}. The next dose was due on "
+               f"{due.isoformat()} (every {th.dmab60_interval_months} months) and is overdue after "
+               f"{overdue_after.isoformat()}.")
+    if last.by_text:
+        finding += f" Denosumab was {BY_TEXT_NOTE} ({last.name})."
+    if stop is not None:
+        finding += (f" Denosumab was **deliberately stopped** ({stop.ref}, status {stop.status}, dated "
+                    f"{(stop.end or stop.date).isoformat()}): stopping is exactly the hazard, so the "
+                    "transition is planned for 6 months after the last injection.")
+    calcium = chart.calcium(th.calcium_lookback_days, th.calcium_limits)
+    data = [
+        "Latest " + (lab_text(egfr, "eGFR") if egfr else
+                     f"eGFR: none in the last {th.egfr_lookback_days_denosumab} days — check before an infusion"),
+        "Calcium: " + (f"{calcium.describe()} on {calcium.date.isoformat()}" if calcium else
+                       f"none in the last {th.calcium_lookback_days} days — check before any antiresorptive"),
+    ]
+    if not chart.known("Observation"):
+        data = ["Laboratory results could not be obtained: calcium and eGFR were not checked."]
+    if zol_why:
+        data.append(zol_why)
+    todo = [
+        "**Resume denosumab** 60 mg SC now (label: give a missed dose as soon as possible, then "
+        "every 6 months from that date), or",
+        (f"**Transition to zoledronic acid 5 mg IV** on {T.isoformat()}"
+         + (" (6 months after the last injection has passed: as soon as possible)" if T == today else
+            " (6 months after the last injection, ECTS)")
+         + f": check eGFR ≥ {th.egfr_cutoff_zoledronic_5mg} and calcium first; consider bone turnover "
+           "markers 3 and 6 months after; repeat the infusion as the specialist advises." if zol_ok else
+         "**Zoledronic acid** is not suggested at this kidney function (see below)."),
+        "An oral bisphosphonate is an alternative if IV therapy is not possible.",
+        "Assess for new vertebral fractures if there is back pain or height loss.",
+    ]
+    not_found = (f"No follow-on antiresorptive after {L.isoformat()}: no bisphosphonate "
+                 "administration, dispense, statement or order, and no denosumab dose or active "
+                 "order dated after the last dose (MedicationAdministration, MedicationDispense, "
+                 "MedicationStatement and MedicationRequest searched; entered-in-error, cancelled "
+                 "and not-done records do not count).")
+    detail = sections(
+        ("Finding.", finding),
+        ("Why it matters.", "Denosumab's effect wears off within months of the last injection. "
+                            "Stopping or delaying it without a follow-on antiresorptive causes "
+                            "rebound bone loss and multiple vertebral fractures."),
+        ("What to do (one of):", todo),
+        ("Data checked:", data),
+        ("Not found.", not_found),
+        ("Evidence.", EVIDENCE),
+    )
+
+    ctx: OrderContext = inp.orders
+    suggestions: list[Suggestion] = [denosumab_order(ctx, "60mg")]
+    if zol_ok:
+        zol = zoledronic_acid_order(ctx, T)
+        reason = "Before zoledronic acid infusion (denosumab transition)"
+        zol.actions.append(Action("Order serum calcium before the infusion",
+                                  lab_request(ctx, "calcium", reason)))
+        zol.actions.append(Action("Order creatinine with eGFR before the infusion",
+                                  lab_request(ctx, "creatinine", reason)))
+        suggestions.append(zol)
+    reasons = (("transition-planned", "specialist-decision", "dose-given-elsewhere", "patient-declined",
+                "end-of-life-care") if stop is not None else
+               ("dose-given-elsewhere", "transition-planned", "specialist-decision", "patient-declined",
+                "end-of-life-care"))
+    return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator="warning",
+                source_label=SOURCE, detail=detail, suggestions=suggestions,
+                selection_behavior="at-most-one", override_reasons=override_reasons(*reasons),
+                links=[LINKS["ects-2021"]])
