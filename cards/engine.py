@@ -40,6 +40,7 @@ class Evaluation:
     cards: list[Card] = field(default_factory=list)
     fired: list[str] = field(default_factory=list)
     not_run: dict[str, list[str]] = field(default_factory=dict)  # rule id -> missing types
+    failed: list[str] = field(default_factory=list)              # rules that raised (our bug)
 
 
 def evaluate(inp: RuleInput) -> Evaluation:
@@ -51,7 +52,12 @@ def evaluate(inp: RuleInput) -> Evaluation:
         if missing:
             result.not_run[spec.id] = missing
             continue
-        card = spec.fn(inp)
+        try:
+            card = spec.fn(inp)
+        except Exception:  # noqa: BLE001 - one broken rule must not silence all the others
+            log.exception("rule %s failed; its check did not run", spec.id)
+            result.failed.append(spec.id)
+            continue
         if card is not None:
             cards.append(card)
     fired = {c.rule_id for c in cards}

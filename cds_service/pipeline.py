@@ -101,7 +101,7 @@ def evaluate_hook(service: Service, body: Any, *, now: datetime, fetch: FetchSet
     result = evaluate(inp)
     cards = list(result.cards)
     relevant = _triggers_antiresorptive(chart) if req.hook != "patient-view" else _on_therapy(chart)
-    if result.not_run and relevant:
+    if (result.not_run or result.failed) and relevant:
         cards.append(_data_card(result, missing_types))
     timings["rules"] = time.perf_counter() - t
 
@@ -128,7 +128,12 @@ def _data_card(result: Evaluation, missing: Mapping[str, str]) -> Card:
     reasons = sorted({_REASON_WORDS.get(missing.get(t, ""), missing.get(t, "unknown")) for t in types})
     lines = [f"- **{rule}**: needs {', '.join(TYPE_WORDS.get(t, t) for t in ts)}"
              for rule, ts in sorted(result.not_run.items())]
-    summary = f"Some safety checks could not run: {words} unavailable"
+    lines += [f"- **{rule}**: failed with an internal error (reported to the service's log)"
+              for rule in result.failed]
+    if result.failed and not types:
+        reasons = ["an internal error in the service"]
+    summary = (f"Some safety checks could not run: {words} unavailable" if types
+               else "Some safety checks could not run because of an internal error")
     if len(summary) > 139:
         summary = "Some safety checks could not run: patient data unavailable"
     detail = ("The service could not obtain part of the patient's record, so these checks were "

@@ -278,3 +278,24 @@ def test_fb_card_rule_is_recorded_for_our_cards(client, app) -> None:
     assert r.status_code == 200
     rows = app.config["FEEDBACK_STORE"].rows()
     assert rows[-1]["rule_id"] == "DMAB-HYPOCALCEMIA"
+
+
+def test_a_rule_that_raises_does_not_silence_the_others(client, monkeypatch) -> None:
+    """A bug in one rule: the other cards still come, plus an info card saying which check did not
+    run (never a 500, never a silent gap)."""
+    from cards.registry import REGISTRY, RuleSpec, load_rules
+    load_rules()
+    spec = REGISTRY["DMAB-DENTAL-CLEARANCE"]
+
+    def broken(inp):
+        raise RuntimeError("boom")
+    monkeypatch.setitem(REGISTRY, spec.id, RuleSpec(spec.id, spec.title, spec.hooks, spec.needs, broken))
+    body = hook_request("order-sign", [patient(), observation(CALCIUM_SERUM, 7.1, "mg/dL", "2026-11-20")],
+                        drafts=[draft()])
+    r = client.post(f"/cds-services/{OSIGN}", json=body)
+    assert r.status_code == 200
+    cards = r.get_json()["cards"]
+    codes = [c["source"]["topic"]["code"] for c in cards]
+    assert "DMAB-HYPOCALCEMIA" in codes and "DMAB-DENTAL-CLEARANCE" not in codes
+    data_card = next(c for c in cards if c["source"]["topic"]["code"] == "SERVICE-DATA-UNAVAILABLE")
+    assert "DMAB-DENTAL-CLEARANCE" in data_card["detail"]
