@@ -88,8 +88,8 @@ class Chart:
         bisphosphonates active/completed requests and statement periods), oldest first (D4)."""
         dates = {e.date for e in self.dose_events(drug_class)}
         for r in self.medications:
-            if r.drug.drug_class != drug_class or r.date is None:
-                continue
+            if r.drug.drug_class != drug_class or r.date is None or not r.drug.is_oral_bisphosphonate:
+                continue  # an active order for an injectable is a plan, not a dose (D4 "Initiation")
             if r.resource_type in ("MedicationRequest", "MedicationStatement") \
                     and r.status in ("active", "completed"):
                 dates.add(r.date)

@@ -1,0 +1,86 @@
+"""DMAB-PREGNANCY-STATUS-UNVERIFIED — pregnancy status not checked before starting denosumab.
+
+RULES.md §3 (with D1 "Age", D4 "Initiation", D8 "Reproductive potential", §7 exclusive pairs,
+§8 item 13).
+Evidence: seed 001_282e696d69a84463.txt §Special Populations › Pregnancy and Lactation ("verify
+pregnancy status before initiating treatment and advise effective contraception … for at least
+5 months after the last dose"); Prolia label §8.3 (females of reproductive potential).
+
+Fires on an order hook when a denosumab draft is an **initiation** (D4), the patient is of
+reproductive potential (D8: female — or sex unknown with a pregnancy record — aged
+``reproductive_age_min``–``reproductive_age_max`` inclusive on today's date, without a
+``non-reproductive-status`` record), no pregnancy test and no pregnancy-status observation of
+any result is dated within ``pregnancy_test_lookback_days``, and DMAB-PREGNANCY does not fire
+(exclusive, §7). Unknown age → never (age-dependent rules do not assume, D1).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from ..builders import LAB_CODES, lab_request, override_reasons
+from ..model import Action, Card, Suggestion
+from ..registry import MEDS, ORDER_HOOKS, RuleInput, rule
+from . import _dmab_common as dm
+
+RULE_ID = "DMAB-PREGNANCY-STATUS-UNVERIFIED"
+TITLE = "Pregnancy status not checked before starting denosumab"
+
+
+def _hcg(inp: RuleInput, lab: str, label: str) -> Suggestion:
+    body = lab_request(inp.orders, lab, "Verify pregnancy status before starting denosumab")
+    return Suggestion(label, [Action(f"Order {LAB_CODES[lab][1]}", body)])
+
+
+@rule(RULE_ID, TITLE, hooks=ORDER_HOOKS, needs=MEDS | {"Patient", "Observation", "Condition", "Procedure"})
+def dmab_pregnancy_status_unverified(inp: RuleInput) -> Card | None:
+    drafts = dm.dmab_drafts(inp)
+    if not drafts or not dm.is_initiation(inp):
+        return None
+    repro = dm.reproductive_potential(inp)
+    if not repro.potential:
+        return None
+    chart, window = inp.chart, inp.thresholds.pregnancy_test_lookback_days
+    recent = [lab for concept in ("pregnancy-test", "pregnancy-status") for lab in chart.labs(concept)
+              if 0 <= (inp.today - lab.date).days <= window]
+    if recent:
+        return None
+    if dm.pregnancy_evidence(inp):
+        return None  # DMAB-PREGNANCY speaks (§7)
+
+    start = inp.today - timedelta(days=window)
+    summary = ("Pregnancy status not verified in the last 30 days: test before starting denosumab"
+               if window == 30 else
+               dm.fit(f"Pregnancy status not verified in the last {window} days: test before "
+                      "starting denosumab"))
+    older = [lab for concept in ("pregnancy-test", "pregnancy-status") for lab in chart.labs(concept)]
+    older.sort(key=lambda lab: lab.date, reverse=True)
+    lines = [f"**Finding.** {dm.draft_list(drafts)} ordered as a **start** of denosumab for a "
+             f"patient of reproductive potential ({repro.reason}), and no pregnancy test or "
+             f"pregnancy-status observation is on record between {start.isoformat()} and "
+             f"{inp.today.isoformat()} ({window} days)."]
+    lines.append("Last pregnancy test or status: " + (
+        f"{dm.lab_text(older[0])} (outside the window)." if older else "none on record."))
+    lines += [
+        "Reproductive potential is inferred (sex, age, no hysterectomy/oophorectomy/menopause "
+        "record), not coded — override if it does not apply.",
+        "",
+        "**Why it matters.** Denosumab can cause fetal harm; the label asks to verify pregnancy "
+        "status before starting and to advise effective contraception during therapy and for at "
+        "least 5 months after the last dose.",
+        "",
+        "**What to do.** Check a urine or serum hCG before the first dose (or document the status "
+        "verified otherwise) and discuss contraception.",
+        "",
+        f"**Evidence.** {dm.SEED_001} §Pregnancy and Lactation; Prolia label §8.3. RULES.md §3 "
+        "DMAB-PREGNANCY-STATUS-UNVERIFIED, D8, §8 item 13.",
+    ]
+    return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator="info",
+                source_label="FDA label: Prolia §8.3 (verify pregnancy status before starting)",
+                detail="\n".join(lines),
+                suggestions=[_hcg(inp, "hcg-urine", "Order urine hCG"),
+                             _hcg(inp, "hcg-serum", "Order serum hCG")],
+                selection_behavior="at-most-one",
+                override_reasons=override_reasons("not-of-reproductive-potential",
+                                                  "verified-verbally", "recent-test-elsewhere"),
+                links=[dm.label_link(drafts)])

@@ -1,0 +1,74 @@
+"""DMAB-VITD-NOT-CHECKED — no vitamin D level before starting denosumab.
+
+RULES.md §3 (with D4 "Initiation", D5 "Which result" / "Value forms", §7 exclusive pairs).
+Evidence: seed 001_282e696d69a84463.txt §Mandatory Pre-Treatment Requirements › Calcium and
+Vitamin D Supplementation ("correct vitamin D deficiency before the first dose"); Prolia label
+(adequate calcium and vitamin D before and during treatment).
+
+Fires on an order hook when a denosumab draft is an **initiation** (D4) and no usable 25-OH
+vitamin D result is dated within ``vitd_lookback_days``: none at all, only stale ones, only ones
+with an unrecognised unit (D5: "result present but unit not recognised"). Entered-in-error and
+cancelled results never reach the chart (D2). Continuation doses never fire. Exclusive with
+DMAB-VITD-DEFICIENCY by construction (that rule needs a usable result in the same window).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from ..builders import lab_suggestion, override_reasons
+from ..model import Card
+from ..registry import MEDS, ORDER_HOOKS, RuleInput, rule
+from . import _dmab_common as dm
+
+RULE_ID = "DMAB-VITD-NOT-CHECKED"
+TITLE = "No vitamin D level before starting denosumab"
+
+
+@rule(RULE_ID, TITLE, hooks=ORDER_HOOKS, needs=MEDS | {"Observation"})
+def dmab_vitd_not_checked(inp: RuleInput) -> Card | None:
+    drafts = dm.dmab_drafts(inp)
+    if not drafts or not dm.is_initiation(inp):
+        return None
+    window = inp.thresholds.vitd_lookback_days
+    chart = inp.chart
+    if chart.latest("vitamin-d-25oh", window) is not None:
+        return None
+
+    start = inp.today - timedelta(days=window)
+    summary = ("No 25-OH vitamin D result in the last 12 months before starting denosumab"
+               if window == 365 else
+               dm.fit(f"No 25-OH vitamin D result in the last {window} days before starting denosumab"))
+    lines = [f"**Finding.** {dm.draft_list(drafts)} ordered as a **start** of denosumab, and no "
+             f"usable 25-OH vitamin D result is on record between {start.isoformat()} and "
+             f"{inp.today.isoformat()} ({window} days)."]
+    unusable = [lab for lab in chart.labs("vitamin-d-25oh")
+                if not lab.usable and 0 <= (inp.today - lab.date).days <= window]
+    for lab in unusable:
+        lines.append(f"Result present but unit not recognised (not used): {dm.lab_text(lab)}.")
+    stale = next((lab for lab in chart.labs("vitamin-d-25oh") if lab.usable), None)
+    if stale is not None:
+        lines.append(f"Last usable result: {dm.lab_text(stale)} ({dm.fmt(stale.value)} ng/mL) — "
+                     f"stale ({(inp.today - stale.date).days} days old), not used.")
+    elif not unusable:
+        lines.append("No 25-OH vitamin D result of any age is on record (results entered in error "
+                     "or cancelled are not counted).")
+    lines += [
+        "",
+        "**Why it matters.** Vitamin D deficiency increases the risk of hypocalcemia after "
+        "denosumab; it should be found and corrected before the first dose.",
+        "",
+        "**What to do.** Check 25-OH vitamin D before the first dose (or document a result from "
+        "elsewhere); supplement vitamin D 400–800 IU and calcium to a total intake of "
+        "1,200–1,500 mg/day throughout treatment.",
+        "",
+        f"**Evidence.** {dm.SEED_001} §Calcium and Vitamin D Supplementation (correct deficiency "
+        "before the first dose); Prolia label. RULES.md §3 DMAB-VITD-NOT-CHECKED.",
+    ]
+    suggestion = lab_suggestion(inp.orders, "Order 25-OH vitamin D", ["vitamin-d"],
+                                "25-OH vitamin D before starting denosumab")
+    return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator="info",
+                source_label="Seed 001: correct vitamin D deficiency before denosumab; Prolia label",
+                detail="\n".join(lines), suggestions=[suggestion], selection_behavior="any",
+                override_reasons=override_reasons("result-elsewhere", "supplemented-empirically"),
+                links=[dm.label_link(drafts)])
