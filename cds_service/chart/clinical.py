@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Any, Mapping
 
@@ -14,6 +15,11 @@ _IGNORED_VERIFICATION = frozenset({"refuted", "entered-in-error"})
 _SUSPECTED = frozenset({"provisional", "differential", "unconfirmed"})
 #: ICD-10-CM prefix for atypical femoral fracture (D3 text fallback table).
 _AFF_ICD_PREFIX = "M84.75"
+#: Paget's disease of bone (osteitis deformans) has no value set in codes.json: ICD-10-CM M88.*
+#: and text, so that BP-DRUG-HOLIDAY-REVIEW can leave Paget's courses alone (RULES.md §4).
+_PAGET_ICD_PREFIX = "M88"
+_PAGET_TEXT = re.compile(r"osteitis deformans|\bpaget", re.IGNORECASE)
+_NOT_BONE_PAGET = re.compile(r"breast|nipple|mammary|vulva|penis|perian|anal\b|skin|carcinoma", re.IGNORECASE)
 _ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
 
 
@@ -49,6 +55,12 @@ def _concept_names(code: Any, vs: ValueSets, resource_type: str) -> tuple[frozen
         if new:
             by_text = not names
             names |= new
+        if any(c.get("system") == _ICD10 and str(c.get("code", "")).upper().startswith(_PAGET_ICD_PREFIX)
+               for c in codings):
+            names.add("paget-disease-of-bone")
+        elif any(_PAGET_TEXT.search(t) and not _NOT_BONE_PAGET.search(t) for t in texts):
+            by_text = by_text or not names
+            names.add("paget-disease-of-bone")
     if names & {"giant-cell-tumor-of-bone", "hypercalcemia-of-malignancy", "bone-metastases",
                 "multiple-myeloma"}:
         names.add("oncology-bone-indication")

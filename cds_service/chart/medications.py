@@ -190,7 +190,12 @@ def classify(resource: Mapping[str, Any], vs: ValueSets,
         if vs_name in names:
             return _bisphosphonate(agent, names, dose, dose_text, route, display, by_text)
     if "bisphosphonate-any" in names or "bisphosphonate-oral" in names or "bisphosphonate-iv" in names:
-        agent = "bisphosphonate"
+        # an ingredient without a value set of its own (etidronate): named from the record's text
+        # or from the value-set display of its code (D3 patterns), else a generic bisphosphonate
+        coded = {(str(c.get("system")), str(c.get("code"))) for c in _codings(concept)}
+        vs_displays = [k.display for k in vs.codes("bisphosphonate-any") if (k.system, k.code) in coded]
+        found = vs.text_matches(texts + vs_displays)
+        agent = next((a for a in _BP_TEXT_AGENTS if a in found), "bisphosphonate")
         return _bisphosphonate(agent, names, dose, dose_text, route, display, by_text)
     for agent in _BP_TEXT_AGENTS:
         if agent in names:

@@ -1,0 +1,448 @@
+"""Shared helpers of the BP-* rules (RULES.md §4: bisphosphonate rules).
+
+What a bisphosphonate draft is (agent, route, zoledronic-acid strength when the order does not
+say), its renal cut-off and look-back windows (D10), its indication (oncology, hypercalcemia of
+malignancy, Paget's disease), severe kidney disease records (D6, D7, D9), oral bisphosphonate
+courses and zoledronic acid 5 mg infusion courses (D4), and the evidence links of the labels.
+Pure: reads the :class:`~cds_service.chart.Chart` of the :class:`~cards.registry.RuleInput`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Iterable
+
+from cds_service.chart import (BISPHOSPHONATE, DENOSUMAB, DraftOrder, Drug, Lab, MedicationRecord,
+                               add_months, default_value_sets)
+
+from ..builders import LINKS
+from ..model import Link
+from ..registry import RuleInput
+from ..thresholds import Thresholds
+
+#: Seed files of the evidence (shared/seeds/).
+SEED_000 = "seed 000_01a4571caa474e4a.txt"
+SEED_001 = "seed 001_282e696d69a84463.txt"
+
+#: Names on a card summary are cut to this length (RULES.md §1 "Summary").
+NAME_MAX = 40
+
+#: RULES.md §8 item 16 gives oral bisphosphonates a 90-day calcium window, but D10 has no named
+#: parameter for it; a deployment may add ``calcium_lookback_days_oral_bp`` to the thresholds.
+ORAL_CALCIUM_WINDOW_DEFAULT = 90
+#: D4 "Active therapy" dosing intervals of IV agents (zoledronic acid 5 mg 12 months, 4 mg
+#: 4 weeks, ibandronate IV 3 months); pamidronate is dosed like zoledronic acid 4 mg (3–4 weeks).
+IV_ACTIVE_MONTHS = {"5mg": 12, "ibandronate": 3}
+IV_ACTIVE_DAYS = {"4mg": 28, "pamidronate": 28}
+#: D4 oral course: a dispense without ``daysSupply`` covers 30 days.
+DISPENSE_DEFAULT_DAYS = 30
+
+AGENT_WORDS = {"zoledronic-acid": "zoledronic acid", "bisphosphonate": "bisphosphonate"}
+ONCOLOGY_SETS = ("oncology-bone-indication", "bone-metastases", "multiple-myeloma",
+                 "giant-cell-tumor-of-bone", "hypercalcemia-of-malignancy")
+PAGET_CONCEPT = "paget-disease-of-bone"
+_PAGET_TEXT = re.compile(r"osteitis deformans|\bpaget", re.IGNORECASE)
+_NOT_BONE_PAGET = re.compile(r"breast|nipple|mammary|vulva|penis|perian|anal\b|skin|carcinoma",
+                             re.IGNORECASE)
+_ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
+_OSTEOPOROSIS_TEXT = re.compile(r"osteopor|osteopenia", re.IGNORECASE)
+
+
+# ---- words ---------------------------------------------------------------------------------
+
+def cut(text: str, limit: int = NAME_MAX) -> str:
+    """``text`` on one line, cut to ``limit`` characters (an ellipsis marks the cut)."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def agent_word(agent: str) -> str:
+    """The ingredient as said in a sentence ("zoledronic acid", "alendronate")."""
+    return AGENT_WORDS.get(agent, agent)
+
+
+def agent_phrase(drug: Drug, regimen: str | None = None) -> str:
+    """Ingredient with the strength/route that decides the rules ("zoledronic acid 5 mg",
+    "ibandronate IV"), cut to 40 characters."""
+    word = agent_word(drug.agent)
+    regimen = regimen if regimen is not None else drug.regimen
+    if drug.agent == "zoledronic-acid":
+        if regimen == "5mg":
+            return "zoledronic acid 5 mg"
+        if regimen == "4mg":
+            return "zoledronic acid 4 mg (oncology)"
+        return "zoledronic acid"
+    if drug.agent == "ibandronate" and drug.route == "iv":
+        return "ibandronate IV"
+    return cut(word)
+
+
+def capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def fmt(value: Decimal | None) -> str:
+    """A Decimal without trailing zeros or exponent ("8.5", "60")."""
+    return "?" if value is None else f"{value.normalize():f}"
+
+
+def lab_desc(lab: Lab) -> str:
+    """A result as sent ("28 mL/min/1.73 m²", "<15 mL/min/1.73 m²", "2.05 mmol/L")."""
+    return lab.describe().replace("{1.73_m2}", "1.73 m²")
+
+
+def iso(d: date | None) -> str:
+    return d.isoformat() if d else "date unknown"
+
+
+def identified_by(drug: Drug) -> str:
+    """" (identified by name, not code)" for a text-matched drug (D3), else ""."""
+    return " (identified by name, not code)" if drug.by_text else ""
+
+
+def draft_title(d: DraftOrder) -> str:
+    """The draft as the prescriber wrote it (medication text or display, plus the dose)."""
+    concept = d.resource.get("medicationCodeableConcept") or {}
+    text = concept.get("text") if isinstance(concept.get("text"), str) else None
+    if not text:
+        text = next((c.get("display") for c in concept.get("coding") or []
+                     if isinstance(c, dict) and isinstance(c.get("display"), str)), None)
+    if not text:
+        return cut(d.label, 60)
+    dose = f" {d.dose_mg.normalize():f} mg" if d.dose_mg is not None else ""
+    if dose and f"{d.dose_mg.normalize():f} mg" in text.lower():
+        dose = ""
+    return cut(f"{text}{dose}", 60)
+
+
+def draft_names(drafts: Iterable[DraftOrder]) -> str:
+    return "; ".join(f"**{draft_title(d)}**{identified_by(d.drug)}" for d in drafts)
+
+
+def bp_drafts(inp: RuleInput) -> list[DraftOrder]:
+    """The triggering bisphosphonate drafts of this hook ("BP draft", §4)."""
+    return inp.drafts_of(BISPHOSPHONATE)
+
+
+def is_oral(drug: Drug) -> bool:
+    """Oral bisphosphonate; an ibandronate of unknown route counts as oral (the usual form)."""
+    return (drug.drug_class == BISPHOSPHONATE and drug.route != "iv"
+            and drug.agent not in ("zoledronic-acid", "pamidronate"))
+
+
+# ---- indication -----------------------------------------------------------------------------
+
+def _reason_sets(draft: DraftOrder) -> set[str]:
+    vs = default_value_sets()
+    names: set[str] = set()
+    for system, code in draft.reason_codings:
+        names |= vs.names_for(system, code)
+    names |= vs.text_matches(draft.reason_texts)
+    return names
+
+
+def _reason_conditions(inp: RuleInput, draft: DraftOrder) -> list:
+    """Conditions of the chart the draft names in ``reasonReference`` ("Condition/id")."""
+    refs = {str(r.get("reference", "")).split("/")[-1] for r in draft.resource.get("reasonReference") or []
+            if isinstance(r, dict)}
+    return [c for c in inp.chart.conditions if c.id in refs] if refs else []
+
+
+def oncology_indication(inp: RuleInput, draft: DraftOrder | None = None) -> list[str]:
+    """D9 "Oncology bone indication": an active bone metastases / myeloma / GCTB / HCM
+    condition, or such a reason on the draft; the evidence in words (empty when none)."""
+    out = [f"{c.display or 'oncology bone indication'} (problem list)"
+           for c in inp.chart.conditions_in(*ONCOLOGY_SETS, active=True)]
+    if draft is not None:
+        if _reason_sets(draft) & set(ONCOLOGY_SETS):
+            out.append("oncology reason on the order")
+        out += [f"{c.display} (order reason)" for c in _reason_conditions(inp, draft)
+                if c.concepts & set(ONCOLOGY_SETS)]
+    return out
+
+
+def hcm_indication(inp: RuleInput, draft: DraftOrder) -> str | None:
+    """The order's indication is hypercalcemia of malignancy (reasonCode in the value set or
+    matching the D3 text pattern, or a reasonReference to such a Condition); the evidence."""
+    if "hypercalcemia-of-malignancy" in _reason_sets(draft):
+        texts = [t for t in draft.reason_texts if t]
+        return "order reason: " + (cut(texts[0]) if texts else "hypercalcemia (coded)")
+    for c in _reason_conditions(inp, draft):
+        if "hypercalcemia-of-malignancy" in c.concepts:
+            return f"order reason: {c.display or 'hypercalcemia of malignancy'}"
+    return None
+
+
+def zoledronic_regimen(inp: RuleInput, draft: DraftOrder) -> tuple[str | None, str]:
+    """Strength of a zoledronic acid draft (D3), and how it was decided when the order does
+    not say: an oncology bone indication → 4 mg (oncology), else 5 mg (osteoporosis/Paget's)."""
+    if draft.drug.agent != "zoledronic-acid":
+        return draft.drug.regimen, ""
+    if draft.drug.regimen in ("5mg", "4mg"):
+        return draft.drug.regimen, ""
+    if oncology_indication(inp, draft):
+        return "4mg", ("strength not stated on the order: read as the 4 mg oncology regimen "
+                       "because an oncology bone indication is on record")
+    return "5mg", ("strength not stated on the order: read as the 5 mg (Reclast-type) regimen "
+                   "because no oncology bone indication is on record")
+
+
+# ---- kidney function ------------------------------------------------------------------------
+
+def egfr_window(t: Thresholds, drug: Drug) -> int:
+    """D10: eGFR look-back for the agent (IV 30 days, oral 365 days)."""
+    return t.egfr_lookback_days_iv_bp if drug.route == "iv" else t.egfr_lookback_days_oral_bp
+
+
+def calcium_window(t: Thresholds, drug: Drug) -> int:
+    """D10 / §8 item 16: calcium look-back (IV ``calcium_lookback_days``, oral 90 days)."""
+    if drug.route == "iv":
+        return t.calcium_lookback_days
+    return int(getattr(t, "calcium_lookback_days_oral_bp", ORAL_CALCIUM_WINDOW_DEFAULT))
+
+
+def renal_cutoff(t: Thresholds, drug: Drug, regimen: str | None) -> tuple[int, str]:
+    """The agent's eGFR cut-off (strictly below fires) and the name of its D10 parameter."""
+    if drug.agent == "zoledronic-acid":
+        name = "egfr_cutoff_zoledronic_4mg" if regimen == "4mg" else "egfr_cutoff_zoledronic_5mg"
+    elif drug.agent in ("alendronate", "risedronate", "ibandronate", "pamidronate", "etidronate"):
+        name = f"egfr_cutoff_{drug.agent}"
+    else:  # an unnamed bisphosphonate: the strictest cut-off of the catalog
+        name = max(("egfr_cutoff_zoledronic_5mg", "egfr_cutoff_alendronate"), key=lambda n: getattr(t, n))
+    return int(getattr(t, name)), name
+
+
+@dataclass(frozen=True)
+class KidneyRecord:
+    """An active CKD 4/5, ESRD or dialysis record (D6, D7)."""
+
+    kind: str            # "ckd" (stage 4/5), "esrd", "dialysis"
+    text: str
+    when: date | None
+
+
+def severe_kidney_records(inp: RuleInput) -> list[KidneyRecord]:
+    """Active CKD 4/5 / ESRD / dialysis Conditions and dialysis Procedures within
+    ``dialysis_procedure_lookback_days`` (BP-RENAL-CONTRAINDICATION "Data")."""
+    chart = inp.chart
+    out: list[KidneyRecord] = []
+    for c in chart.conditions_in("ckd-stage-4-5", "end-stage-renal-disease", "dialysis", active=True):
+        kind = "dialysis" if "dialysis" in c.concepts else \
+            "esrd" if "end-stage-renal-disease" in c.concepts else "ckd"
+        status = " (suspected)" if c.suspected else ""
+        out.append(KidneyRecord(kind, f"{cut(c.display or 'chronic kidney disease stage 4/5')}{status}"
+                                      f" (problem list{', since ' + iso(c.date) if c.date else ''})", c.date))
+    window = inp.thresholds.dialysis_procedure_lookback_days
+    procs = chart.procedures_in("dialysis", within_days=window)   # newest first
+    if procs:
+        p = procs[0]
+        more = f" ({len(procs)} dialysis sessions in the last {window} days)" if len(procs) > 1 else ""
+        out.append(KidneyRecord("dialysis", f"{cut(p.display or 'dialysis')} on {iso(p.date)}{more}", p.date))
+    return out
+
+
+def kidney_record_phrase(records: list[KidneyRecord]) -> str:
+    """"dialysis" / "end-stage renal disease" / "CKD stage 4/5" for the summary."""
+    kinds = {r.kind for r in records}
+    if "dialysis" in kinds:
+        return "Dialysis"
+    if "esrd" in kinds:
+        return "End-stage renal disease"
+    return "CKD stage 4/5"
+
+
+# ---- therapy history ------------------------------------------------------------------------
+
+def any_antiresorptive_within(inp: RuleInput, days: int) -> list[str]:
+    """Evidence of any antiresorptive (denosumab or bisphosphonate) exposure in the ``days``
+    before today (D4 initiation for BP-DENTAL), in words; empty = initiation.
+
+    The chart's :meth:`~Chart.is_initiation` reads each record on its start date; a medication
+    statement that is still ``active`` (or whose period ends inside the window) and a dispense
+    whose supply reaches into the window are exposure in the window too (D4 "statement period").
+    """
+    chart = inp.chart
+    out: list[str] = []
+    if not chart.is_initiation([DENOSUMAB, BISPHOSPHONATE], days):
+        for cls in (DENOSUMAB, BISPHOSPHONATE):
+            recent = [d for d in chart.exposure_dates(cls) if 0 <= (chart.today - d).days <= days]
+            if recent:
+                out.append(f"{cls} on {recent[-1].isoformat()}")
+    start = chart.today - timedelta(days=days)
+    for r in chart.medications:
+        if r.drug.drug_class not in (DENOSUMAB, BISPHOSPHONATE) or r.date is None:
+            continue
+        if r.resource_type == "MedicationStatement" and r.status in ("active", "completed", "stopped"):
+            end = r.end or (chart.today if r.status == "active" else None)
+            if end is not None and end >= start and r.date <= chart.today:
+                out.append(f"{cut(r.drug.name)} (statement {r.date.isoformat()} – "
+                           f"{'ongoing' if r.end is None else r.end.isoformat()})")
+        elif r.resource_type == "MedicationDispense" and r.status == "completed":
+            supply = r.days_supply if r.days_supply is not None else DISPENSE_DEFAULT_DAYS
+            end = r.date + timedelta(days=supply)
+            if end >= start and r.date < start:
+                out.append(f"{cut(r.drug.name)} (dispensed {r.date.isoformat()}, "
+                           f"supply to {end.isoformat()})")
+    return out
+
+
+def iv_active_until(drug: Drug, regimen: str | None, dose: date) -> date | None:
+    """End of the D4 "active therapy" interval after an IV dose, or None (not an IV agent)."""
+    if drug.agent == "zoledronic-acid" and regimen == "5mg":
+        return add_months(dose, IV_ACTIVE_MONTHS["5mg"])
+    if drug.agent == "zoledronic-acid" and regimen == "4mg":
+        return dose + timedelta(days=IV_ACTIVE_DAYS["4mg"])
+    if drug.agent == "ibandronate" and drug.route == "iv":
+        return add_months(dose, IV_ACTIVE_MONTHS["ibandronate"])
+    if drug.agent == "pamidronate":
+        return dose + timedelta(days=IV_ACTIVE_DAYS["pamidronate"])
+    return None
+
+
+def paget_evidence(inp: RuleInput, records: Iterable[MedicationRecord]) -> str | None:
+    """A Paget's disease course: a record whose reason is Paget's disease of bone (text or
+    ICD-10-CM M88), or a Paget's disease Condition with no osteoporosis on record."""
+    osteoporosis_reason = False
+    for r in records:
+        texts = [t for t in r.reason_texts if t]
+        if any(_PAGET_TEXT.search(t) and not _NOT_BONE_PAGET.search(t) for t in texts) or any(
+                s == _ICD10 and c.upper().startswith("M88") for s, c in r.reason_codings):
+            return f"{cut(r.drug.name)} ordered for Paget's disease ({r.ref})"
+        if any(_OSTEOPOROSIS_TEXT.search(t) for t in texts) or any(
+                default_value_sets().names_for(s, c) & {"osteoporosis"} for s, c in r.reason_codings):
+            osteoporosis_reason = True
+    paget = inp.chart.conditions_in(PAGET_CONCEPT)
+    if paget and not osteoporosis_reason and not inp.chart.conditions_in("osteoporosis"):
+        c = paget[0]
+        return f"{c.display or 'Paget disease of bone'} on the problem list, no osteoporosis recorded"
+    return None
+
+
+@dataclass
+class Course:
+    """One course of therapy: first and last evidence, the records in it, whether current."""
+
+    start: date
+    end: date
+    records: list[MedicationRecord] = field(default_factory=list)
+    current: bool = False
+    why_current: str = ""
+
+    @property
+    def last_record(self) -> date:
+        """Date of the newest piece of evidence (not its supply end)."""
+        return max((r.date for r in self.records if r.date), default=self.start)
+
+    def agents(self) -> list[str]:
+        out: list[str] = []
+        for r in sorted(self.records, key=lambda r: r.date or date.min):
+            if r.drug.agent not in out:
+                out.append(r.drug.agent)
+        return out
+
+
+def _oral_interval(r: MedicationRecord, today: date) -> tuple[date, date] | None:
+    """D4 "Oral bisphosphonate exposure": the span of evidence of one record."""
+    if r.date is None:
+        return None
+    start = min(r.date, today)
+    if r.resource_type == "MedicationRequest":
+        return (start, start) if r.status in ("active", "completed", "stopped") else None
+    if r.resource_type == "MedicationDispense":
+        if r.status != "completed":
+            return None
+        supply = r.days_supply if r.days_supply is not None else DISPENSE_DEFAULT_DAYS
+        return start, start + timedelta(days=supply)
+    if r.resource_type == "MedicationStatement":
+        if r.status not in ("active", "completed", "stopped"):
+            return None
+        end = r.end or (today if r.status == "active" else start)
+        return start, max(start, min(end, today))
+    if r.resource_type == "MedicationAdministration":
+        return (start, start) if r.status in ("completed", "in-progress") else None
+    return None
+
+
+def oral_courses(inp: RuleInput, gap_days: int = 365, current_days: int = 90) -> list[Course]:
+    """Oral bisphosphonate courses, oldest first (D4): the evidence of every oral agent pooled
+    ("across agents": a switch from one oral agent to another continues the course); a gap of
+    more than ``gap_days`` between the end of one piece of evidence and the start of the next
+    starts a new course. The latest course is current with an active request/statement or a
+    dispense whose supply ended within ``current_days``."""
+    today = inp.today
+    spans = []
+    for r in inp.chart.medications:
+        if not is_oral(r.drug):
+            continue
+        span = _oral_interval(r, today)
+        if span is not None:
+            spans.append((span[0], span[1], r))
+    spans.sort(key=lambda s: (s[0], s[1]))
+    courses: list[Course] = []
+    for start, end, r in spans:
+        if courses and (start - courses[-1].end).days <= gap_days:
+            courses[-1].end = max(courses[-1].end, end)
+            courses[-1].records.append(r)
+        else:
+            courses.append(Course(start, end, [r]))
+    if courses:
+        last = courses[-1]
+        for r in last.records:
+            if r.resource_type in ("MedicationRequest", "MedicationStatement") and r.status == "active":
+                last.current, last.why_current = True, f"active {r.resource_type} ({r.ref}, {iso(r.date)})"
+                break
+        else:
+            for r in sorted(last.records, key=lambda r: r.date or date.min, reverse=True):
+                if r.resource_type == "MedicationDispense":
+                    span = _oral_interval(r, today)
+                    if span and (today - span[1]).days <= current_days:
+                        last.current = True
+                        last.why_current = (f"dispensed {iso(r.date)}, supply to {span[1].isoformat()}")
+                        break
+    return courses
+
+
+def zoledronic_5mg_courses(inp: RuleInput, gap_months: int = 24, current_months: int = 18) -> list[Course]:
+    """Zoledronic acid 5 mg infusion courses (D4): distinct 5 mg dose events (de-duplicated
+    within 4 days by the chart); a gap of more than ``gap_months`` starts a new course; the
+    latest course is current when its last infusion was at most ``current_months`` ago."""
+    events = inp.chart.dose_events(BISPHOSPHONATE, agent="zoledronic-acid", regimen="5mg")
+    courses: list[Course] = []
+    for e in events:
+        if courses and e.date <= add_months(courses[-1].end, gap_months):
+            courses[-1].end = e.date
+            courses[-1].records.append(e.record)
+        else:
+            courses.append(Course(e.date, e.date, [e.record]))
+    if courses and inp.today <= add_months(courses[-1].end, current_months):
+        courses[-1].current = True
+        courses[-1].why_current = f"last infusion {courses[-1].end.isoformat()}"
+    return courses
+
+
+# ---- evidence links -------------------------------------------------------------------------
+
+def _dailymed(name: str, query: str) -> Link:
+    return Link(f"{name} label on DailyMed",
+                f"https://dailymed.nlm.nih.gov/dailymed/search.cfm?labeltype=all&query={query}")
+
+
+LABEL: dict[str, tuple[str, Link]] = {
+    "zoledronic-5mg": ("FDA label: Reclast (zoledronic acid 5 mg)", LINKS["reclast-label"]),
+    "zoledronic-4mg": ("FDA label: Zometa (zoledronic acid 4 mg)", LINKS["zometa-label"]),
+    "alendronate": ("FDA label: Fosamax (alendronate)", LINKS["fosamax-label"]),
+    "risedronate": ("FDA label: Actonel (risedronate)", _dailymed("Actonel (risedronate)", "actonel")),
+    "ibandronate": ("FDA label: Boniva (ibandronate)", _dailymed("Boniva (ibandronate)", "boniva")),
+    "pamidronate": ("FDA label: Aredia/pamidronate", _dailymed("Pamidronate disodium", "pamidronate")),
+    "etidronate": ("FDA label: Didronel/etidronate", _dailymed("Etidronate disodium", "etidronate")),
+}
+
+
+def label_for(drug: Drug, regimen: str | None) -> tuple[str, Link]:
+    """(source label, link) of the label behind a finding about ``drug``."""
+    if drug.agent == "zoledronic-acid":
+        return LABEL["zoledronic-4mg" if regimen == "4mg" else "zoledronic-5mg"]
+    return LABEL.get(drug.agent, LABEL["alendronate"])

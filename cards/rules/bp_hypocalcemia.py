@@ -1,0 +1,106 @@
+"""BP-HYPOCALCEMIA — low calcium before a bisphosphonate.
+
+RULES.md §4 (with D5 "Calcium to judge", D10 calcium limits, §7 exclusive with
+AR-CALCIUM-NOT-CHECKED, §8 items 1, 2, 16, 18).
+Evidence: seed 000_01a4571caa474e4a.txt (rare side effects: hypocalcemia; bisphosphonates lower
+blood calcium); Fosamax, Actonel, Boniva and Reclast labels (contraindication: hypocalcemia —
+correct before starting); Zometa label (correct hypocalcemia, supplement calcium and vitamin D).
+
+Fires for a bisphosphonate draft when the calcium judged per D5 within the agent's window (IV
+``calcium_lookback_days`` 30 days, oral 90 days, §8 item 16) is low (strictly below 8.5 mg/dL
+after rounding, or ionized < 1.15 mmol/L). An order whose indication is hypercalcemia of
+malignancy is excluded. No usable calcium in the window is not this rule: AR-CALCIUM-NOT-CHECKED
+reports it for IV agents, and oral agents get no "not checked" card (§8 item 16).
+"""
+
+from __future__ import annotations
+
+from cds_service.chart import SUPPLEMENT, CalciumJudgement, DraftOrder
+
+from ..builders import calcium_vitamin_d_order, lab_suggestion, override_reasons
+from ..model import Card
+from ..registry import ORDER_HOOKS, RuleInput, rule
+from . import _bp_common as bp
+
+RULE_ID = "BP-HYPOCALCEMIA"
+TITLE = "Low calcium before a bisphosphonate"
+
+
+def _summary(j: CalciumJudgement, agent: str) -> str:
+    if j.kind == "ionized":
+        head = f"Ionized calcium {bp.fmt(j.value)} mmol/L on {j.date.isoformat()}"
+    else:
+        corrected = " (albumin-corrected)" if j.kind == "albumin-corrected" else \
+            " (corrected)" if j.kind == "lab-corrected" else ""
+        head = f"Calcium {bp.fmt(j.value)} mg/dL{corrected} on {j.date.isoformat()}"
+    text = f"{head}: correct hypocalcemia before giving {agent}"
+    return text if len(text) < 140 else bp.cut(text, 139)
+
+
+@rule(RULE_ID, TITLE, hooks=ORDER_HOOKS, needs={"Observation"})
+def bp_hypocalcemia(inp: RuleInput) -> Card | None:
+    t = inp.thresholds
+    limits = t.calcium_limits
+    hits: list[tuple[DraftOrder, CalciumJudgement, int]] = []
+    excluded: list[tuple[DraftOrder, str]] = []
+    for d in bp.bp_drafts(inp):
+        hcm = bp.hcm_indication(inp, d)
+        if hcm:
+            excluded.append((d, hcm))
+            continue
+        window = bp.calcium_window(t, d.drug)
+        j = inp.chart.calcium(window, limits)
+        if j is not None and j.low:
+            hits.append((d, j, window))
+    if not hits:
+        return None
+
+    draft, judged, window = hits[0]
+    agent = bp.agent_phrase(draft.drug, bp.zoledronic_regimen(inp, draft)[0])
+    summary = _summary(judged, agent)
+    severe = " — **severe**" if judged.severe else ""
+    lab = judged.lab
+    lines = [f"**Finding.** {bp.draft_names(d for d, _, _ in hits)} ordered; the calcium judged "
+             f"(RULES.md D5) is low{severe}: {judged.describe()} on {judged.date.isoformat()}"
+             + (f", laboratory reference range {lab.reference_range}" if lab.reference_range else "")
+             + "."]
+    if judged.kind == "albumin-corrected" and judged.albumin is not None:
+        lines.append(f"Corrected with albumin {judged.albumin.describe()} on "
+                     f"{judged.albumin.date.isoformat()}: Ca + 0.8 × (4.0 − albumin g/dL).")
+    elif judged.kind == "measured":
+        lines.append("Measured total calcium, not corrected (no albumin below 4.0 g/dL within "
+                     f"{t.albumin_pairing_days} days of it).")
+    lines.append(f"Limits: total/corrected < {bp.fmt(t.calcium_total_low_mg_dl)} mg/dL (severe < "
+                 f"{bp.fmt(t.calcium_total_severe_mg_dl)}), ionized < {bp.fmt(t.calcium_ionized_low_mmol_l)} "
+                 f"mmol/L, after rounding to 0.1 mg/dL; look-back {window} days for "
+                 f"{'IV' if draft.drug.route == 'iv' else 'oral'} agents (RULES.md §8 item 16).")
+    for d, why in excluded:
+        lines.append(f"Not judged for {bp.draft_title(d)}: its indication is hypercalcemia of "
+                     f"malignancy ({why}).")
+    lines.append("")
+    lines.append("**Why it matters.** Bisphosphonates lower serum calcium; hypocalcemia is a "
+                 "contraindication in the labels of alendronate, risedronate, ibandronate and "
+                 "zoledronic acid 5 mg, and IV agents can turn a low calcium into symptomatic "
+                 "hypocalcemia (tingling, cramps, tetany, seizures, arrhythmia).")
+    lines.append("")
+    supplement = inp.chart.active_records(SUPPLEMENT)
+    lines.append("**What to do.** Correct hypocalcemia before the dose: repeat calcium with albumin, "
+                 "check magnesium, 25-OH vitamin D and PTH, and supplement calcium and vitamin D"
+                 + (" (a supplement is already on the list: " + bp.cut(supplement[0].drug.name) + ")"
+                    if supplement else " (none is on the medication list)") + ". Give the "
+                 "bisphosphonate once calcium is normal.")
+    lines.append("")
+    lines.append(f"**Evidence.** {bp.SEED_000} (side effects: hypocalcemia); Fosamax, Actonel, "
+                 "Boniva and Reclast labels (contraindication: hypocalcemia); Zometa label. "
+                 "RULES.md §4 BP-HYPOCALCEMIA, D5.")
+    suggestions = [lab_suggestion(inp.orders, "Repeat calcium + albumin, magnesium, vitamin D, PTH",
+                                  ["calcium", "albumin", "magnesium", "vitamin-d", "pth"],
+                                  "Low calcium before a bisphosphonate")]
+    if not supplement:
+        suggestions.append(calcium_vitamin_d_order(inp.orders))
+    source, link = bp.label_for(draft.drug, bp.zoledronic_regimen(inp, draft)[0])
+    return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator="critical",
+                source_label=f"{source}: hypocalcemia contraindication", detail="\n".join(lines),
+                suggestions=suggestions, selection_behavior="any",
+                override_reasons=override_reasons("repeat-result-normal", "treating-hypocalcemia"),
+                links=[link])
