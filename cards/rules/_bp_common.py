@@ -1,10 +1,12 @@
-"""Shared helpers of the BP-* rules (RULES.md §4: bisphosphonate rules).
+"""Helpers specific to the BP-* rules (RULES.md §4: bisphosphonate rules).
 
 What a bisphosphonate draft is (agent, route, zoledronic-acid strength when the order does not
-say), its renal cut-off and look-back windows (D10), its indication (oncology, hypercalcemia of
-malignancy, Paget's disease), severe kidney disease records (D6, D7, D9), oral bisphosphonate
+say), its renal cut-off and look-back windows (D10), its indication (hypercalcemia of
+malignancy, Paget's disease), how BP cards name severe kidney records, oral bisphosphonate
 courses and zoledronic acid 5 mg infusion courses (D4), and the evidence links of the labels.
-Pure: reads the :class:`~cds_service.chart.Chart` of the :class:`~cards.registry.RuleInput`.
+The D9 facts themselves (oncology bone indication, severe kidney records) are in
+:mod:`cards.rules._definitions`; the formatting helpers in :mod:`cards.rules._text`. Pure:
+reads the :class:`~cds_service.chart.Chart` of the :class:`~cards.registry.RuleInput`.
 """
 
 from __future__ import annotations
@@ -12,27 +14,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from decimal import Decimal
 from typing import Iterable
 
-from cds_service.chart import (BISPHOSPHONATE, DENOSUMAB, DraftOrder, Drug, Lab, MedicationRecord,
+from cds_service.chart import (BISPHOSPHONATE, DENOSUMAB, DraftOrder, Drug, MedicationRecord,
                                add_months, default_value_sets)
 
 from ..builders import LINKS
 from ..model import Link
 from ..registry import RuleInput
 from ..thresholds import Thresholds
+from ._definitions import catalog_value, draft_reason_sets, kidney_records, oncology_indication, reason_conditions
+from ._text import BY_TEXT_NOTE, cut, iso
 
-#: Seed files of the evidence (shared/seeds/).
-SEED_000 = "seed 000_01a4571caa474e4a.txt"
-SEED_001 = "seed 001_282e696d69a84463.txt"
-
-#: Names on a card summary are cut to this length (RULES.md §1 "Summary").
-NAME_MAX = 40
-
-#: RULES.md §8 item 16 gives oral bisphosphonates a 90-day calcium window, but D10 has no named
-#: parameter for it; a deployment may add ``calcium_lookback_days_oral_bp`` to the thresholds.
-ORAL_CALCIUM_WINDOW_DEFAULT = 90
 #: D4 "Active therapy" dosing intervals of IV agents (zoledronic acid 5 mg 12 months, 4 mg
 #: 4 weeks, ibandronate IV 3 months); pamidronate is dosed like zoledronic acid 4 mg (3–4 weeks).
 IV_ACTIVE_MONTHS = {"5mg": 12, "ibandronate": 3}
@@ -41,8 +34,6 @@ IV_ACTIVE_DAYS = {"4mg": 28, "pamidronate": 28}
 DISPENSE_DEFAULT_DAYS = 30
 
 AGENT_WORDS = {"zoledronic-acid": "zoledronic acid", "bisphosphonate": "bisphosphonate"}
-ONCOLOGY_SETS = ("oncology-bone-indication", "bone-metastases", "multiple-myeloma",
-                 "giant-cell-tumor-of-bone", "hypercalcemia-of-malignancy")
 PAGET_CONCEPT = "paget-disease-of-bone"
 _PAGET_TEXT = re.compile(r"osteitis deformans|\bpaget", re.IGNORECASE)
 _NOT_BONE_PAGET = re.compile(r"breast|nipple|mammary|vulva|penis|perian|anal\b|skin|carcinoma",
@@ -52,12 +43,6 @@ _OSTEOPOROSIS_TEXT = re.compile(r"osteopor|osteopenia", re.IGNORECASE)
 
 
 # ---- words ---------------------------------------------------------------------------------
-
-def cut(text: str, limit: int = NAME_MAX) -> str:
-    """``text`` on one line, cut to ``limit`` characters (an ellipsis marks the cut)."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
 
 def agent_word(agent: str) -> str:
     """The ingredient as said in a sentence ("zoledronic acid", "alendronate")."""
@@ -84,23 +69,9 @@ def capital(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def fmt(value: Decimal | None) -> str:
-    """A Decimal without trailing zeros or exponent ("8.5", "60")."""
-    return "?" if value is None else f"{value.normalize():f}"
-
-
-def lab_desc(lab: Lab) -> str:
-    """A result as sent ("28 mL/min/1.73 m²", "<15 mL/min/1.73 m²", "2.05 mmol/L")."""
-    return lab.describe().replace("{1.73_m2}", "1.73 m²")
-
-
-def iso(d: date | None) -> str:
-    return d.isoformat() if d else "date unknown"
-
-
 def identified_by(drug: Drug) -> str:
     """" (identified by name, not code)" for a text-matched drug (D3), else ""."""
-    return " (identified by name, not code)" if drug.by_text else ""
+    return f" ({BY_TEXT_NOTE})" if drug.by_text else ""
 
 
 def draft_title(d: DraftOrder) -> str:
@@ -135,42 +106,13 @@ def is_oral(drug: Drug) -> bool:
 
 # ---- indication -----------------------------------------------------------------------------
 
-def _reason_sets(draft: DraftOrder) -> set[str]:
-    vs = default_value_sets()
-    names: set[str] = set()
-    for system, code in draft.reason_codings:
-        names |= vs.names_for(system, code)
-    names |= vs.text_matches(draft.reason_texts)
-    return names
-
-
-def _reason_conditions(inp: RuleInput, draft: DraftOrder) -> list:
-    """Conditions of the chart the draft names in ``reasonReference`` ("Condition/id")."""
-    refs = {str(r.get("reference", "")).split("/")[-1] for r in draft.resource.get("reasonReference") or []
-            if isinstance(r, dict)}
-    return [c for c in inp.chart.conditions if c.id in refs] if refs else []
-
-
-def oncology_indication(inp: RuleInput, draft: DraftOrder | None = None) -> list[str]:
-    """D9 "Oncology bone indication": an active bone metastases / myeloma / GCTB / HCM
-    condition, or such a reason on the draft; the evidence in words (empty when none)."""
-    out = [f"{c.display or 'oncology bone indication'} (problem list)"
-           for c in inp.chart.conditions_in(*ONCOLOGY_SETS, active=True)]
-    if draft is not None:
-        if _reason_sets(draft) & set(ONCOLOGY_SETS):
-            out.append("oncology reason on the order")
-        out += [f"{c.display} (order reason)" for c in _reason_conditions(inp, draft)
-                if c.concepts & set(ONCOLOGY_SETS)]
-    return out
-
-
 def hcm_indication(inp: RuleInput, draft: DraftOrder) -> str | None:
     """The order's indication is hypercalcemia of malignancy (reasonCode in the value set or
     matching the D3 text pattern, or a reasonReference to such a Condition); the evidence."""
-    if "hypercalcemia-of-malignancy" in _reason_sets(draft):
+    if "hypercalcemia-of-malignancy" in draft_reason_sets(draft):
         texts = [t for t in draft.reason_texts if t]
         return "order reason: " + (cut(texts[0]) if texts else "hypercalcemia (coded)")
-    for c in _reason_conditions(inp, draft):
+    for c in reason_conditions(inp.chart, draft):
         if "hypercalcemia-of-malignancy" in c.concepts:
             return f"order reason: {c.display or 'hypercalcemia of malignancy'}"
     return None
@@ -183,7 +125,7 @@ def zoledronic_regimen(inp: RuleInput, draft: DraftOrder) -> tuple[str | None, s
         return draft.drug.regimen, ""
     if draft.drug.regimen in ("5mg", "4mg"):
         return draft.drug.regimen, ""
-    if oncology_indication(inp, draft):
+    if oncology_indication(inp.chart, draft):
         return "4mg", ("strength not stated on the order: read as the 4 mg oncology regimen "
                        "because an oncology bone indication is on record")
     return "5mg", ("strength not stated on the order: read as the 5 mg (Reclast-type) regimen "
@@ -201,7 +143,7 @@ def calcium_window(t: Thresholds, drug: Drug) -> int:
     """D10 / §8 item 16: calcium look-back (IV ``calcium_lookback_days``, oral 90 days)."""
     if drug.route == "iv":
         return t.calcium_lookback_days
-    return int(getattr(t, "calcium_lookback_days_oral_bp", ORAL_CALCIUM_WINDOW_DEFAULT))
+    return int(catalog_value(t, "calcium_lookback_days_oral_bp"))
 
 
 def renal_cutoff(t: Thresholds, drug: Drug, regimen: str | None) -> tuple[int, str]:
@@ -225,20 +167,21 @@ class KidneyRecord:
 
 
 def severe_kidney_records(inp: RuleInput) -> list[KidneyRecord]:
-    """Active CKD 4/5 / ESRD / dialysis Conditions and dialysis Procedures within
-    ``dialysis_procedure_lookback_days`` (BP-RENAL-CONTRAINDICATION "Data")."""
-    chart = inp.chart
+    """The D9 severe kidney records (:func:`~cards.rules._definitions.kidney_records`) as
+    BP-RENAL-CONTRAINDICATION names them: each active Condition, and the newest dialysis
+    Procedure in the window with the number of sessions."""
+    found = kidney_records(inp.chart, inp.thresholds)
     out: list[KidneyRecord] = []
-    for c in chart.conditions_in("ckd-stage-4-5", "end-stage-renal-disease", "dialysis", active=True):
+    for c in found.conditions:
         kind = "dialysis" if "dialysis" in c.concepts else \
             "esrd" if "end-stage-renal-disease" in c.concepts else "ckd"
         status = " (suspected)" if c.suspected else ""
         out.append(KidneyRecord(kind, f"{cut(c.display or 'chronic kidney disease stage 4/5')}{status}"
                                       f" (problem list{', since ' + iso(c.date) if c.date else ''})", c.date))
-    window = inp.thresholds.dialysis_procedure_lookback_days
-    procs = chart.procedures_in("dialysis", within_days=window)   # newest first
+    procs = found.dialysis_procedures   # newest first
     if procs:
         p = procs[0]
+        window = inp.thresholds.dialysis_procedure_lookback_days
         more = f" ({len(procs)} dialysis sessions in the last {window} days)" if len(procs) > 1 else ""
         out.append(KidneyRecord("dialysis", f"{cut(p.display or 'dialysis')} on {iso(p.date)}{more}", p.date))
     return out

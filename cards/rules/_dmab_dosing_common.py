@@ -3,8 +3,9 @@ DMAB-ONCOLOGY-INTERVAL, DMAB-HYPOCALCEMIA, DMAB-DUPLICATE, DMAB-DOSE-INDICATION-
 
 Everything here is a reading of RULES.md §2 on top of the :class:`~cds_service.chart.Chart`:
 D3 (regimen of a dose), D4 (dose history and its source, planned follow-on order, deliberate stop,
-follow-on antiresorptive) and D9 (oncology bone indication, GCTB/HCM loading phase). Pure: no
-I/O, no clock (``today`` is passed in).
+follow-on antiresorptive) and D9 (GCTB/HCM loading phase). The D9 oncology bone indication and
+severe kidney records are in :mod:`cards.rules._definitions`, the formatting helpers in
+:mod:`cards.rules._text`. Pure: no I/O, no clock (``today`` is passed in).
 """
 
 from __future__ import annotations
@@ -15,17 +16,16 @@ from datetime import date, timedelta
 from typing import Iterable
 
 from cds_service.chart import (BISPHOSPHONATE, DENOSUMAB, Chart, DoseEvent, DraftOrder, Lab,
-                               MedicationRecord, default_value_sets)
+                               MedicationRecord)
 
 from ..thresholds import Thresholds
+from ._definitions import (Evidence, condition_evidence, condition_evidence_of, draft_reason_evidence,
+                           kidney_records)
+from ._text import cut
 
 #: D4 de-duplication: records of one class less than 4 days apart are one dose (the chart uses
 #: the same window in ``Chart.dose_events``).
 DEDUPE_DAYS = 4
-#: RULES.md §1: names of drugs and conditions are cut to 40 characters in summaries.
-NAME_MAX = 40
-
-BY_TEXT_NOTE = "identified by name, not code"
 #: Xgeva label (GCTB, hypercalcemia of malignancy): extra 120 mg doses on days 8 and 15 of the
 #: first month, i.e. 7 and 14 days after the first dose (a dosing fact of the label, not a
 #: configurable threshold).
@@ -40,23 +40,11 @@ _SOURCE_WORDS = {
     "MedicationRequest": "a completed order only",
 }
 
-#: Free-text reasons typed on a draft order that name an oncology bone indication (D6: the
-#: draft's reason is evidence of an indication; only GCTB/HCM have catalog text patterns, D3).
-_ONCOLOGY_REASON_TEXT = re.compile(
-    r"bone metasta|metasta\w* (to|of|in) (the )?bone|osseous metasta|skeletal metasta|myeloma|"
-    r"giant[- ]cell tumou?r|\bgctb\b|hypercalc(a)?emia of malignancy|malignant hypercalc",
-    re.IGNORECASE)
 _METASTASES_REASON_TEXT = re.compile(
     r"bone metasta|metasta\w* (to|of|in) (the )?bone|osseous metasta|skeletal metasta|myeloma",
     re.IGNORECASE)
 _BONE_LOSS_REASON_TEXT = re.compile(r"osteopor|osteopen|bone loss|low bone (mass|density)",
                                     re.IGNORECASE)
-
-
-def short(name: str) -> str:
-    """A drug or condition name cut to 40 characters (§1)."""
-    name = " ".join(name.split())
-    return name if len(name) <= NAME_MAX else name[:NAME_MAX - 1].rstrip() + "…"
 
 
 def regimen_words(regimen: str | None) -> str:
@@ -106,7 +94,7 @@ class Dose:
 
     @property
     def name(self) -> str:
-        return short(self.event.drug.name)
+        return cut(self.event.drug.name)
 
     def source_text(self) -> str:
         """Where the date comes from, for the card detail."""
@@ -144,10 +132,10 @@ def followon_after(chart: Chart, last: date) -> list[str]:
     found: list[str] = []
     for e in chart.dose_events(BISPHOSPHONATE):
         if e.date > last:
-            found.append(f"{short(e.drug.name)} on {e.date.isoformat()} ({e.record.ref})")
+            found.append(f"{cut(e.drug.name)} on {e.date.isoformat()} ({e.record.ref})")
     for r in chart.records_after(BISPHOSPHONATE, last, ("active", "completed"),
                                  ("MedicationRequest", "MedicationStatement")):
-        text = f"{short(r.drug.name)} {r.status} {r.resource_type} dated {r.date.isoformat()} ({r.ref})"  # type: ignore[union-attr]
+        text = f"{cut(r.drug.name)} {r.status} {r.resource_type} dated {r.date.isoformat()} ({r.ref})"  # type: ignore[union-attr]
         if not any(r.ref in f for f in found):
             found.append(text)
     return found
@@ -184,58 +172,6 @@ def deliberate_stop(chart: Chart, last: date) -> MedicationRecord | None:
 
 
 # ---- indications (D6, D9) -------------------------------------------------------------------
-
-def _draft_reason_sets(draft: DraftOrder) -> set[str]:
-    vs = default_value_sets()
-    names: set[str] = set()
-    for system, code in draft.reason_codings:
-        names |= vs.names_for(system, code)
-    names |= vs.text_matches(draft.reason_texts) & {"giant-cell-tumor-of-bone",
-                                                    "hypercalcemia-of-malignancy"}
-    if names & {"giant-cell-tumor-of-bone", "hypercalcemia-of-malignancy", "bone-metastases",
-                "multiple-myeloma"}:
-        names.add("oncology-bone-indication")
-    return names
-
-
-@dataclass(frozen=True)
-class Evidence:
-    """One piece of indication evidence, for the card detail."""
-
-    text: str
-    by_text: bool = False
-
-
-def condition_evidence(chart: Chart, *value_sets: str, active: bool | None = True) -> list[Evidence]:
-    return [Evidence(f"{short(c.display or ', '.join(sorted(set(value_sets) & c.concepts)))} "
-                     f"({c.status_text}{', since ' + c.date.isoformat() if c.date else ''})",
-                     c.by_text)
-            for c in chart.conditions_in(*value_sets, active=active)]
-
-
-def draft_reason_evidence(draft: DraftOrder, value_sets: Iterable[str],
-                          text_pattern: re.Pattern[str] | None = None) -> list[Evidence]:
-    wanted = set(value_sets)
-    out: list[Evidence] = []
-    if _draft_reason_sets(draft) & wanted:
-        coded = bool(draft.reason_codings) and bool(
-            {n for s, c in draft.reason_codings for n in default_value_sets().names_for(s, c)} & wanted)
-        out.append(Evidence(f"reason on the order: {short(', '.join(draft.reason_texts) or 'coded reason')}",
-                            by_text=not coded))
-    elif text_pattern is not None and any(text_pattern.search(t) for t in draft.reason_texts):
-        out.append(Evidence(f"reason on the order: {short(', '.join(draft.reason_texts))}", by_text=True))
-    return out
-
-
-def oncology_indication(chart: Chart, draft: DraftOrder | None) -> list[Evidence]:
-    """D9 oncology bone indication: an active ``oncology-bone-indication`` condition, or such a
-    reason on the draft order (coded, or in free text naming bone metastases, myeloma, GCTB or
-    hypercalcemia of malignancy)."""
-    ev = condition_evidence(chart, "oncology-bone-indication", active=True)
-    if draft is not None:
-        ev += draft_reason_evidence(draft, ("oncology-bone-indication",), _ONCOLOGY_REASON_TEXT)
-    return ev
-
 
 def gctb_or_hcm(chart: Chart, drafts: Iterable[DraftOrder] = ()) -> list[Evidence]:
     """Active giant cell tumour of bone or hypercalcemia of malignancy (condition or draft reason)."""
@@ -308,7 +244,7 @@ def loading_expected_dates(first: date, th: Thresholds) -> list[date]:
 
 # ---- labs for card text ---------------------------------------------------------------------
 
-def lab_text(lab: Lab | None, label: str, window_days: int | None = None) -> str:
+def lab_summary(lab: Lab | None, label: str, window_days: int | None = None) -> str:
     """``eGFR 58 mL/min/{1.73_m2} on 2026-10-01`` or ``no eGFR in the last 365 days``."""
     if lab is None:
         return f"no {label} on record" + (f" in the last {window_days} days" if window_days else "")
@@ -331,10 +267,12 @@ def sections(*parts: tuple[str, str | list[str] | None]) -> str:
 
 
 def severe_kidney_records(chart: Chart, th: Thresholds) -> list[str]:
-    """Active CKD stage 4/5, ESRD or dialysis (condition), or a dialysis procedure in the D9
-    window: evidence that zoledronic acid must not be suggested (BP-RENAL-CONTRAINDICATION)."""
-    found = [e.text for e in condition_evidence(chart, "ckd-stage-4-5", "end-stage-renal-disease",
-                                                "dialysis", active=True)]
-    for p in chart.procedures_in("dialysis", within_days=th.dialysis_procedure_lookback_days):
-        found.append(f"{short(p.display or 'dialysis')} on {p.date.isoformat() if p.date else 'unknown date'}")
-    return found
+    """The D9 severe kidney records (:func:`~cards.rules._definitions.kidney_records`: active
+    CKD stage 4/5, ESRD or dialysis condition, dialysis procedure in the window) in words:
+    evidence that zoledronic acid must not be suggested (BP-RENAL-CONTRAINDICATION)."""
+    found = kidney_records(chart, th)
+    sets = ("ckd-stage-4-5", "end-stage-renal-disease", "dialysis")
+    out = [condition_evidence_of(c, sets).text for c in found.conditions]
+    out += [f"{cut(p.display or 'dialysis')} on {p.date.isoformat() if p.date else 'unknown date'}"
+            for p in found.dialysis_procedures]
+    return out

@@ -20,6 +20,7 @@ from ..builders import override_reasons
 from ..model import Card
 from ..registry import ORDER_HOOKS, RuleInput, rule
 from . import _ar_common as ar
+from . import _text as tx
 
 RULE_ID = "AR-AFF-HISTORY"
 TITLE = "History of atypical femoral fracture"
@@ -35,15 +36,15 @@ def ar_aff_history(inp: RuleInput) -> Card | None:
     if not found:
         return None
     dated = next((c for c in found if c.date), found[0])
-    summary = (f"History of atypical femoral fracture ({ar.iso(dated.date)}): antiresorptive "
+    summary = (f"History of atypical femoral fracture ({tx.iso(dated.date)}): antiresorptive "
                "therapy is usually stopped; review before ordering")
 
-    lines = [f"**Finding.** {ar.draft_list(drafts)} ordered; the problem list records an atypical "
+    lines = [f"**Finding.** {tx.draft_list(drafts)} ordered; the problem list records an atypical "
              "femoral fracture:"]
     for c in found:
         how = " — identified by name, not code" if c.by_text else ""
-        lines.append(f"- {ar.cut(c.display) or 'atypical femoral fracture'}: {c.status_text}, "
-                     f"onset/recorded {ar.iso(c.date)}{how}")
+        lines.append(f"- {tx.cut(c.display) or 'atypical femoral fracture'}: {c.status_text}, "
+                     f"onset/recorded {tx.iso(c.date)}{how}")
     lines.append("")
     lines.append("**Why it matters.** Atypical (subtrochanteric or diaphyseal) femoral fractures "
                  "are linked to long-term bisphosphonate and denosumab therapy; after one, "
@@ -52,10 +53,10 @@ def ar_aff_history(inp: RuleInput) -> Card | None:
     lines.append("**What to do.** Decide with a bone specialist whether any antiresorptive should "
                  "be given; ask about new thigh or groin pain and image both femurs if present.")
     lines.append("")
-    lines.append(f"**Evidence.** {ar.SEED_001} §Atypical Femoral Fractures; {ar.SEED_003} §Side "
+    lines.append(f"**Evidence.** {tx.SEED_001} §Atypical Femoral Fractures; {tx.SEED_003} §Side "
                  "Effects; Prolia and bisphosphonate labels (atypical femoral fractures); ASBMR "
                  "task force 2016. RULES.md §5 AR-AFF-HISTORY.")
     return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator="warning",
                 source_label="FDA labels: denosumab and bisphosphonates (atypical femoral fractures)",
                 detail="\n".join(lines), override_reasons=override_reasons("specialist-decision"),
-                links=[ar.label_link(drafts)])
+                links=[tx.label_link(drafts)])

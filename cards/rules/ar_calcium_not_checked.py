@@ -26,6 +26,8 @@ from ..builders import LAB_CODES, OrderContext, lab_request, override_reasons
 from ..model import Action, Card, Suggestion
 from ..registry import ORDER_HOOKS, RuleInput, rule
 from . import _ar_common as ar
+from . import _definitions as defs
+from . import _text as tx
 
 RULE_ID = "AR-CALCIUM-NOT-CHECKED"
 TITLE = "No recent calcium before denosumab or an IV bisphosphonate"
@@ -51,7 +53,16 @@ def _renal_missing(inp: RuleInput, has_iv_bp: bool) -> bool:
     """Creatinine/eGFR "also missing": the AR-RENAL-FUNCTION-UNKNOWN test for these drafts."""
     t = inp.thresholds
     window = t.egfr_lookback_days_iv_bp if has_iv_bp else t.egfr_lookback_days_denosumab
-    return inp.chart.egfr(window) is None and not ar.severe_ckd_record(inp)
+    return inp.chart.egfr(window) is None and not defs.kidney_records(inp.chart, inp.thresholds).present
+
+
+def _calcimimetic_names(inp: RuleInput) -> list[str]:
+    """"Calcimimetic active" as DMAB-CALCIMIMETIC reads it (D9 companion, RULES.md §3): names."""
+    names: list[str] = []
+    for r in defs.calcimimetic_records(inp):
+        if r.drug.name not in names:
+            names.append(r.drug.name)
+    return names
 
 
 def _suggestion(ctx: OrderContext, with_creatinine: bool) -> Suggestion:
@@ -78,9 +89,9 @@ def ar_calcium_not_checked(inp: RuleInput) -> Card | None:
         return None  # a usable calcium exists: DMAB-/BP-HYPOCALCEMIA judge it (§7)
 
     has_iv_bp = any(d.drug.is_iv_bisphosphonate for d in drafts)
-    initiations = [d for d in drafts if ar.is_initiation(inp, d)]
-    prone = ar.hypocalcemia_prone(inp)
-    calcimimetics = ar.calcimimetic_active(inp)
+    initiations = [d for d in drafts if defs.is_initiation(inp, d.drug.drug_class)]
+    prone = defs.hypocalcemia_prone(inp.chart, inp.thresholds)
+    calcimimetics = _calcimimetic_names(inp)
     reasons: list[str] = []
     if initiations:
         reasons.append("starting therapy (" + ", ".join(d.label for d in initiations) + ")")
@@ -106,7 +117,7 @@ def ar_calcium_not_checked(inp: RuleInput) -> Card | None:
         summary = f"No serum calcium in the last {window} days (last: {last}): check calcium first"
 
     renal_missing = _renal_missing(inp, has_iv_bp)
-    lines = [f"**Finding.** {ar.draft_list(drafts)} ordered, and no usable serum calcium "
+    lines = [f"**Finding.** {tx.draft_list(drafts)} ordered, and no usable serum calcium "
              f"(total, albumin-corrected or ionized) is on record in the last {window} days "
              f"(looked for results dated {(inp.today - timedelta(days=window)).isoformat()} "
              f"to {inp.today.isoformat()})."]
@@ -118,7 +129,7 @@ def ar_calcium_not_checked(inp: RuleInput) -> Card | None:
         lines.append("No calcium result of any age is on record (results entered in error or "
                      "cancelled are not counted).")
     elif newest.usable:
-        lines.append(f"Last result: {_CONCEPT_WORDS[newest.concept]} {ar.lab_text(newest)} — "
+        lines.append(f"Last result: {_CONCEPT_WORDS[newest.concept]} {tx.lab_text(newest)} — "
                      f"stale ({(inp.today - newest.date).days} days old), not used.")
     lines.append("")
     lines.append("**Why it matters.** Hypocalcemia is a contraindication to denosumab and to "
@@ -137,8 +148,8 @@ def ar_calcium_not_checked(inp: RuleInput) -> Card | None:
     lines.append(f"**What to do.** {todo}; correct any hypocalcemia and make sure calcium + "
                  "vitamin D supplementation is in place before giving the drug.")
     lines.append("")
-    lines.append(f"**Evidence.** {ar.SEED_001} §Calcium and Vitamin D Supplementation "
-                 f"(\"monitor serum calcium\"); {ar.SEED_002} §Getting your injection (blood test "
+    lines.append(f"**Evidence.** {tx.SEED_001} §Calcium and Vitamin D Supplementation "
+                 f"(\"monitor serum calcium\"); {tx.SEED_002} §Getting your injection (blood test "
                  "before the injection); FDA Prolia label (check calcium before each dose in "
                  "predisposed patients, and 10–14 days after); Reclast label (hypocalcemia is a "
                  "contraindication). RULES.md §5 AR-CALCIUM-NOT-CHECKED.")
@@ -148,4 +159,4 @@ def ar_calcium_not_checked(inp: RuleInput) -> Card | None:
                 source_label=source, detail="\n".join(lines),
                 suggestions=[_suggestion(inp.orders, renal_missing)], selection_behavior="any",
                 override_reasons=override_reasons("result-elsewhere", "drawn-today"),
-                links=[ar.label_link(drafts)])
+                links=[tx.label_link(drafts)])

@@ -26,6 +26,8 @@ from ..builders import LINKS, override_reasons
 from ..model import Card
 from ..registry import MEDS, ORDER_HOOKS, RuleInput, rule
 from . import _ar_common as ar
+from . import _definitions as defs
+from . import _text as tx
 
 RULE_ID = "AR-CONCURRENT-ANTIRESORPTIVE"
 TITLE = "Overlapping antiresorptives"
@@ -33,27 +35,19 @@ TITLE = "Overlapping antiresorptives"
 #: D4 "Active therapy" of an IV bisphosphonate: a dose within its dosing interval. The catalog
 #: names zoledronic acid 5 mg (12 months), 4 mg (4 weeks) and ibandronate IV (3 months); they are
 #: not D10 parameters, so they are read from ``inp.thresholds`` when a deployment defines them
-#: there, else from these values. Pamidronate (oncology, every 3–4 weeks) and zoledronic acid of
-#: unknown strength take the shortest interval, 4 weeks (choice where the catalog is silent:
-#: claim no overlap the data cannot show).
-CATALOG_DEFAULTS: dict[str, int] = {
-    "zol5_active_interval_months": 12,
-    "zol4_active_interval_days": 28,
-    "ibandronate_iv_active_interval_months": 3,
-}
-
-
-def _param(inp: RuleInput, name: str) -> int:
-    return getattr(inp.thresholds, name, CATALOG_DEFAULTS[name])
+#: there, else from the catalog values (``_definitions.CATALOG_DEFAULTS``, read by
+#: ``defs.param``). Pamidronate (oncology, every 3–4 weeks) and zoledronic acid of unknown
+#: strength take the shortest interval, 4 weeks (choice where the catalog is silent: claim no
+#: overlap the data cannot show).
 
 
 def iv_interval_end(inp: RuleInput, drug: Drug, given: date) -> date:
     """Last day a dose given on ``given`` still counts as active therapy (inclusive, D1)."""
     if drug.agent == "zoledronic-acid" and drug.regimen == "5mg":
-        return add_months(given, _param(inp, "zol5_active_interval_months"))
+        return add_months(given, defs.param(inp, "zol5_active_interval_months"))
     if drug.agent == "ibandronate":
-        return add_months(given, _param(inp, "ibandronate_iv_active_interval_months"))
-    return given + timedelta(days=_param(inp, "zol4_active_interval_days"))
+        return add_months(given, defs.param(inp, "ibandronate_iv_active_interval_months"))
+    return given + timedelta(days=defs.param(inp, "zol4_active_interval_days"))
 
 
 def _active_bisphosphonates(inp: RuleInput) -> list[tuple[Drug, str]]:
@@ -66,7 +60,7 @@ def _active_bisphosphonates(inp: RuleInput) -> list[tuple[Drug, str]]:
         supply = ""
         if r.resource_type == "MedicationDispense":
             supply = f", {r.days_supply if r.days_supply is not None else 30}-day supply"
-        out.append((r.drug, f"{what} {ar.iso(r.date)}{supply}"))
+        out.append((r.drug, f"{what} {tx.iso(r.date)}{supply}"))
     last_iv: dict[str, DoseEvent] = {}
     for e in chart.dose_events(BISPHOSPHONATE):
         if e.drug.is_iv_bisphosphonate:
@@ -103,10 +97,10 @@ def ar_concurrent_antiresorptive(inp: RuleInput) -> Card | None:
         verb, it = ("are", "them") if len(agents) > 1 else ("is", "it")
         summary = (f"{agent[0].upper()}{agent[1:]} {verb} still active: stop {it} when starting "
                    "denosumab (no benefit from combining)")
-        lines.append(f"**Finding.** {ar.draft_list(dmab_drafts)} ordered while a bisphosphonate is "
+        lines.append(f"**Finding.** {tx.draft_list(dmab_drafts)} ordered while a bisphosphonate is "
                      "active therapy:")
         for drug, evidence in active_bp:
-            lines.append(f"- {ar.cut(drug.name)}: {evidence}")
+            lines.append(f"- {tx.cut(drug.name)}: {evidence}")
     if early is not None:
         dose, due = early
         start = due - timedelta(days=t.dmab60_early_margin_days)
@@ -114,11 +108,11 @@ def ar_concurrent_antiresorptive(inp: RuleInput) -> Card | None:
                 f"is planned for about {due.isoformat()}")
         if not active_bp:
             summary = text
-            lines.append(f"**Finding.** {ar.draft_list(bp_drafts)} ordered {(inp.today - dose.date).days} "
+            lines.append(f"**Finding.** {tx.draft_list(bp_drafts)} ordered {(inp.today - dose.date).days} "
                          f"days after the last denosumab dose ({dose.date.isoformat()}).")
         else:
             lines.append("")
-            lines.append(f"Also: {ar.draft_list(bp_drafts)} ordered {(inp.today - dose.date).days} days "
+            lines.append(f"Also: {tx.draft_list(bp_drafts)} ordered {(inp.today - dose.date).days} days "
                          f"after the last denosumab dose ({dose.date.isoformat()}).")
         if dose.low_confidence:
             lines.append("The denosumab dose date is taken from a completed order (lowest "
@@ -141,7 +135,7 @@ def ar_concurrent_antiresorptive(inp: RuleInput) -> Card | None:
     what = "; ".join(todo)
     lines.append("**What to do.** " + what[0].upper() + what[1:] + ".")
     lines.append("")
-    lines.append(f"**Evidence.** {ar.SEED_001} §Rebound Bone Loss and Multiple Vertebral Fractures "
+    lines.append(f"**Evidence.** {tx.SEED_001} §Rebound Bone Loss and Multiple Vertebral Fractures "
                  "(zoledronic acid about 6 months after the last injection); ECTS 2021 (Tsourdi et al., "
                  "JCEM 2021;106:264). RULES.md §5 AR-CONCURRENT-ANTIRESORPTIVE, D4 active therapy.")
     return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator="info",

@@ -24,6 +24,7 @@ from ..builders import LINKS, override_reasons
 from ..model import Card
 from ..registry import ORDER_HOOKS, RuleInput, rule
 from . import _ar_common as ar
+from . import _text as tx
 
 RULE_ID = "AR-ONJ-HISTORY"
 TITLE = "History of osteonecrosis of the jaw"
@@ -44,15 +45,15 @@ def ar_onj_history(inp: RuleInput) -> Card | None:
     main = found[0]  # an active one first, then the most recent
     indicator = "critical" if main.active else "warning"
     status = main.status_text.replace(" (suspected)", ", suspected")
-    summary = (f"History of osteonecrosis of the jaw ({status}, {ar.iso(main.date)}): "
+    summary = (f"History of osteonecrosis of the jaw ({status}, {tx.iso(main.date)}): "
                "review antiresorptive therapy with dental/oral surgery")
 
-    lines = [f"**Finding.** {ar.draft_list(drafts)} ordered; the problem list records "
+    lines = [f"**Finding.** {tx.draft_list(drafts)} ordered; the problem list records "
              "osteonecrosis of the jaw:"]
     for c in found:
-        when = f"onset/recorded {ar.iso(c.date)}" + (f", resolved {c.abated.isoformat()}" if c.abated else "")
+        when = f"onset/recorded {tx.iso(c.date)}" + (f", resolved {c.abated.isoformat()}" if c.abated else "")
         how = " — identified by name, not code" if c.by_text else ""
-        lines.append(f"- {ar.cut(c.display) or 'osteonecrosis of the jaw'}: {c.status_text}, {when}{how}")
+        lines.append(f"- {tx.cut(c.display) or 'osteonecrosis of the jaw'}: {c.status_text}, {when}{how}")
     lines.append("")
     lines.append("**Why it matters.** Osteonecrosis of the jaw is a severe, treatment-limiting "
                  "complication of denosumab and bisphosphonates (about 2 % with oncology doses); "
@@ -65,7 +66,7 @@ def ar_onj_history(inp: RuleInput) -> Card | None:
                  "where relevant) before ordering; document the shared decision; meticulous oral "
                  "hygiene and no elective invasive dental work during therapy.")
     lines.append("")
-    lines.append(f"**Evidence.** {ar.SEED_001} §Osteonecrosis of the Jaw (ONJ); {ar.SEED_003} "
+    lines.append(f"**Evidence.** {tx.SEED_001} §Osteonecrosis of the Jaw (ONJ); {tx.SEED_003} "
                  "§Side Effects; AAOMS MRONJ position paper 2022. RULES.md §5 AR-ONJ-HISTORY.")
     return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator=indicator,
                 source_label="AAOMS position paper on MRONJ (2022)", detail="\n".join(lines),

@@ -22,6 +22,8 @@ from ..builders import LINKS, override_reasons
 from ..model import Card
 from ..registry import MEDS, ORDER_HOOKS, RuleInput, rule
 from . import _ar_common as ar
+from . import _definitions as defs
+from . import _text as tx
 
 RULE_ID = "AR-RECENT-INVASIVE-DENTAL"
 TITLE = "Invasive dental procedure in the healing window"
@@ -29,7 +31,8 @@ TITLE = "Invasive dental procedure in the healing window"
 
 @rule(RULE_ID, TITLE, hooks=ORDER_HOOKS, needs=MEDS | {"Procedure"})
 def ar_recent_invasive_dental(inp: RuleInput) -> Card | None:
-    drafts = [d for d in ar.antiresorptive_drafts(inp, bisphosphonates="iv") if ar.is_initiation(inp, d)]
+    drafts = [d for d in ar.antiresorptive_drafts(inp, bisphosphonates="iv")
+              if defs.is_initiation(inp, d.drug.drug_class)]
     if not drafts:
         return None
     healing = inp.thresholds.dental_healing_days
@@ -41,7 +44,7 @@ def ar_recent_invasive_dental(inp: RuleInput) -> Card | None:
     assert newest.date is not None
     n = (inp.today - newest.date).days
     earliest = newest.date + timedelta(days=healing)
-    name = ar.cut(newest.display) or "Invasive dental procedure"
+    name = tx.cut(newest.display) or "Invasive dental procedure"
     name = name[0].upper() + name[1:]
     agent = ar.agents_phrase(d.drug for d in drafts)
     summary = (f"{name} on {newest.date.isoformat()} ({n} days ago): allow 2–4 weeks of healing "
@@ -50,12 +53,12 @@ def ar_recent_invasive_dental(inp: RuleInput) -> Card | None:
         summary = (f"{name} on {newest.date.isoformat()} ({n} days ago): allow 2–4 weeks of healing "
                    "before starting")
 
-    lines = [f"**Finding.** {ar.draft_list(drafts)} ordered as a first dose (no dose of the same "
+    lines = [f"**Finding.** {tx.draft_list(drafts)} ordered as a first dose (no dose of the same "
              f"drug class in the last {inp.thresholds.initiation_gap_days} days), and an invasive "
              f"dental procedure was done in the last {healing} days:"]
     for p in recent:
         assert p.date is not None
-        lines.append(f"- {ar.cut(p.display) or 'invasive dental procedure'} on {p.date.isoformat()} "
+        lines.append(f"- {tx.cut(p.display) or 'invasive dental procedure'} on {p.date.isoformat()} "
                      f"({(inp.today - p.date).days} days ago)")
     lines.append("")
     lines.append(f"**Suggested earliest start: {earliest.isoformat()}** ({healing} days after the "
@@ -70,7 +73,7 @@ def ar_recent_invasive_dental(inp: RuleInput) -> Card | None:
     lines.append("**What to do.** Defer the first dose until the site has healed (check with the "
                  "dentist), unless an urgent oncology start outweighs the risk.")
     lines.append("")
-    lines.append(f"**Evidence.** {ar.SEED_001} §Dental Evaluation (\"wait 2–4 weeks after dental "
+    lines.append(f"**Evidence.** {tx.SEED_001} §Dental Evaluation (\"wait 2–4 weeks after dental "
                  "work\"); AAOMS MRONJ position paper 2022 (mucosal coverage). RULES.md §5 "
                  "AR-RECENT-INVASIVE-DENTAL; healing window §8 item 9.")
     return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator="warning",

@@ -25,6 +25,8 @@ from ..builders import LINKS, OrderContext, lab_request, override_reasons
 from ..model import Action, Card, Suggestion
 from ..registry import ORDER_HOOKS, RuleInput, rule
 from . import _ar_common as ar
+from . import _definitions as defs
+from . import _text as tx
 
 RULE_ID = "AR-RENAL-FUNCTION-UNKNOWN"
 TITLE = "No recent eGFR"
@@ -60,7 +62,7 @@ def _describe_newest(lab: Lab | None, today) -> str:  # noqa: ANN001 - a date
 def ar_renal_function_unknown(inp: RuleInput) -> Card | None:
     drafts = ar.antiresorptive_drafts(inp, bisphosphonates="any")
     concerned = [d for d in drafts if inp.chart.egfr(window_for(inp, d)) is None]
-    if not concerned or ar.severe_ckd_record(inp):
+    if not concerned or defs.kidney_records(inp.chart, inp.thresholds).present:
         return None
     window = max(window_for(inp, d) for d in concerned)
     iv = [d for d in concerned if d.drug.is_iv_bisphosphonate]
@@ -74,7 +76,7 @@ def ar_renal_function_unknown(inp: RuleInput) -> Card | None:
         summary = f"No eGFR in the last {window} days before {agent}: check kidney function first"
 
     start = inp.today - timedelta(days=window)
-    lines = [f"**Finding.** {ar.draft_list(concerned)} ordered; no usable eGFR is on record in the "
+    lines = [f"**Finding.** {tx.draft_list(concerned)} ordered; no usable eGFR is on record in the "
              f"last {window} days ({start.isoformat()} to {inp.today.isoformat()}), and no active "
              "CKD stage 4/5, end-stage renal disease or dialysis record was found."]
     windows = sorted({window_for(inp, d) for d in concerned})
@@ -82,13 +84,13 @@ def ar_renal_function_unknown(inp: RuleInput) -> Card | None:
         lines.append("Windows: " + "; ".join(f"{d.label}: {window_for(inp, d)} days" for d in concerned) + ".")
     lines.append(f"Last eGFR: {_describe_newest(inp.chart.newest_any('egfr'), inp.today)}.")
     if creatinine is not None:
-        lines.append(f"Serum creatinine {ar.lab_text(creatinine)} is on record without an eGFR "
+        lines.append(f"Serum creatinine {tx.lab_text(creatinine)} is on record without an eGFR "
                      "(this service does not calculate eGFR from it; a calculated CKD-EPI 2021 "
                      "value needs age and sex and must be labelled \"calculated\").")
     else:
         older = inp.chart.newest_any("creatinine")
         lines.append("No serum creatinine in the window either" + (
-            f" (last: {ar.lab_text(older)})." if older else " (none on record)."))
+            f" (last: {tx.lab_text(older)})." if older else " (none on record)."))
     lines.append("")
     why = ["Kidney function decides how these drugs are used:"]
     if any(d.drug.drug_class == DENOSUMAB for d in concerned):
@@ -107,15 +109,15 @@ def ar_renal_function_unknown(inp: RuleInput) -> Card | None:
                  + "; labels use Cockcroft-Gault creatinine clearance (needs weight).")
     lines.append("")
     lines.append(f"**Evidence.** FDA Drug Safety Communication 19 Jan 2024 (Prolia boxed warning); "
-                 f"Reclast label (measure CrCl before each dose); {ar.SEED_001} §Critical Clinical "
+                 f"Reclast label (measure CrCl before each dose); {tx.SEED_001} §Critical Clinical "
                  "Pitfalls #5 and §Special Populations › Renal Impairment. RULES.md §5 "
                  "AR-RENAL-FUNCTION-UNKNOWN.")
     if iv:
-        source, link = "FDA label: Reclast (measure creatinine clearance before each dose)", ar.label_link(iv)
+        source, link = "FDA label: Reclast (measure creatinine clearance before each dose)", tx.label_link(iv)
     elif any(d.drug.drug_class == DENOSUMAB for d in concerned):
         source, link = "FDA Drug Safety Communication 2024 (Prolia boxed warning)", LINKS["fda-dsc-2024"]
     else:
-        source, link = "FDA label: Fosamax (not recommended with CrCl < 35)", ar.label_link(concerned)
+        source, link = "FDA label: Fosamax (not recommended with CrCl < 35)", tx.label_link(concerned)
     return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator=indicator,
                 source_label=source, detail="\n".join(lines), suggestions=[_suggestion(inp.orders)],
                 selection_behavior="any", override_reasons=override_reasons("result-elsewhere", "drawn-today"),

@@ -26,6 +26,8 @@ from ..builders import LINKS, dental_referral, override_reasons
 from ..model import Card
 from ..registry import MEDS, ORDER_HOOKS, RuleInput, rule
 from . import _bp_common as bp
+from . import _definitions as defs
+from . import _text as tx
 
 RULE_ID = "BP-DENTAL"
 TITLE = "No dental evaluation before starting an IV bisphosphonate"
@@ -38,7 +40,7 @@ def _oncology_regimen(inp: RuleInput, d: DraftOrder) -> list[str]:
         why.append("zoledronic acid 4 mg oncology regimen")
     if d.drug.agent == "pamidronate":
         why.append("pamidronate (oncology dosing)")
-    why += bp.oncology_indication(inp, d)
+    why += [e.text for e in defs.oncology_indication(inp.chart, d)]
     return why
 
 
@@ -63,7 +65,7 @@ def bp_dental(inp: RuleInput) -> Card | None:
     summary = (f"No dental evaluation in the last {period} before starting IV {agent}: "
                "arrange a dental examination")
     if len(summary) >= 140:
-        summary = bp.cut(summary, 139)
+        summary = tx.cut(summary, 139)
 
     older = inp.chart.procedures_in("dental-evaluation")
     since = (inp.today - timedelta(days=window)).isoformat()
@@ -93,7 +95,7 @@ def bp_dental(inp: RuleInput) -> Card | None:
                  "weeks of healing; keep good oral hygiene and dental check-ups every 6–12 months "
                  "during therapy.")
     lines.append("")
-    lines.append(f"**Evidence.** {bp.SEED_000} (numbness/heaviness in the jaw); AAOMS MRONJ position "
+    lines.append(f"**Evidence.** {tx.SEED_000} (numbness/heaviness in the jaw); AAOMS MRONJ position "
                  "paper 2022; Zometa label (dental examination before treatment); Reclast label "
                  "(routine oral exam before treatment). RULES.md §4 BP-DENTAL, §8 item 8.")
     return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator=indicator,

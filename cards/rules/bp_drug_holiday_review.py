@@ -25,6 +25,7 @@ from ..builders import LINKS, OrderContext, override_reasons
 from ..model import Action, Card, Suggestion
 from ..registry import MEDS, PATIENT_VIEW, RuleInput, rule
 from . import _bp_common as bp
+from . import _text as tx
 
 RULE_ID = "BP-DRUG-HOLIDAY-REVIEW"
 TITLE = "Long bisphosphonate exposure"
@@ -87,7 +88,7 @@ def bp_drug_holiday_review(inp: RuleInput) -> Card | None:
 
     if oral_due is not None:
         n = _years(oral_due.start, today)
-        agent = bp.capital(bp.cut(_agents_text(oral_due.agents()), 40))
+        agent = bp.capital(tx.cut(_agents_text(oral_due.agents()), 40))
         summary = (f"{agent} for {n} years (oral, since {oral_due.start.isoformat()}): review whether "
                    "to continue or take a drug holiday")
     else:
@@ -95,7 +96,7 @@ def bp_drug_holiday_review(inp: RuleInput) -> Card | None:
         summary = (f"Zoledronic acid 5 mg: {len(iv_due.records)} infusions since "
                    f"{iv_due.start.isoformat()} (IV): review whether to continue or take a drug holiday")
     if len(summary) >= 140:
-        summary = bp.cut(summary, 139)
+        summary = tx.cut(summary, 139)
 
     lines = ["**Finding.**"]
     if oral_due is not None:
@@ -140,7 +141,7 @@ def bp_drug_holiday_review(inp: RuleInput) -> Card | None:
                  "agent); lower risk → consider a 2–3 year drug holiday with monitoring (DXA, "
                  "fractures). Ask about new thigh or groin pain (atypical femoral fracture prodrome).")
     lines.append("")
-    lines.append(f"**Evidence.** {bp.SEED_000} (indications, oral and IV use); ASBMR task force on "
+    lines.append(f"**Evidence.** {tx.SEED_000} (indications, oral and IV use); ASBMR task force on "
                  "long-term bisphosphonate therapy (Adler et al., JBMR 2016); alendronate and "
                  "ibandronate labels (consider stopping after 3–5 years in low-risk patients). "
                  "RULES.md §4 BP-DRUG-HOLIDAY-REVIEW, D4, §8 item 17.")

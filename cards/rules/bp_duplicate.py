@@ -26,6 +26,7 @@ from ..builders import override_reasons
 from ..model import Card
 from ..registry import MEDS, ORDER_HOOKS, RuleInput, rule
 from . import _bp_common as bp
+from . import _text as tx
 
 RULE_ID = "BP-DUPLICATE"
 TITLE = "Two bisphosphonates or an IV dose repeated too early"
@@ -54,7 +55,7 @@ def _active_bisphosphonates(inp: RuleInput) -> list[Active]:
     """D4 active bisphosphonate therapy: orders/statements/dispenses and IV doses in interval."""
     chart = inp.chart
     out = [Active(r.drug, r.drug.regimen, r.date,
-                  f"{r.resource_type} {r.status} {bp.iso(r.date)}"
+                  f"{r.resource_type} {r.status} {tx.iso(r.date)}"
                   + (f", {r.days_supply} days' supply" if r.resource_type == "MedicationDispense"
                      and r.days_supply else ""))
            for r in chart.active_records(BISPHOSPHONATE, dispense_default_days=bp.DISPENSE_DEFAULT_DAYS)]
@@ -121,7 +122,7 @@ def bp_duplicate(inp: RuleInput) -> Card | None:
                                                 f"dose from day {t.zol5_min_interval_days}."))
     # (d) two bisphosphonate drafts in the session
     if len(all_bp_drafts) >= 2:
-        names = [bp.cut(bp.draft_title(o), 40) for o in all_bp_drafts]
+        names = [tx.cut(bp.draft_title(o), 40) for o in all_bp_drafts]
         findings.append(Finding("d", triggers[0], names[0], names[1], None,
                                 f"(d) {len(all_bp_drafts)} bisphosphonate orders in this session: "
                                 + "; ".join(names) + "."))
@@ -140,7 +141,7 @@ def bp_duplicate(inp: RuleInput) -> Card | None:
         last = f" (last {main.when.isoformat()})" if main.when else " (also drafted now)"
         summary = f"Duplicate bisphosphonate: {main.new} ordered while {main.existing} is active{last}"
     if len(summary) >= 140:
-        summary = bp.cut(summary, 139)
+        summary = tx.cut(summary, 139)
 
     seen: set[str] = set()
     finding_lines = []
@@ -163,7 +164,7 @@ def bp_duplicate(inp: RuleInput) -> Card | None:
                  "order. Renewing the same oral bisphosphonate is not a duplicate.")
     lines.append("")
     lines.append(f"**Evidence.** Reclast and Zometa labels (same active ingredient; do not combine); "
-                 f"Reclast label §Dosage (once yearly); {bp.SEED_000} (oral and IV forms). "
+                 f"Reclast label §Dosage (once yearly); {tx.SEED_000} (oral and IV forms). "
                  "RULES.md §4 BP-DUPLICATE, D4.")
     kinds = {f.kind for f in findings}
     codes = ["switching-agent", "previous-order-to-stop"]

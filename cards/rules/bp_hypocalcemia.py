@@ -21,6 +21,7 @@ from ..builders import calcium_vitamin_d_order, lab_suggestion, override_reasons
 from ..model import Card
 from ..registry import ORDER_HOOKS, RuleInput, rule
 from . import _bp_common as bp
+from . import _text as tx
 
 RULE_ID = "BP-HYPOCALCEMIA"
 TITLE = "Low calcium before a bisphosphonate"
@@ -28,13 +29,13 @@ TITLE = "Low calcium before a bisphosphonate"
 
 def _summary(j: CalciumJudgement, agent: str) -> str:
     if j.kind == "ionized":
-        head = f"Ionized calcium {bp.fmt(j.value)} mmol/L on {j.date.isoformat()}"
+        head = f"Ionized calcium {tx.fmt(j.value)} mmol/L on {j.date.isoformat()}"
     else:
         corrected = " (albumin-corrected)" if j.kind == "albumin-corrected" else \
             " (corrected)" if j.kind == "lab-corrected" else ""
-        head = f"Calcium {bp.fmt(j.value)} mg/dL{corrected} on {j.date.isoformat()}"
+        head = f"Calcium {tx.fmt(j.value)} mg/dL{corrected} on {j.date.isoformat()}"
     text = f"{head}: correct hypocalcemia before giving {agent}"
-    return text if len(text) < 140 else bp.cut(text, 139)
+    return text if len(text) < 140 else tx.cut(text, 139)
 
 
 @rule(RULE_ID, TITLE, hooks=ORDER_HOOKS, needs={"Observation"})
@@ -70,8 +71,8 @@ def bp_hypocalcemia(inp: RuleInput) -> Card | None:
     elif judged.kind == "measured":
         lines.append("Measured total calcium, not corrected (no albumin below 4.0 g/dL within "
                      f"{t.albumin_pairing_days} days of it).")
-    lines.append(f"Limits: total/corrected < {bp.fmt(t.calcium_total_low_mg_dl)} mg/dL (severe < "
-                 f"{bp.fmt(t.calcium_total_severe_mg_dl)}), ionized < {bp.fmt(t.calcium_ionized_low_mmol_l)} "
+    lines.append(f"Limits: total/corrected < {tx.fmt(t.calcium_total_low_mg_dl)} mg/dL (severe < "
+                 f"{tx.fmt(t.calcium_total_severe_mg_dl)}), ionized < {tx.fmt(t.calcium_ionized_low_mmol_l)} "
                  f"mmol/L, after rounding to 0.1 mg/dL; look-back {window} days for "
                  f"{'IV' if draft.drug.route == 'iv' else 'oral'} agents (RULES.md §8 item 16).")
     for d, why in excluded:
@@ -86,11 +87,11 @@ def bp_hypocalcemia(inp: RuleInput) -> Card | None:
     supplement = inp.chart.active_records(SUPPLEMENT)
     lines.append("**What to do.** Correct hypocalcemia before the dose: repeat calcium with albumin, "
                  "check magnesium, 25-OH vitamin D and PTH, and supplement calcium and vitamin D"
-                 + (" (a supplement is already on the list: " + bp.cut(supplement[0].drug.name) + ")"
+                 + (" (a supplement is already on the list: " + tx.cut(supplement[0].drug.name) + ")"
                     if supplement else " (none is on the medication list)") + ". Give the "
                  "bisphosphonate once calcium is normal.")
     lines.append("")
-    lines.append(f"**Evidence.** {bp.SEED_000} (side effects: hypocalcemia); Fosamax, Actonel, "
+    lines.append(f"**Evidence.** {tx.SEED_000} (side effects: hypocalcemia); Fosamax, Actonel, "
                  "Boniva and Reclast labels (contraindication: hypocalcemia); Zometa label. "
                  "RULES.md §4 BP-HYPOCALCEMIA, D5.")
     suggestions = [lab_suggestion(inp.orders, "Repeat calcium + albumin, magnesium, vitamin D, PTH",

@@ -27,6 +27,7 @@ from ..builders import override_reasons
 from ..model import Card
 from ..registry import ORDER_HOOKS, RuleInput, rule
 from . import _bp_common as bp
+from . import _text as tx
 
 RULE_ID = "BP-RENAL-CONTRAINDICATION"
 TITLE = "Kidney function below the agent's cut-off"
@@ -76,9 +77,9 @@ def _cockcroft_gault(inp: RuleInput, window: int) -> str:
     female = " × 0.85" if sex == "female" else ""
     age_text = str(age) if age is not None else "age"
     if creat is not None and creat.value is not None:
-        return (f"Serum creatinine {bp.lab_desc(creat)} on {creat.date.isoformat()} "
-                f"({bp.fmt(creat.value)} mg/dL) is on record: Cockcroft-Gault CrCl = "
-                f"(140 − {age_text}) × weight (kg) / (72 × {bp.fmt(creat.value)}){female}, with "
+        return (f"Serum creatinine {tx.lab_desc(creat)} on {creat.date.isoformat()} "
+                f"({tx.fmt(creat.value)} mg/dL) is on record: Cockcroft-Gault CrCl = "
+                f"(140 − {age_text}) × weight (kg) / (72 × {tx.fmt(creat.value)}){female}, with "
                 "today's weight, gives the value the label's limit refers to.")
     return (f"No serum creatinine in the last {window} days, so the Cockcroft-Gault creatinine "
             f"clearance ((140 − {age_text}) × weight / (72 × creatinine){female}) could not be "
@@ -114,21 +115,21 @@ def bp_renal_contraindication(inp: RuleInput) -> Card | None:
     indicator = "critical" if any(f.critical for f in findings) else "warning"
     verdict = "contraindicated" if main.contraindicated else "not recommended"
     if main.low and main.egfr is not None:
-        value = f"{main.egfr.comparator or ''}{bp.fmt(main.egfr.value)}"
+        value = f"{main.egfr.comparator or ''}{tx.fmt(main.egfr.value)}"
         summary = (f"eGFR {value} on {main.egfr.date.isoformat()} "
                    f"(below {main.cutoff}): {main.agent} is {verdict} at this kidney function")
     else:
         summary = (f"{bp.kidney_record_phrase(records)} on record: {main.agent} is {verdict} "
                    "in severe kidney disease")
     if len(summary) >= 140:
-        summary = bp.cut(summary, 139)
+        summary = tx.cut(summary, 139)
 
     lines = ["**Finding.**"]
     for f in findings:
         level = "critical" if f.critical else "warning"
-        what = (f"latest eGFR {bp.lab_desc(f.egfr)} on {f.egfr.date.isoformat()} is below the cut-off"
+        what = (f"latest eGFR {tx.lab_desc(f.egfr)} on {f.egfr.date.isoformat()} is below the cut-off"
                 if f.low and f.egfr is not None else
-                (f"latest eGFR {bp.lab_desc(f.egfr)} on {f.egfr.date.isoformat()} is not below the cut-off, "
+                (f"latest eGFR {tx.lab_desc(f.egfr)} on {f.egfr.date.isoformat()} is not below the cut-off, "
                  "but a severe kidney disease record is on file (the diagnosis decides)"
                  if f.egfr is not None else
                  f"no eGFR in the last {f.window} days; a severe kidney disease record is on file"))
@@ -145,14 +146,14 @@ def bp_renal_contraindication(inp: RuleInput) -> Card | None:
            "uses the laboratory eGFR (mL/min/1.73 m²) as the surrogate (RULES.md §8 item 3). ")
     if egfr_lab is not None:
         comp = f" (comparator '{egfr_lab.comparator}')" if egfr_lab.comparator else ""
-        how += (f"The eGFR reported as {bp.lab_desc(egfr_lab)} (LOINC {egfr_lab.code}) on "
-                f"{egfr_lab.date.isoformat()}{comp} was rounded to {bp.fmt(egfr_lab.value)} and compared "
+        how += (f"The eGFR reported as {tx.lab_desc(egfr_lab)} (LOINC {egfr_lab.code}) on "
+                f"{egfr_lab.date.isoformat()}{comp} was rounded to {tx.fmt(egfr_lab.value)} and compared "
                 f"with the agent's cut-off; the card fires only strictly below it (exactly "
                 f"{main.cutoff} does not fire). No creatinine clearance was calculated and no eGFR "
                 "was calculated from creatinine. ")
     else:
         newest = inp.chart.newest_any("egfr")
-        last = (f"last eGFR {bp.lab_desc(newest)} on {newest.date.isoformat()}, not used"
+        last = (f"last eGFR {tx.lab_desc(newest)} on {newest.date.isoformat()}, not used"
                 if newest is not None else "no eGFR on record at all")
         how += (f"No eGFR was found in the last {main.window} days ({last}); the card rests on the "
                 "kidney disease record alone. ")
@@ -177,7 +178,7 @@ def bp_renal_contraindication(inp: RuleInput) -> Card | None:
                  "15 minutes, and recheck creatinine before each dose.")
     lines.append(todo)
     lines.append("")
-    lines.append(f"**Evidence.** {bp.SEED_001} §Special Populations › Renal Impairment; {bp.SEED_000} "
+    lines.append(f"**Evidence.** {tx.SEED_001} §Special Populations › Renal Impairment; {tx.SEED_000} "
                  "(oral and IV forms); Reclast, Zometa, Fosamax, Actonel, Boniva and pamidronate "
                  "labels (renal impairment). RULES.md §4 BP-RENAL-CONTRAINDICATION, §8 item 3.")
     source, link = bp.label_for(main.draft.drug, main.regimen)

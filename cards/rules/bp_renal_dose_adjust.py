@@ -24,6 +24,7 @@ from ..builders import RXNORM, SNOMED, UCUM, OrderContext, override_reasons
 from ..model import Action, Card, Suggestion
 from ..registry import ORDER_HOOKS, RuleInput, rule
 from . import _bp_common as bp
+from . import _text as tx
 
 RULE_ID = "BP-RENAL-DOSE-ADJUST"
 TITLE = "Oncology zoledronic acid needs a reduced dose"
@@ -100,7 +101,7 @@ def bp_renal_dose_adjust(inp: RuleInput) -> Card | None:
               else "an unstated dose (read as 4 mg)")
     lines = ["**Finding.** " + bp.draft_names(d for d, _ in targets) + " — zoledronic acid 4 mg "
              f"(oncology) at {stated}; "
-             f"latest eGFR {bp.lab_desc(egfr)} (LOINC {egfr.code}) on {egfr.date.isoformat()}, within the "
+             f"latest eGFR {tx.lab_desc(egfr)} (LOINC {egfr.code}) on {egfr.date.isoformat()}, within the "
              f"{window}-day window, rounded to {value}."]
     for d, note in targets:
         if note:
@@ -127,7 +128,7 @@ def bp_renal_dose_adjust(inp: RuleInput) -> Card | None:
                  "risen (0.5 mg/dL from normal or 1.0 mg/dL from abnormal baseline).")
     lines.append("")
     lines.append(f"**Evidence.** Zometa label §Dosage and Administration (renal dose adjustment); "
-                 f"{bp.SEED_001} §Special Populations › Renal Impairment; {bp.SEED_000} (myeloma and "
+                 f"{tx.SEED_001} §Special Populations › Renal Impairment; {tx.SEED_000} (myeloma and "
                  "bone metastases). RULES.md §4 BP-RENAL-DOSE-ADJUST.")
     source, link = bp.LABEL["zoledronic-4mg"]
     return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator="warning",

@@ -20,6 +20,7 @@ from ..builders import override_reasons
 from ..model import Card
 from ..registry import ORDER_HOOKS, RuleInput, rule
 from . import _dmab_common as dm
+from . import _text as tx
 
 RULE_ID = "DMAB-ACTIVE-INFECTION"
 TITLE = "Active infection when starting or continuing denosumab"
@@ -42,14 +43,14 @@ def dmab_active_infection(inp: RuleInput) -> Card | None:
     infections.sort(key=lambda c: max(d for d in (c.onset, c.recorded) if d is not None), reverse=True)
     main = infections[0]
     since = main.onset or main.recorded
-    name = dm.cut(main.display or "infection") + (" (suspected)" if main.suspected else "")
-    summary = dm.fit(f"Active infection on record ({name} since {dm.iso(since)}): consider "
+    name = tx.cut(main.display or "infection") + (" (suspected)" if main.suspected else "")
+    summary = tx.fit(f"Active infection on record ({name} since {tx.iso(since)}): consider "
                      "resolving it before denosumab",
-                     f"Active infection on record ({dm.cut(name, 25)} since {dm.iso(since)}): consider "
+                     f"Active infection on record ({tx.cut(name, 25)} since {tx.iso(since)}): consider "
                      "resolving it before denosumab")
-    lines = [f"**Finding.** {dm.draft_list(drafts)} ordered while an infection is recorded as "
+    lines = [f"**Finding.** {tx.draft_list(drafts)} ordered while an infection is recorded as "
              f"active with a date in the last {days} days:"]
-    lines += [f"- {dm.condition_text(c)}" for c in infections]
+    lines += [f"- {tx.condition_text(c)}" for c in infections]
     lines += [
         "Active infection entries whose onset and recorded dates are both older than "
         f"{days} days are not used (stale problem lists).",
@@ -63,11 +64,11 @@ def dmab_active_infection(inp: RuleInput) -> Card | None:
         "until it has, unless the benefit of giving it now outweighs the risk (e.g. overdue dose "
         "with rebound risk). Update the problem list if resolved.",
         "",
-        f"**Evidence.** {dm.SEED_001} §Infection Assessment and §Other Adverse Effects; "
-        f"{dm.SEED_003} §Side Effects (infections); Prolia label §5 (serious infections). "
+        f"**Evidence.** {tx.SEED_001} §Infection Assessment and §Other Adverse Effects; "
+        f"{tx.SEED_003} §Side Effects (infections); Prolia label §5 (serious infections). "
         "RULES.md §3 DMAB-ACTIVE-INFECTION.",
     ]
     return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator="info",
                 source_label="FDA label: Prolia §5 (serious infections)", detail="\n".join(lines),
                 override_reasons=override_reasons("infection-resolved", "benefit-outweighs-risk"),
-                links=[dm.label_link(drafts)])
+                links=[tx.label_link(drafts)])

@@ -22,6 +22,8 @@ from ..builders import lab_request, override_reasons
 from ..model import Action, Card, Suggestion
 from ..registry import MEDS, ORDER_HOOKS, RuleInput, rule
 from . import _dmab_common as dm
+from . import _definitions as defs
+from . import _text as tx
 
 RULE_ID = "DMAB-CALCIMIMETIC"
 TITLE = "Calcimimetic with denosumab"
@@ -36,8 +38,7 @@ def dmab_calcimimetic(inp: RuleInput) -> Card | None:
     drafts = dm.dmab_drafts(inp)
     if not drafts:
         return None
-    days = dm.param(inp, "medication_dispense_recent_days")
-    records = dm.current_records(inp, dm.CALCIMIMETIC, dispense_days=days, administration_days=days)
+    records = defs.calcimimetic_records(inp)
     session = dm.session_drafts(inp, dm.CALCIMIMETIC)
     if not records and not session:
         return None
@@ -46,17 +47,17 @@ def dmab_calcimimetic(inp: RuleInput) -> Card | None:
         if name not in names:
             names.append(name)
     tail = ": with denosumab the risk of severe hypocalcemia rises; monitor calcium closely"
-    summary = dm.fit(f"Patient takes {dm.cut(names[0])}{tail}",
-                     f"Patient takes {dm.cut(names[0], SUMMARY_NAME_SHORT)}{tail}",
+    summary = tx.fit(f"Patient takes {tx.cut(names[0])}{tail}",
+                     f"Patient takes {tx.cut(names[0], SUMMARY_NAME_SHORT)}{tail}",
                      f"Patient takes a calcimimetic{tail}")
     t, chart = inp.thresholds, inp.chart
-    lines = [f"**Finding.** {dm.draft_list(drafts)} ordered while a calcimimetic is on the list:"]
+    lines = [f"**Finding.** {tx.draft_list(drafts)} ordered while a calcimimetic is on the list:"]
     lines += [f"- {dm.record_text(r)}" for r in records]
     lines += [f"- {d.label} (ordered in this session)" for d in session]
     judged = chart.calcium(t.calcium_lookback_days, t.calcium_limits)
     lines.append("Latest calcium: " + (f"{judged.describe()} on {judged.date.isoformat()}." if judged
                                        else f"none in the last {t.calcium_lookback_days} days."))
-    ckd = dm.advanced_ckd(inp)
+    ckd = defs.advanced_ckd(inp.chart, inp.thresholds)
     if ckd.present:
         lines.append("Advanced CKD: " + "; ".join(ckd.words()) + ".")
     lines += [
@@ -69,7 +70,7 @@ def dmab_calcimimetic(inp: RuleInput) -> Card | None:
         "consider pausing or adjusting the calcimimetic together with nephrology; make sure "
         "calcium and (active) vitamin D are adequate.",
         "",
-        f"**Evidence.** {dm.SEED_001} §Hypocalcemia (concomitant calcimimetics worsen the risk); "
+        f"**Evidence.** {tx.SEED_001} §Hypocalcemia (concomitant calcimimetics worsen the risk); "
         "Prolia label §5.1 and §7. RULES.md §3 DMAB-CALCIMIMETIC.",
     ]
     start = inp.today + timedelta(days=MONITORING_START_DAYS)
@@ -82,4 +83,4 @@ def dmab_calcimimetic(inp: RuleInput) -> Card | None:
                 source_label="FDA label: Prolia §5.1/§7 (calcium-lowering drugs)",
                 detail="\n".join(lines), suggestions=[suggestion], selection_behavior="any",
                 override_reasons=override_reasons("nephrology-supervised", "monitoring-arranged"),
-                links=[dm.label_link(drafts)])
+                links=[tx.label_link(drafts)])

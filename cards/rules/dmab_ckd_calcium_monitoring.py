@@ -22,6 +22,8 @@ from ..builders import LINKS, lab_request, lab_suggestion, override_reasons
 from ..model import Action, Card, Suggestion
 from ..registry import ORDER_HOOKS, RuleInput, rule
 from . import _dmab_common as dm
+from . import _definitions as defs
+from . import _text as tx
 
 RULE_ID = "DMAB-CKD-CALCIUM-MONITORING"
 TITLE = "Advanced CKD or dialysis with denosumab"
@@ -30,11 +32,11 @@ MONITORING_START_DAYS = 7
 MONITORING_WEEKS = 4
 
 
-def _evidence_phrase(ckd: dm.AdvancedCkd) -> list[str]:
+def _evidence_phrase(ckd: defs.AdvancedCkd) -> list[str]:
     """The short evidence phrases of the summary, most specific first."""
     out: list[str] = []
     if ckd.egfr is not None:
-        out.append(f"eGFR {ckd.egfr.comparator or ''}{dm.fmt(ckd.egfr.value)} on {ckd.egfr.date.isoformat()}")
+        out.append(f"eGFR {ckd.egfr.comparator or ''}{tx.fmt_rounded(ckd.egfr.value)} on {ckd.egfr.date.isoformat()}")
     if ckd.dialysis:
         dates = [p.date for p in ckd.dialysis_procedures if p.date]
         out.append(f"dialysis {max(dates).isoformat()}" if dates and not ckd.dialysis_conditions
@@ -49,32 +51,32 @@ def dmab_ckd_calcium_monitoring(inp: RuleInput) -> Card | None:
     drafts = dm.dmab_drafts(inp)
     if not drafts:
         return None
-    ckd = dm.advanced_ckd(inp)
+    ckd = defs.advanced_ckd(inp.chart, inp.thresholds)
     if not ckd.present:
         return None
     t, chart = inp.thresholds, inp.chart
 
     phrases = _evidence_phrase(ckd)
     tail = "): high risk of severe hypocalcemia with denosumab"
-    summary = dm.fit("Advanced CKD (" + ", ".join(phrases) + tail,
+    summary = tx.fit("Advanced CKD (" + ", ".join(phrases) + tail,
                      "Advanced CKD (" + phrases[0] + tail)
 
-    lines = ["**Finding.** " + dm.draft_list(drafts) + " ordered for a patient with advanced "
+    lines = ["**Finding.** " + tx.draft_list(drafts) + " ordered for a patient with advanced "
              "chronic kidney disease. Evidence used: " + "; ".join(ckd.words()) + "."]
     latest = ckd.latest_egfr
     if latest is not None and ckd.egfr is None:
-        lines.append(f"The latest eGFR, {dm.lab_text(latest)}, is not below {t.egfr_advanced_ckd}, "
+        lines.append(f"The latest eGFR, {tx.lab_text(latest)}, is not below {t.egfr_advanced_ckd}, "
                      "but the diagnosis on record is used (a recorded CKD stage 4/5 or dialysis "
                      "wins over a single eGFR).")
     elif latest is None:
         lines.append(f"No usable eGFR in the last {t.egfr_lookback_days_denosumab} days"
-                     + (f" (last: {dm.lab_text(chart.newest_any('egfr'))})" if chart.newest_any("egfr") else
+                     + (f" (last: {tx.lab_text(chart.newest_any('egfr'))})" if chart.newest_any("egfr") else
                         " (none on record)") + "; the diagnosis on record is used.")
     context: list[str] = []
     for concept, words in (("pth-intact", "intact PTH"), ("vitamin-d-25oh", "25-OH vitamin D"),
                            ("phosphate", "phosphate")):
         lab = chart.newest_any(concept)
-        context.append(f"{words} {dm.lab_text(lab)}" if lab else f"{words}: none on record")
+        context.append(f"{words} {tx.lab_text(lab)}" if lab else f"{words}: none on record")
     judged = chart.calcium(t.calcium_lookback_days, t.calcium_limits)
     context.append(f"{judged.describe()} on {judged.date.isoformat()}" if judged else
                    f"calcium: none in the last {t.calcium_lookback_days} days")
@@ -96,7 +98,7 @@ def dmab_ckd_calcium_monitoring(inp: RuleInput) -> Card | None:
         "the first month after each dose, then monthly; ensure adequate calcium and active "
         "vitamin D as nephrology directs.",
         "",
-        f"**Evidence.** {dm.SEED_001} §Calcium and Vitamin D Supplementation, §Hypocalcemia, "
+        f"**Evidence.** {tx.SEED_001} §Calcium and Vitamin D Supplementation, §Hypocalcemia, "
         "§Special Populations › Renal Impairment, §Critical Clinical Pitfalls #5; Prolia label "
         "boxed warning and §5.1 (2024); FDA Drug Safety Communication 19 Jan 2024. RULES.md §3 "
         "DMAB-CKD-CALCIUM-MONITORING, D9.",

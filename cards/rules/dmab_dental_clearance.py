@@ -22,6 +22,8 @@ from ..builders import LINKS, dental_referral, override_reasons
 from ..model import Card
 from ..registry import MEDS, ORDER_HOOKS, RuleInput, rule
 from . import _dmab_common as dm
+from . import _definitions as defs
+from . import _text as tx
 
 RULE_ID = "DMAB-DENTAL-CLEARANCE"
 TITLE = "No dental evaluation before starting denosumab"
@@ -32,7 +34,7 @@ SUMMARY = ("No dental evaluation on record in the last 12 months before starting
 @rule(RULE_ID, TITLE, hooks=ORDER_HOOKS, needs=MEDS | {"Procedure"})
 def dmab_dental_clearance(inp: RuleInput) -> Card | None:
     drafts = dm.dmab_drafts(inp)
-    if not drafts or not dm.is_initiation(inp):
+    if not drafts or not defs.is_initiation(inp, dm.DENOSUMAB):
         return None
     window = inp.thresholds.dental_lookback_days
     chart = inp.chart
@@ -46,12 +48,12 @@ def dmab_dental_clearance(inp: RuleInput) -> Card | None:
     invasive = chart.procedures_in("invasive-dental-procedure", within_days=window)
     last_dose = chart.last_dose(dm.DENOSUMAB)
     oncology = any(d.drug.regimen == "120mg" for d in drafts)
-    summary = SUMMARY if window == 365 else dm.fit(
+    summary = SUMMARY if window == 365 else tx.fit(
         f"No dental evaluation on record in the last {window} days before starting denosumab: "
         "arrange dental clearance", "No recent dental evaluation before starting denosumab: "
         "arrange dental clearance")
 
-    lines = [f"**Finding.** {dm.draft_list(drafts)} ordered as a **start** of denosumab "
+    lines = [f"**Finding.** {tx.draft_list(drafts)} ordered as a **start** of denosumab "
              + (f"(last denosumab dose {last_dose.date.isoformat()}, more than "
                 f"{inp.thresholds.initiation_gap_days} days ago)" if last_dose else
                 f"(no denosumab dose on record in the last {inp.thresholds.initiation_gap_days} days)")
@@ -60,17 +62,17 @@ def dmab_dental_clearance(inp: RuleInput) -> Card | None:
     if older:
         p = older[0]
         lines.append(f"Last dental evaluation found: {p.display or 'dental evaluation'} on "
-                     f"{dm.iso(p.date)} (outside the window).")
+                     f"{tx.iso(p.date)} (outside the window).")
     else:
         lines.append("Last dental evaluation found: none on record (completed procedures only; "
                      "not-done or entered-in-error records do not count).")
     if referrals:
         lines.append(f"A dental referral is on record ({referrals[0].display or 'referral'}, "
-                     f"{dm.iso(referrals[0].date)}): a referral is not evidence that the "
+                     f"{tx.iso(referrals[0].date)}): a referral is not evidence that the "
                      "evaluation took place.")
     if invasive:
         lines.append("Invasive dental work on record in the same period (not an evaluation): "
-                     + "; ".join(f"{p.display or 'dental procedure'} on {dm.iso(p.date)}" for p in invasive)
+                     + "; ".join(f"{p.display or 'dental procedure'} on {tx.iso(p.date)}" for p in invasive)
                      + ".")
     lines += [
         "",
@@ -86,8 +88,8 @@ def dmab_dental_clearance(inp: RuleInput) -> Card | None:
         "hygiene and dental check-ups every 6–12 months. If the evaluation was done elsewhere, or "
         "the patient has no natural teeth, override with that reason.",
         "",
-        f"**Evidence.** {dm.SEED_001} §Mandatory Pre-Treatment Requirements › Dental Evaluation "
-        f"and §Critical Clinical Pitfalls #2; {dm.SEED_003} §Side Effects (ONJ); AAOMS MRONJ "
+        f"**Evidence.** {tx.SEED_001} §Mandatory Pre-Treatment Requirements › Dental Evaluation "
+        f"and §Critical Clinical Pitfalls #2; {tx.SEED_003} §Side Effects (ONJ); AAOMS MRONJ "
         "position paper 2022; Prolia/Xgeva labels (ONJ warning: oral examination and preventive "
         "dentistry before treatment). RULES.md §3 DMAB-DENTAL-CLEARANCE, §8 item 8.",
     ]

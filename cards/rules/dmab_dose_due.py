@@ -21,8 +21,9 @@ from cds_service.chart import add_months
 from ..builders import LINKS, denosumab_order, override_reasons
 from ..model import Card
 from ..registry import MEDS, PATIENT_VIEW, RuleInput, rule
-from ._dmab_dosing_common import (BY_TEXT_NOTE, deliberate_stop, followon_after, lab_text,
-                                  last_denosumab_dose, planned_orders_after, sections)
+from ._dmab_dosing_common import (deliberate_stop, followon_after, lab_summary, last_denosumab_dose,
+                                  planned_orders_after, sections)
+from ._text import BY_TEXT_NOTE
 
 RULE_ID = "DMAB-DOSE-DUE"
 TITLE = "next 6-monthly dose due and no order on file"
@@ -58,7 +59,7 @@ def dmab_dose_due(inp: RuleInput) -> Card | None:
     data = [
         "Calcium: " + (f"{calcium.describe()} on {calcium.date.isoformat()}" if calcium else
                        f"none in the last {th.calcium_lookback_days} days — check before the dose"),
-        "Latest " + (lab_text(egfr, "eGFR") if egfr else
+        "Latest " + (lab_summary(egfr, "eGFR") if egfr else
                      f"eGFR: none in the last {th.egfr_lookback_days_denosumab} days"),
     ]
     if not chart.known("Observation"):

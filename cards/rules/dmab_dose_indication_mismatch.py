@@ -24,8 +24,9 @@ from cds_service.chart import DENOSUMAB, DraftOrder, Timing
 from ..builders import LINKS, denosumab_order, override_reasons
 from ..model import Card, Suggestion
 from ..registry import ORDER_HOOKS, RuleInput, rule
-from ._dmab_dosing_common import (BY_TEXT_NOTE, Evidence, bone_loss_indication, gctb,
-                                  metastases_or_myeloma, oncology_indication, sections, short)
+from ._definitions import Evidence, oncology_indication
+from ._dmab_dosing_common import (bone_loss_indication, gctb, metastases_or_myeloma, sections)
+from ._text import BY_TEXT_NOTE, cut
 
 RULE_ID = "DMAB-DOSE-INDICATION-MISMATCH"
 TITLE = "dose, schedule and indication do not match"
@@ -74,7 +75,7 @@ def findings_for(inp: RuleInput, d: DraftOrder) -> list[Finding]:
     regimen = d.drug.regimen
     if regimen not in ("60mg", "120mg"):
         return out  # D3: strength unknown → no dose/indication judgement
-    name = short(d.label)
+    name = cut(d.label)
     months = schedule_months(d.timing) if d.timing else None
     if regimen == "120mg":
         onc = oncology_indication(chart, d)

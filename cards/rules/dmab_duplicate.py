@@ -22,8 +22,9 @@ from cds_service.chart import DENOSUMAB, add_months
 from ..builders import LINKS, override_reasons
 from ..model import Card
 from ..registry import MEDS, ORDER_HOOKS, RuleInput, rule
-from ._dmab_dosing_common import (BY_TEXT_NOTE, denosumab_doses, loading_phase,
-                                  planned_orders_after, regimen_words, sections, short)
+from ._dmab_dosing_common import (denosumab_doses, loading_phase, planned_orders_after, regimen_words,
+                                  sections)
+from ._text import BY_TEXT_NOTE, cut
 
 RULE_ID = "DMAB-DUPLICATE"
 TITLE = "duplicate or too-early denosumab"
@@ -50,12 +51,12 @@ def dmab_duplicate(inp: RuleInput) -> Card | None:
 
     # (a) two denosumab drafts in one session
     if len(session) >= 2:
-        a, b = short(session[0].label), short(session[1].label)
+        a, b = cut(session[0].label), cut(session[1].label)
         more = f" (+{len(session) - 2} more)" if len(session) > 2 else ""
         summary = f"Duplicate denosumab order: {a} and {b} in this session{more}"
         if len(summary) >= 140:  # two 40-character names and "(+n more)": keep it under 140
             summary = f"Duplicate denosumab order: {a} and {b} in this session"
-        found.append("**Same session:** " + "; ".join(f"{short(d.label)} ({d.ref})" for d in session)
+        found.append("**Same session:** " + "; ".join(f"{cut(d.label)} ({d.ref})" for d in session)
                      + " — denosumab is ordered more than once.")
 
     # (c)/(d) too early after the last dose
@@ -70,7 +71,7 @@ def dmab_duplicate(inp: RuleInput) -> Card | None:
                     found.append(f"**Too early (60 mg):** last denosumab dose {L.isoformat()}{src}, {n} days "
                                  f"ago; the next 60 mg dose is due {due.isoformat()} and no earlier than "
                                  f"{earliest.isoformat()} ({th.dmab60_early_margin_days} days before the "
-                                 f"due date). Draft: {short(d.label)}.")
+                                 f"due date). Draft: {cut(d.label)}.")
                     if summary is None:
                         summary = (f"Denosumab last given {L.isoformat()} ({n} days ago): next 60 mg dose "
                                    f"not due until {due.isoformat()}")
@@ -89,7 +90,7 @@ def dmab_duplicate(inp: RuleInput) -> Card | None:
                 elif not chart.known("Condition"):
                     notes.append("The problem list could not be obtained, so a GCTB/hypercalcemia-of-"
                                  "malignancy loading phase could not be checked.")
-                found.append(line + f" Draft: {short(d.label)}.")
+                found.append(line + f" Draft: {cut(d.label)}.")
                 if summary is None:
                     summary = (f"Denosumab last given {L.isoformat()} ({n} days ago): next 120 mg dose "
                                f"not due until {due.isoformat()}")
@@ -101,19 +102,19 @@ def dmab_duplicate(inp: RuleInput) -> Card | None:
         p = pending[0]
         when = p.date.isoformat() if p.date else "date unknown"
         found.append("**Order already pending:** " + "; ".join(
-            f"{short(r.drug.name)} ({r.ref}, active, authored {r.date.isoformat() if r.date else 'date unknown'})"
+            f"{cut(r.drug.name)} ({r.ref}, active, authored {r.date.isoformat() if r.date else 'date unknown'})"
             for r in pending) + (f", after the last dose on {L.isoformat()}." if L else "; no dose on record yet."))
         if summary is None:
-            summary = f"Denosumab already ordered ({short(p.drug.name)}, active since {when}): avoid a duplicate order"
+            summary = f"Denosumab already ordered ({cut(p.drug.name)}, active since {when}): avoid a duplicate order"
 
     # (e) Prolia-type and Xgeva-type products together
     strengths: dict[str, list[str]] = {}
     for d in session:
         if d.drug.regimen:
-            strengths.setdefault(d.drug.regimen, []).append(f"draft {short(d.label)}")
+            strengths.setdefault(d.drug.regimen, []).append(f"draft {cut(d.label)}")
     for r in chart.active_records(DENOSUMAB):
         if r.drug.regimen:
-            strengths.setdefault(r.drug.regimen, []).append(f"{short(r.drug.name)} ({r.ref})")
+            strengths.setdefault(r.drug.regimen, []).append(f"{cut(r.drug.name)} ({r.ref})")
     if "60mg" in strengths and "120mg" in strengths:
         found.append("**60 mg and 120 mg products both active:** 60 mg: " + "; ".join(strengths["60mg"])
                      + "; 120 mg: " + "; ".join(strengths["120mg"]) + ". The labels say not to combine them.")
@@ -124,7 +125,7 @@ def dmab_duplicate(inp: RuleInput) -> Card | None:
         return None
     if any(d.drug.by_text for d in session):
         notes.append(f"At least one denosumab order was {BY_TEXT_NOTE}.")
-    unknown = [short(d.label) for d in triggers if d.drug.regimen is None]
+    unknown = [cut(d.label) for d in triggers if d.drug.regimen is None]
     if unknown:
         notes.append(f"Strength not recognised for {', '.join(unknown)} ({regimen_words(None)}): the "
                      "dosing-interval checks were not applied to it.")

@@ -20,15 +20,15 @@ from __future__ import annotations
 
 from datetime import date
 
-from cds_service.chart import (CALCIMIMETIC, DENOSUMAB, SUPPLEMENT, CalciumJudgement, Chart,
-                               add_months, below)
+from cds_service.chart import DENOSUMAB, CalciumJudgement, add_months
 
 from ..builders import LINKS, calcium_vitamin_d_order, lab_suggestion, override_reasons
 from ..model import Card
 from ..registry import ALL_HOOKS, RuleInput, rule
 from ..thresholds import Thresholds
-from ._dmab_dosing_common import (BY_TEXT_NOTE, Dose, denosumab_doses, lab_text, sections,
-                                  severe_kidney_records, short)
+from ._definitions import advanced_ckd, calcimimetic_records, param, supplement_records
+from ._dmab_dosing_common import (Dose, denosumab_doses, lab_summary, sections, severe_kidney_records)
+from ._text import BY_TEXT_NOTE, cut
 
 RULE_ID = "DMAB-HYPOCALCEMIA"
 TITLE = "low calcium with denosumab"
@@ -39,10 +39,6 @@ EVIDENCE = ("seed 001 §Calcium and Vitamin D Supplementation, §Hypocalcemia; s
 #: Patient-view look-back for a 120 mg (or unknown-strength) dose: 8 weeks = two 4-weekly
 #: intervals (RULES.md DMAB-HYPOCALCEMIA trigger).
 PV_INTERVALS_120MG = 2
-#: A completed supplement dispense counts as "on a supplement" for this many days
-#: (RULES.md DMAB-NO-CA-VITD-SUPPLEMENT "Data": dispense within 120 days).
-SUPPLEMENT_DISPENSE_DAYS = 120
-
 
 def recent_doses(doses: list[Dose], today: date, th: Thresholds) -> list[Dose]:
     """Patient-view trigger: doses within 6 calendar months (60 mg) or 8 weeks (other)."""
@@ -58,13 +54,10 @@ def recent_doses(doses: list[Dose], today: date, th: Thresholds) -> list[Dose]:
     return out
 
 
-def supplement_on_list(chart: Chart, today: date) -> bool:
-    """A calcium or vitamin D product is active (request/statement, dispense within 120 days)."""
-    if chart.active_records(SUPPLEMENT):
-        return True
-    return any(r.drug.drug_class == SUPPLEMENT and r.resource_type == "MedicationDispense"
-               and r.status == "completed" and r.date is not None
-               and 0 <= (today - r.date).days <= SUPPLEMENT_DISPENSE_DAYS for r in chart.medications)
+def supplement_on_list(inp: RuleInput) -> bool:
+    """A calcium or vitamin D product is on the list (request/statement, dispense within 120 days),
+    as DMAB-NO-CA-VITD-SUPPLEMENT reads it."""
+    return bool(supplement_records(inp))
 
 
 def summary_value(j: CalciumJudgement) -> str:
@@ -128,7 +121,7 @@ def dmab_hypocalcemia(inp: RuleInput) -> Card | None:
     if lab.reference_range:
         finding.append(f"Laboratory reference range (shown, not used to decide): {lab.reference_range}.")
     if drafts:
-        names = "; ".join(short(d.label) for d in drafts)
+        names = "; ".join(cut(d.label) for d in drafts)
         finding.append(f"Denosumab order(s) concerned: {names}"
                        + (f" ({BY_TEXT_NOTE})" if any(d.drug.by_text for d in drafts) else "") + ".")
     else:
@@ -140,11 +133,11 @@ def dmab_hypocalcemia(inp: RuleInput) -> Card | None:
                        + (" — dated from a completed order only (low confidence)"
                           if any(d.low_confidence for d in pv_doses) else "") + ".")
 
-    risks = _risk_factors(chart, th)
-    others = [lab_text(chart.newest_any(c), label) for c, label in
+    risks = _risk_factors(inp)
+    others = [lab_summary(chart.newest_any(c), label) for c, label in
               (("magnesium", "magnesium"), ("phosphate", "phosphate"),
                ("vitamin-d-25oh", "25-OH vitamin D"), ("pth-intact", "intact PTH"))]
-    on_supplement = supplement_on_list(chart, today)
+    on_supplement = supplement_on_list(inp)
     todo = ("Correct hypocalcemia before dosing (hypocalcemia is a contraindication): repeat calcium "
             "with albumin, check magnesium, phosphate, 25-OH vitamin D and PTH, and replace calcium "
             "and vitamin D." if drafts else
@@ -161,7 +154,7 @@ def dmab_hypocalcemia(inp: RuleInput) -> Card | None:
         ("Other minerals (newest result, any date):", others),
         ("Supplements.", "A calcium or vitamin D product is on the medication list." if on_supplement
          else "No calcium or vitamin D supplement found on the medication list (active orders or "
-              f"statements, dispenses in the last {SUPPLEMENT_DISPENSE_DAYS} days)."),
+              f"statements, dispenses in the last {param(inp, 'medication_dispense_recent_days')} days)."),
         ("Evidence.", EVIDENCE),
     )
     ctx = inp.orders
@@ -179,14 +172,16 @@ def dmab_hypocalcemia(inp: RuleInput) -> Card | None:
                 links=[LINKS["prolia-label"]])
 
 
-def _risk_factors(chart: Chart, th: Thresholds) -> list[str]:
+def _risk_factors(inp: RuleInput) -> list[str]:
+    """Advanced CKD (D9) and an active calcimimetic (as DMAB-CALCIMIMETIC reads it), in words."""
+    chart, th = inp.chart, inp.thresholds
     out = []
-    egfr = chart.egfr(th.egfr_lookback_days_denosumab)
-    if egfr is not None and below(egfr, th.egfr_advanced_ckd):
-        out.append(f"advanced CKD: {lab_text(egfr, 'eGFR')}")
+    ckd = advanced_ckd(chart, th)
+    if ckd.egfr is not None:
+        out.append(f"advanced CKD: {lab_summary(ckd.egfr, 'eGFR')}")
     out += [f"severe kidney disease: {s}" for s in severe_kidney_records(chart, th)]
-    for r in chart.active_records(CALCIMIMETIC):
-        out.append(f"calcimimetic: {short(r.drug.name)} ({r.ref})")
+    for r in calcimimetic_records(inp):
+        out.append(f"calcimimetic: {cut(r.drug.name)} ({r.ref})")
     return out
 
 

@@ -26,6 +26,8 @@ from ..builders import calcium_vitamin_d_order, override_reasons
 from ..model import Card
 from ..registry import MEDS, ORDER_HOOKS, RuleInput, rule
 from . import _dmab_common as dm
+from . import _definitions as defs
+from . import _text as tx
 
 RULE_ID = "DMAB-NO-CA-VITD-SUPPLEMENT"
 TITLE = "No calcium or vitamin D supplement on the medication list"
@@ -39,7 +41,7 @@ def _high_calcium(inp: RuleInput) -> str | None:
     albumin < 4.0); when the judged value is an ionized calcium, the latest total calcium in the
     same window is read instead (the catalog's limit is a total calcium in mg/dL)."""
     t, chart = inp.thresholds, inp.chart
-    limit = Decimal(str(dm.param(inp, "calcium_high_mg_dl")))
+    limit = Decimal(str(defs.param(inp, "calcium_high_mg_dl")))
     judged = chart.calcium(t.calcium_lookback_days, t.calcium_limits)
     if judged is None:
         return None
@@ -50,7 +52,7 @@ def _high_calcium(inp: RuleInput) -> str | None:
     total = chart.latest("calcium-serum", t.calcium_lookback_days)
     if total is not None and total.value is not None and total.value > limit \
             and total.comparator not in ("<", "<="):
-        return (f"calcium {dm.fmt(total.value)} mg/dL (measured {total.describe()}) on "
+        return (f"calcium {tx.fmt_rounded(total.value)} mg/dL (measured {total.describe()}) on "
                 f"{total.date.isoformat()}")
     return None
 
@@ -60,8 +62,8 @@ def dmab_no_ca_vitd_supplement(inp: RuleInput) -> Card | None:
     drafts = dm.dmab_drafts(inp)
     if not drafts:
         return None
-    days = dm.param(inp, "medication_dispense_recent_days")
-    on_list = dm.current_records(inp, dm.SUPPLEMENT, dispense_days=days)
+    days = defs.param(inp, "medication_dispense_recent_days")
+    on_list = defs.supplement_records(inp)
     if on_list or dm.session_drafts(inp, dm.SUPPLEMENT):
         return None
     if _high_calcium(inp) is not None:
@@ -70,13 +72,13 @@ def dmab_no_ca_vitd_supplement(inp: RuleInput) -> Card | None:
         return None
 
     t = inp.thresholds
-    prone = dm.hypocalcemia_prone(inp)
+    prone = defs.hypocalcemia_prone(inp.chart, inp.thresholds)
     vitd = inp.chart.latest("vitamin-d-25oh", t.vitd_lookback_days)
     deficient = vitd is not None and dm.below(vitd, t.vitd_deficient_ng_ml)
     indicator = "warning" if prone or deficient else "info"
 
     older = [r for r in inp.chart.medications if r.drug.drug_class == dm.SUPPLEMENT]
-    lines = [f"**Finding.** {dm.draft_list(drafts)} ordered, and no calcium or vitamin D product "
+    lines = [f"**Finding.** {tx.draft_list(drafts)} ordered, and no calcium or vitamin D product "
              "is on the medication list: no active order or medication statement and no dispense "
              f"in the last {days} days of calcium, vitamin D (including active vitamin D such as "
              "calcitriol) or a calcium-based phosphate binder, and none among this session's "
@@ -89,7 +91,7 @@ def dmab_no_ca_vitd_supplement(inp: RuleInput) -> Card | None:
         reasons.append("prone to hypocalcemia: " + "; ".join(prone))
     if deficient and vitd is not None:
         reasons.append(f"25-OH vitamin D {vitd.describe()} on {vitd.date.isoformat()} "
-                       f"({dm.fmt(vitd.value)} ng/mL)")
+                       f"({tx.fmt_rounded(vitd.value)} ng/mL)")
     if reasons:
         level = "; ".join(reasons) + "."
     else:
@@ -108,7 +110,7 @@ def dmab_no_ca_vitd_supplement(inp: RuleInput) -> Card | None:
         "(active vitamin D). If the patient takes an over-the-counter product, add it to the "
         "medication list.",
         "",
-        f"**Evidence.** {dm.SEED_001} §Calcium and Vitamin D Supplementation; {dm.SEED_002} "
+        f"**Evidence.** {tx.SEED_001} §Calcium and Vitamin D Supplementation; {tx.SEED_002} "
         "§Getting your injection; Prolia label §Dosage (all patients should take calcium and "
         "vitamin D). RULES.md §3 DMAB-NO-CA-VITD-SUPPLEMENT, §8 item 10.",
     ]
@@ -118,4 +120,4 @@ def dmab_no_ca_vitd_supplement(inp: RuleInput) -> Card | None:
                 selection_behavior="any",
                 override_reasons=override_reasons("dietary-intake-adequate", "taking-otc-supplement",
                                                   "hypercalcemia"),
-                links=[dm.label_link(drafts)])
+                links=[tx.label_link(drafts)])

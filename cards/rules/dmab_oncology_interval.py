@@ -21,9 +21,11 @@ from ..builders import LINKS, denosumab_order, override_reasons
 from ..model import Card
 from ..registry import MEDS, PATIENT_VIEW, RuleInput, rule
 from ..thresholds import Thresholds
-from ._dmab_dosing_common import (BY_TEXT_NOTE, DEDUPE_DAYS, Dose, Evidence, course_start_120,
-                                  deliberate_stop, denosumab_doses, followon_after, gctb_or_hcm,
-                                  loading_expected_dates, planned_orders_after, sections)
+from ._definitions import Evidence
+from ._dmab_dosing_common import (DEDUPE_DAYS, Dose, course_start_120, deliberate_stop, denosumab_doses,
+                                  followon_after, gctb_or_hcm, loading_expected_dates, planned_orders_after,
+                                  sections)
+from ._text import BY_TEXT_NOTE
 
 RULE_ID = "DMAB-ONCOLOGY-INTERVAL"
 TITLE = "4-weekly oncology denosumab dose missed"

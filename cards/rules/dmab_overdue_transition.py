@@ -26,9 +26,9 @@ from ..builders import (LINKS, OrderContext, denosumab_order, lab_request, overr
 from ..model import Action, Card, Suggestion
 from ..registry import MEDS, PATIENT_VIEW, RuleInput, rule
 from ..thresholds import Thresholds
-from ._dmab_dosing_common import (BY_TEXT_NOTE, Dose, deliberate_stop, followon_after,
-                                  lab_text, last_denosumab_dose, planned_orders_after, sections,
-                                  severe_kidney_records)
+from ._dmab_dosing_common import (Dose, deliberate_stop, followon_after, lab_summary, last_denosumab_dose,
+                                  planned_orders_after, sections, severe_kidney_records)
+from ._text import BY_TEXT_NOTE
 
 RULE_ID = "DMAB-OVERDUE-TRANSITION"
 TITLE = "denosumab overdue or stopped without a follow-on plan"
@@ -53,7 +53,7 @@ def zoledronic_acid_block(chart: Chart, th: Thresholds) -> tuple[bool, str]:
     egfr = chart.egfr(th.egfr_lookback_days_denosumab)
     cutoff = th.egfr_cutoff_zoledronic_5mg
     if egfr is not None and below(egfr, cutoff):
-        return False, (f"Zoledronic acid is **not suggested**: latest {lab_text(egfr, 'eGFR')} is below "
+        return False, (f"Zoledronic acid is **not suggested**: latest {lab_summary(egfr, 'eGFR')} is below "
                        f"{cutoff} (zoledronic acid 5 mg is contraindicated at CrCl < 35). Discuss the "
                        "follow-on agent with a specialist.")
     severe = severe_kidney_records(chart, th)
@@ -128,7 +128,7 @@ def _card(inp: RuleInput, last: Dose, due: date, overdue_after: date, stop) -> C
                     "transition is planned for 6 months after the last injection.")
     calcium = chart.calcium(th.calcium_lookback_days, th.calcium_limits)
     data = [
-        "Latest " + (lab_text(egfr, "eGFR") if egfr else
+        "Latest " + (lab_summary(egfr, "eGFR") if egfr else
                      f"eGFR: none in the last {th.egfr_lookback_days_denosumab} days — check before an infusion"),
         "Calcium: " + (f"{calcium.describe()} on {calcium.date.isoformat()}" if calcium else
                        f"none in the last {th.calcium_lookback_days} days — check before any antiresorptive"),

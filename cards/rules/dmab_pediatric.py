@@ -23,6 +23,7 @@ from ..builders import override_reasons
 from ..model import Card
 from ..registry import ORDER_HOOKS, RuleInput, rule
 from . import _dmab_common as dm
+from . import _text as tx
 
 RULE_ID = "DMAB-PEDIATRIC"
 TITLE = "Denosumab in a patient under 18"
@@ -34,7 +35,7 @@ GCTB = "giant-cell-tumor-of-bone"
 def _gctb_conditions(inp: RuleInput) -> list[str]:
     """Active GCTB conditions whose name matches the GCTB text pattern (D3), in words."""
     vs = default_value_sets()
-    return [dm.condition_text(c) for c in inp.chart.conditions_in(GCTB, active=True)
+    return [tx.condition_text(c) for c in inp.chart.conditions_in(GCTB, active=True)
             if GCTB in vs.text_matches([c.display])]
 
 
@@ -57,16 +58,16 @@ def dmab_pediatric(inp: RuleInput) -> Card | None:
         return None
     oi = inp.chart.conditions_in("osteogenesis-imperfecta")
     indicator = "critical" if oi else "warning"
-    summary = dm.fit(f"Patient is {age} years old: denosumab is not established as safe in children "
+    summary = tx.fit(f"Patient is {age} years old: denosumab is not established as safe in children "
                      "(severe hypercalcemia reported)")
 
-    lines = [f"**Finding.** {dm.draft_list(concerned)} ordered for a patient aged **{age}** "
-             f"(born {dm.iso(inp.chart.patient.birth_date)})."]
+    lines = [f"**Finding.** {tx.draft_list(concerned)} ordered for a patient aged **{age}** "
+             f"(born {tx.iso(inp.chart.patient.birth_date)})."]
     if oi:
-        lines.append("Osteogenesis imperfecta on record: " + "; ".join(dm.condition_text(c) for c in oi)
+        lines.append("Osteogenesis imperfecta on record: " + "; ".join(tx.condition_text(c) for c in oi)
                      + " — the population in which life-threatening hypercalcemia was reported.")
     if exempt:
-        lines.append(f"Not concerned: {dm.draft_list(exempt)} (120 mg for giant cell tumour of "
+        lines.append(f"Not concerned: {tx.draft_list(exempt)} (120 mg for giant cell tumour of "
                      "bone, age ≥ 12: the Xgeva indication for skeletally mature adolescents).")
     elif gctb:
         lines.append("Giant cell tumour of bone on record (" + "; ".join(gctb) + "), but the order "
@@ -84,11 +85,11 @@ def dmab_pediatric(inp: RuleInput) -> Card | None:
         "**What to do.** Only on the decision of a pediatric bone specialist (or within a research "
         "protocol); monitor calcium closely during treatment and after stopping.",
         "",
-        f"**Evidence.** {dm.SEED_001} §Hypercalcemia in Pediatric Patients; Prolia label §8.4; "
+        f"**Evidence.** {tx.SEED_001} §Hypercalcemia in Pediatric Patients; Prolia label §8.4; "
         "Xgeva label §1.2. RULES.md §3 DMAB-PEDIATRIC, §8 item 12.",
     ]
     return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator=indicator,
                 source_label="FDA label: Prolia §8.4 (pediatric use)", detail="\n".join(lines),
                 override_reasons=override_reasons("specialist-decision", "skeletally-mature-gctb",
                                                   "research-protocol"),
-                links=[dm.label_link(concerned)])
+                links=[tx.label_link(concerned)])

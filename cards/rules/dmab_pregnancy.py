@@ -22,6 +22,7 @@ from ..builders import LAB_CODES, lab_request, override_reasons
 from ..model import Action, Card, Suggestion
 from ..registry import ORDER_HOOKS, RuleInput, rule
 from . import _dmab_common as dm
+from . import _text as tx
 
 RULE_ID = "DMAB-PREGNANCY"
 TITLE = "Possible pregnancy"
@@ -42,13 +43,13 @@ def dmab_pregnancy(inp: RuleInput) -> Card | None:
     if not evidence:
         return None
     main = evidence[0]
-    summary = dm.fit(f"Possible pregnancy ({main.short} on {dm.iso(main.date)}): denosumab is "
+    summary = tx.fit(f"Possible pregnancy ({main.short} on {tx.iso(main.date)}): denosumab is "
                      "contraindicated in pregnancy",
-                     f"Possible pregnancy ({dm.iso(main.date)}): denosumab is contraindicated in "
+                     f"Possible pregnancy ({tx.iso(main.date)}): denosumab is contraindicated in "
                      "pregnancy")
     p = inp.chart.patient
     who = ", ".join(x for x in (p.sex, f"age {p.age}" if p.age is not None else "age unknown") if x)
-    lines = [f"**Finding.** {dm.draft_list(drafts)} ordered for a patient ({who}) with a "
+    lines = [f"**Finding.** {tx.draft_list(drafts)} ordered for a patient ({who}) with a "
              "documented possible pregnancy:"]
     lines += [f"- {e.text}" for e in evidence]
     negatives = [lab for lab in inp.chart.labs("pregnancy-test")
@@ -69,7 +70,7 @@ def dmab_pregnancy(inp: RuleInput) -> Card | None:
         "status / problem list). Patients of reproductive potential need effective contraception "
         "during therapy and for at least 5 months after the last dose.",
         "",
-        f"**Evidence.** {dm.SEED_001} §Pregnancy and Lactation; {dm.SEED_002} (not suitable if "
+        f"**Evidence.** {tx.SEED_001} §Pregnancy and Lactation; {tx.SEED_002} (not suitable if "
         "pregnant or breast feeding); Prolia label (contraindication; contraception ≥ 5 months); "
         "Xgeva label (contraception ≥ 5 months). RULES.md §3 DMAB-PREGNANCY.",
     ]
@@ -79,4 +80,4 @@ def dmab_pregnancy(inp: RuleInput) -> Card | None:
                 suggestions=[serum_hcg_suggestion(inp, "Confirm or exclude pregnancy before denosumab")],
                 selection_behavior="any",
                 override_reasons=override_reasons("pregnancy-excluded", "result-error"),
-                links=[dm.label_link(drafts)])
+                links=[tx.label_link(drafts)])

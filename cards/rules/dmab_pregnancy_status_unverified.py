@@ -22,6 +22,8 @@ from ..builders import LAB_CODES, lab_request, override_reasons
 from ..model import Action, Card, Suggestion
 from ..registry import MEDS, ORDER_HOOKS, RuleInput, rule
 from . import _dmab_common as dm
+from . import _definitions as defs
+from . import _text as tx
 
 RULE_ID = "DMAB-PREGNANCY-STATUS-UNVERIFIED"
 TITLE = "Pregnancy status not checked before starting denosumab"
@@ -35,7 +37,7 @@ def _hcg(inp: RuleInput, lab: str, label: str) -> Suggestion:
 @rule(RULE_ID, TITLE, hooks=ORDER_HOOKS, needs=MEDS | {"Patient", "Observation", "Condition", "Procedure"})
 def dmab_pregnancy_status_unverified(inp: RuleInput) -> Card | None:
     drafts = dm.dmab_drafts(inp)
-    if not drafts or not dm.is_initiation(inp):
+    if not drafts or not defs.is_initiation(inp, dm.DENOSUMAB):
         return None
     repro = dm.reproductive_potential(inp)
     if not repro.potential:
@@ -51,16 +53,16 @@ def dmab_pregnancy_status_unverified(inp: RuleInput) -> Card | None:
     start = inp.today - timedelta(days=window)
     summary = ("Pregnancy status not verified in the last 30 days: test before starting denosumab"
                if window == 30 else
-               dm.fit(f"Pregnancy status not verified in the last {window} days: test before "
+               tx.fit(f"Pregnancy status not verified in the last {window} days: test before "
                       "starting denosumab"))
     older = [lab for concept in ("pregnancy-test", "pregnancy-status") for lab in chart.labs(concept)]
     older.sort(key=lambda lab: lab.date, reverse=True)
-    lines = [f"**Finding.** {dm.draft_list(drafts)} ordered as a **start** of denosumab for a "
+    lines = [f"**Finding.** {tx.draft_list(drafts)} ordered as a **start** of denosumab for a "
              f"patient of reproductive potential ({repro.reason}), and no pregnancy test or "
              f"pregnancy-status observation is on record between {start.isoformat()} and "
              f"{inp.today.isoformat()} ({window} days)."]
     lines.append("Last pregnancy test or status: " + (
-        f"{dm.lab_text(older[0])} (outside the window)." if older else "none on record."))
+        f"{tx.lab_text(older[0])} (outside the window)." if older else "none on record."))
     lines += [
         "Reproductive potential is inferred (sex, age, no hysterectomy/oophorectomy/menopause "
         "record), not coded — override if it does not apply.",
@@ -72,7 +74,7 @@ def dmab_pregnancy_status_unverified(inp: RuleInput) -> Card | None:
         "**What to do.** Check a urine or serum hCG before the first dose (or document the status "
         "verified otherwise) and discuss contraception.",
         "",
-        f"**Evidence.** {dm.SEED_001} §Pregnancy and Lactation; Prolia label §8.3. RULES.md §3 "
+        f"**Evidence.** {tx.SEED_001} §Pregnancy and Lactation; Prolia label §8.3. RULES.md §3 "
         "DMAB-PREGNANCY-STATUS-UNVERIFIED, D8, §8 item 13.",
     ]
     return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator="info",
@@ -83,4 +85,4 @@ def dmab_pregnancy_status_unverified(inp: RuleInput) -> Card | None:
                 selection_behavior="at-most-one",
                 override_reasons=override_reasons("not-of-reproductive-potential",
                                                   "verified-verbally", "recent-test-elsewhere"),
-                links=[dm.label_link(drafts)])
+                links=[tx.label_link(drafts)])

@@ -22,6 +22,8 @@ from ..builders import cholecalciferol_order, lab_request, override_reasons
 from ..model import Action, Card, Suggestion
 from ..registry import MEDS, ORDER_HOOKS, RuleInput, rule
 from . import _dmab_common as dm
+from . import _definitions as defs
+from . import _text as tx
 
 RULE_ID = "DMAB-VITD-DEFICIENCY"
 TITLE = "Vitamin D deficiency"
@@ -38,27 +40,26 @@ def dmab_vitd_deficiency(inp: RuleInput) -> Card | None:
     lab = inp.chart.latest("vitamin-d-25oh", t.vitd_lookback_days)
     if lab is None or not dm.below(lab, t.vitd_deficient_ng_ml):
         return None
-    initiation = dm.is_initiation(inp)
+    initiation = defs.is_initiation(inp, dm.DENOSUMAB)
     severe = dm.below(lab, t.vitd_severe_ng_ml)
     indicator = "warning" if initiation or severe else "info"
-    value = f"{lab.comparator or ''}{dm.fmt(lab.value)}"
+    value = f"{lab.comparator or ''}{tx.fmt_rounded(lab.value)}"
     when = "before starting" if initiation else "alongside"
-    summary = dm.fit(f"25-OH vitamin D {value} ng/mL on {lab.date.isoformat()}: correct deficiency "
+    summary = tx.fit(f"25-OH vitamin D {value} ng/mL on {lab.date.isoformat()}: correct deficiency "
                      f"{when} denosumab")
 
-    supplements = dm.current_records(inp, dm.SUPPLEMENT, dispense_days=dm.param(
-        inp, "medication_dispense_recent_days"))
+    supplements = defs.supplement_records(inp)
     vit_d = [r for r in supplements if r.drug.vitamin_d]
     converted = "" if lab.unit == "ng/mL" else f" = {value} ng/mL after conversion"
-    lines = [f"**Finding.** {dm.draft_list(drafts)} ordered; the latest 25-OH vitamin D is "
+    lines = [f"**Finding.** {tx.draft_list(drafts)} ordered; the latest 25-OH vitamin D is "
              f"**{lab.describe()}{converted}** on {lab.date.isoformat()} ({(inp.today - lab.date).days} "
-             f"days ago), below {dm.fmt(t.vitd_deficient_ng_ml)} ng/mL"
-             + (f" and below {dm.fmt(t.vitd_severe_ng_ml)} ng/mL (severe deficiency)." if severe else ".")]
+             f"days ago), below {tx.fmt_rounded(t.vitd_deficient_ng_ml)} ng/mL"
+             + (f" and below {tx.fmt_rounded(t.vitd_severe_ng_ml)} ng/mL (severe deficiency)." if severe else ".")]
     lines.append(f"Card level {indicator}: " + ("start of denosumab" if initiation else
                  "continuation dose") + (", severe deficiency" if severe else "") + ".")
     lines.append("Vitamin D on the medication list: " + ("; ".join(dm.record_text(r) for r in vit_d)
                  if vit_d else "none found (active orders/statements, dispenses in the last "
-                 f"{dm.param(inp, 'medication_dispense_recent_days')} days)") + ".")
+                 f"{defs.param(inp, 'medication_dispense_recent_days')} days)") + ".")
     lines += [
         "",
         "**Why it matters.** Vitamin D deficiency increases the risk of hypocalcemia after "
@@ -69,8 +70,8 @@ def dmab_vitd_deficiency(inp: RuleInput) -> Card | None:
         "per local protocol) daily with a total calcium intake of 1,200–1,500 mg/day; recheck "
         f"25-OH vitamin D in {RECHECK_WEEKS[0]}–{RECHECK_WEEKS[1]} weeks.",
         "",
-        f"**Evidence.** {dm.SEED_001} §Calcium and Vitamin D Supplementation and §Critical "
-        f"Clinical Pitfalls #3; {dm.SEED_002} §Getting your injection; Prolia label (adequate "
+        f"**Evidence.** {tx.SEED_001} §Calcium and Vitamin D Supplementation and §Critical "
+        f"Clinical Pitfalls #3; {tx.SEED_002} §Getting your injection; Prolia label (adequate "
         "calcium and vitamin D). RULES.md §3 DMAB-VITD-DEFICIENCY, D5.",
     ]
     ctx = inp.orders
@@ -85,4 +86,4 @@ def dmab_vitd_deficiency(inp: RuleInput) -> Card | None:
                 source_label="Prolia label; seed 001 (correct vitamin D deficiency first)",
                 detail="\n".join(lines), suggestions=suggestions, selection_behavior="any",
                 override_reasons=override_reasons("repletion-in-progress", "recent-result-elsewhere"),
-                links=[dm.label_link(drafts)])
+                links=[tx.label_link(drafts)])

@@ -20,6 +20,8 @@ from ..builders import lab_suggestion, override_reasons
 from ..model import Card
 from ..registry import MEDS, ORDER_HOOKS, RuleInput, rule
 from . import _dmab_common as dm
+from . import _definitions as defs
+from . import _text as tx
 
 RULE_ID = "DMAB-VITD-NOT-CHECKED"
 TITLE = "No vitamin D level before starting denosumab"
@@ -28,7 +30,7 @@ TITLE = "No vitamin D level before starting denosumab"
 @rule(RULE_ID, TITLE, hooks=ORDER_HOOKS, needs=MEDS | {"Observation"})
 def dmab_vitd_not_checked(inp: RuleInput) -> Card | None:
     drafts = dm.dmab_drafts(inp)
-    if not drafts or not dm.is_initiation(inp):
+    if not drafts or not defs.is_initiation(inp, dm.DENOSUMAB):
         return None
     window = inp.thresholds.vitd_lookback_days
     chart = inp.chart
@@ -38,17 +40,17 @@ def dmab_vitd_not_checked(inp: RuleInput) -> Card | None:
     start = inp.today - timedelta(days=window)
     summary = ("No 25-OH vitamin D result in the last 12 months before starting denosumab"
                if window == 365 else
-               dm.fit(f"No 25-OH vitamin D result in the last {window} days before starting denosumab"))
-    lines = [f"**Finding.** {dm.draft_list(drafts)} ordered as a **start** of denosumab, and no "
+               tx.fit(f"No 25-OH vitamin D result in the last {window} days before starting denosumab"))
+    lines = [f"**Finding.** {tx.draft_list(drafts)} ordered as a **start** of denosumab, and no "
              f"usable 25-OH vitamin D result is on record between {start.isoformat()} and "
              f"{inp.today.isoformat()} ({window} days)."]
     unusable = [lab for lab in chart.labs("vitamin-d-25oh")
                 if not lab.usable and 0 <= (inp.today - lab.date).days <= window]
     for lab in unusable:
-        lines.append(f"Result present but unit not recognised (not used): {dm.lab_text(lab)}.")
+        lines.append(f"Result present but unit not recognised (not used): {tx.lab_text(lab)}.")
     stale = next((lab for lab in chart.labs("vitamin-d-25oh") if lab.usable), None)
     if stale is not None:
-        lines.append(f"Last usable result: {dm.lab_text(stale)} ({dm.fmt(stale.value)} ng/mL) — "
+        lines.append(f"Last usable result: {tx.lab_text(stale)} ({tx.fmt_rounded(stale.value)} ng/mL) — "
                      f"stale ({(inp.today - stale.date).days} days old), not used.")
     elif not unusable:
         lines.append("No 25-OH vitamin D result of any age is on record (results entered in error "
@@ -62,7 +64,7 @@ def dmab_vitd_not_checked(inp: RuleInput) -> Card | None:
         "elsewhere); supplement vitamin D 400–800 IU and calcium to a total intake of "
         "1,200–1,500 mg/day throughout treatment.",
         "",
-        f"**Evidence.** {dm.SEED_001} §Calcium and Vitamin D Supplementation (correct deficiency "
+        f"**Evidence.** {tx.SEED_001} §Calcium and Vitamin D Supplementation (correct deficiency "
         "before the first dose); Prolia label. RULES.md §3 DMAB-VITD-NOT-CHECKED.",
     ]
     suggestion = lab_suggestion(inp.orders, "Order 25-OH vitamin D", ["vitamin-d"],
@@ -71,4 +73,4 @@ def dmab_vitd_not_checked(inp: RuleInput) -> Card | None:
                 source_label="Seed 001: correct vitamin D deficiency before denosumab; Prolia label",
                 detail="\n".join(lines), suggestions=[suggestion], selection_behavior="any",
                 override_reasons=override_reasons("result-elsewhere", "supplemented-empirically"),
-                links=[dm.label_link(drafts)])
+                links=[tx.label_link(drafts)])

@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
 from typing import Any, Iterable
 
-from cds_service.chart import add_months
 from tests.factory import (
     ALBUMIN,
     CALCIUM_IONIZED,
     CALCIUM_SERUM,
     CREATININE,
     EGFR,
-    NOW,
     RXNORM,
     card_for,
     evaluate_rules,
     observation,
     patient,
-    rule_ids,
 )
-
-TODAY: date = NOW.date()
-EGFR_UNIT = "mL/min/{1.73_m2}"
+from tests.rules import _helpers
+from tests.rules._helpers import EGFR_UNIT, TODAY, ids, override_codes  # noqa: F401
 
 # RxNorm codes (cds_service/data/codes.json)
 ZOL5 = "705824"
@@ -46,8 +41,7 @@ DMAB60 = "993452"
 
 def ago(days: int = 0, *, months: int = 0, years: int = 0) -> str:
     """ISO date ``years``/``months`` (calendar) and ``days`` before today."""
-    d = add_months(TODAY, -(12 * years + months)) - timedelta(days=days)
-    return d.isoformat()
+    return _helpers.ago(days, months=months, years=years).isoformat()
 
 
 def egfr(value: float | None, when: str, **kw: Any) -> dict[str, Any]:
@@ -88,16 +82,8 @@ def run(
     return evaluate_rules([pt(), *resources], hook=hook, drafts=list(drafts), **kw)
 
 
-def ids(cards: list[dict[str, Any]]) -> list[str]:
-    return rule_ids(cards)
-
-
 def card(cards: list[dict[str, Any]], rule_id: str) -> dict[str, Any] | None:
     return card_for(cards, rule_id)
-
-
-def override_codes(c: dict[str, Any]) -> list[str]:
-    return [r["code"] for r in c.get("overrideReasons", [])]
 
 
 def reason(text: str | None = None, code: tuple[str, str] | None = None) -> dict[str, Any]:

@@ -7,11 +7,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
 
 from tests import factory as f
-
-RXNORM = f.RXNORM
-ICD10 = f.ICD10
-SNOMED = f.SNOMED
-EGFR_UNIT = "mL/min/{1.73_m2}"
+from tests.rules._helpers import EGFR_UNIT, ICD10, RXNORM, SNOMED, TODAY, ids, override_codes  # noqa: F401
 
 
 def at(d: date | str) -> datetime:
@@ -24,9 +20,6 @@ def days_before(today: date, n: int) -> date:
     return today - timedelta(days=n)
 
 
-TODAY = f.NOW.date()
-
-
 def normal_labs(today: date = TODAY) -> list[dict[str, Any]]:
     """Normal recent calcium and eGFR (so the charts are otherwise clean)."""
     return [f.observation(f.CALCIUM_SERUM, 9.4, "mg/dL", today - timedelta(days=10)),
@@ -36,10 +29,6 @@ def normal_labs(today: date = TODAY) -> list[dict[str, Any]]:
 def pv(resources: Iterable[dict[str, Any]], today: date = TODAY, **kw: Any) -> list[dict[str, Any]]:
     """Cards on patient-view for ``resources`` at 15:00 UTC on ``today``."""
     return f.evaluate_rules([f.patient(), *resources], hook="patient-view", now=at(today), **kw)
-
-
-def ids(cards: list[dict[str, Any]]) -> list[str]:
-    return f.rule_ids(cards)
 
 
 #: A denosumab dose of each record type (D4), as (name, builder(code, date, dose_mg)).
@@ -79,7 +68,3 @@ def codes_of(card: dict[str, Any]) -> list[str]:
                 for c in (res.get(key) or {}).get("coding", []):
                     out.append(c["code"])
     return out
-
-
-def override_codes(card: dict[str, Any]) -> list[str]:
-    return [r["code"] for r in card.get("overrideReasons", [])]

@@ -3,54 +3,19 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
-from typing import Any, Iterable
+from datetime import timedelta
+from typing import Any
 
-from cards.registry import REGISTRY, RuleInput, load_rules
-from cards.thresholds import DEFAULT_THRESHOLDS, Thresholds
-from cds_service.chart import add_months, build_chart
-from tests.factory import (ALBUMIN, CALCIUM_SERUM, DMAB60, EGFR, NOW, PID, VITD, administration,
-                           observation, patient, statement)
+from cds_service.chart import add_months
+from tests.factory import (ALBUMIN, CALCIUM_SERUM, DMAB60, EGFR, VITD, administration, observation,
+                           patient, statement)
+from tests.rules._helpers import (CDT, EGFR_UNIT, ICD10, LOINC, SNOMED, TODAY, ago,  # noqa: F401
+                                  override_codes, run)
+from tests.rules._helpers import ORDER_HOOKS as HOOKS  # noqa: F401
 
-TODAY = NOW.date()
-HOOKS = ("order-select", "order-sign")
-LOINC = "http://loinc.org"
-SNOMED = "http://snomed.info/sct"
-ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
-CDT = "http://www.ada.org/cdt"
-EGFR_UNIT = "mL/min/{1.73_m2}"
 CHOLECALCIFEROL = "2418"
 CALCIUM_CARBONATE = "1897"
 CINACALCET_30 = "432402"
-
-
-def ago(days: int = 0, *, months: int = 0) -> date:
-    """A date ``days`` (and calendar ``months``) before the tests' today (2026-11-23)."""
-    return add_months(TODAY, -months) - timedelta(days=days)
-
-
-def run(rule_id: str, resources: Iterable[dict[str, Any]], *, hook: str = "order-sign",
-        drafts: Iterable[dict[str, Any]] = (), selections: Iterable[str] | None = None,
-        now: datetime = NOW, thresholds: Thresholds = DEFAULT_THRESHOLDS,
-        unavailable: dict[str, str] | None = None) -> dict[str, Any] | None:
-    """The card JSON of one rule, called the way the engine calls it (None when silent or when the
-    rule is not registered for ``hook``)."""
-    load_rules()
-    spec = REGISTRY[rule_id]
-    if hook not in spec.hooks:
-        return None
-    drafts = list(drafts)
-    if selections is None:
-        selections = [f"MedicationRequest/{d['id']}" for d in drafts]
-    chart = build_chart(list(resources), now, hook=hook, draft_orders=drafts, selections=selections,
-                        unavailable=unavailable)
-    card = spec.fn(RuleInput(chart=chart, hook=hook, now=now, thresholds=thresholds,
-                             patient_id=PID, user_id="Practitioner/prac-1"))
-    return card.to_json() if card is not None else None
-
-
-def override_codes(card: dict[str, Any]) -> list[str]:
-    return [r["code"] for r in card.get("overrideReasons", [])]
 
 
 def suggestion_resources(card: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""Shared facts of the denosumab order rules (cards/rules/_dmab_common.py) and the chart fix they
+"""Shared facts of the denosumab order rules (cards/rules/_definitions.py, _dmab_common.py) and the chart fix they
 rely on: D9 advanced CKD / hypocalcemia-prone, D8 reproductive potential, catalog parameters."""
 
 from __future__ import annotations
@@ -6,13 +6,19 @@ from __future__ import annotations
 from decimal import Decimal
 
 from cards.registry import RuleInput
+from cards.rules import _definitions as defs
 from cards.rules import _dmab_common as dm
+from cards.rules import _text as tx
 from cards.thresholds import Thresholds
 from cds_service.chart import build_chart
 from tests.factory import (CALCIUM_SERUM, DMAB60, EGFR, NOW, condition, draft, observation, patient,
                            procedure)
 
 from ._dmab_helpers import EGFR_UNIT, ICD10, SNOMED, ago, woman
+
+
+def _prone(inp: RuleInput) -> list[str]:
+    return defs.hypocalcemia_prone(inp.chart, inp.thresholds)
 
 
 def _inp(*resources, drafts=(), thresholds: Thresholds = Thresholds()) -> RuleInput:
@@ -31,20 +37,21 @@ def test_advanced_ckd_collects_each_kind_of_evidence() -> None:
     """D9 (DMAB-CKD-CALCIUM-MONITORING): eGFR < 30, CKD 4/5 condition, dialysis procedure ≤ 90 days."""
     inp = _inp(observation(EGFR, 29, EGFR_UNIT, ago(3)), condition("N18.5", ICD10, text="CKD stage 5"),
                procedure("71192002", SNOMED, ago(10), text="Peritoneal dialysis"))
-    ckd = dm.advanced_ckd(inp)
+    ckd = defs.advanced_ckd(inp.chart, inp.thresholds)
     assert ckd.present and ckd.dialysis and ckd.by_diagnosis
     assert ckd.egfr is not None and ckd.egfr.value == Decimal(29)
     words = ckd.words()
     assert words[0].startswith("eGFR 29") and any("Peritoneal dialysis" in w for w in words)
-    assert not dm.advanced_ckd(_inp(observation(EGFR, 30, EGFR_UNIT, ago(3)))).present
+    inp = _inp(observation(EGFR, 30, EGFR_UNIT, ago(3)))
+    assert not defs.advanced_ckd(inp.chart, inp.thresholds).present
 
 
 def test_hypocalcemia_prone_sources() -> None:
     """D9 hypocalcemia-prone (DMAB-NO-CA-VITD-SUPPLEMENT level): low calcium within 365 days only."""
-    assert dm.hypocalcemia_prone(_inp(observation(CALCIUM_SERUM, 8.4, "mg/dL", ago(365))))
-    assert not dm.hypocalcemia_prone(_inp(observation(CALCIUM_SERUM, 8.4, "mg/dL", ago(366))))
-    assert not dm.hypocalcemia_prone(_inp(condition("36976004", clinical="resolved")))
-    assert dm.hypocalcemia_prone(_inp(condition("36976004")))
+    assert _prone(_inp(observation(CALCIUM_SERUM, 8.4, "mg/dL", ago(365))))
+    assert not _prone(_inp(observation(CALCIUM_SERUM, 8.4, "mg/dL", ago(366))))
+    assert not _prone(_inp(condition("36976004", clinical="resolved")))
+    assert _prone(_inp(condition("36976004")))
 
 
 def test_reproductive_potential_reasons() -> None:
@@ -60,12 +67,12 @@ def test_reproductive_potential_reasons() -> None:
 def test_catalog_parameters_default_and_configurable() -> None:
     """120-day dispense window, 10.5 mg/dL and 42 weeks are catalog values, overridable if configured."""
     inp = _inp()
-    assert dm.param(inp, "medication_dispense_recent_days") == 120
-    assert dm.param(inp, "calcium_high_mg_dl") == Decimal("10.5")
-    assert dm.param(inp, "pregnancy_condition_weeks") == 42
+    assert defs.param(inp, "medication_dispense_recent_days") == 120
+    assert defs.param(inp, "calcium_high_mg_dl") == Decimal("10.5")
+    assert defs.param(inp, "pregnancy_condition_weeks") == 42
 
 
 def test_fit_and_cut_keep_summaries_under_140() -> None:
-    assert len(dm.fit("x" * 200, "y" * 150)) <= 139
-    assert dm.fit("short", "fallback") == "short"
-    assert dm.cut("a" * 50) == "a" * 39 + "…"
+    assert len(tx.fit("x" * 200, "y" * 150)) <= 139
+    assert tx.fit("short", "fallback") == "short"
+    assert tx.cut("a" * 50) == "a" * 39 + "…"
