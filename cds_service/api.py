@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from datetime import datetime, timezone
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request
@@ -19,7 +18,8 @@ from hooks.services import service_by_id, services
 
 from . import __version__
 from .errors import ApiError
-from .feedback import parse_feedback
+from .feedback import FeedbackStoreError, parse_feedback
+from .logs import exception_summary
 from .pipeline import evaluate_hook
 
 bp = Blueprint("cds", __name__)
@@ -27,21 +27,71 @@ log = logging.getLogger("cds_service.api")
 
 
 def json_response(body: Any, status: int = 200) -> Response:
-    return Response(json.dumps(body, separators=(",", ":"), ensure_ascii=False), status=status,
-                    mimetype="application/json")
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate echoed from the request: send it \u-escaped
+        data = json.dumps(body, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+    return Response(data, status=status, mimetype="application/json")
+
+
+def _raw_body() -> bytes:
+    """The body bytes, at most ``MAX_CONTENT_LENGTH`` (``BONE_CDS_MAX_BODY_BYTES``), else 413.
+
+    A streamed (chunked) body has no Content-Length to check up front, and Werkzeug's capped
+    stream stops quietly at the limit (the JSON would then look truncated, a misleading 400), so
+    such a body is read here up to one byte past the limit."""
+    limit = request.max_content_length
+    environ = request.environ
+    if limit is None or request.content_length is not None or not environ.get("wsgi.input_terminated"):
+        return request.get_data(cache=False)
+    stream, chunks, size = environ["wsgi.input"], [], 0
+    while True:
+        chunk = stream.read(min(64 * 1024, limit + 1 - size))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise RequestEntityTooLarge()
+
+
+#: JSON nesting accepted in a request body. Real FHIR stays far below (a Bundle entry's resource
+#: with a contained resource's extension's coding is about 15 levels); deeper input would only
+#: drive the recursive parsers downstream (fhir.resources validators) into RecursionError.
+MAX_JSON_DEPTH = 100
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """True when ``value`` nests objects/arrays more than ``limit`` levels (iterative walk)."""
+    stack = [(value, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node, depth = pop()
+        if depth > limit:
+            return True
+        for child in (node.values() if isinstance(node, dict) else node):
+            if isinstance(child, (dict, list)):
+                push((child, depth + 1))
+    return False
 
 
 def _body() -> Any:
     """Decoded JSON body or a 400 naming the problem (never a 500)."""
-    raw = request.get_data(cache=False)
+    raw = _raw_body()
     if not raw:
         raise ApiError(400, "invalid_body", "the request body is empty: send a JSON object")
+    too_deep = ApiError(400, "invalid_json",
+                        f"the request body is nested too deeply (more than {MAX_JSON_DEPTH} levels)")
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
     except RecursionError:
-        raise ApiError(400, "invalid_json", "the request body is nested too deeply") from None
+        raise too_deep from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {exc}") from None
+    if isinstance(body, (dict, list)) and _deeper_than(body, MAX_JSON_DEPTH):
+        raise too_deep
+    return body
 
 
 @bp.get("/healthz")
@@ -71,8 +121,8 @@ def call_service(service_id: str) -> Response:
     if store is not None and outcome.response["cards"]:
         try:
             store.record_cards(service.id, outcome.response["cards"], now)
-        except Exception:  # noqa: BLE001 - the cards matter more than their bookkeeping
-            log.exception("could not record issued cards")
+        except Exception as exc:  # noqa: BLE001 - the cards matter more than their bookkeeping
+            log.error("could not record issued cards", extra={"event": exception_summary(exc)})
     log.info("hook answered", extra={"event": {
         "hookInstance": body.get("hookInstance"), "service": service.id,
         "rules": outcome.fired, "cards": len(outcome.response["cards"]),
@@ -90,7 +140,13 @@ def feedback(service_id: str) -> Response:
     if store is None:
         raise ApiError(404, "feedback_disabled", "feedback is switched off on this service")
     items = parse_feedback(_body())
-    stored = store.add(service_id, items, datetime.now(timezone.utc))
+    try:
+        stored = store.add(service_id, items, current_app.config["CLOCK"]())
+    except FeedbackStoreError as exc:
+        log.error("feedback NOT stored", extra={"event": {"service": service_id, "items": len(items),
+                                                          **exception_summary(exc)}})
+        raise ApiError(503, "feedback_store_unavailable",
+                       "the feedback could not be stored; nothing was kept, send it again later") from None
     log.info("feedback stored", extra={"event": {"service": service_id, "items": stored}})
     return json_response({"stored": stored})
 
@@ -98,23 +154,32 @@ def feedback(service_id: str) -> Response:
 def register_errors(app: Any) -> None:
     """JSON bodies for every error (ERR-4, REQ-10); a 500 is logged and answered as JSON."""
 
+    def _refused(status: int, error: str) -> None:
+        # Status, error code and route only: messages and field names may quote the request.
+        log.info("request refused", extra={"event": {"status": status, "error": error,
+                                                      "route": request.endpoint}})
+
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> Response:
+        _refused(exc.status, exc.code)
         return json_response(exc.body(), exc.status)
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(exc: RequestEntityTooLarge) -> Response:
         limit = app.config.get("MAX_CONTENT_LENGTH")
+        _refused(413, "body_too_large")
         return json_response({"error": "body_too_large",
                               "message": f"the request body exceeds the limit of {limit} bytes"}, 413)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
         code = (exc.name or "error").lower().replace(" ", "_")
+        _refused(exc.code or 500, code)
         return json_response({"error": code, "message": exc.description or exc.name}, exc.code or 500)
 
     @app.errorhandler(Exception)
     def _bug(exc: Exception) -> Response:
-        log.exception("unhandled error")
+        # No exception message in the log: it may quote request data (REQ-6, logs.py).
+        log.error("unhandled error", extra={"event": exception_summary(exc)})
         return json_response({"error": "internal_error",
                               "message": "the service failed to process this request"}, 500)

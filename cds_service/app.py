@@ -11,8 +11,8 @@ from flask import Flask, Response, request
 from requests.adapters import HTTPAdapter
 
 from .api import bp, json_response, register_errors
-from .config import Settings
-from .feedback import FeedbackStore
+from .config import ConfigError, Settings
+from .feedback import FeedbackStore, FeedbackStoreError
 from .logs import configure_logging
 
 log = logging.getLogger("cds_service")
@@ -36,7 +36,11 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         http_session.mount("https://", adapter)
         http_session.mount("http://", adapter)
     app.config["HTTP_SESSION"] = http_session
-    app.config["FEEDBACK_STORE"] = FeedbackStore(settings.feedback_path) if settings.feedback_enabled else None
+    try:
+        app.config["FEEDBACK_STORE"] = (FeedbackStore(settings.feedback_path)
+                                        if settings.feedback_enabled else None)
+    except FeedbackStoreError as exc:
+        raise ConfigError(f"BONE_CDS_FEEDBACK_DB: {exc}") from None
 
     if settings.auth is not None and getattr(settings.auth, "mode", "none") == "jwt":
         from .guard import install_auth

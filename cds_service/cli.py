@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,6 +34,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     app = create_app(settings)
+    auth = settings.auth
+    if args.workers > 1 and auth is not None and getattr(auth, "enabled", False) and not auth.replay_db:
+        # SEC-10: each worker would keep its own seen-jti set, so a token replayed to another
+        # worker would be accepted once more.
+        logging.getLogger("cds_service.auth").warning(
+            "BONE_CDS_AUTH=jwt with %d workers but no BONE_CDS_REPLAY_DB: each worker remembers "
+            "only its own JWT ids, so a replayed token can be accepted once per worker; set "
+            "BONE_CDS_REPLAY_DB to a file path shared by the workers (or use --workers 1)",
+            args.workers, extra={"event": {"workers": args.workers, "check": "jti-replay"}})
 
     class _Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -90,10 +100,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_feedback_report(args: argparse.Namespace) -> int:
     """Per rule: cards shown, accepted, overridden, top override reasons."""
-    from .feedback import FeedbackStore
+    from .feedback import FeedbackStore, FeedbackStoreError
 
     settings = Settings.from_env()
-    rows = FeedbackStore(settings.feedback_path).report(args.since)
+    try:
+        store = FeedbackStore(settings.feedback_path)
+    except FeedbackStoreError as exc:
+        print(f"bone-cds: {exc}", file=sys.stderr)
+        return 2
+    try:
+        rows = store.report(args.since)
+    except ValueError as exc:
+        print(f"bone-cds: --since: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

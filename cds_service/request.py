@@ -8,6 +8,7 @@ raises :class:`~cds_service.errors.ApiError` with status 400 naming the field.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -69,6 +70,22 @@ class HookRequest:
         return [s for s in value if isinstance(s, str)] if isinstance(value, list) else []
 
 
+#: RFC 6750 ``b64token`` loosened to any visible ASCII: the token goes into an HTTP header.
+_BEARER_TOKEN = re.compile(r"[\x21-\x7e]+")
+
+
+def _is_text(value: str) -> bool:
+    """False for strings no URL, header or database can carry: a NUL, or a lone UTF-16
+    surrogate (JSON ``"\\ud800"`` decodes to one)."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _require_str(obj: Mapping[str, Any], name: str, where: str = "") -> str:
     value = obj.get(name)
     path = f"{where}{name}"
@@ -76,7 +93,17 @@ def _require_str(obj: Mapping[str, Any], name: str, where: str = "") -> str:
         raise ApiError(400, "missing_field", f"'{path}' is required", field=path)
     if not isinstance(value, str) or not value.strip():
         raise ApiError(400, "invalid_field", f"'{path}' must be a non-empty string", field=path)
+    if not _is_text(value):
+        raise ApiError(400, "invalid_field", f"'{path}' holds a NUL or an unpaired surrogate", field=path)
     return value
+
+
+def _check_context_text(context: Mapping[str, Any]) -> None:
+    """Root-level string fields of the context are prefetch tokens (PF-2): they end up in URLs."""
+    for name, value in context.items():
+        if isinstance(value, str) and not _is_text(value):
+            path = f"context.{name}"
+            raise ApiError(400, "invalid_field", f"'{path}' holds a NUL or an unpaired surrogate", field=path)
 
 
 def parse_hook_request(body: Any, expected_hook: str) -> HookRequest:
@@ -97,10 +124,12 @@ def parse_hook_request(body: Any, expected_hook: str) -> HookRequest:
         if name in ("selections", "draftOrders"):
             continue
         _require_str(context, name, "context.")
+    _check_context_text(context)
     _check_orders(hook, context)
 
     fhir_server = body.get("fhirServer")
-    if fhir_server is not None and (not isinstance(fhir_server, str) or not fhir_server.strip()):
+    if fhir_server is not None and (not isinstance(fhir_server, str) or not fhir_server.strip()
+                                    or not _is_text(fhir_server)):
         raise ApiError(400, "invalid_field", "'fhirServer' must be a URL string", field="fhirServer")
     auth = _parse_authorization(body.get("fhirAuthorization"), fhir_server)
     prefetch = body.get("prefetch")
@@ -162,6 +191,10 @@ def _parse_authorization(value: Any, fhir_server: str | None) -> FhirAuthorizati
     if not isinstance(token, str) or not token:
         raise ApiError(400, "missing_field", "'fhirAuthorization.access_token' is required",
                        field="fhirAuthorization.access_token")
+    if not _BEARER_TOKEN.fullmatch(token):
+        # never echo the token (REQ-6)
+        raise ApiError(400, "invalid_field", "'fhirAuthorization.access_token' must be visible ASCII "
+                       "characters (a bearer token)", field="fhirAuthorization.access_token")
     if fhir_server is None:
         raise ApiError(400, "missing_field", "'fhirServer' is required with 'fhirAuthorization' (REQ-4)",
                        field="fhirServer")
