@@ -183,7 +183,7 @@ def _validate(resource: dict[str, Any], skipped: list[Skipped], *, draft: bool =
     try:
         fixed = normalise_resource(resource, draft=draft)
         get_fhir_model_class(rtype).model_validate(fixed)
-    except (ValidationError, ValueError, TypeError, KeyError) as exc:
+    except (ValidationError, ValueError, TypeError, KeyError, RecursionError) as exc:
         first = str(exc).splitlines()[1:2] or [type(exc).__name__]
         skipped.append(Skipped(rtype, str(resource.get("id") or ""), f"invalid {rtype}: {first[0].strip()}"))
         return None
@@ -203,7 +203,8 @@ class _Skip(Exception):
         self.reason = reason
 
 
-_MALFORMED = (TypeError, AttributeError, ValueError, KeyError, ArithmeticError, IndexError)
+_MALFORMED = (TypeError, AttributeError, ValueError, KeyError, ArithmeticError, IndexError,
+              RecursionError)
 
 
 def _read(raws: Iterable[dict[str, Any]], reader: Any, skipped: list[Skipped]) -> Iterator[Any]:
