@@ -100,6 +100,9 @@ def section_inprocess(workloads: list[Workload], now: datetime, plan: Plan, out:
     cold_t0 = time.perf_counter()
     inprocess.run_once(workloads[0], now)          # first call in this process: model imports etc.
     out["cold_first_call_ms"] = {"workload": workloads[0].name, "ms": (time.perf_counter() - cold_t0) * 1000}
+    # as `bone-cds serve` does before forking its workers: warm up, then freeze the GC
+    from cds_service.warmup import warm_up
+    out["warm_up_ms"] = warm_up() * 1000
     res: dict[str, Any] = {}
     out["in_process"] = res
     for w in workloads:

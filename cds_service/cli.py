@@ -34,6 +34,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     app = create_app(settings)
+    from .warmup import warm_up
+    warm_up()  # before the workers fork: they inherit loaded models and a frozen GC
     auth = settings.auth
     if args.workers > 1 and auth is not None and getattr(auth, "enabled", False) and not auth.replay_db:
         # SEC-10: each worker would keep its own seen-jti set, so a token replayed to another

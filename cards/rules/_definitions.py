@@ -17,7 +17,7 @@ from typing import Any, Iterable
 
 from cds_service.chart import (CALCIMIMETIC, SUPPLEMENT, Chart, ConditionFact, DraftOrder, Lab,
                                MedicationRecord, ProcedureFact, below, default_value_sets)
-from cds_service.chart.labs import judge_calcium
+from cds_service.chart.labs import judge_calcium, within
 
 from ..registry import RuleInput
 from ..thresholds import Thresholds
@@ -199,8 +199,8 @@ def low_calcium_results(chart: Chart, t: Thresholds, days: int) -> list[str]:
     out: list[str] = []
     albumin = chart.labs("albumin")
     for concept in ("calcium-serum", "calcium-corrected", "calcium-ionized"):
-        for lab in chart.labs(concept):
-            if not lab.usable or not 0 <= (chart.today - lab.date).days <= days:
+        for lab in within(chart.labs(concept), chart.today, days):
+            if not lab.usable:
                 continue
             j = judge_calcium({concept: [lab], "albumin": albumin}, lab.date, 0,
                               t.calcium_total_low_mg_dl, t.calcium_total_severe_mg_dl,

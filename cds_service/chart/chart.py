@@ -12,14 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
 from . import clinical, labs, medications
 from .dates import add_months, fhir_date, today_utc
-from .labs import CalciumJudgement
+from .labs import CalciumJudgement, LazyLabs
 from .model import (BISPHOSPHONATE, DENOSUMAB, ConditionFact, DoseEvent, DraftOrder, Lab,
                     MedicationRecord, PatientFacts, ProcedureFact, Skipped)
 from .normalize import normalise_resource
@@ -54,10 +54,10 @@ class Chart:
     medications: tuple[MedicationRecord, ...] = ()
     drafts: tuple[DraftOrder, ...] = ()
     triggers: tuple[DraftOrder, ...] = ()
-    results: dict[str, list[Lab]] = field(default_factory=dict)
+    results: dict[str, Sequence[Lab]] = field(default_factory=dict)
     conditions: tuple[ConditionFact, ...] = ()
     procedures: tuple[ProcedureFact, ...] = ()
-    skipped: tuple[Skipped, ...] = ()
+    skipped: list[Skipped] = field(default_factory=list)   # grows as lazy labs are read
     unavailable: dict[str, str] = field(default_factory=dict)
     _events: list[DoseEvent] | None = None
 
@@ -127,9 +127,12 @@ class Chart:
                 and r.date is not None and r.date > after]
 
     # ---- labs ---------------------------------------------------------------------------
-    def labs(self, concept: str) -> list[Lab]:
-        """Every counting result of a concept (usable or not), newest first."""
-        return self.results.get(concept, [])
+    def labs(self, concept: str) -> Sequence[Lab]:
+        """Every counting result of a concept (usable or not), newest first.
+
+        Results are validated lazily, newest first, as they are read: a reader that stops at
+        the edge of its window never pays for older results ("parse only what rules need")."""
+        return self.results.get(concept, ())
 
     def latest(self, concept: str, within_days: int | None = None) -> Lab | None:
         """The newest usable result, within ``within_days`` of today when given (D5)."""
@@ -143,8 +146,7 @@ class Chart:
 
     def newest_any(self, concept: str) -> Lab | None:
         """The newest result whatever its age or unit (for "last: … (stale)" in card details)."""
-        found = self.results.get(concept, [])
-        return found[0] if found else None
+        return next(iter(self.results.get(concept, ())), None)
 
     def calcium(self, window_days: int, limits: CalciumLimits = CalciumLimits()) -> CalciumJudgement | None:
         """The calcium to judge (D5 steps 1–4) within ``window_days``, or None if no usable result."""
@@ -155,8 +157,8 @@ class Chart:
 
     def egfr(self, within_days: int) -> Lab | None:
         """The eGFR to use (D5: newest date in window, then code preference)."""
-        candidates = [l for l in self.results.get("egfr", [])
-                      if l.usable and 0 <= (self.today - l.date).days <= within_days]
+        candidates = [l for l in labs.within(self.results.get("egfr", ()), self.today, within_days)
+                      if l.usable]
         pediatric = self.patient.age is not None and self.patient.age < 18
         return labs.select_egfr(candidates, pediatric)
 
@@ -315,7 +317,8 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
             raise _Skip("dated in the future")
         return rec
 
-    def observation(raw: dict[str, Any]) -> Lab | None:
+    def observation(raw: dict[str, Any]) -> tuple[date, str, str, dict[str, Any]] | None:
+        """Cheap pre-read (status, code, date); validation waits until a rule reads the result."""
         if _text(raw.get("status")) not in labs.COUNTING_OBSERVATION_STATUS:
             return None
         concept = labs.observation_concept(raw, vs)
@@ -326,8 +329,16 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
             raise _Skip("no readable date")
         if when > today:
             raise _Skip("dated in the future")
+        return when, concept[0], concept[1], raw
+
+    def to_lab(pending: tuple[date, str, str, dict[str, Any]]) -> Lab | None:
+        when, concept, code, raw = pending
         res = _validate(raw, skipped)
-        return labs.to_lab(res, concept[0], concept[1], when) if res is not None else None
+        return labs.to_lab(res, concept, code, when) if res is not None else None
+
+    def read_lab(pending: tuple[date, str, str, dict[str, Any]]) -> Lab | None:
+        """Validate one pending result when it is first read (errors reported, never raised)."""
+        return next(_read([pending[3]], lambda _raw: to_lab(pending), skipped), None)
 
     def condition(raw: dict[str, Any]) -> ConditionFact | None:
         fact = clinical.to_condition(raw, vs)
@@ -342,18 +353,20 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
         return fact if _validate(raw, skipped) is not None else None
 
     records = [r for t in MEDICATION_TYPES for r in _read(by_type.get(t, []), medication, skipped)]
-    results: dict[str, list[Lab]] = {}
-    for lab in _read(by_type.get("Observation", []), observation, skipped):
-        results.setdefault(lab.concept, []).append(lab)
-    for lst in results.values():
-        lst.sort(key=lambda l: l.date, reverse=True)
+    pending: dict[str, list[tuple[date, str, str, dict[str, Any]]]] = {}
+    for entry in _read(by_type.get("Observation", []), observation, skipped):
+        pending.setdefault(entry[1], []).append(entry)
+    results: dict[str, Sequence[Lab]] = {}
+    for concept, entries in pending.items():
+        entries.sort(key=lambda e: e[0], reverse=True)
+        results[concept] = LazyLabs(entries, read_lab)
     conditions = list(_read(by_type.get("Condition", []), condition, skipped))
     procedures = list(_read(by_type.get("Procedure", []), procedure, skipped))
 
     return Chart(now=now, today=today, patient=patient, medications=tuple(records),
                  drafts=tuple(drafts), triggers=tuple(triggers), results=results,
                  conditions=tuple(conditions), procedures=tuple(procedures),
-                 skipped=tuple(skipped), unavailable=dict(unavailable or {}))
+                 skipped=skipped, unavailable=dict(unavailable or {}))
 
 
 def months_since(d: date, today: date) -> int:

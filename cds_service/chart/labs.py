@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .dates import fhir_date
 from .model import Lab
@@ -95,6 +95,63 @@ def to_lab(resource: Mapping[str, Any], concept: str, code: str, when: date) -> 
                interpretation=interp, reference_range=rr, id=str(resource.get("id") or ""))
 
 
+class LazyLabs(Sequence[Lab]):
+    """Results of one concept, newest first, validated one by one only as far as they are read.
+
+    ``pending`` is sorted newest first; ``read`` turns one pending entry into a :class:`Lab`
+    (or None when the resource does not validate: it is then reported and left out).
+    """
+
+    def __init__(self, pending: list[Any], read: Callable[[Any], Lab | None]) -> None:
+        self._pending = pending
+        self._read = read
+        self._done: list[Lab] = []
+        self._next = 0
+
+    def _advance(self) -> bool:
+        while self._next < len(self._pending):
+            entry = self._pending[self._next]
+            self._next += 1
+            lab = self._read(entry)
+            if lab is not None:
+                self._done.append(lab)
+                return True
+        return False
+
+    def __iter__(self) -> Iterator[Lab]:
+        i = 0
+        while i < len(self._done) or self._advance():
+            yield self._done[i]
+            i += 1
+
+    def __len__(self) -> int:
+        while self._advance():
+            pass
+        return len(self._done)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice) or index < 0:
+            len(self)
+            return self._done[index]
+        while index >= len(self._done) and self._advance():
+            pass
+        return self._done[index]
+
+    def __bool__(self) -> bool:
+        return bool(self._done) or self._advance()
+
+
+def within(results: Iterable[Lab], today: date, days: int) -> Iterator[Lab]:
+    """Results dated within ``days`` before ``today`` (inclusive, D1), stopping at the first older
+    one: ``results`` are newest first, so nothing older is read (or validated)."""
+    for lab in results:
+        age = (today - lab.date).days
+        if age > days:
+            return
+        if age >= 0:
+            yield lab
+
+
 @dataclass(frozen=True)
 class CalciumJudgement:
     """The calcium value a hypocalcemia rule judges (D5 "Calcium to judge").
@@ -128,13 +185,13 @@ class CalciumJudgement:
         return f"calcium {self.value:f} mg/dL (measured {measured})"
 
 
-def judge_calcium(labs: Mapping[str, list[Lab]], today: date, window_days: int,
+def judge_calcium(labs: Mapping[str, Sequence[Lab]], today: date, window_days: int,
                   low_mg_dl: Decimal, severe_mg_dl: Decimal, ionized_low: Decimal,
                   ionized_severe: Decimal, albumin_reference: Decimal,
                   albumin_pairing_days: int) -> CalciumJudgement | None:
     """Judge calcium per D5 steps 1–4 from usable results within ``window_days``; None if none."""
     def in_window(concept: str) -> list[Lab]:
-        return [l for l in labs.get(concept, []) if l.usable and 0 <= (today - l.date).days <= window_days]
+        return [l for l in within(labs.get(concept, ()), today, window_days) if l.usable]
 
     totals = in_window("calcium-serum")
     corrected = in_window("calcium-corrected")
@@ -157,8 +214,14 @@ def judge_calcium(labs: Mapping[str, list[Lab]], today: date, window_days: int,
         return None
     lab = latest_total
     assert lab.value is not None
-    albumin = next((a for a in labs.get("albumin", [])
-                    if a.usable and abs((a.date - lab.date).days) <= albumin_pairing_days), None)
+    albumin = None
+    for a in labs.get("albumin", ()):   # newest first: stop once older than the pairing window
+        gap = (a.date - lab.date).days
+        if gap < -albumin_pairing_days:
+            break
+        if a.usable and gap <= albumin_pairing_days:
+            albumin = a
+            break
     if albumin is not None and albumin.value is not None and albumin.value < albumin_reference \
             and lab.comparator is None:
         value = round_half_up(lab.value + Decimal("0.8") * (albumin_reference - albumin.value), 1)

@@ -87,6 +87,8 @@ class ValueSets:
                 index.setdefault((c.system, c.code), set()).add(name)
         self._index = {k: frozenset(v) for k, v in index.items()}
         self._patterns = {name: re.compile(p, re.IGNORECASE) for name, p in TEXT_PATTERNS.items()}
+        # one search decides whether any class can match (most medication names match none)
+        self._any = re.compile("|".join(f"(?:{p})" for p in TEXT_PATTERNS.values()), re.IGNORECASE)
 
     def names_for(self, system: str | None, code: str | None) -> frozenset[str]:
         """Value-set names containing this coding (empty when none)."""
@@ -104,7 +106,7 @@ class ValueSets:
     def text_matches(self, texts: Iterable[str]) -> frozenset[str]:
         """Text-fallback classes (D3) that any of ``texts`` matches."""
         joined = " | ".join(t for t in texts if t)
-        if not joined:
+        if not joined or not self._any.search(joined):
             return frozenset()
         return frozenset(n for n, p in self._patterns.items() if p.search(joined))
 
