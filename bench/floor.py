@@ -35,7 +35,7 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from gunicorn.app.base import BaseApplication
+    from cds_service.cli import gunicorn_server
 
     parser = argparse.ArgumentParser(prog="python -m bench.floor", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
@@ -46,21 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         parser.error("the floor server listens on loopback only")
 
-    class _Server(BaseApplication):  # type: ignore[misc]
-        def load_config(self) -> None:   # the settings of cds_service.cli.cmd_serve
-            self.cfg.set("bind", f"{args.host}:{args.port}")
-            self.cfg.set("workers", args.workers)
-            self.cfg.set("threads", args.threads)
-            self.cfg.set("worker_class", "gthread")
-            self.cfg.set("timeout", 30)
-            self.cfg.set("graceful_timeout", 10)
-            self.cfg.set("accesslog", None)
-            self.cfg.set("errorlog", "-")
-
-        def load(self):  # noqa: ANN201
-            return app
-
-    _Server().run()
+    # the same gunicorn settings as `bone-cds serve`
+    gunicorn_server(app, host=args.host, port=args.port, workers=args.workers, threads=args.threads).run()
     return 0
 
 

@@ -8,7 +8,7 @@ import logging
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from .config import ConfigError, Settings
 from .errors import ApiError
@@ -26,10 +26,29 @@ def _now(value: str | None) -> datetime:
     return parsed
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    """Run the app under gunicorn (production WSGI server) with ``create_app`` as the factory."""
+def gunicorn_server(app: Any, *, host: str, port: int, workers: int, threads: int) -> Any:
+    """A gunicorn application serving ``app`` (gthread workers); ``.run()`` blocks until stopped."""
     from gunicorn.app.base import BaseApplication
 
+    class _Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("threads", threads)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("timeout", 30)
+            self.cfg.set("graceful_timeout", 10)
+            self.cfg.set("accesslog", None)
+            self.cfg.set("errorlog", "-")
+
+        def load(self) -> Any:
+            return app
+
+    return _Server()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the app under gunicorn (production WSGI server) with ``create_app`` as the factory."""
     from .app import create_app
 
     settings = Settings.from_env()
@@ -46,23 +65,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "BONE_CDS_REPLAY_DB to a file path shared by the workers (or use --workers 1)",
             args.workers, extra={"event": {"workers": args.workers, "check": "jti-replay"}})
 
-    class _Server(BaseApplication):  # type: ignore[misc]
-        def load_config(self) -> None:
-            self.cfg.set("bind", f"{args.host}:{args.port}")
-            self.cfg.set("workers", args.workers)
-            self.cfg.set("threads", args.threads)
-            self.cfg.set("worker_class", "gthread")
-            self.cfg.set("timeout", 30)
-            self.cfg.set("graceful_timeout", 10)
-            self.cfg.set("accesslog", None)
-            self.cfg.set("errorlog", "-")
-
-        def load(self):  # noqa: ANN201
-            return app
-
     print(f"bone-cds {args.host}:{args.port}: discovery at http://{args.host}:{args.port}/cds-services",
           file=sys.stderr)
-    _Server().run()
+    gunicorn_server(app, host=args.host, port=args.port, workers=args.workers, threads=args.threads).run()
     return 0
 
 
