@@ -21,7 +21,7 @@ from typing import Any, Mapping
 import requests
 
 from cards.engine import TYPE_WORDS, Evaluation, evaluate
-from cards.model import RULE_SYSTEM, Card
+from cards.model import Card
 from cards.registry import RuleInput
 from cards.thresholds import DEFAULT_THRESHOLDS, Thresholds
 from hooks.services import Service
@@ -143,4 +143,4 @@ def _data_card(result: Evaluation, missing: Mapping[str, str]) -> Card:
                 summary=summary, indicator="info", source_label="bone-safety-cds", detail=detail)
 
 
-__all__ = ["HookOutcome", "evaluate_hook", "run_hook", "DATA_CARD_ID", "RULE_SYSTEM"]
+__all__ = ["HookOutcome", "evaluate_hook", "run_hook", "DATA_CARD_ID"]

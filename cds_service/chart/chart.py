@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import cached_property
 from decimal import Decimal
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
@@ -59,7 +60,6 @@ class Chart:
     procedures: tuple[ProcedureFact, ...] = ()
     skipped: list[Skipped] = field(default_factory=list)   # grows as lazy labs are read
     unavailable: dict[str, str] = field(default_factory=dict)
-    _events: list[DoseEvent] | None = None
 
     # ---- data availability -------------------------------------------------------------
     def known(self, *resource_types: str) -> bool:
@@ -67,12 +67,14 @@ class Chart:
         return not any(t in self.unavailable for t in resource_types)
 
     # ---- medications -------------------------------------------------------------------
+    @cached_property
+    def _all_dose_events(self) -> list[DoseEvent]:
+        return medications.dose_events(list(self.medications))
+
     def dose_events(self, drug_class: str | None = None, *, agent: str | None = None,
                     regimen: str | None = None) -> list[DoseEvent]:
         """De-duplicated dose events (D4), oldest first, optionally filtered."""
-        if self._events is None:
-            self._events = medications.dose_events(list(self.medications))
-        return [e for e in self._events
+        return [e for e in self._all_dose_events
                 if (drug_class is None or e.drug.drug_class == drug_class)
                 and (agent is None or e.drug.agent == agent)
                 and (regimen is None or e.drug.regimen == regimen)]
