@@ -13,11 +13,14 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
+from cds_service import jsonio
+from cds_service.chart.verdicts import VerdictCache
 from cds_service.pipeline import evaluate_hook
 from cds_service.prefetch import FetchSettings, normalise_base_url, render_template
 from cds_service.request import parse_hook_request
 from hooks.services import service_by_id
 
+from .inprocess import FIRST_SIGHT
 from .stats import summary_ms
 from .workload import Workload
 
@@ -43,7 +46,7 @@ def single_reads(workload: Workload, fhir_base: str, session: requests.Session, 
             t0 = time.perf_counter()
             resp = session.get(f"{fhir_base}/{path}", headers={"Accept": "application/fhir+json",
                                                               "Authorization": "Bearer bench-token"}, timeout=10)
-            json.loads(resp.content)
+            jsonio.loads(resp.content)   # as the service decodes a FHIR answer
             out.setdefault(key, []).append(time.perf_counter() - t0)
             if resp.status_code != 200:
                 raise RuntimeError(f"stub FHIR server answered {resp.status_code} for key {key}")
@@ -51,7 +54,9 @@ def single_reads(workload: Workload, fhir_base: str, session: requests.Session, 
 
 
 def measure(workload: Workload, fhir_base: str, delay: float, now: datetime, *, iterations: int,
-            warmup: int, time_limit: float, read_reps: int) -> dict[str, Any]:
+            warmup: int, time_limit: float, read_reps: int, mode: str = FIRST_SIGHT) -> dict[str, Any]:
+    """The hook with every key read from the stub; ``mode`` as in :func:`bench.inprocess.measure`."""
+    verdicts = VerdictCache()
     service = service_by_id(workload.service_id)
     assert service is not None
     fetch = FetchSettings(allowed_servers=(normalise_base_url(fhir_base) or fhir_base,))
@@ -64,13 +69,16 @@ def measure(workload: Workload, fhir_base: str, delay: float, now: datetime, *, 
         chart: list[float] = []
         statuses: dict[str, str] = {}
         for _ in range(max(0, warmup)):
-            evaluate_hook(service, json.loads(body), now=now, fetch=fetch, session=session)
+            evaluate_hook(service, jsonio.loads(body), now=now, fetch=fetch, session=session, verdicts=verdicts)
         started = time.monotonic()
         for i in range(max(1, iterations)):
             if i >= 3 and time.monotonic() - started > time_limit:
                 break
+            if mode == FIRST_SIGHT:
+                verdicts.clear()
             t0 = time.perf_counter()
-            outcome = evaluate_hook(service, json.loads(body), now=now, fetch=fetch, session=session)
+            outcome = evaluate_hook(service, jsonio.loads(body), now=now, fetch=fetch, session=session,
+                                    verdicts=verdicts)
             totals.append(time.perf_counter() - t0)
             prefetch.append(outcome.timings.get("prefetch", 0.0))
             chart.append(outcome.timings.get("chart", 0.0))
@@ -88,5 +96,5 @@ def measure(workload: Workload, fhir_base: str, delay: float, now: datetime, *, 
         "prefetch_over_slowest_read": summary_ms(prefetch)["median"] / slowest,
         "parallel_speedup": sequential / summary_ms(prefetch)["median"],
         "all_fetched": all(v == "fetched" for v in statuses.values()) and len(statuses) == len(per_key),
-        "prefetch_status": statuses, "iterations": len(totals),
+        "prefetch_status": statuses, "iterations": len(totals), "mode": mode,
     }

@@ -1,10 +1,12 @@
-"""The floor: the least a CDS service under the same gunicorn can do with the same request.
+"""The floor: the same server answering the same request with ``{"cards": []}`` (issue "Speed").
 
-A bare WSGI app (no Flask) that reads the body, decodes the JSON and answers ``{"cards": []}``;
-``GET /healthz`` answers 200 for the readiness probe. Run exactly like ``bone-cds serve``
-(gunicorn, gthread workers, the same worker/thread counts, timeouts and logging settings as
-``cds_service.cli.cmd_serve``) so that the ratio ours/floor isolates what the service adds:
-``python -m bench.floor --host 127.0.0.1 --port N --workers 2 --threads 4``.
+By default it is *our* Flask app (``create_app``: the same routes, CORS, error handlers and
+feedback store) whose hook route only decodes the JSON body (``cds_service.jsonio``) and answers
+``{"cards": []}``: what the service adds over its own HTTP stack is then the ratio ours/floor.
+``--bare`` serves a WSGI function without Flask instead (the least any Python service under this
+gunicorn can do). Run exactly like ``bone-cds serve`` (gunicorn, gthread workers, the same
+worker/thread counts, timeouts and logging settings as ``cds_service.cli.cmd_serve``):
+``python -m bench.floor --host 127.0.0.1 --port N --workers 2 --threads 4 [--bare]``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,28 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
     return [body]
 
 
+def flask_app() -> Any:
+    """The service's own app with the hook route reduced to: decode the JSON, answer no cards."""
+    from flask import request
+
+    from cds_service import jsonio
+    from cds_service.api import json_response
+    from cds_service.app import create_app
+    from cds_service.errors import ApiError
+
+    flask = create_app()
+
+    def floor_call(service_id: str) -> Any:
+        try:
+            jsonio.loads(request.get_data(cache=False))   # the service's own decoder
+        except ValueError:
+            raise ApiError(400, "invalid_json", "not JSON") from None
+        return json_response({"cards": []})
+
+    flask.view_functions["cds.call_service"] = floor_call
+    return flask
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from cds_service.cli import gunicorn_server
 
@@ -42,12 +66,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8081)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--bare", action="store_true", help="a WSGI function without Flask")
     args = parser.parse_args(argv)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         parser.error("the floor server listens on loopback only")
 
     # the same gunicorn settings as `bone-cds serve`
-    gunicorn_server(app, host=args.host, port=args.port, workers=args.workers, threads=args.threads).run()
+    gunicorn_server(app if args.bare else flask_app(), host=args.host, port=args.port, workers=args.workers, threads=args.threads).run()
     return 0
 
 

@@ -43,9 +43,13 @@ def _session() -> requests.Session:
     return s
 
 
-def run(url: str, body: bytes, *, concurrency: int, requests_total: int, time_limit: float,
-        warmup_per_client: int = 2, timeout: float = 60.0) -> LoadResult:
-    """POST ``body`` to ``url`` ``requests_total`` times from ``concurrency`` threads (bounded in time)."""
+def run(url: str, body: bytes | Callable[[], bytes], *, concurrency: int, requests_total: int,
+        time_limit: float, warmup_per_client: int = 2, timeout: float = 60.0) -> LoadResult:
+    """POST ``body`` to ``url`` ``requests_total`` times from ``concurrency`` threads (bounded in time).
+
+    ``body`` may be a function giving the next body (thread-safe), e.g. a new patient each call;
+    it is called before the clock starts."""
+    next_body: Callable[[], bytes] = body if callable(body) else (lambda: body)  # type: ignore[assignment]
     result = LoadResult(url, concurrency)
     lock = threading.Lock()
     remaining = [max(1, requests_total)]
@@ -75,7 +79,7 @@ def run(url: str, body: bytes, *, concurrency: int, requests_total: int, time_li
         with _session() as s:
             try:
                 for _ in range(warmup_per_client):   # open the keep-alive connection, warm the worker
-                    s.post(url, data=body, headers=HEADERS, timeout=timeout).content
+                    s.post(url, data=next_body(), headers=HEADERS, timeout=timeout).content
             except requests.RequestException:
                 pass
             try:
@@ -85,9 +89,10 @@ def run(url: str, body: bytes, *, concurrency: int, requests_total: int, time_li
             lat: list[float] = []
             errors: list[str] = []
             while take():
+                data = next_body()
                 t0 = time.perf_counter()
                 try:
-                    resp = s.post(url, data=body, headers=HEADERS, timeout=timeout)
+                    resp = s.post(url, data=data, headers=HEADERS, timeout=timeout)
                     resp.content  # noqa: B018 - read the whole answer
                     dt = time.perf_counter() - t0
                     if resp.status_code == 200:

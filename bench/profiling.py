@@ -17,6 +17,8 @@ import time
 from datetime import date, datetime, time as dtime, timezone
 from typing import Sequence
 
+from cds_service import jsonio
+from cds_service.chart.verdicts import VerdictCache
 from hooks.services import service_by_id
 
 from .workload import DEFAULT_SEED, HOOKS, build_workloads
@@ -83,19 +85,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.variant not in whatif.VARIANTS:
         p.error(f"--variant: one of {', '.join(whatif.VARIANTS)}")
     with ExitStack() as stack:
-        whatif.VARIANTS[args.variant](stack)
-        return _profile(args, w, service, now, n)
+        _stdlib_json, cache = whatif.VARIANTS[args.variant](stack)
+        return _profile(args, w, service, now, n, VerdictCache() if cache else None)
 
 
-def _profile(args: argparse.Namespace, w, service, now: datetime, n: int) -> int:  # noqa: ANN001
+def _profile(args: argparse.Namespace, w, service, now: datetime, n: int,  # noqa: ANN001
+             verdicts: VerdictCache | None = None) -> int:
     import cds_service.pipeline as pipeline
 
     def work() -> None:
         for _ in range(n):
-            body = json.loads(w.body)
-            json.dumps(pipeline.evaluate_hook(service, body, now=now).response)
+            body = jsonio.loads(w.body)
+            json.dumps(pipeline.evaluate_hook(service, body, now=now, verdicts=verdicts).response)
 
-    pipeline.evaluate_hook(service, json.loads(w.body), now=now)   # warm-up (imports, model classes)
+    pipeline.evaluate_hook(service, jsonio.loads(w.body), now=now, verdicts=verdicts)   # warm-up (imports, model classes)
     if args.pyinstrument:
         from pyinstrument import Profiler
         prof = Profiler(interval=0.0005)

@@ -10,19 +10,17 @@ same workloads, so the proposals can be ranked by measured gain rather than by g
                           elements the chart reads (a prototype of "validate what you read")
 * ``window-365``          Observations older than 365 days (the longest lab look-back of RULES.md D10)
                           dropped before the chart, except the newest per lab concept ("stale" mentions)
-* ``cache-version``       the validation verdict cached by (type, id, meta.versionId, meta.lastUpdated)
-                          across requests (upper bound: every call after the first hits)
-* ``cache-content``       the same, keyed by a hash of the resource's canonical JSON (cost of hashing)
+* ``cache-warm``          the service's own ``VerdictCache`` (R4B verdicts memoised by content digest),
+                          warm: every call after the first is a repeat call on the same patient
 * ``gc-freeze``           ``gc.freeze()`` after warm-up (long-lived objects out of the collector's scans)
-* ``orjson``              request decode with orjson instead of json (if orjson is installed)
-* ``slim+gc-freeze``, ``slim+window+freeze+orjson``, ``window+cache+orjson``: combinations
+* ``stdlib-json``         request decode with the standard library's json instead of orjson (jsonio)
+* ``slim+gc-freeze``, ``slim+window+freeze``, ``window+cache``: combinations
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import hashlib
 import json
 import sys
 import time
@@ -33,9 +31,11 @@ from typing import Any, Callable, Iterator, Literal, Sequence
 
 from typing_extensions import TypedDict
 
-import cds_service.chart.chart as chart_mod
+import cds_service.chart.verdicts as verdicts_mod
 import cds_service.pipeline as pipeline
 from cds_service.chart import default_value_sets, labs
+from cds_service import jsonio
+from cds_service.chart.verdicts import VerdictCache
 from hooks.services import service_by_id
 
 from .stats import summary_ms
@@ -173,7 +173,7 @@ def _slim_types() -> dict[str, Any]:
 @contextmanager
 def slim_schema() -> Iterator[None]:
     adapters = _slim_types()
-    original = chart_mod.get_fhir_model_class
+    original = verdicts_mod.get_fhir_model_class
 
     class _Slim:
         def __init__(self, adapter: Any) -> None:
@@ -182,7 +182,7 @@ def slim_schema() -> Iterator[None]:
     def lookup(rtype: str) -> Any:
         adapter = adapters.get(rtype)
         return _Slim(adapter) if adapter is not None else original(rtype)
-    with patched(chart_mod, "get_fhir_model_class", lookup):
+    with patched(verdicts_mod, "get_fhir_model_class", lookup):
         yield
 
 
@@ -211,41 +211,6 @@ def window(days: int = 365) -> Iterator[None]:
 
 
 @contextmanager
-def cached_validation(key_of: Callable[[dict, bool], Any]) -> Iterator[None]:
-    original = chart_mod._validate
-    cache: dict[Any, tuple[bool, Any]] = {}
-
-    def validate(resource: dict, skipped: list, *, draft: bool = False) -> Any:
-        key = key_of(resource, draft)
-        hit = cache.get(key) if key is not None else None
-        if hit is not None:
-            ok, why = hit
-            if ok:
-                return chart_mod.normalise_resource(resource, draft=draft)
-            skipped.append(why)
-            return None
-        before = len(skipped)
-        out = original(resource, skipped, draft=draft)
-        if key is not None:
-            cache[key] = (out is not None, skipped[before] if out is None and len(skipped) > before else None)
-        return out
-    with patched(chart_mod, "_validate", validate):
-        yield
-
-
-def by_version(resource: dict, draft: bool) -> Any:
-    meta = resource.get("meta") or {}
-    if not resource.get("id") or not (meta.get("versionId") or meta.get("lastUpdated")):
-        return None
-    return (resource.get("resourceType"), resource["id"], meta.get("versionId"), meta.get("lastUpdated"), draft)
-
-
-def by_content(resource: dict, draft: bool) -> Any:
-    raw = json.dumps(resource, sort_keys=True, separators=(",", ":"), default=str).encode()
-    return (hashlib.blake2b(raw, digest_size=16).digest(), draft)
-
-
-@contextmanager
 def gc_freeze() -> Iterator[None]:
     gc.collect()
     gc.freeze()
@@ -255,35 +220,27 @@ def gc_freeze() -> Iterator[None]:
         gc.unfreeze()
 
 
-def _orjson_loads() -> Callable[[bytes], Any] | None:
-    try:
-        import orjson
-    except ImportError:
-        return None
-    return orjson.loads
-
-
-def _enter(*factories: Callable[[], Any], use_orjson: bool = False) -> Callable[[ExitStack], bool]:
-    """A variant: enter these context managers; True when the request decode is to use orjson."""
-    def apply(stack: ExitStack) -> bool:
+def _enter(*factories: Callable[[], Any], stdlib_json: bool = False,
+           cache: bool = False) -> Callable[[ExitStack], tuple[bool, bool]]:
+    """A variant: enter these context managers; (decode with the stdlib json?, pass a VerdictCache?)."""
+    def apply(stack: ExitStack) -> tuple[bool, bool]:
         for factory in factories:
             stack.enter_context(factory())
-        return use_orjson
+        return stdlib_json, cache
     return apply
 
 
-VARIANTS: dict[str, Callable[[ExitStack], bool]] = {
+VARIANTS: dict[str, Callable[[ExitStack], tuple[bool, bool]]] = {
     "baseline": _enter(),
-    "no-validation": _enter(lambda: patched(chart_mod, "get_fhir_model_class", lambda t: _NoValidation)),
+    "no-validation": _enter(lambda: patched(verdicts_mod, "get_fhir_model_class", lambda t: _NoValidation)),
     "slim-schema": _enter(slim_schema),
     "window-365": _enter(lambda: window(365)),
-    "cache-version": _enter(lambda: cached_validation(by_version)),
-    "cache-content": _enter(lambda: cached_validation(by_content)),
+    "cache-warm": _enter(cache=True),
     "gc-freeze": _enter(gc_freeze),
-    "orjson": _enter(use_orjson=True),
+    "stdlib-json": _enter(stdlib_json=True),
     "slim+gc-freeze": _enter(slim_schema, gc_freeze),
-    "slim+window+freeze+orjson": _enter(slim_schema, lambda: window(365), gc_freeze, use_orjson=True),
-    "window+cache+orjson": _enter(lambda: window(365), lambda: cached_validation(by_version), use_orjson=True),
+    "slim+window+freeze": _enter(slim_schema, lambda: window(365), gc_freeze),
+    "window+cache": _enter(lambda: window(365), cache=True),
 }
 
 
@@ -293,22 +250,21 @@ VARIANTS: dict[str, Callable[[ExitStack], bool]] = {
 def run_variant(name: str, workloads: list, now: datetime, iterations: int, time_limit: float) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with ExitStack() as st:
-        use_orjson = VARIANTS[name](st)
-        loads = (_orjson_loads() if use_orjson else None) or json.loads
-        if use_orjson and loads is json.loads:
-            return {"skipped": "orjson not installed"}
+        stdlib_json, cache = VARIANTS[name](st)
+        verdicts = VerdictCache() if cache else None
+        loads = json.loads if stdlib_json else jsonio.loads
         for w in workloads:
             service = service_by_id(w.service_id)
             samples: list[float] = []
             cpu: list[float] = []
             for _ in range(2):   # warm-up (fills caches: the first call of a patient misses)
-                pipeline.evaluate_hook(service, loads(w.body), now=now)
+                pipeline.evaluate_hook(service, loads(w.body), now=now, verdicts=verdicts)
             started = time.monotonic()
             for i in range(iterations):
                 if i >= 5 and time.monotonic() - started > time_limit:
                     break
                 c0, t0 = time.thread_time(), time.perf_counter()
-                response = pipeline.evaluate_hook(service, loads(w.body), now=now).response
+                response = pipeline.evaluate_hook(service, loads(w.body), now=now, verdicts=verdicts).response
                 json.dumps(response, separators=(",", ":"), ensure_ascii=False)
                 samples.append(time.perf_counter() - t0)
                 cpu.append(time.thread_time() - c0)

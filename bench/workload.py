@@ -20,12 +20,13 @@ gives the same data to the benchmark's stub FHIR server (the fallback path).
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 LOINC = "http://loinc.org"
@@ -449,6 +450,21 @@ class Workload:
         body["fhirAuthorization"] = {"access_token": token, "token_type": "Bearer", "expires_in": 300,
                                      "scope": "patient/*.read", "subject": "bone-safety-cds"}
         return json.dumps(body, separators=(",", ":")).encode()
+
+    def new_patients(self) -> "Callable[[], bytes]":
+        """A thread-safe source of this request for a new patient each call: the patient id (in
+        ids, references and context) gets a fresh suffix, so every resource is new to the service
+        and nothing is served from its validation cache; the clinical content is unchanged."""
+        pid = self.pid.encode()
+        body = self.body
+
+        def next_body() -> bytes:
+            return body.replace(pid, pid + b"-%07d" % next(_NEW_PATIENT))
+        return next_body
+
+
+#: numbers the "new patient" variants, unique across workloads and runs in this process
+_NEW_PATIENT = itertools.count(1)
 
 
 def build_workloads(seed: int = DEFAULT_SEED, anchor: date = DEFAULT_ANCHOR,

@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from hooks.services import service_by_id, services
 
-from . import __version__
+from . import __version__, jsonio
 from .errors import ApiError
 from .feedback import FeedbackStoreError, parse_feedback
 from .logs import exception_summary
@@ -84,7 +84,7 @@ def _body() -> Any:
     too_deep = ApiError(400, "invalid_json",
                         f"the request body is nested too deeply (more than {MAX_JSON_DEPTH} levels)")
     try:
-        body = json.loads(raw)
+        body = jsonio.loads(raw)
     except RecursionError:
         raise too_deep from None
     except (ValueError, UnicodeDecodeError) as exc:
@@ -116,7 +116,8 @@ def call_service(service_id: str) -> Response:
     t0 = time.perf_counter()
     outcome = evaluate_hook(service, body, now=now, fetch=current_app.config["SETTINGS"].fetch,
                             thresholds=current_app.config["SETTINGS"].thresholds,
-                            session=current_app.config["HTTP_SESSION"])
+                            session=current_app.config["HTTP_SESSION"],
+                            verdicts=current_app.config["VERDICTS"])
     store = current_app.config.get("FEEDBACK_STORE")
     if store is not None and outcome.response["cards"]:
         try:

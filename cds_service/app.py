@@ -11,6 +11,7 @@ from flask import Flask, Response, request
 from requests.adapters import HTTPAdapter
 
 from .api import bp, json_response, register_errors
+from .chart.verdicts import VerdictCache
 from .config import ConfigError, Settings
 from .feedback import FeedbackStore, FeedbackStoreError
 from .logs import configure_logging
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         http_session.mount("https://", adapter)
         http_session.mount("http://", adapter)
     app.config["HTTP_SESSION"] = http_session
+    app.config["VERDICTS"] = VerdictCache(settings.validation_cache_size)
     try:
         app.config["FEEDBACK_STORE"] = (FeedbackStore(settings.feedback_path)
                                         if settings.feedback_enabled else None)

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 from cards.thresholds import DEFAULT_THRESHOLDS, ThresholdError, Thresholds
 
 from .chart.valuesets import DEFAULT_PATH, ValueSetError, load_value_sets
+from .chart.verdicts import DEFAULT_SIZE as VERDICT_CACHE_SIZE
 from .prefetch import FetchSettings
 
 
@@ -62,6 +63,7 @@ class Settings:
     thresholds: Thresholds = DEFAULT_THRESHOLDS
     auth: Any = None  # cds_service.auth.AuthSettings
     log_level: str = "INFO"
+    validation_cache_size: int = VERDICT_CACHE_SIZE
 
     @property
     def feedback_path(self) -> str:
@@ -111,6 +113,7 @@ class Settings:
             max_body_bytes=_int(env, "BONE_CDS_MAX_BODY_BYTES", 10 * 1024 * 1024, minimum=1024),
             value_sets_path=value_sets, fetch=fetch, thresholds=thresholds, auth=auth,
             log_level=level,
+            validation_cache_size=_int(env, "BONE_CDS_VALIDATION_CACHE", VERDICT_CACHE_SIZE),
         )
         if overrides:
             from dataclasses import replace

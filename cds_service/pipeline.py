@@ -27,6 +27,7 @@ from cards.thresholds import DEFAULT_THRESHOLDS, Thresholds
 from hooks.services import Service
 
 from .chart import BISPHOSPHONATE, DENOSUMAB, Chart, build_chart
+from .chart.verdicts import VerdictCache
 from .errors import ApiError
 from .prefetch import FetchSettings, PrefetchResult, gather
 from .request import HookRequest, parse_hook_request
@@ -63,8 +64,10 @@ def _on_therapy(chart: Chart) -> bool:
 
 def evaluate_hook(service: Service, body: Any, *, now: datetime, fetch: FetchSettings = FetchSettings(),
                   thresholds: Thresholds = DEFAULT_THRESHOLDS, session: requests.Session | None = None,
-                  request: HookRequest | None = None) -> HookOutcome:
-    """Run one hook call; raises :class:`ApiError` (400 bad request, 412 data unavailable)."""
+                  request: HookRequest | None = None, verdicts: VerdictCache | None = None) -> HookOutcome:
+    """Run one hook call; raises :class:`ApiError` (400 bad request, 412 data unavailable).
+
+    ``verdicts``: the process's memo of R4B validation verdicts (the app's; None validates all)."""
     t0 = time.perf_counter()
     req = request or parse_hook_request(body, service.hook)
     timings: dict[str, float] = {"parse": time.perf_counter() - t0}
@@ -73,7 +76,7 @@ def evaluate_hook(service: Service, body: Any, *, now: datetime, fetch: FetchSet
         # No antiresorptive among the triggering drafts: nothing to check, nothing to fetch (§7).
         t = time.perf_counter()
         drafts_only = build_chart([], now, hook=req.hook, draft_orders=req.draft_orders,
-                                  selections=req.selections)
+                                  selections=req.selections, verdicts=verdicts)
         timings["drafts"] = time.perf_counter() - t
         if not _triggers_antiresorptive(drafts_only):
             return HookOutcome({"cards": []}, timings=timings)
@@ -92,7 +95,7 @@ def evaluate_hook(service: Service, body: Any, *, now: datetime, fetch: FetchSet
 
     t = time.perf_counter()
     chart = build_chart(data.resources, now, hook=req.hook, draft_orders=req.draft_orders,
-                        selections=req.selections, unavailable=missing_types)
+                        selections=req.selections, unavailable=missing_types, verdicts=verdicts)
     timings["chart"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -30,6 +29,7 @@ from urllib.parse import quote, urljoin, urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
+from . import jsonio
 from .request import HookRequest
 
 log = logging.getLogger(__name__)
@@ -332,8 +332,8 @@ def _read(session: requests.Session, url: str, headers: Mapping[str, str], timeo
     if status != 200:
         raise _Unavailable(f"http-{status}")
     try:
-        body = json.loads(resp.content)
-    except ValueError:
+        body = jsonio.loads(resp.content)
+    except (ValueError, RecursionError):
         raise _Unavailable("invalid-json") from None
     if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
         raise _Unavailable("invalid-json")

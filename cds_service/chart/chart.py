@@ -15,16 +15,13 @@ from functools import cached_property
 from decimal import Decimal
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from fhir.resources.R4B import get_fhir_model_class
-from pydantic import ValidationError
-
 from . import clinical, labs, medications
 from .dates import add_months, fhir_date, today_utc
 from .labs import CalciumJudgement, LazyLabs
 from .model import (BISPHOSPHONATE, DENOSUMAB, ConditionFact, DoseEvent, DraftOrder, Lab,
                     MedicationRecord, PatientFacts, ProcedureFact, Skipped)
-from .normalize import normalise_resource
 from .valuesets import ValueSets, default_value_sets
+from .verdicts import VerdictCache, validate_r4b
 
 MEDICATION_TYPES = ("MedicationRequest", "MedicationAdministration", "MedicationStatement",
                     "MedicationDispense")
@@ -181,16 +178,13 @@ class Chart:
 
 # ---- building -----------------------------------------------------------------------------
 
-def _validate(resource: dict[str, Any], skipped: list[Skipped], *, draft: bool = False) -> dict[str, Any] | None:
+def _validate(resource: dict[str, Any], skipped: list[Skipped], *, draft: bool = False,
+              verdicts: VerdictCache | None = None) -> dict[str, Any] | None:
     """Repaired resource if it validates against its R4B model, else None (reported in ``skipped``)."""
-    rtype = str(resource.get("resourceType"))
-    try:
-        fixed = normalise_resource(resource, draft=draft)
-        get_fhir_model_class(rtype).model_validate(fixed)
-    except (ValidationError, ValueError, TypeError, KeyError, RecursionError) as exc:
-        first = str(exc).splitlines()[1:2] or [type(exc).__name__]
-        skipped.append(Skipped(rtype, str(resource.get("id") or ""), f"invalid {rtype}: {first[0].strip()}"))
-        return None
+    fixed, reason = (verdicts.validate(resource, draft=draft) if verdicts is not None
+                     else validate_r4b(resource, draft=draft))
+    if fixed is None:
+        skipped.append(Skipped(str(resource.get("resourceType")), str(resource.get("id") or ""), reason))
     return fixed
 
 
@@ -245,7 +239,8 @@ def _flatten(values: Iterable[Any]) -> list[dict[str, Any]]:
 
 def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient-view",
                 draft_orders: Iterable[dict[str, Any]] = (), selections: Iterable[str] = (),
-                unavailable: Mapping[str, str] | None = None, vs: ValueSets | None = None) -> Chart:
+                unavailable: Mapping[str, str] | None = None, vs: ValueSets | None = None,
+                verdicts: VerdictCache | None = None) -> Chart:
     """Build the :class:`Chart` from FHIR resources (Bundles unpacked, de-duplicated by type+id).
 
     ``draft_orders`` are the hook's own orders; the triggers are the selected ones on
@@ -276,7 +271,10 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
         if d.get("resourceType") == "Medication" and isinstance(d.get("id"), str):
             med_index[f"Medication/{d['id']}"] = d
 
-    patient_res = next(_read(by_type.get("Patient", [])[:1], lambda r: _validate(r, skipped), skipped), None)
+    def valid(raw: dict[str, Any], draft: bool = False) -> dict[str, Any] | None:
+        return _validate(raw, skipped, draft=draft, verdicts=verdicts)
+
+    patient_res = next(_read(by_type.get("Patient", [])[:1], valid, skipped), None)
     patient = clinical.to_patient(patient_res, today)
 
     # the hook's own draft orders
@@ -285,7 +283,7 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
     def draft(raw: dict[str, Any]) -> DraftOrder | None:
         if raw.get("resourceType") != "MedicationRequest":
             return None
-        res = _validate(raw, skipped, draft=True)
+        res = valid(raw, draft=True)
         if res is None:
             return None
         draft_ids.add(str(res.get("id")))
@@ -311,7 +309,7 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
         drug = medications.classify(raw, vs, med_index)
         if drug is None:
             return None
-        res = _validate(raw, skipped)
+        res = valid(raw)
         if res is None:
             return None
         rec = medications.to_record(res, drug)
@@ -335,7 +333,7 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
 
     def to_lab(pending: tuple[date, str, str, dict[str, Any]]) -> Lab | None:
         when, concept, code, raw = pending
-        res = _validate(raw, skipped)
+        res = valid(raw)
         return labs.to_lab(res, concept, code, when) if res is not None else None
 
     def read_lab(pending: tuple[date, str, str, dict[str, Any]]) -> Lab | None:
@@ -344,7 +342,7 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
 
     def condition(raw: dict[str, Any]) -> ConditionFact | None:
         fact = clinical.to_condition(raw, vs)
-        return fact if fact is not None and _validate(raw, skipped) is not None else None
+        return fact if fact is not None and valid(raw) is not None else None
 
     def procedure(raw: dict[str, Any]) -> ProcedureFact | None:
         fact = clinical.to_procedure(raw, vs)
@@ -352,7 +350,7 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
             return None
         if fact.date is not None and fact.date > today:
             raise _Skip("dated in the future")
-        return fact if _validate(raw, skipped) is not None else None
+        return fact if valid(raw) is not None else None
 
     records = [r for t in MEDICATION_TYPES for r in _read(by_type.get(t, []), medication, skipped)]
     pending: dict[str, list[tuple[date, str, str, dict[str, Any]]]] = {}

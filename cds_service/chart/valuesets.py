@@ -86,9 +86,11 @@ class ValueSets:
             for c in concepts:
                 index.setdefault((c.system, c.code), set()).add(name)
         self._index = {k: frozenset(v) for k, v in index.items()}
-        self._patterns = {name: re.compile(p, re.IGNORECASE) for name, p in TEXT_PATTERNS.items()}
+        # The patterns are lower case and matched on lower-cased text: the same matches as
+        # re.IGNORECASE, about 3x faster (issue "Speed": ~350 searches on a heavy patient).
+        self._patterns = {name: re.compile(p) for name, p in TEXT_PATTERNS.items()}
         # one search decides whether any class can match (most medication names match none)
-        self._any = re.compile("|".join(f"(?:{p})" for p in TEXT_PATTERNS.values()), re.IGNORECASE)
+        self._any = re.compile("|".join(f"(?:{p})" for p in TEXT_PATTERNS.values()))
 
     def names_for(self, system: str | None, code: str | None) -> frozenset[str]:
         """Value-set names containing this coding (empty when none)."""
@@ -105,7 +107,7 @@ class ValueSets:
 
     def text_matches(self, texts: Iterable[str]) -> frozenset[str]:
         """Text-fallback classes (D3) that any of ``texts`` matches."""
-        joined = " | ".join(t for t in texts if t)
+        joined = " | ".join(t for t in texts if t).lower()
         if not joined or not self._any.search(joined):
             return frozenset()
         return frozenset(n for n, p in self._patterns.items() if p.search(joined))
