@@ -71,3 +71,53 @@ def test_floor_app_decodes_and_answers_no_cards() -> None:
     env = {"REQUEST_METHOD": "POST", "CONTENT_LENGTH": str(len(raw)), "wsgi.input": io.BytesIO(raw)}
     body = b"".join(floor.app(env, lambda status, headers: seen.append(status)))
     assert seen == ["200 OK"] and json.loads(body) == {"cards": []}
+
+
+def test_flask_floor_is_the_service_app_answering_no_cards(tmp_path, monkeypatch) -> None:
+    """The floor is "the same server": our app (CORS, JSON errors) whose hook route only decodes."""
+    monkeypatch.setenv("BONE_CDS_DATA_DIR", str(tmp_path))
+    client = floor.flask_app().test_client()
+    r = client.post("/cds-services/bone-safety-order-sign", data=b'{"hook": "order-sign", "x": [1, 2]}',
+                    content_type="application/json")
+    assert r.status_code == 200 and r.get_json() == {"cards": []}
+    assert r.headers["Access-Control-Allow-Origin"] == "*"
+    bad = client.post("/cds-services/bone-safety-order-sign", data=b"{not json", content_type="application/json")
+    assert bad.status_code == 400 and bad.get_json()["error"] == "invalid_json"
+    assert client.get("/cds-services").status_code == 200
+
+
+def test_new_patient_bodies_are_all_new_yet_clinically_the_same(workloads) -> None:
+    """First-sight HTTP runs send each request for a new patient: every resource is new to the
+    verdict cache, and the answer (rules fired) is the same as for the original patient."""
+    w = next(x for x in workloads if x.name == "typical/patient-view")
+    make = w.new_patients()
+    a, b = make(), make()
+    assert a != b != w.body
+    ours = json.loads(a)
+    assert ours["context"]["patientId"] != w.pid and ours["context"]["patientId"].startswith(w.pid)
+    assert w.pid + '"' not in a.decode()                  # no resource keeps the original patient
+    service = service_by_id(w.service_id)
+    fired = lambda body: sorted(c["source"]["topic"]["code"] for c in  # noqa: E731
+                                evaluate_hook(service, json.loads(body), now=NOW).response["cards"])
+    assert fired(a) == fired(w.body)
+
+
+def test_in_process_modes_differ_only_in_the_cache(workloads) -> None:
+    from bench import inprocess
+    w = next(x for x in workloads if x.name == "typical/order-sign")
+    first = inprocess.measure(w, NOW, iterations=2, warmup=1, time_limit=5, min_iterations=2,
+                              mode=inprocess.FIRST_SIGHT)
+    repeat = inprocess.measure(w, NOW, iterations=2, warmup=1, time_limit=5, min_iterations=2,
+                               mode=inprocess.REPEAT)
+    assert first["fired"] == repeat["fired"] and first["mode"] != repeat["mode"]
+    with pytest.raises(ValueError):
+        inprocess.measure(w, NOW, iterations=1, warmup=0, time_limit=1, mode="lukewarm")
+
+
+def test_budget_summary_has_a_line_per_budget_and_cache_state() -> None:
+    from bench.run import budget_summary
+    row = lambda mode, p95: {"mode": mode, "budget": {"p95_ms": p95, "pass": p95 < 10}}  # noqa: E731
+    out = {"in_process": {"typical/patient-view": row("first-sight", 12.0),
+                          "typical/patient-view (repeat)": row("repeat", 3.0)}}
+    lines = budget_summary(out)
+    assert [(b["mode"], b["pass"]) for b in lines] == [("first-sight", False), ("repeat", True)]

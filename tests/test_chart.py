@@ -226,6 +226,22 @@ def test_d5_egfr_preference_same_day_and_race_split_lower() -> None:
     assert chart(observation("2160-0", 2.1, "mg/dL", "2026-11-01")).egfr(365) is None   # creatinine is not eGFR
 
 
+def test_d5_egfr_and_calcium_read_only_as_far_as_the_answer_needs() -> None:
+    """The newest day with a usable eGFR decides (D5), so older results are never read: an
+    unreadable one older than that day is not even reported; a newest day with nothing usable
+    falls back to the next day that has a usable result."""
+    unreadable = observation(EGFR, 50, "mL/min/{1.73_m2}", "2026-06-01")
+    unreadable["valueQuantity"]["value"] = "fifty"          # invalid R4B decimal: skipped when read
+    c = chart(observation("33914-3", 40, "mL/min/{1.73_m2}", "2026-11-01"),
+              observation(EGFR, 38, "mL/min/{1.73_m2}", "2026-11-01"), unreadable,
+              observation(CALCIUM_SERUM, 9.1, "mg/dL", "2026-11-20"), observation(CALCIUM_SERUM, "x", "mg/dL", "2026-11-02"))
+    assert c.egfr(365).value == 38 and c.calcium(30).value == Decimal("9.1")
+    assert c.skipped == []                                 # neither older result was read
+    newest_unusable = chart(observation(EGFR, None, None, "2026-11-10"), observation(EGFR, 61, "mL/min/{1.73_m2}", "2026-10-01"))
+    assert newest_unusable.egfr(365).value == 61
+    assert len(list(c.labs("egfr"))) == 2 and len(c.skipped) == 1   # read when asked for: reported, left out
+
+
 def test_d5_comparators_bound_values() -> None:
     from cds_service.chart import below
     gt = chart(observation(EGFR, 60, "mL/min/{1.73_m2}", "2026-11-01", comparator=">")).egfr(365)
@@ -304,3 +320,17 @@ def test_property_no_resource_shape_makes_the_chart_raise(resources, drafts) -> 
     c.egfr(365)
     c.dose_events()
     c.is_initiation(["denosumab", "bisphosphonate"])
+
+
+def test_text_patterns_are_lower_case_and_match_any_case() -> None:
+    """Text fallbacks (D3) are matched on lower-cased text (faster than re.IGNORECASE): the
+    patterns must stay lower case, and names in any case must still be recognised."""
+    from cds_service.chart.valuesets import TEXT_PATTERNS, default_value_sets
+    assert all(p == p.lower() for p in TEXT_PATTERNS.values())
+    vs = default_value_sets()
+    assert "denosumab" in vs.text_matches(["PROLIA 60 MG/ML"])
+    assert "denosumab" in vs.text_matches(["XGeva injection"])
+    assert "zoledronic-acid" in vs.text_matches(["Zoledronic Acid 5 MG in 100 ML"])
+    assert "calcium-supplement" in vs.text_matches(["CALCIUM CARBONATE 500 MG"])
+    assert "osteonecrosis-of-jaw" in vs.text_matches(["Osteonecrosis Of The Jaw"])
+    assert vs.text_matches(["Metformin 500 MG"]) == frozenset()

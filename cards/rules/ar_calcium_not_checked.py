@@ -21,6 +21,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from cds_service.chart import DENOSUMAB, Lab
+from cds_service.chart.labs import within
 
 from ..builders import LAB_CODES, OrderContext, lab_request, override_reasons
 from ..model import Action, Card, Suggestion
@@ -45,8 +46,8 @@ def _newest_calcium(inp: RuleInput) -> Lab | None:
 def _unusable_in_window(inp: RuleInput) -> list[Lab]:
     """Calcium results inside the window whose unit was not recognised (D5: not used)."""
     window = inp.thresholds.calcium_lookback_days
-    return [lab for c in CALCIUM_CONCEPTS for lab in inp.chart.labs(c)
-            if not lab.usable and 0 <= (inp.today - lab.date).days <= window]
+    return [lab for c in CALCIUM_CONCEPTS for lab in within(inp.chart.labs(c), inp.today, window)
+            if not lab.usable]
 
 
 def _renal_missing(inp: RuleInput, has_iv_bp: bool) -> bool:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from cds_service.chart.labs import within
+
 from ..builders import lab_suggestion, override_reasons
 from ..model import Card
 from ..registry import MEDS, ORDER_HOOKS, RuleInput, rule
@@ -44,8 +46,7 @@ def dmab_vitd_not_checked(inp: RuleInput) -> Card | None:
     lines = [f"**Finding.** {tx.draft_list(drafts)} ordered as a **start** of denosumab, and no "
              f"usable 25-OH vitamin D result is on record between {start.isoformat()} and "
              f"{inp.today.isoformat()} ({window} days)."]
-    unusable = [lab for lab in chart.labs("vitamin-d-25oh")
-                if not lab.usable and 0 <= (inp.today - lab.date).days <= window]
+    unusable = [lab for lab in within(chart.labs("vitamin-d-25oh"), inp.today, window) if not lab.usable]
     for lab in unusable:
         lines.append(f"Result present but unit not recognised (not used): {tx.lab_text(lab)}.")
     stale = next((lab for lab in chart.labs("vitamin-d-25oh") if lab.usable), None)

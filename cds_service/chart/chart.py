@@ -156,8 +156,7 @@ class Chart:
 
     def egfr(self, within_days: int) -> Lab | None:
         """The eGFR to use (D5: newest date in window, then code preference)."""
-        candidates = [l for l in labs.within(self.results.get("egfr", ()), self.today, within_days)
-                      if l.usable]
+        candidates = labs.newest_usable_day(self.results.get("egfr", ()), self.today, within_days)
         pediatric = self.patient.age is not None and self.patient.age < 18
         return labs.select_egfr(candidates, pediatric)
 
@@ -359,7 +358,7 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
     results: dict[str, Sequence[Lab]] = {}
     for concept, entries in pending.items():
         entries.sort(key=lambda e: e[0], reverse=True)
-        results[concept] = LazyLabs(entries, read_lab)
+        results[concept] = LazyLabs(entries, read_lab, date_of=lambda e: e[0])
     conditions = list(_read(by_type.get("Condition", []), condition, skipped))
     procedures = list(_read(by_type.get("Procedure", []), procedure, skipped))
 

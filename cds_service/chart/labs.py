@@ -99,24 +99,52 @@ class LazyLabs(Sequence[Lab]):
     """Results of one concept, newest first, validated one by one only as far as they are read.
 
     ``pending`` is sorted newest first; ``read`` turns one pending entry into a :class:`Lab`
-    (or None when the resource does not validate: it is then reported and left out).
+    (or None when the resource does not validate: it is then reported and left out);
+    ``date_of`` gives a pending entry's date without reading it (see :meth:`newest_while`).
     """
 
-    def __init__(self, pending: list[Any], read: Callable[[Any], Lab | None]) -> None:
+    def __init__(self, pending: list[Any], read: Callable[[Any], Lab | None],
+                 date_of: Callable[[Any], date] | None = None) -> None:
         self._pending = pending
         self._read = read
+        self._date_of = date_of
         self._done: list[Lab] = []
         self._next = 0
 
+    def _read_one(self) -> bool:
+        """Read the next pending entry; True if it gave a result."""
+        entry = self._pending[self._next]
+        self._next += 1
+        lab = self._read(entry)
+        if lab is not None:
+            self._done.append(lab)
+            return True
+        return False
+
     def _advance(self) -> bool:
         while self._next < len(self._pending):
-            entry = self._pending[self._next]
-            self._next += 1
-            lab = self._read(entry)
-            if lab is not None:
-                self._done.append(lab)
+            if self._read_one():
                 return True
         return False
+
+    def newest_while(self, keep: Callable[[date], bool]) -> Iterator[Lab]:
+        """Results newest first while ``keep(date)`` holds; the first entry failing it is judged by
+        its date alone, so it is not read (validated)."""
+        i = 0
+        while True:
+            if i < len(self._done):
+                lab = self._done[i]
+                if not keep(lab.date):
+                    return
+                yield lab
+                i += 1
+            elif self._next < len(self._pending):
+                entry = self._pending[self._next]
+                if self._date_of is not None and not keep(self._date_of(entry)):
+                    return
+                self._read_one()
+            else:
+                return
 
     def __iter__(self) -> Iterator[Lab]:
         i = 0
@@ -141,14 +169,23 @@ class LazyLabs(Sequence[Lab]):
         return bool(self._done) or self._advance()
 
 
-def within(results: Iterable[Lab], today: date, days: int) -> Iterator[Lab]:
-    """Results dated within ``days`` before ``today`` (inclusive, D1), stopping at the first older
-    one: ``results`` are newest first, so nothing older is read (or validated)."""
+def newest_while(results: Iterable[Lab], keep: Callable[[date], bool]) -> Iterator[Lab]:
+    """``results`` (newest first) while ``keep(date)`` holds; a :class:`LazyLabs` does not even
+    read the first result that fails it."""
+    if isinstance(results, LazyLabs):
+        yield from results.newest_while(keep)
+        return
     for lab in results:
-        age = (today - lab.date).days
-        if age > days:
+        if not keep(lab.date):
             return
-        if age >= 0:
+        yield lab
+
+
+def within(results: Iterable[Lab], today: date, days: int) -> Iterator[Lab]:
+    """Results dated within ``days`` before ``today`` (inclusive, D1): ``results`` are newest
+    first, so nothing older is read (or validated)."""
+    for lab in newest_while(results, lambda d: (today - d).days <= days):
+        if (today - lab.date).days >= 0:
             yield lab
 
 
@@ -190,23 +227,21 @@ def judge_calcium(labs: Mapping[str, Sequence[Lab]], today: date, window_days: i
                   ionized_severe: Decimal, albumin_reference: Decimal,
                   albumin_pairing_days: int) -> CalciumJudgement | None:
     """Judge calcium per D5 steps 1–4 from usable results within ``window_days``; None if none."""
-    def in_window(concept: str) -> list[Lab]:
-        return [l for l in within(labs.get(concept, ()), today, window_days) if l.usable]
+    def newest(concept: str) -> Lab | None:   # stops at the first usable one: older ones stay unread
+        return next((l for l in within(labs.get(concept, ()), today, window_days) if l.usable), None)
 
-    totals = in_window("calcium-serum")
-    corrected = in_window("calcium-corrected")
-    ionized = in_window("calcium-ionized")
-    latest_total = totals[0] if totals else None
-    latest_total_like = max([l for l in (latest_total, corrected[0] if corrected else None) if l],
-                            key=lambda l: l.date, default=None)
-    if ionized and (latest_total_like is None or ionized[0].date >= latest_total_like.date):
-        lab = ionized[0]
+    latest_total = newest("calcium-serum")
+    latest_corrected = newest("calcium-corrected")
+    latest_ionized = newest("calcium-ionized")
+    latest_total_like = max([l for l in (latest_total, latest_corrected) if l], key=lambda l: l.date, default=None)
+    if latest_ionized and (latest_total_like is None or latest_ionized.date >= latest_total_like.date):
+        lab = latest_ionized
         v = lab.value
         assert v is not None
         return CalciumJudgement("ionized", v, "mmol/L", lab, None,
                                 low=_below(lab, ionized_low), severe=_below(lab, ionized_severe))
-    if corrected and (latest_total is None or corrected[0].date >= latest_total.date):
-        lab = corrected[0]
+    if latest_corrected and (latest_total is None or latest_corrected.date >= latest_total.date):
+        lab = latest_corrected
         assert lab.value is not None
         return CalciumJudgement("lab-corrected", lab.value, "mg/dL", lab, None,
                                 low=_below(lab, low_mg_dl), severe=_below(lab, severe_mg_dl))
@@ -215,10 +250,9 @@ def judge_calcium(labs: Mapping[str, Sequence[Lab]], today: date, window_days: i
     lab = latest_total
     assert lab.value is not None
     albumin = None
-    for a in labs.get("albumin", ()):   # newest first: stop once older than the pairing window
+    # newest first: stop (unread) once older than the pairing window
+    for a in newest_while(labs.get("albumin", ()), lambda d: (d - lab.date).days >= -albumin_pairing_days):
         gap = (a.date - lab.date).days
-        if gap < -albumin_pairing_days:
-            break
         if a.usable and gap <= albumin_pairing_days:
             albumin = a
             break
@@ -246,6 +280,16 @@ def _below(lab: Lab, limit: Decimal) -> bool:
 def below(lab: Lab, limit: Decimal | int) -> bool:
     """Public form of the comparator-aware "strictly below" test (eGFR, vitamin D…)."""
     return _below(lab, Decimal(limit))
+
+
+def newest_usable_day(results: Iterable[Lab], today: date, days: int) -> list[Lab]:
+    """The usable results of the newest day within ``days`` that has one (``results`` newest
+    first): all that :func:`select_egfr` compares, so older results are never read (validated)."""
+    out: list[Lab] = []
+    for lab in within(newest_while(results, lambda d: not out or d >= out[0].date), today, days):
+        if lab.usable:
+            out.append(lab)
+    return out
 
 
 def select_egfr(results: Iterable[Lab], pediatric: bool) -> Lab | None:

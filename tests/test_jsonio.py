@@ -1,0 +1,56 @@
+"""``cds_service.jsonio.loads``: orjson's speed, the standard library's acceptance (issue "Speed").
+
+Every input must read exactly as ``json.loads`` reads it, including what orjson alone refuses, and
+fail with the same exception types, so the route's 400s and the FHIR reader's "invalid-json" stay.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from cds_service import jsonio
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"resourceType": "Observation", "valueQuantity": {"value": 7.6}}',
+    b'{"a": [1, 2.50, -0.0, 1e-7, true, false, null, "x\\u00e9\\n"]}',
+    b'{"dup": 1, "dup": 2}',                                   # last one wins, as in json
+    '{"text": "Kalzium 2,1 mmol/L – niedrig"}'.encode(),
+    b'{"max": 18446744073709551615, "min": -9223372036854775808}',   # the 64-bit limits: exact
+    b'{"lone": "\\ud800"}',                                     # lone surrogate escape: orjson refuses
+    b"[" * 200 + b"]" * 200,
+])
+def test_reads_what_json_reads(raw: bytes) -> None:
+    assert jsonio.loads(raw) == json.loads(raw)
+    assert jsonio.loads(raw.decode("utf-8", "surrogatepass")) == json.loads(raw)
+
+
+def test_integers_beyond_64_bits_read_as_floats() -> None:
+    """The one documented difference from json (FHIR integers are 32-bit: invalid either way)."""
+    assert jsonio.loads(b'{"big": 123456789012345678901234567890}')["big"] == pytest.approx(1.2345678901234568e29)
+
+
+def test_nan_and_infinity_read_as_json_does() -> None:
+    value = jsonio.loads(b'{"v": NaN, "w": Infinity}')
+    assert math.isnan(value["v"]) and value["w"] == math.inf
+
+
+@pytest.mark.parametrize("raw", [b"", b"{", b'{"a": 1,}', b"nope", b'{"a": 1} trailing'])
+def test_not_json_is_a_value_error(raw: bytes) -> None:
+    with pytest.raises(ValueError):
+        jsonio.loads(raw)
+
+
+def test_nesting_beyond_both_parsers_is_a_recursion_error() -> None:
+    """orjson stops at 1,024 levels, json at the interpreter's recursion limit: the route turns
+    this into a 400 "nested too deeply"."""
+    with pytest.raises(RecursionError):
+        jsonio.loads(b"[" * 5000 + b"]" * 5000)
+
+
+def test_invalid_utf8_is_refused_like_json() -> None:
+    with pytest.raises((ValueError, UnicodeDecodeError)):
+        jsonio.loads(b'{"a": "\xff"}')
