@@ -202,3 +202,13 @@ def test_http_answers_are_unchanged_on_repeat_calls(tmp_path: Path) -> None:
     answers = [_without_uuids(client.post(f"/cds-services/{service.id}", json=body).get_json()) for _ in range(3)]
     assert answers[0]["cards"] and answers[0] == answers[1] == answers[2]
     assert app.config["VERDICTS"].hits > 0
+
+
+def test_warm_up_builds_the_model_of_every_type_the_chart_reads() -> None:
+    """Before gunicorn forks, one valid resource of each type the chart reads is validated, so
+    no worker's first request pays for building an R4B model class (5–20 ms each)."""
+    from cds_service.chart.chart import READ_TYPES
+    from cds_service.warmup import _MINIMAL_RESOURCES, warm_up
+    assert {r["resourceType"] for r in _MINIMAL_RESOURCES} == set(READ_TYPES)
+    assert all(validate_r4b(r)[1] == "" for r in _MINIMAL_RESOURCES)   # all valid R4B
+    assert warm_up(freeze=False) > 0
