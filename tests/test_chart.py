@@ -239,6 +239,10 @@ def test_d5_egfr_and_calcium_read_only_as_far_as_the_answer_needs() -> None:
     assert c.skipped == []                                 # neither older result was read
     newest_unusable = chart(observation(EGFR, None, None, "2026-11-10"), observation(EGFR, 61, "mL/min/{1.73_m2}", "2026-10-01"))
     assert newest_unusable.egfr(365).value == 61
+    beyond = observation(EGFR, 70, "mL/min/{1.73_m2}", "2025-01-01")
+    beyond["valueQuantity"]["value"] = "seventy"             # outside the 365-day window
+    none_in_window = chart(observation(EGFR, None, None, "2026-11-10"), beyond)
+    assert none_in_window.egfr(365) is None and none_in_window.skipped == []
     assert len(list(c.labs("egfr"))) == 2 and len(c.skipped) == 1   # read when asked for: reported, left out
 
 

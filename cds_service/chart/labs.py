@@ -286,8 +286,11 @@ def newest_usable_day(results: Iterable[Lab], today: date, days: int) -> list[La
     """The usable results of the newest day within ``days`` that has one (``results`` newest
     first): all that :func:`select_egfr` compares, so older results are never read (validated)."""
     out: list[Lab] = []
-    for lab in within(newest_while(results, lambda d: not out or d >= out[0].date), today, days):
-        if lab.usable:
+
+    def keep(d: date) -> bool:   # inside the window, and not older than the day found
+        return (today - d).days <= days and (not out or d >= out[0].date)
+    for lab in newest_while(results, keep):
+        if lab.usable and (today - lab.date).days >= 0:
             out.append(lab)
     return out
 
