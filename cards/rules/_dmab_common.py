@@ -15,6 +15,7 @@ from typing import Iterable
 
 from cds_service.chart import (CALCIMIMETIC, DENOSUMAB, SUPPLEMENT, DraftOrder, Lab,
                                MedicationRecord, below, default_value_sets)
+from cds_service.chart.labs import within
 
 from ..registry import RuleInput
 from ._definitions import param
@@ -150,6 +151,16 @@ def _hcg_words(lab: Lab) -> str:
     return "positive pregnancy test"
 
 
+def _on_newest_day(readings: Iterable[tuple[Lab, str | None]], wanted: str) -> Lab | None:
+    """The result reading ``wanted`` on the newest day that has a readable result (on that day
+    ``wanted`` wins over any other reading), else None; unreadable results (None) are ignored."""
+    readable = [(lab, r) for lab, r in readings if r is not None]
+    if not readable:
+        return None
+    newest = max(lab.date for lab, _ in readable)
+    return next((lab for lab, r in readable if lab.date == newest and r == wanted), None)
+
+
 def pregnancy_evidence(inp: RuleInput) -> list[PregnancyFinding]:
     """DMAB-PREGNANCY (a)–(c): (a) the latest pregnancy test with a readable result within
     ``pregnancy_test_lookback_days`` is positive (a later negative cancels; on the same date a
@@ -159,31 +170,21 @@ def pregnancy_evidence(inp: RuleInput) -> list[PregnancyFinding]:
     window = t.pregnancy_test_lookback_days
     found: list[PregnancyFinding] = []
 
-    tests = [(lab, test_result(inp, lab)) for lab in chart.labs("pregnancy-test")
-             if 0 <= (chart.today - lab.date).days <= window]
-    tests = [(lab, r) for lab, r in tests if r is not None]
-    if tests:
-        newest = max(lab.date for lab, _ in tests)
-        same_day = [(lab, r) for lab, r in tests if lab.date == newest]
-        positive = next((lab for lab, r in same_day if r == "positive"), None)
-        if positive is not None:
-            shown = positive.describe() if positive.measured is not None else "coded result"
-            found.append(PregnancyFinding("test", positive.date, _hcg_words(positive),
-                                          f"pregnancy test {_hcg_words(positive)} ({shown}) on "
-                                          f"{positive.date.isoformat()}, the latest readable test in "
-                                          f"the last {window} days"))
+    tests = [(lab, test_result(inp, lab)) for lab in within(chart.labs("pregnancy-test"), chart.today, window)]
+    positive = _on_newest_day(tests, "positive")
+    if positive is not None:
+        shown = positive.describe() if positive.measured is not None else "coded result"
+        found.append(PregnancyFinding("test", positive.date, _hcg_words(positive),
+                                      f"pregnancy test {_hcg_words(positive)} ({shown}) on "
+                                      f"{positive.date.isoformat()}, the latest readable test in "
+                                      f"the last {window} days"))
 
-    statuses = [(lab, status_result(lab)) for lab in chart.labs("pregnancy-status")
-                if 0 <= (chart.today - lab.date).days <= window]
-    statuses = [(lab, r) for lab, r in statuses if r is not None]
-    if statuses:
-        newest = max(lab.date for lab, _ in statuses)
-        same_day = [(lab, r) for lab, r in statuses if lab.date == newest]
-        pregnant = next((lab for lab, r in same_day if r == "pregnant"), None)
-        if pregnant is not None:
-            found.append(PregnancyFinding("status", pregnant.date, "pregnancy status: pregnant",
-                                          f"pregnancy status recorded as pregnant on "
-                                          f"{pregnant.date.isoformat()}"))
+    statuses = [(lab, status_result(lab)) for lab in within(chart.labs("pregnancy-status"), chart.today, window)]
+    pregnant = _on_newest_day(statuses, "pregnant")
+    if pregnant is not None:
+        found.append(PregnancyFinding("status", pregnant.date, "pregnancy status: pregnant",
+                                      f"pregnancy status recorded as pregnant on "
+                                      f"{pregnant.date.isoformat()}"))
 
     weeks = param(inp, "pregnancy_condition_weeks")
     for c in chart.conditions_in("pregnancy", active=True):

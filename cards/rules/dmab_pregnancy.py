@@ -18,6 +18,8 @@ Entered-in-error / cancelled results and refuted conditions never reach the char
 
 from __future__ import annotations
 
+from cds_service.chart.labs import within
+
 from ..builders import LAB_CODES, lab_request, override_reasons
 from ..model import Action, Card, Suggestion
 from ..registry import ORDER_HOOKS, RuleInput, rule
@@ -52,9 +54,9 @@ def dmab_pregnancy(inp: RuleInput) -> Card | None:
     lines = [f"**Finding.** {tx.draft_list(drafts)} ordered for a patient ({who}) with a "
              "documented possible pregnancy:"]
     lines += [f"- {e.text}" for e in evidence]
-    negatives = [lab for lab in inp.chart.labs("pregnancy-test")
-                 if dm.test_result(inp, lab) == "negative"
-                 and 0 <= (inp.today - lab.date).days <= inp.thresholds.pregnancy_test_lookback_days]
+    negatives = [lab for lab in within(inp.chart.labs("pregnancy-test"), inp.today,
+                                       inp.thresholds.pregnancy_test_lookback_days)
+                 if dm.test_result(inp, lab) == "negative"]
     if negatives and not any(e.kind == "test" for e in evidence):
         lines.append(f"A negative pregnancy test on {negatives[0].date.isoformat()} is on record; "
                      "it does not cancel the status or problem-list entry above — confirm and "

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from cds_service.chart.labs import within
+
 from ..builders import LAB_CODES, lab_request, override_reasons
 from ..model import Action, Card, Suggestion
 from ..registry import MEDS, ORDER_HOOKS, RuleInput, rule
@@ -43,8 +45,8 @@ def dmab_pregnancy_status_unverified(inp: RuleInput) -> Card | None:
     if not repro.potential:
         return None
     chart, window = inp.chart, inp.thresholds.pregnancy_test_lookback_days
-    recent = [lab for concept in ("pregnancy-test", "pregnancy-status") for lab in chart.labs(concept)
-              if 0 <= (inp.today - lab.date).days <= window]
+    recent = [lab for concept in ("pregnancy-test", "pregnancy-status")
+              for lab in within(chart.labs(concept), inp.today, window)]
     if recent:
         return None
     if dm.pregnancy_evidence(inp):
