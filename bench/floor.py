@@ -72,7 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("the floor server listens on loopback only")
 
     # the same gunicorn settings as `bone-cds serve`
-    gunicorn_server(app if args.bare else flask_app(), host=args.host, port=args.port, workers=args.workers, threads=args.threads).run()
+    gunicorn_server(app if args.bare else flask_app(), host=args.host, port=args.port,
+                    workers=args.workers, threads=args.threads).run()
     return 0
 
 

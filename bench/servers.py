@@ -153,9 +153,8 @@ def bone_cds(log_dir: Path, data_dir: Path, workers: int, threads: int) -> Gunic
     return GunicornProcess("bone-cds", argv, ready_path="/healthz", env=server_env(data_dir), log_dir=log_dir)
 
 
-def floor(log_dir: Path, data_dir: Path, workers: int, threads: int, bare: bool = False) -> GunicornProcess:
+def floor(log_dir: Path, data_dir: Path, workers: int, threads: int) -> GunicornProcess:
     argv = [sys.executable, "-m", "bench.floor", "--workers", str(workers), "--threads", str(threads)]
-    argv += ["--bare"] if bare else []
     return GunicornProcess("floor", argv, ready_path="/healthz", env=server_env(data_dir), log_dir=log_dir)
 
 

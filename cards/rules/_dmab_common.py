@@ -170,7 +170,8 @@ def pregnancy_evidence(inp: RuleInput) -> list[PregnancyFinding]:
     window = t.pregnancy_test_lookback_days
     found: list[PregnancyFinding] = []
 
-    tests = [(lab, test_result(inp, lab)) for lab in within(chart.labs("pregnancy-test"), chart.today, window)]
+    tests = [(lab, test_result(inp, lab))
+             for lab in within(chart.labs("pregnancy-test"), chart.today, window)]
     positive = _on_newest_day(tests, "positive")
     if positive is not None:
         shown = positive.describe() if positive.measured is not None else "coded result"
@@ -179,7 +180,8 @@ def pregnancy_evidence(inp: RuleInput) -> list[PregnancyFinding]:
                                       f"{positive.date.isoformat()}, the latest readable test in "
                                       f"the last {window} days"))
 
-    statuses = [(lab, status_result(lab)) for lab in within(chart.labs("pregnancy-status"), chart.today, window)]
+    statuses = [(lab, status_result(lab))
+                for lab in within(chart.labs("pregnancy-status"), chart.today, window)]
     pregnant = _on_newest_day(statuses, "pregnant")
     if pregnant is not None:
         found.append(PregnancyFinding("status", pregnant.date, "pregnancy status: pregnant",
