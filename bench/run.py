@@ -325,8 +325,7 @@ def table(out: dict[str, Any]) -> str:
             ol, fl = o["latency_ms"], f["latency_ms"]
             verdict = (f"   <= {BUDGET_HTTP_FLOOR_RATIO:.0f}x floor: {_verdict(r['budget']['pass'])}"
                        if "budget" in r else "")
-            name = r["workload"] if r.get("mode", inprocess.FIRST_SIGHT) == inprocess.FIRST_SIGHT \
-                else f"{r['workload']} ({r['mode']})"
+            name = _key(r["workload"], r.get("mode", inprocess.FIRST_SIGHT))
             lines.append(f"  {name:31}{r['concurrency']:>5} |{_f(ol.get('median')):>8}{_f(ol.get('p95')):>8}"
                          f"{_f(ol.get('p99')):>8}{o['throughput_rps']:8.1f}{o['errors']:>4}"
                          f"{_f(o.get('server_ms', {}).get('median')):>8} |{_f(fl.get('median')):>7}"
