@@ -1,6 +1,6 @@
 """Start-up work done once, before serving (and before gunicorn forks its workers).
 
-Loads the rules, value sets and the FHIR R4B model classes, runs one synthetic call of each
+Loads the rules, value sets and the FHIR R4B element validators, runs one synthetic call of each
 service so every validator is built, then freezes the garbage collector's view of these
 long-lived objects: later full collections skip them (about 50 ms pauses on a heavy request
 without it, measured with ``python -m bench``) and forked workers share the pages.
@@ -17,6 +17,7 @@ from cards.registry import load_rules
 from hooks.services import services
 
 from .chart import default_value_sets
+from .chart.projection import prepare
 from .chart.verdicts import validate_r4b
 from .pipeline import evaluate_hook
 
@@ -81,7 +82,8 @@ def warm_up(*, freeze: bool = True) -> float:
     now = datetime(2000, 6, 1, 12, tzinfo=timezone.utc)
     for service in services():
         evaluate_hook(service, _synthetic_request(service.hook), now=now)
-    for resource in _MINIMAL_RESOURCES:   # every R4B model the chart validates, built now
+    prepare()   # every R4B element validator the chart uses, built now
+    for resource in _MINIMAL_RESOURCES:
         validate_r4b(resource)
     if freeze:
         gc.collect()

@@ -17,6 +17,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from . import clinical, labs, medications
 from .dates import add_months, fhir_date, today_utc
+from .identity import PatientIdentity
 from .labs import CalciumJudgement, LazyLabs
 from .model import (BISPHOSPHONATE, DENOSUMAB, ConditionFact, DoseEvent, DraftOrder, Lab,
                     MedicationRecord, PatientFacts, ProcedureFact, Skipped)
@@ -57,6 +58,16 @@ class Chart:
     procedures: tuple[ProcedureFact, ...] = ()
     skipped: list[Skipped] = field(default_factory=list)   # grows as lazy labs are read
     unavailable: dict[str, str] = field(default_factory=dict)
+    #: resources not used because they are not the context patient's (identity.py):
+    #: ``other-patient`` (another or an unverifiable patient) and ``no-patient`` (none named)
+    excluded: dict[str, int] = field(default_factory=dict)
+    #: drafts of the hook that could not be read, but are antiresorptives by code or text
+    unreadable_drafts: tuple[str, ...] = ()
+
+    @property
+    def unreadable(self) -> list[Skipped]:
+        """Resources the rules wanted to read but could not (reported to the clinician)."""
+        return [s for s in self.skipped if s.unreadable]
 
     # ---- data availability -------------------------------------------------------------
     def known(self, *resource_types: str) -> bool:
@@ -178,12 +189,14 @@ class Chart:
 # ---- building -----------------------------------------------------------------------------
 
 def _validate(resource: dict[str, Any], skipped: list[Skipped], *, draft: bool = False,
-              verdicts: VerdictCache | None = None) -> dict[str, Any] | None:
-    """Repaired resource if it validates against its R4B model, else None (reported in ``skipped``)."""
+              verdicts: VerdictCache | None = None, what: str = "") -> dict[str, Any] | None:
+    """The projection of the elements the chart reads if they validate (R4B datatypes), else
+    None (reported in ``skipped`` as unreadable, with ``what`` it was)."""
     fixed, reason = (verdicts.validate(resource, draft=draft) if verdicts is not None
                      else validate_r4b(resource, draft=draft))
     if fixed is None:
-        skipped.append(Skipped(str(resource.get("resourceType")), str(resource.get("id") or ""), reason))
+        skipped.append(Skipped(str(resource.get("resourceType")), str(resource.get("id") or ""), reason,
+                               what))
     return fixed
 
 
@@ -210,7 +223,8 @@ def _read(raws: Iterable[dict[str, Any]], reader: Any, skipped: list[Skipped]) -
         try:
             fact = reader(raw)
         except _Skip as skip:
-            skipped.append(Skipped(str(raw.get("resourceType")), str(raw.get("id") or ""), skip.reason))
+            skipped.append(Skipped(str(raw.get("resourceType")), str(raw.get("id") or ""), skip.reason,
+                                   unreadable=False))
             continue
         except _MALFORMED as exc:
             skipped.append(Skipped(str(raw.get("resourceType")), str(raw.get("id") or ""),
@@ -239,21 +253,31 @@ def _flatten(values: Iterable[Any]) -> list[dict[str, Any]]:
 def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient-view",
                 draft_orders: Iterable[dict[str, Any]] = (), selections: Iterable[str] = (),
                 unavailable: Mapping[str, str] | None = None, vs: ValueSets | None = None,
-                verdicts: VerdictCache | None = None) -> Chart:
+                verdicts: VerdictCache | None = None, identity: PatientIdentity | None = None) -> Chart:
     """Build the :class:`Chart` from FHIR resources (Bundles unpacked, de-duplicated by type+id).
 
     ``draft_orders`` are the hook's own orders; the triggers are the selected ones on
     ``order-select`` and all of them on ``order-sign`` (RULES.md §1 "Hooks").
+    ``identity``: the patient in context; every resource that is not that patient's is left out
+    and counted in ``Chart.excluded`` (the service always passes it; None trusts the caller to
+    have given one patient's data, as unit tests of single rules do).
     """
     vs = vs or default_value_sets()
     today = today_utc(now)
     skipped: list[Skipped] = []
+    excluded: dict[str, int] = {}
     seen: set[tuple[str, str]] = set()
     by_type: dict[str, list[dict[str, Any]]] = {}
     for r in _flatten(resources):
         rtype = r.get("resourceType")
         if not isinstance(rtype, str) or rtype not in READ_TYPES:
             continue
+        if identity is not None:
+            owner = identity.owner(r)
+            if owner != "own":
+                key = "other-patient" if owner == "other" else "no-patient"
+                excluded[key] = excluded.get(key, 0) + 1
+                continue
         rid = r.get("id")
         if isinstance(rid, str):
             if (rtype, rid) in seen:
@@ -265,25 +289,30 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
     for m in by_type.get("Medication", []):
         if isinstance(m.get("id"), str):
             med_index[f"Medication/{m['id']}"] = m
-    drafts_raw = [d for d in draft_orders if isinstance(d, dict)]
+    drafts_raw = [d for d in draft_orders if isinstance(d, dict)
+                  and (identity is None or identity.owner(d) != "other")]   # the request layer 400s those
     for d in _flatten(drafts_raw):
         if d.get("resourceType") == "Medication" and isinstance(d.get("id"), str):
             med_index[f"Medication/{d['id']}"] = d
 
-    def valid(raw: dict[str, Any], draft: bool = False) -> dict[str, Any] | None:
-        return _validate(raw, skipped, draft=draft, verdicts=verdicts)
+    def valid(raw: dict[str, Any], draft: bool = False, what: str = "") -> dict[str, Any] | None:
+        return _validate(raw, skipped, draft=draft, verdicts=verdicts, what=what)
 
     patient_res = next(_read(by_type.get("Patient", [])[:1], valid, skipped), None)
     patient = clinical.to_patient(patient_res, today)
 
     # the hook's own draft orders
     draft_ids: set[str] = set()
+    unreadable_drafts: list[str] = []
 
     def draft(raw: dict[str, Any]) -> DraftOrder | None:
         if raw.get("resourceType") != "MedicationRequest":
             return None
-        res = valid(raw, draft=True)
+        res = valid(raw, draft=True, what="the ordered medication")
         if res is None:
+            drug = medications.classify(raw, vs, med_index)   # defensive reader: raw is safe here
+            if drug is not None and drug.drug_class in (DENOSUMAB, BISPHOSPHONATE):
+                unreadable_drafts.append(drug.agent.replace("-", " "))
             return None
         draft_ids.add(str(res.get("id")))
         drug = medications.classify(res, vs, med_index)
@@ -308,7 +337,7 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
         drug = medications.classify(raw, vs, med_index)
         if drug is None:
             return None
-        res = valid(raw)
+        res = valid(raw, what=drug.agent.replace("-", " "))
         if res is None:
             return None
         rec = medications.to_record(res, drug)
@@ -332,7 +361,7 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
 
     def to_lab(pending: tuple[date, str, str, dict[str, Any]]) -> Lab | None:
         when, concept, code, raw = pending
-        res = valid(raw)
+        res = valid(raw, what=labs.CONCEPT_WORDS.get(concept, concept))
         return labs.to_lab(res, concept, code, when) if res is not None else None
 
     def read_lab(pending: tuple[date, str, str, dict[str, Any]]) -> Lab | None:
@@ -340,8 +369,10 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
         return next(_read([pending[3]], lambda _raw: to_lab(pending), skipped), None)
 
     def condition(raw: dict[str, Any]) -> ConditionFact | None:
-        fact = clinical.to_condition(raw, vs)
-        return fact if fact is not None and valid(raw) is not None else None
+        if clinical.to_condition(raw, vs) is None:   # cheap: only our value sets are validated
+            return None
+        res = valid(raw, what="problem-list entry")
+        return clinical.to_condition(res, vs) if res is not None else None
 
     def procedure(raw: dict[str, Any]) -> ProcedureFact | None:
         fact = clinical.to_procedure(raw, vs)
@@ -349,7 +380,8 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
             return None
         if fact.date is not None and fact.date > today:
             raise _Skip("dated in the future")
-        return fact if valid(raw) is not None else None
+        res = valid(raw, what="procedure")
+        return clinical.to_procedure(res, vs) if res is not None else None
 
     records = [r for t in MEDICATION_TYPES for r in _read(by_type.get(t, []), medication, skipped)]
     pending: dict[str, list[tuple[date, str, str, dict[str, Any]]]] = {}
@@ -365,7 +397,8 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
     return Chart(now=now, today=today, patient=patient, medications=tuple(records),
                  drafts=tuple(drafts), triggers=tuple(triggers), results=results,
                  conditions=tuple(conditions), procedures=tuple(procedures),
-                 skipped=skipped, unavailable=dict(unavailable or {}))
+                 skipped=skipped, unavailable=dict(unavailable or {}), excluded=excluded,
+                 unreadable_drafts=tuple(unreadable_drafts))
 
 
 def months_since(d: date, today: date) -> int:

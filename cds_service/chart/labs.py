@@ -28,6 +28,15 @@ EGFR_RACE_SPLIT: frozenset[str] = frozenset({"88293-6", "88294-4", "48642-3", "4
                                             "50044-7", "70969-1"})
 EGFR_SCHWARTZ = "50384-7"
 
+#: Lab concepts (value-set names) in a clinician's words, for "could not be read" lines.
+CONCEPT_WORDS: dict[str, str] = {
+    "calcium-serum": "calcium", "calcium-corrected": "corrected calcium",
+    "calcium-ionized": "ionized calcium", "albumin": "albumin", "egfr": "eGFR",
+    "creatinine": "creatinine", "vitamin-d-25oh": "25-OH vitamin D", "magnesium": "magnesium",
+    "phosphate": "phosphate", "pth-intact": "PTH", "pregnancy-test": "pregnancy test",
+    "pregnancy-status": "pregnancy status", "body-weight": "body weight",
+}
+
 
 def observation_date(resource: Mapping[str, Any]) -> date | None:
     period = resource.get("effectivePeriod") or {}

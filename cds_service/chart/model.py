@@ -198,8 +198,14 @@ class PatientFacts:
 
 @dataclass(frozen=True)
 class Skipped:
-    """A resource the chart could not use, and why (never a 500: reported, then ignored)."""
+    """A resource the chart could not use, and why (never a 500: reported, then ignored).
+
+    ``what`` says in a clinician's words what it was, when the chart knew before reading it
+    ("calcium", "denosumab"): ``unreadable`` ones (an element the chart reads is invalid) are
+    reported in the data card; the others (dated in the future, RULES.md §1.3) are only logged."""
 
     resource_type: str
     id: str
     reason: str
+    what: str = ""
+    unreadable: bool = True

@@ -43,8 +43,6 @@ def normalise_resource(resource: dict[str, Any], *, draft: bool = False) -> dict
             out["intent"] = "order"
         if draft and not out.get("status"):
             out["status"] = "draft"
-        if "subject" not in out:
-            out["subject"] = {"reference": "Patient/unknown"}
     if isinstance(out.get("contained"), list):
         out["contained"] = [normalise_resource(c) if isinstance(c, dict) else c
                             for c in out["contained"]]

@@ -1,7 +1,8 @@
-"""R4B validation of one resource, and a bounded memo of its verdicts by content digest.
+"""R4B validation of the elements the chart reads, and a bounded memo of verdicts by content digest.
 
-Validating a resource with ``fhir.resources.R4B`` costs about 0.2–0.5 ms (issue "Speed"): most of
-a hook call. EHRs send the same resources again and again — every chart open (``patient-view``),
+Each resource is projected onto the elements the chart reads and those are validated with their
+``fhir.resources.R4B`` datatypes (:mod:`.projection`, issue 11): still the costliest step of a
+first call. EHRs send the same resources again and again — every chart open (``patient-view``),
 every change of selection (``order-select``), then ``order-sign`` — so :class:`VerdictCache`
 remembers, per process, whether a resource with exactly this content was valid. The key is a
 BLAKE2b digest of the resource's JSON text (with the draft flag): no patient data is kept, a
@@ -17,27 +18,18 @@ from hashlib import blake2b
 from typing import Any
 
 from cachetools import LRUCache
-from fhir.resources.R4B import get_fhir_model_class
-from pydantic import ValidationError
 
-from .normalize import normalise_resource
+from .projection import project, reproject
 
 #: Entries kept by default: about 210 bytes each (16-byte digest, verdict, LRU links), ~10 MB per worker.
 DEFAULT_SIZE = 50_000
 
-_VALID = ""  # the cached verdict of a valid resource (else the reason it is not)
-
 
 def validate_r4b(resource: dict[str, Any], *, draft: bool = False) -> tuple[dict[str, Any] | None, str]:
-    """(repaired resource, "") when it validates against its R4B model, else (None, reason)."""
-    rtype = str(resource.get("resourceType"))
-    try:
-        fixed = normalise_resource(resource, draft=draft)
-        get_fhir_model_class(rtype).model_validate(fixed)
-    except (ValidationError, ValueError, TypeError, KeyError, RecursionError) as exc:
-        first = str(exc).splitlines()[1:2] or [type(exc).__name__]
-        return None, f"invalid {rtype}: {first[0].strip()}"
-    return fixed, _VALID
+    """(projection, "") when every element the chart reads validates with its R4B datatype,
+    else (None, reason naming the element)."""
+    fixed, reason, _dropped = project(resource, draft=draft)
+    return fixed, reason
 
 
 def _digest(resource: dict[str, Any], draft: bool) -> bytes | None:
@@ -52,11 +44,14 @@ def _digest(resource: dict[str, Any], draft: bool) -> bytes | None:
 
 
 class VerdictCache:
-    """Thread-safe LRU memo of :func:`validate_r4b` verdicts, ``size`` entries at most (0: off)."""
+    """Thread-safe LRU memo of :func:`validate_r4b` verdicts, ``size`` entries at most (0: off).
+
+    A verdict is the reason a resource is unreadable (a string), or the display-only elements its
+    projection drops (a tuple, empty for a clean resource)."""
 
     def __init__(self, size: int = DEFAULT_SIZE) -> None:
         self.size = size
-        self._verdicts: LRUCache[bytes, str] | None = LRUCache(maxsize=size) if size > 0 else None
+        self._verdicts: LRUCache[bytes, str | tuple[str, ...]] | None = LRUCache(maxsize=size) if size > 0 else None
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -75,13 +70,13 @@ class VerdictCache:
             else:
                 self.hits += 1
         if verdict is None:
-            fixed, verdict = validate_r4b(resource, draft=draft)
+            fixed, reason, dropped = project(resource, draft=draft)
             with self._lock:
-                self._verdicts[key] = verdict
-            return fixed, verdict
-        if verdict != _VALID:
+                self._verdicts[key] = reason if fixed is None else dropped
+            return fixed, reason
+        if isinstance(verdict, str):
             return None, verdict
-        return normalise_resource(resource, draft=draft), _VALID
+        return reproject(resource, verdict, draft=draft), ""
 
     def clear(self) -> None:
         """Forget every verdict (the benchmark's "first sight" runs; tests)."""
