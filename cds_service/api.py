@@ -128,6 +128,7 @@ def call_service(service_id: str) -> Response:
         "hookInstance": body.get("hookInstance"), "service": service.id,
         "rules": outcome.fired, "cards": len(outcome.response["cards"]),
         "prefetch": outcome.prefetch, "skipped_resources": outcome.skipped,
+        "excluded_resources": outcome.excluded,
         "ms": round((time.perf_counter() - t0) * 1000, 1)}})
     return json_response(outcome.response)
 

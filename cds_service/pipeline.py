@@ -20,28 +20,18 @@ from typing import Any, Mapping
 
 import requests
 
-from cards.engine import TYPE_WORDS, Evaluation, evaluate
-from cards.model import Card
+from cards.engine import evaluate
 from cards.registry import RuleInput
 from cards.thresholds import DEFAULT_THRESHOLDS, Thresholds
 from hooks.services import Service
 
 from .chart import BISPHOSPHONATE, DENOSUMAB, Chart, build_chart
+from .chart.identity import PatientIdentity, patient_aliases
 from .chart.verdicts import VerdictCache
+from .data_card import DATA_CARD_ID, build_data_card
 from .errors import ApiError
 from .prefetch import FetchSettings, PrefetchResult, gather
-from .request import HookRequest, parse_hook_request
-
-DATA_CARD_ID = "SERVICE-DATA-UNAVAILABLE"
-
-_REASON_WORDS = {
-    "no-fhir-server": "the request named no FHIR server", "server-not-allowed":
-    "the request's FHIR server is not on this service's allowlist", "unauthorized":
-    "the FHIR server refused the access token", "forbidden": "the FHIR server refused access",
-    "timeout": "the FHIR server did not answer in time", "deadline": "the FHIR server did not answer in time",
-    "unreachable": "the FHIR server could not be reached", "invalid-json": "the FHIR server sent an unreadable answer",
-}
-
+from .request import HookRequest, check_draft_patients, parse_hook_request
 
 @dataclass
 class HookOutcome:
@@ -52,14 +42,17 @@ class HookOutcome:
     prefetch: dict[str, str] = field(default_factory=dict)
     skipped: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    excluded: dict[str, int] = field(default_factory=dict)   # counts only (never ids) for the log
 
 
 def _triggers_antiresorptive(chart: Chart) -> bool:
     return any(d.drug.drug_class in (DENOSUMAB, BISPHOSPHONATE) for d in chart.triggers)
 
 
-def _on_therapy(chart: Chart) -> bool:
-    return any(r.drug.drug_class in (DENOSUMAB, BISPHOSPHONATE) for r in chart.medications)
+def identity_of(req: HookRequest) -> PatientIdentity:
+    """The context patient of a request, with the ``fullUrl`` aliases its Bundles give it."""
+    bundles = list(req.prefetch.values()) + [req.context.get("draftOrders")]
+    return PatientIdentity(req.patient_id, req.fhir_server, patient_aliases(req.patient_id, bundles))
 
 
 def evaluate_hook(service: Service, body: Any, *, now: datetime, fetch: FetchSettings = FetchSettings(),
@@ -70,15 +63,17 @@ def evaluate_hook(service: Service, body: Any, *, now: datetime, fetch: FetchSet
     ``verdicts``: the process's memo of R4B validation verdicts (the app's; None validates all)."""
     t0 = time.perf_counter()
     req = request or parse_hook_request(body, service.hook)
+    identity = identity_of(req)
+    check_draft_patients(req, identity)
     timings: dict[str, float] = {"parse": time.perf_counter() - t0}
 
     if service.hook != "patient-view":
         # No antiresorptive among the triggering drafts: nothing to check, nothing to fetch (§7).
         t = time.perf_counter()
         drafts_only = build_chart([], now, hook=req.hook, draft_orders=req.draft_orders,
-                                  selections=req.selections, verdicts=verdicts)
+                                  selections=req.selections, verdicts=verdicts, identity=identity)
         timings["drafts"] = time.perf_counter() - t
-        if not _triggers_antiresorptive(drafts_only):
+        if not _triggers_antiresorptive(drafts_only) and not drafts_only.unreadable_drafts:
             return HookOutcome({"cards": []}, timings=timings)
 
     t = time.perf_counter()
@@ -95,7 +90,8 @@ def evaluate_hook(service: Service, body: Any, *, now: datetime, fetch: FetchSet
 
     t = time.perf_counter()
     chart = build_chart(data.resources, now, hook=req.hook, draft_orders=req.draft_orders,
-                        selections=req.selections, unavailable=missing_types, verdicts=verdicts)
+                        selections=req.selections, unavailable=missing_types, verdicts=verdicts,
+                        identity=identity)
     timings["chart"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -103,16 +99,17 @@ def evaluate_hook(service: Service, body: Any, *, now: datetime, fetch: FetchSet
                     patient_id=req.patient_id, user_id=req.user_id)
     result = evaluate(inp)
     cards = list(result.cards)
-    relevant = _triggers_antiresorptive(chart) if req.hook != "patient-view" else _on_therapy(chart)
-    if (result.not_run or result.failed) and relevant:
-        cards.append(_data_card(result, missing_types))
+    data_card = build_data_card(result, inp, missing_types,
+                                key_types={k: r.resource_type for k, r in data.keys.items()})
+    if data_card is not None:
+        cards.append(data_card)
     timings["rules"] = time.perf_counter() - t
 
     t = time.perf_counter()
     response = {"cards": [c.to_json() for c in cards]}
     timings["serialise"] = time.perf_counter() - t
     return HookOutcome(response, fired=result.fired, prefetch=data.status_line(),
-                       skipped=len(chart.skipped), timings=timings)
+                       skipped=len(chart.skipped), timings=timings, excluded=dict(chart.excluded))
 
 
 def run_hook(service: Service, body: Any, *, now: datetime, settings: Any = None,
@@ -124,26 +121,4 @@ def run_hook(service: Service, body: Any, *, now: datetime, settings: Any = None
                          session=session).response
 
 
-def _data_card(result: Evaluation, missing: Mapping[str, str]) -> Card:
-    """One info card: which checks could not run, and why (DESIGN.md: say what could not be checked)."""
-    types = sorted({t for ts in result.not_run.values() for t in ts})
-    words = ", ".join(TYPE_WORDS.get(t, t) for t in types)
-    reasons = sorted({_REASON_WORDS.get(missing.get(t, ""), missing.get(t, "unknown")) for t in types})
-    lines = [f"- **{rule}**: needs {', '.join(TYPE_WORDS.get(t, t) for t in ts)}"
-             for rule, ts in sorted(result.not_run.items())]
-    lines += [f"- **{rule}**: failed with an internal error (reported to the service's log)"
-              for rule in result.failed]
-    if result.failed and not types:
-        reasons = ["an internal error in the service"]
-    summary = (f"Some safety checks could not run: {words} unavailable" if types
-               else "Some safety checks could not run because of an internal error")
-    if len(summary) > 139:
-        summary = "Some safety checks could not run: patient data unavailable"
-    detail = ("The service could not obtain part of the patient's record, so these checks were "
-              "**not** performed (their absence from the cards does not mean the patient is safe):\n\n"
-              + "\n".join(lines) + "\n\nWhy: " + "; ".join(reasons) + ".")
-    return Card(rule_id=DATA_CARD_ID, rule_title="Safety checks not run: data unavailable",
-                summary=summary, indicator="info", source_label="bone-safety-cds", detail=detail)
-
-
-__all__ = ["HookOutcome", "evaluate_hook", "run_hook", "DATA_CARD_ID"]
+__all__ = ["HookOutcome", "evaluate_hook", "identity_of", "run_hook", "DATA_CARD_ID"]

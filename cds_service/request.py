@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from .chart.identity import PatientIdentity
 from .errors import ApiError
 
 #: Required context fields per hook (CDS Hooks Library 1.0.1 hook pages).
@@ -206,3 +207,20 @@ def _parse_authorization(value: Any, fhir_server: str | None) -> FhirAuthorizati
     return FhirAuthorization(access_token=token, token_type="Bearer",
                              scope=str(value.get("scope") or ""), subject=str(value.get("subject") or ""),
                              patient=patient if isinstance(patient, str) else None)
+
+
+def check_draft_patients(request: HookRequest, identity: PatientIdentity) -> None:
+    """A draft order for another patient is a request error (issue 11 §1): 400 naming the entry.
+
+    A draft that names no patient is the context patient's (the CDS Hooks sandbox sends such
+    drafts); one whose ``subject`` names another patient, or cannot be matched to this one, is not.
+    """
+    bundle = request.context.get("draftOrders")
+    entries = bundle.get("entry") if isinstance(bundle, dict) else None
+    for i, entry in enumerate(entries if isinstance(entries, list) else []):
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if isinstance(resource, dict) and resource.get("subject") is not None \
+                and identity.owner(resource) == "other":
+            where = f"context.draftOrders.entry[{i}].resource.subject"
+            raise ApiError(400, "draft_order_other_patient",
+                           f"'{where}' names another patient than 'context.patientId'", field=where)

@@ -298,4 +298,5 @@ def test_a_rule_that_raises_does_not_silence_the_others(client, monkeypatch) -> 
     codes = [c["source"]["topic"]["code"] for c in cards]
     assert "DMAB-HYPOCALCEMIA" in codes and "DMAB-DENTAL-CLEARANCE" not in codes
     data_card = next(c for c in cards if c["source"]["topic"]["code"] == "SERVICE-DATA-UNAVAILABLE")
-    assert "DMAB-DENTAL-CLEARANCE" in data_card["detail"]
+    assert spec.title in data_card["detail"] and "failed" in data_card["detail"]
+    assert "DMAB-DENTAL-CLEARANCE" not in data_card["detail"]   # no rule IDs in clinician text (A29)

@@ -189,14 +189,15 @@ class Chart:
 # ---- building -----------------------------------------------------------------------------
 
 def _validate(resource: dict[str, Any], skipped: list[Skipped], *, draft: bool = False,
-              verdicts: VerdictCache | None = None, what: str = "") -> dict[str, Any] | None:
+              verdicts: VerdictCache | None = None, what: str = "",
+              drug_class: str = "") -> dict[str, Any] | None:
     """The projection of the elements the chart reads if they validate (R4B datatypes), else
     None (reported in ``skipped`` as unreadable, with ``what`` it was)."""
     fixed, reason = (verdicts.validate(resource, draft=draft) if verdicts is not None
                      else validate_r4b(resource, draft=draft))
     if fixed is None:
         skipped.append(Skipped(str(resource.get("resourceType")), str(resource.get("id") or ""), reason,
-                               what))
+                               what, drug_class=drug_class))
     return fixed
 
 
@@ -295,8 +296,9 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
         if d.get("resourceType") == "Medication" and isinstance(d.get("id"), str):
             med_index[f"Medication/{d['id']}"] = d
 
-    def valid(raw: dict[str, Any], draft: bool = False, what: str = "") -> dict[str, Any] | None:
-        return _validate(raw, skipped, draft=draft, verdicts=verdicts, what=what)
+    def valid(raw: dict[str, Any], draft: bool = False, what: str = "",
+              drug_class: str = "") -> dict[str, Any] | None:
+        return _validate(raw, skipped, draft=draft, verdicts=verdicts, what=what, drug_class=drug_class)
 
     patient_res = next(_read(by_type.get("Patient", [])[:1], valid, skipped), None)
     patient = clinical.to_patient(patient_res, today)
@@ -311,7 +313,9 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
         res = valid(raw, draft=True, what="the ordered medication")
         if res is None:
             drug = medications.classify(raw, vs, med_index)   # defensive reader: raw is safe here
-            if drug is not None and drug.drug_class in (DENOSUMAB, BISPHOSPHONATE):
+            trigger = hook == "order-sign" or (hook == "order-select"
+                                               and f"MedicationRequest/{raw.get('id', '')}" in selected)
+            if drug is not None and trigger and drug.drug_class in (DENOSUMAB, BISPHOSPHONATE):
                 unreadable_drafts.append(drug.agent.replace("-", " "))
             return None
         draft_ids.add(str(res.get("id")))
@@ -323,8 +327,8 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
                           dose_mg=medications.dose_mg_of(res), timing=medications.timing_of(res),
                           reason_codings=codings, reason_texts=texts, resource=res)
 
-    drafts = list(_read(drafts_raw, draft, skipped))
     selected = set(selections)
+    drafts = list(_read(drafts_raw, draft, skipped))
     triggers = drafts if hook == "order-sign" else [d for d in drafts if d.ref in selected] \
         if hook == "order-select" else []
 
@@ -337,7 +341,7 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
         drug = medications.classify(raw, vs, med_index)
         if drug is None:
             return None
-        res = valid(raw, what=drug.agent.replace("-", " "))
+        res = valid(raw, what=drug.agent.replace("-", " "), drug_class=drug.drug_class)
         if res is None:
             return None
         rec = medications.to_record(res, drug)

@@ -209,3 +209,4 @@ class Skipped:
     reason: str
     what: str = ""
     unreadable: bool = True
+    drug_class: str = ""        # a medication record's class (D3), when it was classified
