@@ -16,6 +16,7 @@ from cards.engine import evaluate
 from cards.registry import RuleInput
 from cards.thresholds import DEFAULT_THRESHOLDS, Thresholds
 from cds_service.chart import build_chart
+from cds_service.chart.identity import PatientIdentity
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 LOINC = "http://loinc.org"
@@ -213,7 +214,7 @@ def evaluate_rules(resources: Iterable[dict[str, Any]], *, hook: str = "order-si
     if selections is None:
         selections = [f"MedicationRequest/{d['id']}" for d in drafts]
     chart = build_chart(list(resources), now, hook=hook, draft_orders=drafts, selections=selections,
-                        unavailable=unavailable)
+                        unavailable=unavailable, identity=PatientIdentity(PID))
     result = evaluate(RuleInput(chart=chart, hook=hook, now=now, thresholds=thresholds,
                                 patient_id=PID, user_id="Practitioner/prac-1"))
     return [c.to_json() for c in result.cards]
