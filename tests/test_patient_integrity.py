@@ -310,3 +310,16 @@ def test_required_read_element_missing_is_unreadable() -> None:
     del dose["effectiveDateTime"]
     fixed, reason, _ = project(dose)
     assert fixed is None and "effectiveDateTime or effectivePeriod is required" in reason
+
+
+def test_stu3_dose_quantity_in_dosage_instruction_is_repaired_not_lost() -> None:
+    """Epic's sample MedicationRequest puts doseQuantity directly in dosageInstruction (STU3):
+    repaired into doseAndRate (IOP-1), so the order and its dose stay readable."""
+    d = draft(code=None, text="denosumab injection")
+    d["dosageInstruction"] = [{"text": "once", "doseQuantity": {"value": 120, "unit": "mg",
+                                                               "system": "http://unitsofmeasure.org",
+                                                               "code": "mg"}}]
+    fixed, reason, _ = project(d, draft=True)
+    assert reason == "" and fixed["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] == 120
+    chart = build_chart([], NOW, hook="order-sign", draft_orders=[d], identity=PatientIdentity(PID))
+    assert chart.triggers[0].drug.regimen == "120mg" and chart.unreadable == []

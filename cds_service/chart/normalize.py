@@ -2,7 +2,8 @@
 
 The CDS Hooks sandbox sends draft MedicationRequests without ``intent`` and with ``category``
 and ``reasonCode`` as single objects instead of lists; its ``draftOrders`` Bundle has no
-``type``. DESIGN.md "Lessons from the field": normalise these, then validate.
+``type``. Epic's sample MedicationRequest puts ``doseQuantity``/``rateQuantity`` directly in
+``dosageInstruction`` (the STU3 shape): moved into ``doseAndRate`` so the order stays readable. DESIGN.md "Lessons from the field": normalise these, then validate.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ def normalise_resource(resource: dict[str, Any], *, draft: bool = False) -> dict
             out[name] = [value]
         elif value == [] or value is None:
             out.pop(name, None)
+    for name in ("dosageInstruction", "dosage"):
+        if isinstance(out.get(name), list):
+            out[name] = [_dose_and_rate(d) for d in out[name]]
     if rtype == "MedicationRequest":
         if not out.get("intent"):
             out["intent"] = "order"
@@ -47,3 +51,17 @@ def normalise_resource(resource: dict[str, Any], *, draft: bool = False) -> dict
         out["contained"] = [normalise_resource(c) if isinstance(c, dict) else c
                             for c in out["contained"]]
     return out
+
+
+def _dose_and_rate(dosage: Any) -> Any:
+    """An STU3-shaped Dosage (``doseQuantity``/``doseRange``/``rateQuantity`` at its top) in the R4
+    shape (inside ``doseAndRate``); anything else unchanged."""
+    if not isinstance(dosage, dict) or "doseAndRate" in dosage:
+        return dosage
+    stu3 = {k: dosage[k] for k in ("doseQuantity", "doseRange", "rateQuantity", "rateRange", "rateRatio")
+            if k in dosage}
+    if not stu3:
+        return dosage
+    fixed = {k: v for k, v in dosage.items() if k not in stu3}
+    fixed["doseAndRate"] = [stu3]
+    return fixed
