@@ -190,11 +190,11 @@ class Chart:
 
 def _validate(resource: dict[str, Any], skipped: list[Skipped], *, draft: bool = False,
               verdicts: VerdictCache | None = None, what: str = "",
-              drug_class: str = "") -> dict[str, Any] | None:
+              drug_class: str = "", memo: dict | None = None) -> dict[str, Any] | None:
     """The projection of the elements the chart reads if they validate (R4B datatypes), else
     None (reported in ``skipped`` as unreadable, with ``what`` it was)."""
-    fixed, reason = (verdicts.validate(resource, draft=draft) if verdicts is not None
-                     else validate_r4b(resource, draft=draft))
+    fixed, reason = (verdicts.validate(resource, draft=draft, memo=memo) if verdicts is not None
+                     else validate_r4b(resource, draft=draft, memo=memo))
     if fixed is None:
         skipped.append(Skipped(str(resource.get("resourceType")), str(resource.get("id") or ""), reason,
                                what, drug_class=drug_class))
@@ -296,9 +296,12 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
         if d.get("resourceType") == "Medication" and isinstance(d.get("id"), str):
             med_index[f"Medication/{d['id']}"] = d
 
+    memo: dict = {}   # this request's element verdicts (projection.py): each distinct value once
+
     def valid(raw: dict[str, Any], draft: bool = False, what: str = "",
               drug_class: str = "") -> dict[str, Any] | None:
-        return _validate(raw, skipped, draft=draft, verdicts=verdicts, what=what, drug_class=drug_class)
+        return _validate(raw, skipped, draft=draft, verdicts=verdicts, what=what, drug_class=drug_class,
+                         memo=memo)
 
     patient_res = next(_read(by_type.get("Patient", [])[:1], valid, skipped), None)
     patient = clinical.to_patient(patient_res, today)

@@ -11,13 +11,19 @@ annotation on the R4B model class), and the projection holds those elements only
 * readers can never read an element that was not validated: it is not in the projection.
 
 Display-only elements (:data:`OPTIONAL_ELEMENTS`) are dropped when invalid instead.
+
+One request repeats the same element values many times (every dose of a drug has the same
+``medicationCodeableConcept``, ``subject`` and dosage; every calcium the same ``code``): a
+per-request ``memo`` keeps each distinct value's verdict, keyed by its JSON text, so each is
+validated once (the same validator on the same content gives the same verdict).
 Pure: no I/O. Known client deviations are repaired first (:mod:`.normalize`, IOP-1).
 """
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
-from typing import Any
+from typing import Any, MutableMapping
 
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import TypeAdapter, ValidationError
@@ -86,7 +92,7 @@ def _why(resource_type: str, element: str, exc: ValidationError) -> str:
     return f"invalid {resource_type}.{element}{'.' + loc if loc else ''}: {msg}"
 
 
-def _contained(fixed: dict[str, Any], rtype: str) -> tuple[list[dict[str, Any]] | None, str, tuple[str, ...]]:
+def _contained(fixed: dict[str, Any], rtype: str, memo: "Memo | None") -> tuple[list[dict[str, Any]] | None, str, tuple[str, ...]]:
     """Contained Medications, each projected (others are not read); reason when one is invalid."""
     value = fixed.get("contained")
     if not isinstance(value, list):
@@ -94,18 +100,45 @@ def _contained(fixed: dict[str, Any], rtype: str) -> tuple[list[dict[str, Any]] 
     out: list[dict[str, Any]] = []
     for item in value:
         if isinstance(item, dict) and item.get("resourceType") == "Medication":
-            med, why, _ = project(item)
+            med, why, _ = project(item, memo=memo)
             if med is None:
                 return None, f"invalid {rtype}.contained Medication: {why.split(': ', 1)[-1]}", ()
             out.append(med)
     return out, "", ()
 
 
-def project(resource: dict[str, Any], *, draft: bool = False) -> tuple[dict[str, Any] | None, str, tuple[str, ...]]:
+Memo = MutableMapping[tuple[str, str, str], str]
+
+
+def _check(rtype: str, name: str, value: Any, memo: Memo | None) -> str:
+    """"" when ``value`` is a valid ``rtype.name`` (its R4B datatype), else the reason."""
+    key = None
+    if memo is not None:
+        try:
+            key = (rtype, name, json.dumps(value, separators=(",", ":"), allow_nan=True))
+        except (TypeError, ValueError, RecursionError):
+            key = None
+        if key is not None and key in memo:
+            return memo[key]
+    try:
+        _adapter(rtype, name).validate_python(value)
+        why = ""
+    except ValidationError as exc:
+        why = _why(rtype, name, exc)
+    except (TypeError, ValueError, RecursionError):
+        why = f"invalid {rtype}.{name}: malformed"
+    if key is not None:
+        memo[key] = why   # type: ignore[index]
+    return why
+
+
+def project(resource: dict[str, Any], *, draft: bool = False,
+            memo: Memo | None = None) -> tuple[dict[str, Any] | None, str, tuple[str, ...]]:
     """``(projection, "", dropped)`` when every read element validates (``dropped``: invalid
     display-only elements left out), else ``(None, reason, ())``. The input is never modified.
 
-    ``draft`` marks an order of the hook's own ``draftOrders`` (IOP-1 repairs, see normalize)."""
+    ``draft`` marks an order of the hook's own ``draftOrders`` (IOP-1 repairs, see normalize);
+    ``memo``: verdicts of element values already seen in this request (see the module doc)."""
     rtype = str(resource.get("resourceType"))
     elements = READ_ELEMENTS.get(rtype)
     if elements is None:
@@ -133,24 +166,18 @@ def project(resource: dict[str, Any], *, draft: bool = False) -> tuple[dict[str,
         if name == "issued" and any(fixed.get(e) is not None for e in _EFFECTIVE):
             continue   # not read: effective[x] gives the date
         if name == "contained":
-            meds, why, _ = _contained(fixed, rtype)
+            meds, why, _ = _contained(fixed, rtype, memo)
             if meds is None:
                 return None, why, ()
             if meds:
                 out["contained"] = meds
             continue
-        try:
-            _adapter(rtype, name).validate_python(fixed[name])
-        except ValidationError as exc:
+        why = _check(rtype, name, fixed[name], memo)
+        if why:
             if name in optional:
                 dropped.append(name)
                 continue
-            return None, _why(rtype, name, exc), ()
-        except (TypeError, ValueError, RecursionError):
-            if name in optional:
-                dropped.append(name)
-                continue
-            return None, f"invalid {rtype}.{name}: malformed", ()
+            return None, why, ()
         out[name] = fixed[name]
     return out, "", tuple(dropped)
 

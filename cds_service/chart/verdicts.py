@@ -19,16 +19,17 @@ from typing import Any
 
 from cachetools import LRUCache
 
-from .projection import project, reproject
+from .projection import Memo, project, reproject
 
 #: Entries kept by default: about 210 bytes each (16-byte digest, verdict, LRU links), ~10 MB per worker.
 DEFAULT_SIZE = 50_000
 
 
-def validate_r4b(resource: dict[str, Any], *, draft: bool = False) -> tuple[dict[str, Any] | None, str]:
+def validate_r4b(resource: dict[str, Any], *, draft: bool = False,
+                 memo: Memo | None = None) -> tuple[dict[str, Any] | None, str]:
     """(projection, "") when every element the chart reads validates with its R4B datatype,
-    else (None, reason naming the element)."""
-    fixed, reason, _dropped = project(resource, draft=draft)
+    else (None, reason naming the element). ``memo``: this request's element verdicts."""
+    fixed, reason, _dropped = project(resource, draft=draft, memo=memo)
     return fixed, reason
 
 
@@ -56,13 +57,14 @@ class VerdictCache:
         self.hits = 0
         self.misses = 0
 
-    def validate(self, resource: dict[str, Any], *, draft: bool = False) -> tuple[dict[str, Any] | None, str]:
+    def validate(self, resource: dict[str, Any], *, draft: bool = False,
+                 memo: Memo | None = None) -> tuple[dict[str, Any] | None, str]:
         """The verdict of :func:`validate_r4b`, from the memo when this content was seen before."""
         if self._verdicts is None:
-            return validate_r4b(resource, draft=draft)
+            return validate_r4b(resource, draft=draft, memo=memo)
         key = _digest(resource, draft)
         if key is None:
-            return validate_r4b(resource, draft=draft)
+            return validate_r4b(resource, draft=draft, memo=memo)
         with self._lock:
             verdict = self._verdicts.get(key)
             if verdict is None:
@@ -70,7 +72,7 @@ class VerdictCache:
             else:
                 self.hits += 1
         if verdict is None:
-            fixed, reason, dropped = project(resource, draft=draft)
+            fixed, reason, dropped = project(resource, draft=draft, memo=memo)
             with self._lock:
                 self._verdicts[key] = reason if fixed is None else dropped
             return fixed, reason
