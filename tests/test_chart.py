@@ -229,7 +229,7 @@ def test_d5_egfr_preference_same_day_and_race_split_lower() -> None:
 def test_d5_egfr_and_calcium_read_only_as_far_as_the_answer_needs() -> None:
     """The newest day with a usable eGFR decides (D5), so older results are never read: an
     unreadable one older than that day is not even reported; a newest day with nothing usable
-    falls back to the next day that has a usable result."""
+    decides too (A39: "present but not usable"), so nothing older is read either."""
     unreadable = observation(EGFR, 50, "mL/min/{1.73_m2}", "2026-06-01")
     unreadable["valueQuantity"]["value"] = "fifty"          # invalid R4B decimal: skipped when read
     c = chart(observation("33914-3", 40, "mL/min/{1.73_m2}", "2026-11-01"),
@@ -237,8 +237,11 @@ def test_d5_egfr_and_calcium_read_only_as_far_as_the_answer_needs() -> None:
               observation(CALCIUM_SERUM, 9.1, "mg/dL", "2026-11-20"), observation(CALCIUM_SERUM, "x", "mg/dL", "2026-11-02"))
     assert c.egfr(365).value == 38 and c.calcium(30).value == Decimal("9.1")
     assert c.skipped == []                                 # neither older result was read
-    newest_unusable = chart(observation(EGFR, None, None, "2026-11-10"), observation(EGFR, 61, "mL/min/{1.73_m2}", "2026-10-01"))
-    assert newest_unusable.egfr(365).value == 61
+    older = observation(EGFR, 61, "mL/min/{1.73_m2}", "2026-10-01")
+    older["valueQuantity"]["value"] = "sixty-one"            # would be reported if it were read
+    newest_unusable = chart(observation(EGFR, None, None, "2026-11-10"), older)
+    assert newest_unusable.egfr(365) is None and newest_unusable.egfr_day(365).present_unusable
+    assert newest_unusable.skipped == []                     # the latest date decided: 2026-10-01 unread
     beyond = observation(EGFR, 70, "mL/min/{1.73_m2}", "2025-01-01")
     beyond["valueQuantity"]["value"] = "seventy"             # outside the 365-day window
     none_in_window = chart(observation(EGFR, None, None, "2026-11-10"), beyond)
