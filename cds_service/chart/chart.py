@@ -167,10 +167,11 @@ class Chart:
                                   limits.ionized_severe_mmol_l, limits.albumin_reference_g_dl,
                                   limits.albumin_pairing_days)
 
-    def previous_calcium(self, window_days: int, before: date,
+    def previous_calcium(self, window_days: int | None, before: date,
                          limits: CalciumLimits = CalciumLimits()) -> CalciumJudgement | None:
         """The calcium of the newest date before ``before`` that has a usable one, judged per D5:
-        what a card names as "the previous result" when the latest is unusable (A39)."""
+        what a card names as "the previous result" when the latest is unusable (A39); ``window_days``
+        None: any age (a stale result)."""
         return labs.judge_calcium(self.results, self.today, window_days, limits.low_mg_dl,
                                   limits.severe_mg_dl, limits.ionized_low_mmol_l,
                                   limits.ionized_severe_mmol_l, limits.albumin_reference_g_dl,

@@ -298,7 +298,7 @@ def latest_day(results: Iterable[Lab], today: date, days: int | None, *,
 CALCIUM_CONCEPTS: tuple[str, ...] = ("calcium-serum", "calcium-corrected", "calcium-ionized")
 
 
-def latest_calcium_day(labs: Mapping[str, Sequence[Lab]], today: date, days: int, *,
+def latest_calcium_day(labs: Mapping[str, Sequence[Lab]], today: date, days: int | None, *,
                        before: date | None = None, usable_only: bool = False) -> LabDay:
     """The latest date within the window holding a calcium result of any of the three forms
     (total, lab-corrected, ionized), with every calcium result of that date (D5, A39). Each form
@@ -388,7 +388,7 @@ def judge_calcium_day(day: LabDay, albumin: Sequence[Lab], low_mg_dl: Decimal,
                             albumin_unusable=pairing.results[0] if pairing.present_unusable else None)
 
 
-def judge_calcium(labs: Mapping[str, Sequence[Lab]], today: date, window_days: int,
+def judge_calcium(labs: Mapping[str, Sequence[Lab]], today: date, window_days: int | None,
                   low_mg_dl: Decimal, severe_mg_dl: Decimal, ionized_low: Decimal,
                   ionized_severe: Decimal, albumin_reference: Decimal,
                   albumin_pairing_days: int, *, before: date | None = None) -> CalciumJudgement | None:
