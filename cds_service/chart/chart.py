@@ -187,7 +187,7 @@ class Chart:
         candidates = labs.newest_usable_day(self.results.get("egfr", ()), self.today, within_days)
         return labs.select_egfr(candidates, self._pediatric)
 
-    def previous_egfr(self, within_days: int, before: date) -> Lab | None:
+    def previous_egfr(self, within_days: int | None, before: date) -> Lab | None:
         """The eGFR of the newest date before ``before`` that has a usable one (code preference):
         named by a card when the latest eGFR is unusable (A39), never judged."""
         day = labs.latest_day(self.results.get("egfr", ()), self.today, within_days,
