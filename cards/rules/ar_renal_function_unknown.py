@@ -141,8 +141,9 @@ def ar_renal_function_unknown(inp: RuleInput) -> Card | None:
                      "value needs age and sex and must be labelled \"calculated\").")
     else:
         older = inp.chart.newest_any("creatinine")
-        lines.append("No serum creatinine in the window either" + (
-            f" (last: {tx.lab_text(older)})." if older else " (none on record)."))
+        lines.append("No usable serum creatinine in the window either" + (
+            f" (last: {tx.lab_text(older) if older.usable else tx.unusable_finding(older)})."
+            if older else " (none on record)."))
     lines.append("")
     why = ["Kidney function decides how these drugs are used:"]
     if any(d.drug.drug_class == DENOSUMAB for d in concerned):

@@ -259,3 +259,12 @@ def test_a39_unusable_latest_with_a_severe_ckd_record_is_not_unknown():
     res = base() + [observation(EGFR, 13.4, None, ago(1)), condition("N18.5", ICD10)]
     assert run(RID, res, drafts=[draft(DMAB60)]) is None
     assert "DMAB-CKD-CALCIUM-MONITORING" in engine_ids(res, drafts=[draft(DMAB60)])
+
+
+def test_a39_unusable_latest_creatinine_is_not_named_as_a_value() -> None:
+    bad = observation(CREATININE, None, None, ago(3))
+    bad["dataAbsentReason"] = {"coding": [{"system": DAR, "code": "error", "display": "Error"}]}
+    res = base() + [bad, observation(CREATININE, 1.1, "mg/dL", ago(12))]
+    card = run(RID, res, drafts=[draft(ZOL5)])
+    assert "(creatinine" not in card["summary"]           # the older 1.1 is not used
+    assert f"(last: Creatinine on {ago(3).isoformat()}: no value (Error))" in card["detail"]
