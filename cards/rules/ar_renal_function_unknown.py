@@ -13,6 +13,10 @@ window of the draft (denosumab and oral bisphosphonates ``egfr_lookback_days_den
 CKD stage 4/5, ESRD or dialysis record exists (a known severe CKD is not "unknown"; then
 DMAB-CKD-CALCIUM-MONITORING / BP-RENAL-CONTRAINDICATION speak). A creatinine without an eGFR
 still fires, naming the creatinine value; this service does not calculate eGFR (optional, §8.3).
+A39: an eGFR whose latest date in the window holds only unusable results (unit not recognised, no
+value, no numeric value) is no usable kidney measure, even with an older usable eGFR in the window:
+the card names it in D5's wording, and the older eGFR ("was below N" when it crosses a cut-off of
+the drafts).
 """
 
 from __future__ import annotations

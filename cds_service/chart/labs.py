@@ -1,5 +1,9 @@
 """Laboratory results: reading Observations, the calcium to judge, the eGFR to use (RULES.md D5).
 
+"The latest decides" (D5, A39): per concept the latest counting result dated within the rule's
+window decides, usable or not (:func:`latest_day`); a date whose results are all unusable is
+"present but not usable" and no older result stands in for it.
+
 Evidence: RULES.md D5 and §8 items 1, 2, 18; Payne albumin correction; eGFR code preference
 (CKD-EPI 2021 first, race-split pairs take the lower value).
 """
