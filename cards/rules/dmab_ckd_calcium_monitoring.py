@@ -114,10 +114,8 @@ def dmab_ckd_calcium_monitoring(inp: RuleInput) -> Card | None:
         "the first month after each dose, then monthly; ensure adequate calcium and active "
         "vitamin D as nephrology directs.",
         "",
-        f"**Evidence.** {tx.SEED_001} §Calcium and Vitamin D Supplementation, §Hypocalcemia, "
-        "§Special Populations › Renal Impairment, §Critical Clinical Pitfalls #5; Prolia label "
-        "boxed warning and §5.1 (2024); FDA Drug Safety Communication 19 Jan 2024. RULES.md §3 "
-        "DMAB-CKD-CALCIUM-MONITORING, D9.",
+        "**Evidence.** Prolia label, boxed warning and section 5.1 (2024); FDA Drug Safety "
+        "Communication 19 Jan 2024.",
     ]
 
     ctx = inp.orders

@@ -92,11 +92,11 @@ def dmab_pregnancy_status_unverified(inp: RuleInput) -> Card | None:
         "**What to do.** Check a urine or serum hCG before the first dose (or document the status "
         "verified otherwise) and discuss contraception.",
         "",
-        f"**Evidence.** {tx.SEED_001} §Pregnancy and Lactation; Prolia label §8.3. RULES.md §3 "
-        "DMAB-PREGNANCY-STATUS-UNVERIFIED, D8, §8 item 13.",
+        "**Evidence.** Prolia label, sections 2.1 and 8.3 (verify pregnancy status; "
+        "contraception for at least 5 months after the last dose).",
     ]
     return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator="info",
-                source_label="FDA label: Prolia §8.3 (verify pregnancy status before starting)",
+                source_label="FDA label: Prolia (verify pregnancy status before starting)",
                 detail="\n".join(lines),
                 suggestions=[_hcg(inp, "hcg-urine", "Order urine hCG"),
                              _hcg(inp, "hcg-serum", "Order serum hCG")],

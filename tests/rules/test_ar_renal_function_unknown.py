@@ -268,3 +268,22 @@ def test_a39_unusable_latest_creatinine_is_not_named_as_a_value() -> None:
     card = run(RID, res, drafts=[draft(ZOL5)])
     assert "(creatinine" not in card["summary"]           # the older 1.1 is not used
     assert f"(last: Creatinine on {ago(3).isoformat()}: no value (Error))" in card["detail"]
+
+
+def test_a39_fallback_card_texts_have_no_internal_references() -> None:
+    import re
+    from tests.factory import VITD, evaluate_rules
+    patterns = (r"RULES\.md", r"codes\.json", "§", r"(?i)\bseeds?\b", r"\b\d{3}_[0-9a-f]{16}\b",
+                r"\(D(10|[1-9])\)", r"\b[a-z][a-z0-9]*(_[a-z0-9]+)+\b", r"\burn:",
+                r"\b(Patient|Observation|Condition|Procedure|MedicationRequest)/[A-Za-z0-9.\-]+")
+    res = base() + [observation(EGFR, 13.4, "mL/min/m2", ago(1)), observation(EGFR, 25, EGFR_UNIT, ago(23)),
+                    _egfr_no_value(ago(400)), observation(VITD, 31.2, "ug", ago(4), ucum=False),
+                    observation(VITD, 30, "ng/mL", ago(60))]
+    cards = evaluate_rules(res, drafts=[draft(DMAB60)])
+    wanted = {"AR-RENAL-FUNCTION-UNKNOWN", "DMAB-VITD-NOT-CHECKED"}
+    assert wanted <= {c["source"]["topic"]["code"] for c in cards}
+    for card in cards:
+        if card["source"]["topic"]["code"] in wanted:
+            for text in (card["summary"], card["detail"], card["source"]["label"]):
+                for p in patterns:
+                    assert not re.search(p, text), (card["source"]["topic"]["code"], p, text)

@@ -162,3 +162,22 @@ def test_a39_unusable_latest_calcium_is_no_usable_calcium_and_the_card_says_so()
     usable = run(RULE, [patient(), condition("N18.5", ICD10), observation("17861-6", 9.3, "mg/dL", ago(1)),
                         _calcium_no_value(10)], drafts=[draft()])
     assert "No usable calcium" not in usable["detail"] and "9.3 mg/dL" in usable["detail"]
+
+
+def test_a39_touched_card_texts_have_no_internal_references() -> None:
+    import re
+    from tests.factory import evaluate_rules
+    from tests.rules._dmab_helpers import woman
+    patterns = (r"RULES\.md", r"codes\.json", "§", r"(?i)\bseeds?\b", r"\b\d{3}_[0-9a-f]{16}\b",
+                r"\(D(10|[1-9])\)", r"\b[a-z][a-z0-9]*(_[a-z0-9]+)+\b", r"\burn:",
+                r"\b(Patient|Observation|Condition|Procedure|MedicationRequest)/[A-Za-z0-9.\-]+")
+    cases = [
+        ([patient(), condition("N18.5", ICD10), _calcium_no_value(1), observation(EGFR, 13.4, None, ago(2)),
+          observation("17861-6", 9.3, "mg/dL", ago(10))], RULE),
+        ([woman(30), observation("2106-3", None, None, ago(3))], "DMAB-PREGNANCY-STATUS-UNVERIFIED"),
+    ]
+    for res, rule_id in cases:
+        card = next(c for c in evaluate_rules(res, drafts=[draft()]) if c["source"]["topic"]["code"] == rule_id)
+        for text in (card["summary"], card["detail"], card["source"]["label"]):
+            for p in patterns:
+                assert not re.search(p, text), (rule_id, p, text)
