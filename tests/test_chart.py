@@ -229,7 +229,7 @@ def test_d5_egfr_preference_same_day_and_race_split_lower() -> None:
 def test_d5_egfr_and_calcium_read_only_as_far_as_the_answer_needs() -> None:
     """The newest day with a usable eGFR decides (D5), so older results are never read: an
     unreadable one older than that day is not even reported; a newest day with nothing usable
-    falls back to the next day that has a usable result."""
+    decides too (A39: "present but not usable"), so nothing older is read either."""
     unreadable = observation(EGFR, 50, "mL/min/{1.73_m2}", "2026-06-01")
     unreadable["valueQuantity"]["value"] = "fifty"          # invalid R4B decimal: skipped when read
     c = chart(observation("33914-3", 40, "mL/min/{1.73_m2}", "2026-11-01"),
@@ -237,8 +237,11 @@ def test_d5_egfr_and_calcium_read_only_as_far_as_the_answer_needs() -> None:
               observation(CALCIUM_SERUM, 9.1, "mg/dL", "2026-11-20"), observation(CALCIUM_SERUM, "x", "mg/dL", "2026-11-02"))
     assert c.egfr(365).value == 38 and c.calcium(30).value == Decimal("9.1")
     assert c.skipped == []                                 # neither older result was read
-    newest_unusable = chart(observation(EGFR, None, None, "2026-11-10"), observation(EGFR, 61, "mL/min/{1.73_m2}", "2026-10-01"))
-    assert newest_unusable.egfr(365).value == 61
+    older = observation(EGFR, 61, "mL/min/{1.73_m2}", "2026-10-01")
+    older["valueQuantity"]["value"] = "sixty-one"            # would be reported if it were read
+    newest_unusable = chart(observation(EGFR, None, None, "2026-11-10"), older)
+    assert newest_unusable.egfr(365) is None and newest_unusable.egfr_day(365).present_unusable
+    assert newest_unusable.skipped == []                     # the latest date decided: 2026-10-01 unread
     beyond = observation(EGFR, 70, "mL/min/{1.73_m2}", "2025-01-01")
     beyond["valueQuantity"]["value"] = "seventy"             # outside the 365-day window
     none_in_window = chart(observation(EGFR, None, None, "2026-11-10"), beyond)
@@ -338,3 +341,120 @@ def test_text_patterns_are_lower_case_and_match_any_case() -> None:
     assert "calcium-supplement" in vs.text_matches(["CALCIUM CARBONATE 500 MG"])
     assert "osteonecrosis-of-jaw" in vs.text_matches(["Osteonecrosis Of The Jaw"])
     assert vs.text_matches(["Metformin 500 MG"]) == frozenset()
+
+
+# ---- D5 / A39: the latest result in the window decides ----------------------------------------
+
+_DAR = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
+
+
+def _absent(code: str, when: str, display: str | None = "Error", reason_code: str = "error") -> dict:
+    obs = observation(code, None, None, when)
+    obs["dataAbsentReason"] = {"coding": [{"system": _DAR, "code": reason_code,
+                                           **({"display": display} if display else {})}]}
+    return obs
+
+
+@pytest.mark.parametrize("obs, kind, sent, words", [
+    (lambda: observation(EGFR, 13.4, None, "2026-11-22"), "unit", None,
+     "eGFR 13 on 2026-11-22: unit not recognised (no unit)"),
+    (lambda: observation(EGFR, 13.5, "mL/s", "2026-11-22"), "unit", "mL/s",
+     'eGFR 14 on 2026-11-22: unit not recognised ("mL/s")'),
+    (lambda: observation(CALCIUM_SERUM, 2.1149, "mmol", "2026-11-22", ucum=False), "unit", "mmol",
+     'Calcium 2.1 on 2026-11-22: unit not recognised ("mmol")'),
+    (lambda: observation(CALCIUM_SERUM, 8.0, "mg/dL", "2026-11-22", comparator="<") | {"valueQuantity": {"value": 8.0, "comparator": "<", "unit": "furlongs"}},
+     "unit", "furlongs", 'Calcium <8.0 on 2026-11-22: unit not recognised ("furlongs")'),
+    (lambda: _absent(CALCIUM_SERUM, "2026-11-22"), "no-value", "Error", "Calcium on 2026-11-22: no value (Error)"),
+    (lambda: _absent(CALCIUM_SERUM, "2026-11-22", display=None), "no-value", "error",
+     "Calcium on 2026-11-22: no value (error)"),
+    (lambda: observation(CALCIUM_SERUM, None, None, "2026-11-22"), "no-value", None, "Calcium on 2026-11-22: no value"),
+    (lambda: observation(VITD, None, None, "2026-11-22", value_string="pending"), "not-a-number", "pending",
+     '25-OH vitamin D on 2026-11-22: no numeric value ("pending")'),
+    (lambda: observation(ALBUMIN, None, None, "2026-11-22", value_code=("http://snomed.info/sct", "260385009")),
+     "not-a-number", "260385009", 'Albumin on 2026-11-22: no numeric value ("260385009")'),
+    (lambda: observation(VITD, None, None, "2026-11-22", value_string="<5"), "unit", None,
+     "25-OH vitamin D <5 on 2026-11-22: unit not recognised (no unit)"),
+])
+def test_a39_unusable_reason_and_wording(obs, kind, sent, words) -> None:
+    resource = obs()
+    concept = {EGFR: "egfr", CALCIUM_SERUM: "calcium-serum", VITD: "vitamin-d-25oh",
+               ALBUMIN: "albumin"}[resource["code"]["coding"][0]["code"]]
+    lab = chart(resource).labs(concept)[0]
+    assert not lab.usable and lab.unusable == kind and lab.sent == sent
+    assert lab.unusable_text() == words
+
+
+def test_a39_usable_results_have_no_reason_and_a_value_string_may_carry_its_unit() -> None:
+    c = chart(observation(VITD, None, None, "2026-11-22", value_string="<5 ng/mL"),
+              observation(EGFR, None, None, "2026-11-22", value_string=">60 mL/min/1.73m2"))
+    vitd, egfr = c.labs("vitamin-d-25oh")[0], c.labs("egfr")[0]
+    assert vitd.usable and vitd.unusable is None and vitd.unusable_text() is None and vitd.value == Decimal("5.0")
+    assert egfr.usable and egfr.value == 60 and egfr.comparator == ">"
+
+
+def test_a39_latest_day_decides_usable_or_not_and_stops_reading_there() -> None:
+    unreadable = observation(CALCIUM_SERUM, 9.0, "mg/dL", "2026-10-30")
+    unreadable["valueQuantity"]["value"] = "nine"           # reported only if read
+    c = chart(_absent(CALCIUM_SERUM, "2026-11-22"), observation(CALCIUM_SERUM, 7.0, "mg/dL", "2026-11-10"),
+              unreadable)
+    day = c.latest_day("calcium-serum", 30)
+    assert day.date == date(2026, 11, 22) and day.present_unusable and day.decisive is None
+    assert c.latest("calcium-serum", 30) is None and c.calcium(30) is None
+    assert c.calcium_day(30).present_unusable and c.skipped == []   # nothing older was read
+    prev = c.previous_calcium(30, day.date)
+    assert prev is not None and prev.value == Decimal("7.0") and prev.low
+    assert c.previous_usable("calcium-serum", day.date, 30).value == Decimal("7.0")
+    # an unusable result older than a usable one changes nothing
+    newer = chart(observation(CALCIUM_SERUM, 9.1, "mg/dL", "2026-11-22"), _absent(CALCIUM_SERUM, "2026-11-20"))
+    assert newer.calcium(30).value == Decimal("9.1") and not newer.calcium_day(30).present_unusable
+
+
+def test_a39_window_first_unusable_outside_the_window_is_not_the_latest() -> None:
+    c = chart(_absent(EGFR, "2026-10-01"), observation(EGFR, 50, "mL/min/{1.73_m2}", "2026-09-01"))
+    assert c.egfr_day(30).date is None and c.egfr(30) is None           # nothing in 30 days
+    assert c.egfr_day(365).present_unusable and c.egfr(365) is None     # in 365 days the latest is unusable
+    assert c.previous_egfr(365, date(2026, 10, 1)).value == 50
+
+
+def test_a39_same_date_usable_egfr_decides_by_code_preference() -> None:
+    c = chart(observation(EGFR, 20, None, "2026-11-20"), observation("33914-3", 44, "mL/min/{1.73_m2}", "2026-11-20"),
+              observation("62238-1", 41, "mL/min/{1.73_m2}", "2026-11-20"), observation(EGFR, 12, "mL/min/{1.73_m2}", "2026-11-01"))
+    assert c.egfr(365).value == 41                                      # 62238-1 ranks before 33914-3
+    assert len(c.egfr_day(365).results) == 3 and len(c.egfr_day(365).usable) == 2
+
+
+@pytest.mark.parametrize("resources, kind, value", [
+    # the latest date holds an unusable ionized and a usable total: the total decides
+    ([observation(CALCIUM_IONIZED, 1.0, "mg", "2026-11-20", ucum=False), observation(CALCIUM_SERUM, 8.2, "mg/dL", "2026-11-20"),
+      observation(CALCIUM_IONIZED, 1.25, "mmol/L", "2026-11-18")], "measured", "8.2"),
+    # usable ionized and total on the latest date: ionized first (step 1)
+    ([observation(CALCIUM_IONIZED, 1.25, "mmol/L", "2026-11-20"), observation(CALCIUM_SERUM, 8.2, "mg/dL", "2026-11-20")],
+     "ionized", "1.25"),
+    # lab-corrected and total on the latest date: lab-corrected (step 2)
+    ([observation("29265-6", 9.0, "mg/dL", "2026-11-20"), observation(CALCIUM_SERUM, 8.2, "mg/dL", "2026-11-20")],
+     "lab-corrected", "9.0"),
+    # an older ionized does not outrank a newer total (the latest date of any form decides)
+    ([observation(CALCIUM_SERUM, 8.2, "mg/dL", "2026-11-20"), observation(CALCIUM_IONIZED, 1.25, "mmol/L", "2026-11-18")],
+     "measured", "8.2"),
+])
+def test_a39_calcium_forms_on_the_latest_date(resources, kind, value) -> None:
+    j = chart(*resources).calcium(30)
+    assert j is not None and j.kind == kind and j.value == Decimal(value)
+
+
+def test_a39_calcium_latest_date_all_forms_unusable_is_no_calcium() -> None:
+    c = chart(observation(CALCIUM_IONIZED, 1.0, "mg", "2026-11-20", ucum=False), _absent(CALCIUM_SERUM, "2026-11-20"),
+              observation(CALCIUM_IONIZED, 1.25, "mmol/L", "2026-11-18"))
+    assert c.calcium(30) is None and len(c.calcium_day(30).results) == 2
+
+
+def test_a39_latest_albumin_decides_unusable_means_no_correction() -> None:
+    ca = observation(CALCIUM_SERUM, 8.0, "mg/dL", "2026-11-20")
+    corrected = chart(ca, observation(ALBUMIN, 3.0, "g/dL", "2026-11-18")).calcium(30)
+    assert corrected.kind == "albumin-corrected" and corrected.value == Decimal("8.8")
+    j = chart(ca, observation(ALBUMIN, 3.0, "g/dL", "2026-11-18"), _absent(ALBUMIN, "2026-11-21")).calcium(30)
+    assert j.kind == "measured" and j.value == Decimal("8.0") and j.low
+    assert j.albumin_note() == "Not corrected for albumin: Albumin on 2026-11-21: no value (Error)"
+    # an unusable albumin outside the pairing days is not the latest one: the usable one corrects
+    far = chart(ca, observation(ALBUMIN, 3.0, "g/dL", "2026-11-18"), _absent(ALBUMIN, "2026-11-10")).calcium(30)
+    assert far.kind == "albumin-corrected"

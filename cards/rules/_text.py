@@ -125,3 +125,31 @@ def label_link(drafts: Iterable[DraftOrder]) -> Link:
             return LINKS["zometa-label"]
         return LINKS["fosamax-label"]
     return LINKS["prolia-label"]
+
+
+# ---- record text and unusable results (§1.2 rule 4, D5 "Which result", A39) -----------------
+
+_MD_SPECIAL = frozenset("\\`*_{}[]()#+-.!|~")
+
+
+def escape_record(text: str) -> str:
+    """Text from the patient record made safe for markdown (§1.2 rule 4): one line, cut to 40
+    characters, HTML-escaped, then a backslash before each markdown special character."""
+    one_line = cut("".join(" " if ord(ch) < 32 or ch == "\x7f" else ch for ch in str(text)))
+    html = one_line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in html)
+
+
+#: The short reason of an unusable result, for summaries (A39: fixed words).
+REASON_WORDS = {"unit": "unit not recognised", "no-value": "no value", "not-a-number": "no numeric value"}
+
+
+def reason_word(lab: Lab) -> str:
+    """"unit not recognised", "no value" or "no numeric value" (A39) for an unusable result."""
+    return REASON_WORDS.get(lab.unusable or "", "not usable")
+
+
+def unusable_finding(lab: Lab, analyte: str | None = None) -> str:
+    """An unusable result in D5's wording, record text escaped for markdown (A39):
+    'eGFR 13 on 2026-11-30: unit not recognised ("mL/s")'."""
+    return lab.unusable_text(analyte, escape=escape_record) or lab_text(lab)

@@ -11,7 +11,9 @@ check calcium before treatment).
 Fires when a denosumab draft or an IV bisphosphonate draft is ordered and no *usable* calcium
 (total, lab-corrected or ionized, D5) is dated within ``calcium_lookback_days``: none at all,
 only stale results, only ignored statuses (entered-in-error, cancelled: removed by the chart, D2)
-or only results with an unknown unit. Oral bisphosphonates never (§8 item 16). Exclusive with
+or a latest calcium date whose results are all unusable (A39: unit not recognised, no value, no
+numeric value — named in D5's wording; an older usable calcium in the window does not stand in
+for it, and is named, "was low" when it was). Oral bisphosphonates never (§8 item 16). Exclusive with
 DMAB-HYPOCALCEMIA and BP-HYPOCALCEMIA by construction: as soon as a usable calcium exists in the
 window, this rule is silent and those rules judge it.
 """
@@ -21,7 +23,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from cds_service.chart import DENOSUMAB, Lab
-from cds_service.chart.labs import within
 
 from ..builders import LAB_CODES, OrderContext, lab_request, override_reasons
 from ..model import Action, Card, Suggestion
@@ -41,13 +42,6 @@ def _newest_calcium(inp: RuleInput) -> Lab | None:
     """The newest counting calcium result of any form, age or unit (for "last: …")."""
     found = [lab for c in CALCIUM_CONCEPTS if (lab := inp.chart.newest_any(c)) is not None]
     return max(found, key=lambda l: l.date, default=None)
-
-
-def _unusable_in_window(inp: RuleInput) -> list[Lab]:
-    """Calcium results inside the window whose unit was not recognised (D5: not used)."""
-    window = inp.thresholds.calcium_lookback_days
-    return [lab for c in CALCIUM_CONCEPTS for lab in within(inp.chart.labs(c), inp.today, window)
-            if not lab.usable]
 
 
 def _renal_missing(inp: RuleInput, has_iv_bp: bool) -> bool:
@@ -105,33 +99,58 @@ def ar_calcium_not_checked(inp: RuleInput) -> Card | None:
     indicator = "warning" if reasons else "info"
 
     newest = _newest_calcium(inp)
-    unusable = _unusable_in_window(inp)
-    if newest is None:
-        last = "none on record"
-    elif not newest.usable:
-        last = f"{newest.date.isoformat()}, unit not recognised"
-    else:
-        last = newest.date.isoformat()
+    latest = inp.chart.calcium_day(window)       # A39: its date decides, and none of it is usable
+    unusable = latest.unusable
     agent = ar.agents_phrase(d.drug for d in drafts)
-    summary = f"No serum calcium in the last {window} days (last: {last}): check calcium before {agent}"
-    if len(summary) >= 140:
-        summary = f"No serum calcium in the last {window} days (last: {last}): check calcium first"
+    if unusable:
+        why_not = tx.reason_word(unusable[0])
+        summary = tx.fit(f"No usable calcium in the last {window} days (latest "
+                         f"{latest.date.isoformat()}: {why_not}): check calcium before {agent}",
+                         f"No usable calcium in the last {window} days (latest "
+                         f"{latest.date.isoformat()}: {why_not}): check calcium first")
+    else:
+        if newest is None:
+            last = "none on record"
+        else:
+            last = newest.date.isoformat()
+        summary = f"No serum calcium in the last {window} days (last: {last}): check calcium before {agent}"
+        if len(summary) >= 140:
+            summary = f"No serum calcium in the last {window} days (last: {last}): check calcium first"
 
     renal_missing = _renal_missing(inp, has_iv_bp)
-    lines = [f"**Finding.** {tx.draft_list(drafts)} ordered, and no usable serum calcium "
-             f"(total, albumin-corrected or ionized) is on record in the last {window} days "
-             f"(looked for results dated {(inp.today - timedelta(days=window)).isoformat()} "
-             f"to {inp.today.isoformat()})."]
+    start = (inp.today - timedelta(days=window)).isoformat()
     if unusable:
-        lines.append("Result present but unit not recognised (not used): " + "; ".join(
-            f"{_CONCEPT_WORDS[l.concept]} {l.describe() or 'without a value'} on {l.date.isoformat()}"
-            for l in unusable) + ".")
-    if newest is None:
-        lines.append("No calcium result of any age is on record (results entered in error or "
-                     "cancelled are not counted).")
-    elif newest.usable:
-        lines.append(f"Last result: {_CONCEPT_WORDS[newest.concept]} {tx.lab_text(newest)} — "
-                     f"stale ({(inp.today - newest.date).days} days old), not used.")
+        # A39: the latest calcium is named in D5's wording; an older usable one does not stand in
+        previous = inp.chart.previous_calcium(window, latest.date, t.calcium_limits)
+        finding = (f"**Finding.** {tx.draft_list(drafts)} ordered, and the latest calcium in the "
+                   f"last {window} days cannot be used: "
+                   + "; ".join(tx.unusable_finding(l)
+                               for l in unusable) + ".")
+        if previous is not None and previous.low:
+            finding += (f" The previous result, {previous.describe()} on "
+                        f"{previous.date.isoformat()}, was low.")
+        lines = [finding]
+        if previous is not None:
+            lines.append(f"Previous usable calcium: {previous.describe()} on "
+                         f"{previous.date.isoformat()} — not used: a newer result exists.")
+        else:
+            stale = inp.chart.previous_calcium(None, latest.date, t.calcium_limits)  # type: ignore[arg-type]
+            if stale is not None:
+                lines.append(f"Last usable calcium: {stale.describe()} on {stale.date.isoformat()} "
+                             f"— stale ({(inp.today - stale.date).days} days old), not used.")
+    else:
+        lines = [f"**Finding.** {tx.draft_list(drafts)} ordered, and no usable serum calcium "
+                 f"(total, albumin-corrected or ionized) is on record in the last {window} days "
+                 f"(looked for results dated {start} to {inp.today.isoformat()})."]
+        if newest is None:
+            lines.append("No calcium result of any age is on record (results entered in error or "
+                         "cancelled are not counted).")
+        elif newest.usable:
+            lines.append(f"Last result: {_CONCEPT_WORDS[newest.concept]} {tx.lab_text(newest)} — "
+                         f"stale ({(inp.today - newest.date).days} days old), not used.")
+        else:
+            lines.append(f"Last result: {tx.unusable_finding(newest)} "
+                         f"— stale ({(inp.today - newest.date).days} days old), not used.")
     lines.append("")
     lines.append("**Why it matters.** Hypocalcemia is a contraindication to denosumab and to "
                  "bisphosphonates for bone loss and must be corrected before the dose; severe, "
@@ -149,11 +168,9 @@ def ar_calcium_not_checked(inp: RuleInput) -> Card | None:
     lines.append(f"**What to do.** {todo}; correct any hypocalcemia and make sure calcium + "
                  "vitamin D supplementation is in place before giving the drug.")
     lines.append("")
-    lines.append(f"**Evidence.** {tx.SEED_001} §Calcium and Vitamin D Supplementation "
-                 f"(\"monitor serum calcium\"); {tx.SEED_002} §Getting your injection (blood test "
-                 "before the injection); FDA Prolia label (check calcium before each dose in "
-                 "predisposed patients, and 10–14 days after); Reclast label (hypocalcemia is a "
-                 "contraindication). RULES.md §5 AR-CALCIUM-NOT-CHECKED.")
+    lines.append("**Evidence.** FDA Prolia label (check calcium before each dose in predisposed "
+                 "patients, and 10–14 days after); Reclast label (hypocalcemia is a "
+                 "contraindication).")
     source = "FDA label: Reclast (hypocalcemia contraindication)" if has_iv_bp and not \
         any(d.drug.drug_class == DENOSUMAB for d in drafts) else "FDA label: Prolia (check calcium before dosing)"
     return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator=indicator,

@@ -13,13 +13,17 @@ window of the draft (denosumab and oral bisphosphonates ``egfr_lookback_days_den
 CKD stage 4/5, ESRD or dialysis record exists (a known severe CKD is not "unknown"; then
 DMAB-CKD-CALCIUM-MONITORING / BP-RENAL-CONTRAINDICATION speak). A creatinine without an eGFR
 still fires, naming the creatinine value; this service does not calculate eGFR (optional, §8.3).
+A39: an eGFR whose latest date in the window holds only unusable results (unit not recognised, no
+value, no numeric value) is no usable kidney measure, even with an older usable eGFR in the window:
+the card names it in D5's wording, and the older eGFR ("was below N" when it crosses a cut-off of
+the drafts).
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from cds_service.chart import DENOSUMAB, DraftOrder, Lab
+from cds_service.chart import DENOSUMAB, DraftOrder, Lab, below
 
 from ..builders import LINKS, OrderContext, lab_request, override_reasons
 from ..model import Action, Card, Suggestion
@@ -54,8 +58,30 @@ def _describe_newest(lab: Lab | None, today) -> str:  # noqa: ANN001 - a date
     if lab is None:
         return "none on record"
     if not lab.usable:
-        return f"{lab.describe()} on {lab.date.isoformat()} — result present but unit not recognised, not used"
+        return f"{tx.unusable_finding(lab)} ({(today - lab.date).days} days old), not used"
     return f"{lab.describe()} on {lab.date.isoformat()} ({(today - lab.date).days} days old, stale)"
+
+
+def _egfr_words(lab: Lab) -> str:
+    """A usable eGFR for a card, rounded for display (§1.2 rule 6): "eGFR 25 mL/min/1.73 m²"."""
+    return f"eGFR {lab.comparator or ''}{tx.fmt(lab.value)} mL/min/1.73 m²"
+
+
+def _cutoff_crossed(inp: RuleInput, lab: Lab, drafts: list[DraftOrder]) -> int | None:
+    """The highest cut-off of these drafts the (older, not judged) eGFR is below: advanced CKD
+    for denosumab, the agent's cut-off for a bisphosphonate (D5 A39: such a previous result is
+    named in the finding); None when it is below none."""
+    from . import _bp_common as bp
+    t = inp.thresholds
+    crossed = []
+    for d in drafts:
+        if d.drug.drug_class == DENOSUMAB:
+            limit = t.egfr_advanced_ckd
+        else:
+            limit = bp.renal_cutoff(t, d.drug, bp.zoledronic_regimen(inp, d)[0])[0]
+        if below(lab, limit):
+            crossed.append(limit)
+    return max(crossed, default=None)
 
 
 @rule(RULE_ID, TITLE, hooks=ORDER_HOOKS, needs={"Observation", "Condition", "Procedure"})
@@ -69,28 +95,59 @@ def ar_renal_function_unknown(inp: RuleInput) -> Card | None:
     indicator = "warning" if iv else "info"
     agent = ar.agents_phrase(d.drug for d in concerned)
 
+    latest = inp.chart.egfr_day(window)    # A39: the latest eGFR date decides, usable or not
     creatinine = inp.chart.latest("creatinine", window)
-    crea = f" (creatinine {creatinine.describe()} on {creatinine.date.isoformat()})" if creatinine else ""
-    summary = f"No eGFR in the last {window} days before {agent}{crea}: check kidney function first"
-    if len(summary) >= 140:
-        summary = f"No eGFR in the last {window} days before {agent}: check kidney function first"
+    if latest.present_unusable:
+        why_not = tx.reason_word(latest.results[0])
+        summary = tx.fit(f"No usable eGFR in the last {window} days (latest {latest.date.isoformat()}: "
+                         f"{why_not}): check kidney function before {agent}",
+                         f"No usable eGFR in the last {window} days (latest {latest.date.isoformat()}: "
+                         f"{why_not}): check kidney function first")
+    else:
+        crea = f" (creatinine {creatinine.describe()} on {creatinine.date.isoformat()})" if creatinine else ""
+        summary = f"No eGFR in the last {window} days before {agent}{crea}: check kidney function first"
+        if len(summary) >= 140:
+            summary = f"No eGFR in the last {window} days before {agent}: check kidney function first"
 
     start = inp.today - timedelta(days=window)
-    lines = [f"**Finding.** {tx.draft_list(concerned)} ordered; no usable eGFR is on record in the "
-             f"last {window} days ({start.isoformat()} to {inp.today.isoformat()}), and no active "
-             "CKD stage 4/5, end-stage renal disease or dialysis record was found."]
+    if latest.present_unusable:
+        previous = inp.chart.previous_egfr(window, latest.date)
+        finding = (f"**Finding.** {tx.draft_list(concerned)} ordered; the latest eGFR in the last "
+                   f"{window} days cannot be used: "
+                   + "; ".join(tx.unusable_finding(l) for l in latest.results)
+                   + ". No active CKD stage 4/5, end-stage renal disease or dialysis record was found.")
+        crossed = _cutoff_crossed(inp, previous, concerned) if previous is not None else None
+        if previous is not None and crossed is not None:
+            finding += (f" The previous result, {_egfr_words(previous)} on "
+                        f"{previous.date.isoformat()}, was below {crossed}.")
+        lines = [finding]
+    else:
+        previous = None
+        lines = [f"**Finding.** {tx.draft_list(concerned)} ordered; no usable eGFR is on record in the "
+                 f"last {window} days ({start.isoformat()} to {inp.today.isoformat()}), and no active "
+                 "CKD stage 4/5, end-stage renal disease or dialysis record was found."]
     windows = sorted({window_for(inp, d) for d in concerned})
     if len(windows) > 1:
         lines.append("Windows: " + "; ".join(f"{d.label}: {window_for(inp, d)} days" for d in concerned) + ".")
-    lines.append(f"Last eGFR: {_describe_newest(inp.chart.newest_any('egfr'), inp.today)}.")
+    if previous is not None:
+        lines.append(f"Previous usable eGFR: {_egfr_words(previous)} on {previous.date.isoformat()} "
+                     "— not used: a newer result exists.")
+    elif latest.present_unusable:
+        stale = inp.chart.previous_egfr(None, latest.date)  # type: ignore[arg-type]
+        lines.append("Last usable eGFR: " + (
+            f"{_egfr_words(stale)} on {stale.date.isoformat()} "
+            f"({(inp.today - stale.date).days} days old, stale)." if stale else "none on record."))
+    else:
+        lines.append(f"Last eGFR: {_describe_newest(inp.chart.newest_any('egfr'), inp.today)}.")
     if creatinine is not None:
         lines.append(f"Serum creatinine {tx.lab_text(creatinine)} is on record without an eGFR "
                      "(this service does not calculate eGFR from it; a calculated CKD-EPI 2021 "
                      "value needs age and sex and must be labelled \"calculated\").")
     else:
         older = inp.chart.newest_any("creatinine")
-        lines.append("No serum creatinine in the window either" + (
-            f" (last: {tx.lab_text(older)})." if older else " (none on record)."))
+        lines.append("No usable serum creatinine in the window either" + (
+            f" (last: {tx.lab_text(older) if older.usable else tx.unusable_finding(older)})."
+            if older else " (none on record)."))
     lines.append("")
     why = ["Kidney function decides how these drugs are used:"]
     if any(d.drug.drug_class == DENOSUMAB for d in concerned):
@@ -108,10 +165,8 @@ def ar_renal_function_unknown(inp: RuleInput) -> Card | None:
                  + (" (within 30 days of an IV bisphosphonate)" if iv else "")
                  + "; labels use Cockcroft-Gault creatinine clearance (needs weight).")
     lines.append("")
-    lines.append(f"**Evidence.** FDA Drug Safety Communication 19 Jan 2024 (Prolia boxed warning); "
-                 f"Reclast label (measure CrCl before each dose); {tx.SEED_001} §Critical Clinical "
-                 "Pitfalls #5 and §Special Populations › Renal Impairment. RULES.md §5 "
-                 "AR-RENAL-FUNCTION-UNKNOWN.")
+    lines.append("**Evidence.** FDA Drug Safety Communication 19 Jan 2024 (Prolia boxed warning); "
+                 "Reclast label (measure CrCl before each dose).")
     if iv:
         source, link = "FDA label: Reclast (measure creatinine clearance before each dose)", tx.label_link(iv)
     elif any(d.drug.drug_class == DENOSUMAB for d in concerned):

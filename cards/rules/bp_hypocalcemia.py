@@ -68,6 +68,8 @@ def bp_hypocalcemia(inp: RuleInput) -> Card | None:
     if judged.kind == "albumin-corrected" and judged.albumin is not None:
         lines.append(f"Corrected with albumin {judged.albumin.describe()} on "
                      f"{judged.albumin.date.isoformat()}: Ca + 0.8 × (4.0 − albumin g/dL).")
+    elif judged.kind == "measured" and judged.albumin_unusable is not None:
+        lines.append(judged.albumin_note(tx.escape_record) + " (the measured value is judged).")  # A39
     elif judged.kind == "measured":
         lines.append("Measured total calcium, not corrected (no albumin below 4.0 g/dL within "
                      f"{t.albumin_pairing_days} days of it).")

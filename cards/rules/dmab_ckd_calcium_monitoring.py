@@ -69,17 +69,33 @@ def dmab_ckd_calcium_monitoring(inp: RuleInput) -> Card | None:
                      "but the diagnosis on record is used (a recorded CKD stage 4/5 or dialysis "
                      "wins over a single eGFR).")
     elif latest is None:
-        lines.append(f"No usable eGFR in the last {t.egfr_lookback_days_denosumab} days"
-                     + (f" (last: {tx.lab_text(chart.newest_any('egfr'))})" if chart.newest_any("egfr") else
-                        " (none on record)") + "; the diagnosis on record is used.")
+        egfr_day = chart.egfr_day(t.egfr_lookback_days_denosumab)
+        if egfr_day.present_unusable:   # A39: an unusable latest eGFR is not "< 30"; named, not judged
+            lines.append(f"The latest eGFR cannot be used ({tx.unusable_finding(egfr_day.results[0])}); "
+                         "the diagnosis on record is used.")
+        else:
+            lines.append(f"No usable eGFR in the last {t.egfr_lookback_days_denosumab} days"
+                         + (f" (last: {tx.lab_text(chart.newest_any('egfr'))})" if chart.newest_any("egfr") else
+                            " (none on record)") + "; the diagnosis on record is used.")
     context: list[str] = []
     for concept, words in (("pth-intact", "intact PTH"), ("vitamin-d-25oh", "25-OH vitamin D"),
                            ("phosphate", "phosphate")):
         lab = chart.newest_any(concept)
         context.append(f"{words} {tx.lab_text(lab)}" if lab else f"{words}: none on record")
     judged = chart.calcium(t.calcium_lookback_days, t.calcium_limits)
-    context.append(f"{judged.describe()} on {judged.date.isoformat()}" if judged else
-                   f"calcium: none in the last {t.calcium_lookback_days} days")
+    calcium_day = chart.calcium_day(t.calcium_lookback_days)
+    if calcium_day.present_unusable:
+        # A39: a latest calcium date whose results are all unusable is no usable calcium: said in
+        # the finding, and the older calcium is not used as monitoring evidence
+        lines[0] += (f" No usable calcium in the last {t.calcium_lookback_days} days: "
+                     + "; ".join(tx.unusable_finding(l) for l in calcium_day.results) + ".")
+        previous = chart.previous_calcium(t.calcium_lookback_days, calcium_day.date, t.calcium_limits)
+        context.append("calcium: latest not usable" + (
+            f"; previous {previous.describe()} on {previous.date.isoformat()} — not used: a newer "
+            "result exists" if previous is not None else ""))
+    else:
+        context.append(f"{judged.describe()} on {judged.date.isoformat()}" if judged else
+                       f"calcium: none in the last {t.calcium_lookback_days} days")
     lines.append("CKD-MBD data on record: " + "; ".join(context) + ".")
     regimen_note = (" For the 120 mg regimen the Xgeva label also notes a higher risk of "
                     "hypocalcemia with CrCl < 30 or dialysis."
@@ -98,10 +114,8 @@ def dmab_ckd_calcium_monitoring(inp: RuleInput) -> Card | None:
         "the first month after each dose, then monthly; ensure adequate calcium and active "
         "vitamin D as nephrology directs.",
         "",
-        f"**Evidence.** {tx.SEED_001} §Calcium and Vitamin D Supplementation, §Hypocalcemia, "
-        "§Special Populations › Renal Impairment, §Critical Clinical Pitfalls #5; Prolia label "
-        "boxed warning and §5.1 (2024); FDA Drug Safety Communication 19 Jan 2024. RULES.md §3 "
-        "DMAB-CKD-CALCIUM-MONITORING, D9.",
+        "**Evidence.** Prolia label, boxed warning and section 5.1 (2024); FDA Drug Safety "
+        "Communication 19 Jan 2024.",
     ]
 
     ctx = inp.orders

@@ -28,6 +28,7 @@ from ..registry import ALL_HOOKS, RuleInput, rule
 from ..thresholds import Thresholds
 from ._definitions import advanced_ckd, calcimimetic_records, param, supplement_records
 from ._dmab_dosing_common import (Dose, denosumab_doses, lab_summary, sections, severe_kidney_records)
+from . import _text as tx
 from ._text import BY_TEXT_NOTE, cut
 
 RULE_ID = "DMAB-HYPOCALCEMIA"
@@ -115,6 +116,8 @@ def dmab_hypocalcemia(inp: RuleInput) -> Card | None:
     if judged.kind == "albumin-corrected" and judged.albumin is not None:
         finding.append(f"Corrected with albumin {judged.albumin.value:f} g/dL on {judged.albumin.date.isoformat()} "
                        f"(Ca + 0.8 × ({th.albumin_reference_g_dl} − albumin)).")
+    elif judged.kind == "measured" and judged.albumin_unusable is not None:
+        finding.append(judged.albumin_note(tx.escape_record) + " (the measured value is judged).")  # A39
     elif judged.kind == "measured":
         finding.append(f"Not albumin-corrected: no albumin below {th.albumin_reference_g_dl} g/dL within "
                        f"{th.albumin_pairing_days} days of the calcium.")

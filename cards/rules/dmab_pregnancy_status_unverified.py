@@ -36,6 +36,12 @@ def _hcg(inp: RuleInput, lab: str, label: str) -> Suggestion:
     return Suggestion(label, [Action(f"Order {LAB_CODES[lab][1]}", body)])
 
 
+def _words(lab) -> str:  # noqa: ANN001 - a Lab
+    """A pregnancy test or status with a value that is no recognisable result (A39)."""
+    name = "Pregnancy test" if lab.concept == "pregnancy-test" else "Pregnancy status"
+    return f"{name} on {lab.date.isoformat()}: no recognisable result"
+
+
 @rule(RULE_ID, TITLE, hooks=ORDER_HOOKS, needs=MEDS | {"Patient", "Observation", "Condition", "Procedure"})
 def dmab_pregnancy_status_unverified(inp: RuleInput) -> Card | None:
     drafts = dm.dmab_drafts(inp)
@@ -47,7 +53,11 @@ def dmab_pregnancy_status_unverified(inp: RuleInput) -> Card | None:
     chart, window = inp.chart, inp.thresholds.pregnancy_test_lookback_days
     recent = [lab for concept in ("pregnancy-test", "pregnancy-status")
               for lab in within(chart.labs(concept), inp.today, window)]
-    if recent:
+    # A39: only a result verifies status; a test or status with no value or no recognisable
+    # result does not, and the card names it
+    readable = [lab for lab in recent
+                if (dm.test_result(inp, lab) if lab.concept == "pregnancy-test" else dm.status_result(lab))]
+    if readable:
         return None
     if dm.pregnancy_evidence(inp):
         return None  # DMAB-PREGNANCY speaks (§7)
@@ -63,8 +73,14 @@ def dmab_pregnancy_status_unverified(inp: RuleInput) -> Card | None:
              f"patient of reproductive potential ({repro.reason}), and no pregnancy test or "
              f"pregnancy-status observation is on record between {start.isoformat()} and "
              f"{inp.today.isoformat()} ({window} days)."]
-    lines.append("Last pregnancy test or status: " + (
-        f"{tx.lab_text(older[0])} (outside the window)." if older else "none on record."))
+    unreadable = sorted(recent, key=lambda lab: lab.date, reverse=True)
+    if unreadable:
+        lines[0] += (" A result in the window does not verify it: "
+                     + "; ".join(tx.unusable_finding(l) if not l.usable else
+                                 f"{l.unusable_text() or _words(l)}" for l in unreadable) + ".")
+    else:
+        lines.append("Last pregnancy test or status: " + (
+            f"{tx.lab_text(older[0])} (outside the window)." if older else "none on record."))
     lines += [
         "Reproductive potential is inferred (sex, age, no hysterectomy/oophorectomy/menopause "
         "record), not coded — override if it does not apply.",
@@ -76,11 +92,11 @@ def dmab_pregnancy_status_unverified(inp: RuleInput) -> Card | None:
         "**What to do.** Check a urine or serum hCG before the first dose (or document the status "
         "verified otherwise) and discuss contraception.",
         "",
-        f"**Evidence.** {tx.SEED_001} §Pregnancy and Lactation; Prolia label §8.3. RULES.md §3 "
-        "DMAB-PREGNANCY-STATUS-UNVERIFIED, D8, §8 item 13.",
+        "**Evidence.** Prolia label, sections 2.1 and 8.3 (verify pregnancy status; "
+        "contraception for at least 5 months after the last dose).",
     ]
     return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator="info",
-                source_label="FDA label: Prolia §8.3 (verify pregnancy status before starting)",
+                source_label="FDA label: Prolia (verify pregnancy status before starting)",
                 detail="\n".join(lines),
                 suggestions=[_hcg(inp, "hcg-urine", "Order urine hCG"),
                              _hcg(inp, "hcg-serum", "Order serum hCG")],

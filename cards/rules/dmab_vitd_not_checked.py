@@ -7,7 +7,9 @@ Vitamin D Supplementation ("correct vitamin D deficiency before the first dose")
 
 Fires on an order hook when a denosumab draft is an **initiation** (D4) and no usable 25-OH
 vitamin D result is dated within ``vitd_lookback_days``: none at all, only stale ones, only ones
-with an unrecognised unit (D5: "result present but unit not recognised"). Entered-in-error and
+with an unrecognised unit, or a latest result that is unusable (A39: unit not recognised, no
+value, no numeric value — an older usable result does not stand in for it; the card names the
+latest result in D5's wording and the older one as "not used"). Entered-in-error and
 cancelled results never reach the chart (D2). Continuation doses never fire. Exclusive with
 DMAB-VITD-DEFICIENCY by construction (that rule needs a usable result in the same window).
 """
@@ -15,8 +17,6 @@ DMAB-VITD-DEFICIENCY by construction (that rule needs a usable result in the sam
 from __future__ import annotations
 
 from datetime import timedelta
-
-from cds_service.chart.labs import within
 
 from ..builders import lab_suggestion, override_reasons
 from ..model import Card
@@ -40,22 +40,43 @@ def dmab_vitd_not_checked(inp: RuleInput) -> Card | None:
         return None
 
     start = inp.today - timedelta(days=window)
-    summary = ("No 25-OH vitamin D result in the last 12 months before starting denosumab"
-               if window == 365 else
-               tx.fit(f"No 25-OH vitamin D result in the last {window} days before starting denosumab"))
-    lines = [f"**Finding.** {tx.draft_list(drafts)} ordered as a **start** of denosumab, and no "
-             f"usable 25-OH vitamin D result is on record between {start.isoformat()} and "
-             f"{inp.today.isoformat()} ({window} days)."]
-    unusable = [lab for lab in within(chart.labs("vitamin-d-25oh"), inp.today, window) if not lab.usable]
-    for lab in unusable:
-        lines.append(f"Result present but unit not recognised (not used): {tx.lab_text(lab)}.")
-    stale = next((lab for lab in chart.labs("vitamin-d-25oh") if lab.usable), None)
-    if stale is not None:
-        lines.append(f"Last usable result: {tx.lab_text(stale)} ({tx.fmt_rounded(stale.value)} ng/mL) — "
-                     f"stale ({(inp.today - stale.date).days} days old), not used.")
-    elif not unusable:
-        lines.append("No 25-OH vitamin D result of any age is on record (results entered in error "
-                     "or cancelled are not counted).")
+    latest = chart.latest_day("vitamin-d-25oh", window)   # A39: the latest date decides
+    span = "12 months" if window == 365 else f"{window} days"
+    if latest.present_unusable:
+        # A39: the latest result is unusable; an older usable one does not stand in for it
+        why_not = tx.reason_word(latest.results[0])
+        summary = tx.fit(f"No usable 25-OH vitamin D in the last {span} (latest "
+                         f"{latest.date.isoformat()}: {why_not}) before starting denosumab",
+                         f"No usable 25-OH vitamin D in the last {span} before starting denosumab")
+        lines = [f"**Finding.** {tx.draft_list(drafts)} ordered as a **start** of denosumab, and the "
+                 f"latest 25-OH vitamin D in the last {span} cannot be used: "
+                 + "; ".join(tx.unusable_finding(l) for l in latest.results) + "."]
+        previous = chart.previous_usable("vitamin-d-25oh", latest.date, window)
+        if previous is not None:
+            lines.append(f"Previous usable result: 25-OH vitamin D {tx.fmt_rounded(previous.value)} ng/mL "
+                         f"on {previous.date.isoformat()} — not used: a newer result exists.")
+        stale = previous or chart.previous_usable("vitamin-d-25oh", latest.date)
+        if previous is None and stale is not None:
+            lines.append(f"Last usable result: {tx.lab_text(stale)} ({tx.fmt_rounded(stale.value)} ng/mL) — "
+                         f"stale ({(inp.today - stale.date).days} days old), not used.")
+    else:
+        summary = ("No 25-OH vitamin D result in the last 12 months before starting denosumab"
+                   if window == 365 else
+                   tx.fit(f"No 25-OH vitamin D result in the last {window} days before starting denosumab"))
+        lines = [f"**Finding.** {tx.draft_list(drafts)} ordered as a **start** of denosumab, and no "
+                 f"usable 25-OH vitamin D result is on record between {start.isoformat()} and "
+                 f"{inp.today.isoformat()} ({window} days)."]
+        newest = chart.newest_any("vitamin-d-25oh")
+        stale = next((lab for lab in chart.labs("vitamin-d-25oh") if lab.usable), None)
+        if newest is not None and not newest.usable:
+            lines.append(f"Last result: {tx.unusable_finding(newest)} — stale "
+                         f"({(inp.today - newest.date).days} days old), not used.")
+        if stale is not None:
+            lines.append(f"Last usable result: {tx.lab_text(stale)} ({tx.fmt_rounded(stale.value)} ng/mL) — "
+                         f"stale ({(inp.today - stale.date).days} days old), not used.")
+        elif newest is None:
+            lines.append("No 25-OH vitamin D result of any age is on record (results entered in error "
+                         "or cancelled are not counted).")
     lines += [
         "",
         "**Why it matters.** Vitamin D deficiency increases the risk of hypocalcemia after "
@@ -65,13 +86,13 @@ def dmab_vitd_not_checked(inp: RuleInput) -> Card | None:
         "elsewhere); supplement vitamin D 400–800 IU and calcium to a total intake of "
         "1,200–1,500 mg/day throughout treatment.",
         "",
-        f"**Evidence.** {tx.SEED_001} §Calcium and Vitamin D Supplementation (correct deficiency "
-        "before the first dose); Prolia label. RULES.md §3 DMAB-VITD-NOT-CHECKED.",
+        "**Evidence.** Prolia label (all patients should receive calcium and vitamin D); "
+        "Endocrine Society 2019.",
     ]
     suggestion = lab_suggestion(inp.orders, "Order 25-OH vitamin D", ["vitamin-d"],
                                 "25-OH vitamin D before starting denosumab")
     return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator="info",
-                source_label="Seed 001: correct vitamin D deficiency before denosumab; Prolia label",
+                source_label="FDA label: Prolia (calcium and vitamin D for all patients)",
                 detail="\n".join(lines), suggestions=[suggestion], selection_behavior="any",
                 override_reasons=override_reasons("result-elsewhere", "supplemented-empirically"),
                 links=[tx.label_link(drafts)])

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 from . import clinical, labs, medications
 from .dates import add_months, fhir_date, today_utc
 from .identity import PatientIdentity
-from .labs import CalciumJudgement, LazyLabs
+from .labs import CalciumJudgement, LabDay, LazyLabs
 from .model import (BISPHOSPHONATE, DENOSUMAB, ConditionFact, DoseEvent, DraftOrder, Lab,
                     MedicationRecord, PatientFacts, ProcedureFact, Skipped)
 from .valuesets import ValueSets, default_value_sets
@@ -144,32 +144,70 @@ class Chart:
         the edge of its window never pays for older results ("parse only what rules need")."""
         return self.results.get(concept, ())
 
+    def latest_day(self, concept: str, within_days: int | None = None) -> LabDay:
+        """The latest date within ``within_days`` of today (None: any age) holding a counting
+        result of ``concept``, with all of that date's results, usable or not (D5, A39)."""
+        return labs.latest_day(self.results.get(concept, ()), self.today, within_days)
+
     def latest(self, concept: str, within_days: int | None = None) -> Lab | None:
-        """The newest usable result, within ``within_days`` of today when given (D5)."""
-        for lab in self.results.get(concept, []):
-            if not lab.usable:
-                continue
-            if within_days is None or 0 <= (self.today - lab.date).days <= within_days:
-                return lab
-            return None
-        return None
+        """The usable result that decides (D5 "the latest decides", A39): a usable result of the
+        latest date within ``within_days``; None when there is none, or when no result of that
+        date is usable (an older result never stands in: see :meth:`latest_day`)."""
+        return self.latest_day(concept, within_days).decisive
+
+    def previous_usable(self, concept: str, before: date, within_days: int | None = None) -> Lab | None:
+        """The newest usable result dated before ``before`` (within the window): the older result a
+        card may name ("not used: a newer result exists", D5), never one a rule judges."""
+        return labs.latest_day(self.results.get(concept, ()), self.today, within_days,
+                               before=before, usable_only=True).decisive
 
     def newest_any(self, concept: str) -> Lab | None:
         """The newest result whatever its age or unit (for "last: … (stale)" in card details)."""
         return next(iter(self.results.get(concept, ())), None)
 
+    def calcium_day(self, window_days: int) -> LabDay:
+        """The latest date within ``window_days`` holding a calcium result of any form (total,
+        lab-corrected, ionized) and all of that date's calcium results (D5, A39)."""
+        return labs.latest_calcium_day(self.results, self.today, window_days)
+
     def calcium(self, window_days: int, limits: CalciumLimits = CalciumLimits()) -> CalciumJudgement | None:
-        """The calcium to judge (D5 steps 1–4) within ``window_days``, or None if no usable result."""
+        """The calcium to judge (D5 steps 1–4, A39) within ``window_days``, or None when there is
+        no calcium result, or none of the latest calcium date is usable (:meth:`calcium_day`)."""
         return labs.judge_calcium(self.results, self.today, window_days, limits.low_mg_dl,
                                   limits.severe_mg_dl, limits.ionized_low_mmol_l,
                                   limits.ionized_severe_mmol_l, limits.albumin_reference_g_dl,
                                   limits.albumin_pairing_days)
 
+    def previous_calcium(self, window_days: int | None, before: date,
+                         limits: CalciumLimits = CalciumLimits()) -> CalciumJudgement | None:
+        """The calcium of the newest date before ``before`` that has a usable one, judged per D5:
+        what a card names as "the previous result" when the latest is unusable (A39); ``window_days``
+        None: any age (a stale result)."""
+        return labs.judge_calcium(self.results, self.today, window_days, limits.low_mg_dl,
+                                  limits.severe_mg_dl, limits.ionized_low_mmol_l,
+                                  limits.ionized_severe_mmol_l, limits.albumin_reference_g_dl,
+                                  limits.albumin_pairing_days, before=before)
+
+    def egfr_day(self, within_days: int) -> LabDay:
+        """The latest date within ``within_days`` holding an eGFR, with its results (D5, A39)."""
+        return self.latest_day("egfr", within_days)
+
     def egfr(self, within_days: int) -> Lab | None:
-        """The eGFR to use (D5: newest date in window, then code preference)."""
+        """The eGFR to use (D5, A39: the latest date in the window decides, then code preference
+        among its usable results); None when none, or none of that date is usable."""
         candidates = labs.newest_usable_day(self.results.get("egfr", ()), self.today, within_days)
-        pediatric = self.patient.age is not None and self.patient.age < 18
-        return labs.select_egfr(candidates, pediatric)
+        return labs.select_egfr(candidates, self._pediatric)
+
+    def previous_egfr(self, within_days: int | None, before: date) -> Lab | None:
+        """The eGFR of the newest date before ``before`` that has a usable one (code preference):
+        named by a card when the latest eGFR is unusable (A39), never judged."""
+        day = labs.latest_day(self.results.get("egfr", ()), self.today, within_days,
+                              before=before, usable_only=True)
+        return labs.select_egfr(day.usable, self._pediatric)
+
+    @property
+    def _pediatric(self) -> bool:
+        return self.patient.age is not None and self.patient.age < 18
 
     # ---- conditions and procedures ------------------------------------------------------
     def conditions_in(self, *value_sets: str, active: bool | None = None) -> list[ConditionFact]:

@@ -1,5 +1,9 @@
 """Laboratory results: reading Observations, the calcium to judge, the eGFR to use (RULES.md D5).
 
+"The latest decides" (D5, A39): per concept the latest counting result dated within the rule's
+window decides, usable or not (:func:`latest_day`); a date whose results are all unusable is
+"present but not usable" and no older result stands in for it.
+
 Evidence: RULES.md D5 and §8 items 1, 2, 18; Payne albumin correction; eGFR code preference
 (CKD-EPI 2021 first, race-split pairs take the lower value).
 """
@@ -8,18 +12,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .dates import fhir_date
-from .model import Lab
+from .model import UNUSABLE_NO_VALUE, UNUSABLE_NOT_A_NUMBER, UNUSABLE_UNIT, Lab
 from .units import convert, normalise_unit, round_half_up
 from .valuesets import OBSERVATION_SETS, ValueSets
 
 COUNTING_OBSERVATION_STATUS = frozenset({"final", "amended", "corrected", "preliminary"})
 
-_COMPARATOR_STRING = re.compile(r"^\s*(<=|>=|<|>)?\s*(\d+(?:\.\d+)?)\s*$")
 
 #: eGFR codes in order of preference on one date (D5).
 EGFR_PREFERENCE: tuple[str, ...] = ("98979-8", "98980-6", "62238-1", "77147-7", "33914-3",
@@ -58,31 +61,42 @@ def observation_concept(resource: Mapping[str, Any], vs: ValueSets) -> tuple[str
     return None
 
 
+#: Concepts whose result may be qualitative (a coded value or an interpretation is a result).
+QUALITATIVE: frozenset[str] = frozenset({"pregnancy-test", "pregnancy-status"})
+
+_NUMBER_STRING = re.compile(r"^\s*(<=|>=|<|>)?\s*(\d+(?:\.\d+)?)\s*(.*?)\s*$")
+#: value[x] forms that are never a number (D5: "a value that is not a number").
+_OTHER_VALUES = ("valueBoolean", "valueRange", "valueRatio", "valueSampledData", "valueTime",
+                 "valueDateTime", "valuePeriod")
+
+
+def _concept_text(cc: Any) -> str | None:
+    """What a CodeableConcept says as sent: its first coding display, else its text, else its code."""
+    if not isinstance(cc, dict):
+        return None
+    for c in cc.get("coding") or []:
+        if isinstance(c, dict) and isinstance(c.get("display"), str) and c["display"].strip():
+            return c["display"]
+    if isinstance(cc.get("text"), str) and cc["text"].strip():
+        return cc["text"]
+    for c in cc.get("coding") or []:
+        if isinstance(c, dict) and c.get("code") is not None:
+            return str(c["code"])
+    return None
+
+
 def to_lab(resource: Mapping[str, Any], concept: str, code: str, when: date) -> Lab:
-    """A :class:`Lab` from a validated Observation; the value converted per D5, or None."""
+    """A :class:`Lab` from a validated Observation: the value converted per D5, or the reason it
+    is unusable (D5 "Which result", A39: ``dataAbsentReason`` or no value → ``no-value``; a text
+    that does not parse or a coded value on a quantitative test → ``not-a-number``; no unit or
+    one not recognised for the analyte → ``unit``)."""
     measured: Decimal | None = None
     unit: str | None = None
     comparator: str | None = None
-    from_string = False
-    q = resource.get("valueQuantity")
-    if isinstance(q, dict) and q.get("value") is not None:
-        try:
-            measured = Decimal(str(q["value"]))
-        except (InvalidOperation, ValueError):
-            measured = None
-        unit = q.get("code") if q.get("system") == "http://unitsofmeasure.org" and q.get("code") else q.get("unit") or q.get("code")
-        comparator = q.get("comparator")
-    elif isinstance(resource.get("valueString"), str):
-        m = _COMPARATOR_STRING.match(resource["valueString"])
-        if m:
-            comparator, measured = m.group(1), Decimal(m.group(2))
-            unit = None
-            from_string = True
-    value = convert(concept, measured, unit) if measured is not None else None
-    if value is None and from_string and measured is not None and concept == "egfr":
-        value = round_half_up(measured, 0)  # eGFR ">60" as a string: the unit is implied
-        # (a valueQuantity without a unit is not used, D5 "Value forms")
-    codings = ()
+    value: Decimal | None = None
+    unusable: str | None = None
+    sent: str | None = None
+    codings: tuple[tuple[str, str], ...] = ()
     vcc = resource.get("valueCodeableConcept")
     if isinstance(vcc, dict):
         codings = tuple((str(c.get("system")), str(c.get("code")))
@@ -90,6 +104,46 @@ def to_lab(resource: Mapping[str, Any], concept: str, code: str, when: date) -> 
     interp = tuple((str(c.get("system")), str(c.get("code")))
                    for i in resource.get("interpretation") or [] if isinstance(i, dict)
                    for c in i.get("coding") or [] if isinstance(c, dict))
+    q = resource.get("valueQuantity")
+    absent = resource.get("dataAbsentReason")
+    if isinstance(absent, dict) and absent:
+        unusable, sent = UNUSABLE_NO_VALUE, _concept_text(absent)
+    elif isinstance(q, dict):
+        unit = (q.get("code") if q.get("system") == "http://unitsofmeasure.org" and q.get("code")
+                else q.get("unit") or q.get("code"))
+        unit = str(unit) if unit is not None else None
+        comparator = q.get("comparator")
+        if q.get("value") is None:
+            unusable = UNUSABLE_NO_VALUE
+        else:
+            try:
+                measured = Decimal(str(q["value"]))
+            except (InvalidOperation, ValueError):
+                unusable, sent = UNUSABLE_NOT_A_NUMBER, str(q["value"])
+    elif isinstance(resource.get("valueString"), str):
+        m = _NUMBER_STRING.match(resource["valueString"])
+        if m:
+            comparator, measured, unit = m.group(1), Decimal(m.group(2)), m.group(3) or None
+        else:
+            unusable, sent = UNUSABLE_NOT_A_NUMBER, resource["valueString"]
+    elif resource.get("valueInteger") is not None and not isinstance(resource["valueInteger"], bool):
+        measured = Decimal(int(resource["valueInteger"]))   # an integer has no unit (D5: not used)
+    elif isinstance(vcc, dict):
+        if concept not in QUALITATIVE:
+            unusable, sent = UNUSABLE_NOT_A_NUMBER, _concept_text(vcc) or ""
+    elif any(resource.get(k) is not None for k in _OTHER_VALUES):
+        other = next(k for k in _OTHER_VALUES if resource.get(k) is not None)
+        raw = resource[other]
+        unusable, sent = UNUSABLE_NOT_A_NUMBER, str(raw) if not isinstance(raw, dict) else other[5:]
+    elif not (concept in QUALITATIVE and interp):
+        unusable = UNUSABLE_NO_VALUE
+    if measured is not None:
+        value = convert(concept, measured, unit)
+        if value is None and concept == "egfr" and unit is None and "valueString" in resource:
+            value = round_half_up(measured, 0)  # eGFR ">60" as a string: the unit is implied
+            # (a valueQuantity without a unit is not used, D5 "Value forms")
+        if value is None and not (concept in QUALITATIVE and (codings or interp)):
+            unusable, sent = UNUSABLE_UNIT, unit
     rr = None
     ranges = resource.get("referenceRange") or []
     if ranges and isinstance(ranges[0], dict):
@@ -101,7 +155,8 @@ def to_lab(resource: Mapping[str, Any], concept: str, code: str, when: date) -> 
     return Lab(concept=concept, code=code, date=when, status=str(resource.get("status")),
                value=value, unit=normalise_unit(unit) if unit else None, measured=measured,
                measured_unit=unit, comparator=comparator, codings=codings,
-               interpretation=interp, reference_range=rr, id=str(resource.get("id") or ""))
+               interpretation=interp, reference_range=rr, id=str(resource.get("id") or ""),
+               unusable=unusable, sent=sent)
 
 
 class LazyLabs(Sequence[Lab]):
@@ -199,11 +254,82 @@ def within(results: Iterable[Lab], today: date, days: int) -> Iterator[Lab]:
 
 
 @dataclass(frozen=True)
+class LabDay:
+    """The latest date in a window that holds a counting result, and that date's results
+    (D5 "Which result — the latest decides", A39).
+
+    ``usable`` decide; when there are results but none is usable the concept is "present but
+    not usable" (:attr:`present_unusable`): no older result stands in for it.
+    """
+
+    date: date | None = None
+    results: tuple[Lab, ...] = ()
+
+    @property
+    def usable(self) -> tuple[Lab, ...]:
+        return tuple(l for l in self.results if l.usable)
+
+    @property
+    def unusable(self) -> tuple[Lab, ...]:
+        return tuple(l for l in self.results if not l.usable)
+
+    @property
+    def present_unusable(self) -> bool:
+        """Results on the latest date, none of them usable (A39: reported, "not checked")."""
+        return bool(self.results) and not self.usable
+
+    @property
+    def decisive(self) -> Lab | None:
+        """The first usable result of the latest date, or None."""
+        return next((l for l in self.results if l.usable), None)
+
+
+def latest_day(results: Iterable[Lab], today: date, days: int | None, *,
+               before: date | None = None, usable_only: bool = False) -> LabDay:
+    """The latest date within ``days`` before ``today`` (inclusive, D1; None: no limit) holding a
+    result, with every result of that date, usable or not (D5, A39). ``results`` are newest first
+    and read only down to that date: older ones stay unread (unvalidated).
+
+    ``before`` ignores results dated on or after it and ``usable_only`` ignores unusable ones:
+    together they find "the previous usable result" a card may name (D5: "not used: a newer
+    result exists"); they never decide a rule.
+    """
+    found: list[Lab] = []
+
+    def keep(d: date) -> bool:   # inside the window, and not older than the date found
+        return (days is None or (today - d).days <= days) and (not found or d >= found[0].date)
+    for lab in newest_while(results, keep):
+        if (today - lab.date).days < 0 or (before is not None and lab.date >= before):
+            continue
+        if usable_only and not lab.usable:
+            continue
+        found.append(lab)
+    return LabDay(found[0].date if found else None, tuple(found))
+
+
+#: The three calcium forms of D5 "Calcium to judge".
+CALCIUM_CONCEPTS: tuple[str, ...] = ("calcium-serum", "calcium-corrected", "calcium-ionized")
+
+
+def latest_calcium_day(labs: Mapping[str, Sequence[Lab]], today: date, days: int | None, *,
+                       before: date | None = None, usable_only: bool = False) -> LabDay:
+    """The latest date within the window holding a calcium result of any of the three forms
+    (total, lab-corrected, ionized), with every calcium result of that date (D5, A39). Each form
+    is read only down to its own latest date."""
+    per_form = [latest_day(labs.get(c, ()), today, days, before=before, usable_only=usable_only)
+                for c in CALCIUM_CONCEPTS]
+    newest = max((d.date for d in per_form if d.date is not None), default=None)
+    return LabDay(newest, tuple(l for d in per_form if d.date == newest for l in d.results))
+
+
+@dataclass(frozen=True)
 class CalciumJudgement:
     """The calcium value a hypocalcemia rule judges (D5 "Calcium to judge").
 
     ``kind`` is ``ionized``, ``lab-corrected``, ``albumin-corrected`` or ``measured``.
-    ``value`` is mg/dL for total/corrected, mmol/L for ionized.
+    ``value`` is mg/dL for total/corrected, mmol/L for ionized. ``albumin_unusable`` is the
+    latest albumin within the pairing window when it could not be used (A39: no correction,
+    the measured value is judged).
     """
 
     kind: str
@@ -213,6 +339,7 @@ class CalciumJudgement:
     albumin: Lab | None
     low: bool
     severe: bool
+    albumin_unusable: Lab | None = None
 
     @property
     def date(self) -> date:
@@ -230,48 +357,61 @@ class CalciumJudgement:
             return f"corrected calcium {self.value:f} mg/dL (lab-reported, {measured})"
         return f"calcium {self.value:f} mg/dL (measured {measured})"
 
+    def albumin_note(self, escape: Callable[[str], str] = lambda s: s) -> str | None:
+        """"Not corrected for albumin: …" when the latest albumin was unusable (A39), else None."""
+        if self.albumin_unusable is None:
+            return None
+        return f"Not corrected for albumin: {self.albumin_unusable.unusable_text(escape=escape)}"
 
-def judge_calcium(labs: Mapping[str, Sequence[Lab]], today: date, window_days: int,
-                  low_mg_dl: Decimal, severe_mg_dl: Decimal, ionized_low: Decimal,
-                  ionized_severe: Decimal, albumin_reference: Decimal,
-                  albumin_pairing_days: int) -> CalciumJudgement | None:
-    """Judge calcium per D5 steps 1–4 from usable results within ``window_days``; None if none."""
-    def newest(concept: str) -> Lab | None:   # stops at the first usable one: older ones stay unread
-        return next((l for l in within(labs.get(concept, ()), today, window_days) if l.usable), None)
 
-    latest_total = newest("calcium-serum")
-    latest_corrected = newest("calcium-corrected")
-    latest_ionized = newest("calcium-ionized")
-    latest_total_like = max([l for l in (latest_total, latest_corrected) if l], key=lambda l: l.date, default=None)
-    if latest_ionized and (latest_total_like is None or latest_ionized.date >= latest_total_like.date):
-        lab = latest_ionized
-        v = lab.value
-        assert v is not None
-        return CalciumJudgement("ionized", v, "mmol/L", lab, None,
-                                low=_below(lab, ionized_low), severe=_below(lab, ionized_severe))
-    if latest_corrected and (latest_total is None or latest_corrected.date >= latest_total.date):
-        lab = latest_corrected
-        assert lab.value is not None
-        return CalciumJudgement("lab-corrected", lab.value, "mg/dL", lab, None,
-                                low=_below(lab, low_mg_dl), severe=_below(lab, severe_mg_dl))
-    if latest_total is None:
+def judge_calcium_day(day: LabDay, albumin: Sequence[Lab], low_mg_dl: Decimal,
+                      severe_mg_dl: Decimal, ionized_low: Decimal, ionized_severe: Decimal,
+                      albumin_reference: Decimal, albumin_pairing_days: int) -> CalciumJudgement | None:
+    """D5 steps 1–4 among the usable calcium results of one date (A39): an ionized one first,
+    else a lab-corrected one (judged as a total), else the total one, corrected with the latest
+    albumin within ``albumin_pairing_days`` of it when that albumin is usable and below
+    ``albumin_reference``. None when no result of the date is usable."""
+    usable = day.usable
+    if not usable:
         return None
-    lab = latest_total
-    assert lab.value is not None
-    albumin = None
-    # newest first: stop (unread) once older than the pairing window
-    for a in newest_while(labs.get("albumin", ()), lambda d: (d - lab.date).days >= -albumin_pairing_days):
-        gap = (a.date - lab.date).days
-        if a.usable and gap <= albumin_pairing_days:
-            albumin = a
-            break
-    if albumin is not None and albumin.value is not None and albumin.value < albumin_reference \
+
+    def first(concept: str) -> Lab | None:
+        return next((l for l in usable if l.concept == concept), None)
+
+    ionized, corrected, lab = first("calcium-ionized"), first("calcium-corrected"), first("calcium-serum")
+    if ionized is not None:
+        assert ionized.value is not None
+        return CalciumJudgement("ionized", ionized.value, "mmol/L", ionized, None,
+                                low=_below(ionized, ionized_low), severe=_below(ionized, ionized_severe))
+    if corrected is not None:
+        assert corrected.value is not None
+        return CalciumJudgement("lab-corrected", corrected.value, "mg/dL", corrected, None,
+                                low=_below(corrected, low_mg_dl), severe=_below(corrected, severe_mg_dl))
+    assert lab is not None and lab.value is not None
+    # the latest albumin dated within the pairing days either side of the calcium (A39: it decides)
+    pairing = latest_day(albumin, lab.date + timedelta(days=albumin_pairing_days), 2 * albumin_pairing_days)
+    alb = pairing.decisive
+    if alb is not None and alb.value is not None and alb.value < albumin_reference \
             and lab.comparator is None:
-        value = round_half_up(lab.value + Decimal("0.8") * (albumin_reference - albumin.value), 1)
-        return CalciumJudgement("albumin-corrected", value, "mg/dL", lab, albumin,
+        value = round_half_up(lab.value + Decimal("0.8") * (albumin_reference - alb.value), 1)
+        return CalciumJudgement("albumin-corrected", value, "mg/dL", lab, alb,
                                 low=value < low_mg_dl, severe=value < severe_mg_dl)
     return CalciumJudgement("measured", lab.value, "mg/dL", lab, None,
-                            low=_below(lab, low_mg_dl), severe=_below(lab, severe_mg_dl))
+                            low=_below(lab, low_mg_dl), severe=_below(lab, severe_mg_dl),
+                            albumin_unusable=pairing.results[0] if pairing.present_unusable else None)
+
+
+def judge_calcium(labs: Mapping[str, Sequence[Lab]], today: date, window_days: int | None,
+                  low_mg_dl: Decimal, severe_mg_dl: Decimal, ionized_low: Decimal,
+                  ionized_severe: Decimal, albumin_reference: Decimal,
+                  albumin_pairing_days: int, *, before: date | None = None) -> CalciumJudgement | None:
+    """Judge calcium per D5 (A39): the latest date in ``window_days`` holding a calcium result of
+    any form decides; None when there is none or none of that date is usable (then nothing older
+    is judged). ``before``: judge instead the newest date before it that has a usable calcium
+    (the "previous result" a card names, never a decision)."""
+    day = latest_calcium_day(labs, today, window_days, before=before, usable_only=before is not None)
+    return judge_calcium_day(day, labs.get("albumin", ()), low_mg_dl, severe_mg_dl, ionized_low,
+                             ionized_severe, albumin_reference, albumin_pairing_days)
 
 
 def _below(lab: Lab, limit: Decimal) -> bool:
@@ -292,16 +432,10 @@ def below(lab: Lab, limit: Decimal | int) -> bool:
 
 
 def newest_usable_day(results: Iterable[Lab], today: date, days: int) -> list[Lab]:
-    """The usable results of the newest day within ``days`` that has one (``results`` newest
-    first): all that :func:`select_egfr` compares, so older results are never read (validated)."""
-    out: list[Lab] = []
-
-    def keep(d: date) -> bool:   # inside the window, and not older than the day found
-        return (today - d).days <= days and (not out or d >= out[0].date)
-    for lab in newest_while(results, keep):
-        if lab.usable and (today - lab.date).days >= 0:
-            out.append(lab)
-    return out
+    """The usable results of the latest date within ``days`` (``results`` newest first): all that
+    :func:`select_egfr` compares. A39: the latest date decides, so when none of its results is
+    usable the answer is empty, and older results are never read (validated)."""
+    return list(latest_day(results, today, days).usable)
 
 
 def select_egfr(results: Iterable[Lab], pediatric: bool) -> Lab | None:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal
-from typing import Any
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, Callable
 
 #: Drug classes of RULES.md D3.
 DENOSUMAB = "denosumab"
@@ -119,13 +119,46 @@ class DraftOrder:
         return f"{self.drug.name}{dose}"
 
 
+#: Why a result is unusable (D5 "Which result", A39): no/unknown unit, no value, not a number.
+UNUSABLE_UNIT = "unit"
+UNUSABLE_NO_VALUE = "no-value"
+UNUSABLE_NOT_A_NUMBER = "not-a-number"
+
+#: The analyte as a card names it (D5 wording of an unusable result).
+ANALYTE_WORDS: dict[str, str] = {
+    "calcium-serum": "Calcium", "calcium-corrected": "Corrected calcium",
+    "calcium-ionized": "Ionized calcium", "albumin": "Albumin",
+    "vitamin-d-25oh": "25-OH vitamin D", "creatinine": "Creatinine",
+    "creatinine-serum": "Creatinine", "egfr": "eGFR", "magnesium": "Magnesium",
+    "phosphate": "Phosphate", "pth-intact": "PTH", "pregnancy-test": "Pregnancy test",
+    "pregnancy-status": "Pregnancy status", "body-weight": "Body weight",
+}
+
+#: Display decimals of a value per analyte, in its canonical unit (§1.2 rule 6, A40); a value
+#: sent with a unit that is not recognised is shown at this precision.
+DISPLAY_PLACES: dict[str, int] = {
+    "calcium-serum": 1, "calcium-corrected": 1, "calcium-ionized": 2, "albumin": 1,
+    "vitamin-d-25oh": 0, "creatinine": 2, "creatinine-serum": 2, "egfr": 0, "magnesium": 1,
+    "phosphate": 1, "pth-intact": 0, "pregnancy-test": 0, "body-weight": 1,
+}
+
+
+def _same(text: str) -> str:
+    return text
+
+
 @dataclass(frozen=True)
 class Lab:
     """One usable-or-not laboratory result (D5).
 
-    ``value`` is in the concept's canonical unit, rounded per D5, or None when the unit was
-    not recognised (then ``usable`` is False). ``comparator`` is ``<``, ``<=``, ``>``, ``>=``
-    or None.
+    ``value`` is in the concept's canonical unit, rounded per D5, or None. ``unusable`` says why
+    the result cannot be used (D5 "Which result", A39): ``unit`` (no unit, or one not recognised
+    for the analyte), ``no-value`` (``dataAbsentReason`` or no ``value[x]``) or ``not-a-number``
+    (a text that does not parse, a coded value on a quantitative test); None when usable.
+    ``sent`` is what the record sent for it: the unit as sent (None: no unit), the
+    ``dataAbsentReason`` display (else its code), or the text as sent. ``comparator`` is ``<``,
+    ``<=``, ``>``, ``>=`` or None. A qualitative result (pregnancy test or status with a coded
+    value or an interpretation) is usable with ``value`` None.
     """
 
     concept: str
@@ -141,16 +174,49 @@ class Lab:
     interpretation: tuple[tuple[str, str], ...] = ()
     reference_range: str | None = None
     id: str = ""
+    unusable: str | None = None
+    sent: str | None = None
 
     @property
     def usable(self) -> bool:
-        return self.value is not None
+        return self.unusable is None
 
     def describe(self) -> str:
         if self.measured is None:
             return "result"
         comp = self.comparator or ""
         return f"{comp}{self.measured.normalize():f} {self.measured_unit or ''}".strip()
+
+    def shown_value(self) -> str | None:
+        """The measured value as sent, rounded to the analyte's display precision (§1.2 rule 6),
+        with its comparator; None without a number."""
+        if self.measured is None:
+            return None
+        places = DISPLAY_PLACES.get(self.concept, 2)
+        q = self.measured.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+        return f"{self.comparator or ''}{q:f}"
+
+    def unusable_text(self, analyte: str | None = None,
+                      escape: Callable[[str], str] = _same) -> str | None:
+        """Why this result is not used, in D5's fixed wording (A39), or None when usable:
+
+        ``{analyte} {value} on {date}: unit not recognised ("{unit as sent}")`` (``no unit``),
+        ``{analyte} on {date}: no value ({dataAbsentReason display, else code})``,
+        ``{analyte} on {date}: no numeric value ("{text as sent}")``. ``escape`` is applied to
+        the record text (unit, reason, text as sent) before it is placed in markdown (§1.2 rule 4).
+        """
+        if self.unusable is None:
+            return None
+        name = analyte or ANALYTE_WORDS.get(self.concept, self.concept)
+        when = self.date.isoformat()
+        if self.unusable == UNUSABLE_UNIT:
+            value = self.shown_value()
+            what = f"{name} {value}" if value is not None else name
+            unit = f'"{escape(self.sent)}"' if self.sent else "no unit"
+            return f"{what} on {when}: unit not recognised ({unit})"
+        if self.unusable == UNUSABLE_NO_VALUE:
+            return f"{name} on {when}: no value" + (f" ({escape(self.sent)})" if self.sent else "")
+        return f'{name} on {when}: no numeric value ("{escape(self.sent or "")}")'
 
 
 @dataclass(frozen=True)

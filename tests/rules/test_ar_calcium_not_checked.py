@@ -82,8 +82,136 @@ def test_ar_calcium_not_checked_fires_when_only_unknown_units(unit):
     res = dmab_continuation() + [observation(CALCIUM_SERUM, 9.4, unit, ago(5))]
     card = run(RID, res, drafts=[draft(DMAB60)])
     assert card is not None
-    assert f"(last: {ago(5).isoformat()}, unit not recognised)" in card["summary"]
-    assert "unit not recognised" in card["detail"]
+    assert card["summary"] == (f"No usable calcium in the last 30 days (latest {ago(5).isoformat()}: "
+                               "unit not recognised): check calcium before denosumab")
+    shown = f'("{unit}")' if unit else "(no unit)"
+    assert f"Calcium 9.4 on {ago(5).isoformat()}: unit not recognised {shown}" in card["detail"]
+
+
+# ---- A39: the latest calcium date decides, usable or not ------------------------------------------
+
+def _unit(value, when):
+    return observation(CALCIUM_SERUM, value, "mmol", when, ucum=False)
+
+
+def _no_value(when, display="Error"):
+    obs = observation(CALCIUM_SERUM, None, None, when)
+    obs["dataAbsentReason"] = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
+                                           "code": "error", **({"display": display} if display else {})}]}
+    return obs
+
+
+def _text(text, when):
+    return observation(CALCIUM_SERUM, None, None, when, value_string=text)
+
+
+@pytest.mark.parametrize("latest, words, reason", [
+    (lambda: _unit(9.43, ago(1)), f'Calcium 9.4 on {ago(1).isoformat()}: unit not recognised ("mmol")',
+     "unit not recognised"),
+    (lambda: _no_value(ago(1)), f"Calcium on {ago(1).isoformat()}: no value (Error)", "no value"),
+    (lambda: _no_value(ago(1), display=None), f"Calcium on {ago(1).isoformat()}: no value (error)", "no value"),
+    (lambda: observation(CALCIUM_SERUM, None, None, ago(1)), f"Calcium on {ago(1).isoformat()}: no value.",
+     "no value"),
+    (lambda: _text("haemolysed", ago(1)), f'Calcium on {ago(1).isoformat()}: no numeric value ("haemolysed")',
+     "no numeric value"),
+])
+@pytest.mark.parametrize("older_value", [9.4, 7.2])
+def test_a39_unusable_latest_calcium_falls_back_and_the_older_value_is_not_judged(latest, words, reason, older_value):
+    """D5 example: calcium with dataAbsentReason yesterday and 9.4 mg/dL three weeks ago, Prolia
+    continuation → this card, not silence; an older low value is named ("was low"), not judged."""
+    res = dmab_continuation() + [latest(), observation(CALCIUM_SERUM, older_value, "mg/dL", ago(12))]
+    card = run(RID, res, drafts=[draft(DMAB60)])
+    assert card is not None
+    assert card["summary"] == (f"No usable calcium in the last 30 days (latest {ago(1).isoformat()}: "
+                               f"{reason}): check calcium before denosumab")
+    finding = card["detail"].split("\n")[0]
+    assert words in finding and "unit not recognised" not in finding.replace(words, "") 
+    assert "not used: a newer result exists" in card["detail"]
+    if older_value < 8.5:
+        assert f"previous result, calcium 7.2 mg/dL (measured 7.2 mg/dL) on {ago(12).isoformat()}, was low" in finding
+        assert card["indicator"] == "warning"       # the earlier low value: hypocalcemia-prone (D9)
+    else:
+        assert "was low" not in card["detail"] and card["indicator"] == "info"
+    ids = engine_ids(res, drafts=[draft(DMAB60)])
+    assert RID in ids and "DMAB-HYPOCALCEMIA" not in ids
+
+
+def test_a39_no_value_is_never_worded_unit_not_recognised():
+    card = run(RID, dmab_continuation() + [_no_value(ago(1))], drafts=[draft(DMAB60)])
+    assert "unit not recognised" not in card["summary"] + card["detail"]
+
+
+def test_a39_usable_latest_calcium_decides_unchanged():
+    """An unusable result older than a usable one changes nothing: the newer usable one decides."""
+    res = dmab_continuation() + [observation(CALCIUM_SERUM, 9.4, "mg/dL", ago(1)), _no_value(ago(5))]
+    assert run(RID, res, drafts=[draft(DMAB60)]) is None
+    low = dmab_continuation() + [observation(CALCIUM_SERUM, 7.4, "mg/dL", ago(1)), _no_value(ago(5))]
+    ids = engine_ids(low, drafts=[draft(DMAB60)])
+    assert "DMAB-HYPOCALCEMIA" in ids and RID not in ids
+
+
+@pytest.mark.parametrize("other", [
+    lambda: observation(CALCIUM_SERUM, 9.4, "mg/dL", ago(1)),
+    lambda: observation(CALCIUM_IONIZED, 1.22, "mmol/L", ago(1)),
+    lambda: observation(CALCIUM_CORRECTED, 9.3, "mg/dL", ago(1)),
+])
+def test_a39_same_date_one_usable_result_decides(other):
+    """Several calcium results (any form) on the latest date: the usable ones decide."""
+    res = dmab_continuation() + [_no_value(ago(1)), other(), observation(CALCIUM_SERUM, 7.0, "mg/dL", ago(9))]
+    assert run(RID, res, drafts=[draft(DMAB60)]) is None
+    assert "DMAB-HYPOCALCEMIA" not in engine_ids(res, drafts=[draft(DMAB60)])   # 7.0 is older: not judged
+
+
+def test_a39_unusable_ionized_on_the_latest_date_does_not_let_an_older_total_decide():
+    """The latest date holding a calcium of any form decides (D5 "Calcium to judge")."""
+    res = dmab_continuation() + [observation(CALCIUM_IONIZED, 1.2, "mg", ago(1), ucum=False),
+                                 observation(CALCIUM_SERUM, 9.4, "mg/dL", ago(3))]
+    card = run(RID, res, drafts=[draft(DMAB60)])
+    assert card is not None and f'Ionized calcium 1.20 on {ago(1).isoformat()}: unit not recognised ("mg")' in card["detail"]
+
+
+def test_a39_window_first_an_unusable_result_outside_the_window_is_only_stale():
+    """Within the window first: an unusable result 40 days ago is stale, not "the latest"; a
+    usable one in the window decides; none in the window → the plain "none in the window" card."""
+    inside = dmab_continuation() + [observation(CALCIUM_SERUM, 9.4, "mg/dL", ago(20)), _no_value(ago(40))]
+    assert run(RID, inside, drafts=[draft(DMAB60)]) is None
+    only_outside = dmab_continuation() + [_no_value(ago(31)), observation(CALCIUM_SERUM, 9.4, "mg/dL", ago(45))]
+    card = run(RID, only_outside, drafts=[draft(DMAB60)])
+    assert card["summary"].startswith(f"No serum calcium in the last 30 days (last: {ago(31).isoformat()})")
+    assert f"Calcium on {ago(31).isoformat()}: no value (Error) — stale" in card["detail"]
+
+
+def test_a39_unusable_latest_with_a_stale_usable_one_names_it_stale():
+    res = dmab_continuation() + [_no_value(ago(2)), observation(CALCIUM_SERUM, 9.4, "mg/dL", ago(50))]
+    card = run(RID, res, drafts=[draft(DMAB60)])
+    assert f"Last usable calcium: calcium 9.4 mg/dL (measured 9.4 mg/dL) on {ago(50).isoformat()} — stale" in card["detail"]
+    assert "newer result exists" not in card["detail"]
+
+
+@pytest.mark.parametrize("status", ["entered-in-error", "cancelled"])
+def test_a39_entered_in_error_latest_does_not_count_so_the_older_one_decides(status):
+    res = dmab_continuation() + [_no_value(ago(1)), observation(CALCIUM_SERUM, 7.1, "mg/dL", ago(10))]
+    res[-2]["status"] = status
+    assert run(RID, res, drafts=[draft(DMAB60)]) is None
+    assert "DMAB-HYPOCALCEMIA" in engine_ids(res, drafts=[draft(DMAB60)])
+
+
+def test_a39_iv_bisphosphonate_falls_back_oral_gets_no_card():
+    res = base() + [_unit(7.0, ago(1)), observation(CALCIUM_SERUM, 7.0, "mg/dL", ago(8))]
+    assert run(RID, res, drafts=[draft(ZOL5)]) is not None
+    for d in (draft(ZOL5), draft(ALENDRONATE)):
+        assert "BP-HYPOCALCEMIA" not in engine_ids(res, drafts=[d])
+    assert RID not in engine_ids(res, drafts=[draft(ALENDRONATE)])
+
+
+def test_a39_card_text_has_no_internal_references():
+    import re
+    res = dmab_continuation() + [_no_value(ago(1)), observation(CALCIUM_SERUM, 7.2, "mg/dL", ago(12))]
+    card = run(RID, res, drafts=[draft(DMAB60)])
+    text = card["summary"] + card["detail"]
+    for pattern in (r"RULES\.md", "§", r"\bseeds?\b", r"\(D(10|[1-9])\)", r"\b[a-z][a-z0-9]*(_[a-z0-9]+)+\b",
+                    r"\bObservation/", r"\burn:"):
+        assert not re.search(pattern, text, re.IGNORECASE if "seed" in pattern else 0), pattern
 
 
 def test_ar_calcium_not_checked_silent_with_ionized_or_lab_corrected_calcium_only():

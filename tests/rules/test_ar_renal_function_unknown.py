@@ -171,3 +171,119 @@ def test_chart_egfr_without_unit_is_not_usable_but_a_value_string_is():
     as_string = build_chart([observation(EGFR, None, None, ago(5), value_string=">60")], NOW)
     lab = as_string.egfr(365)
     assert lab is not None and lab.value == 60 and lab.comparator == ">"
+
+
+# ---- A39: the latest eGFR date decides, usable or not --------------------------------------------
+
+DAR = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
+
+
+def _egfr_no_value(when):
+    obs = observation(EGFR, None, None, when)
+    obs["dataAbsentReason"] = {"coding": [{"system": DAR, "code": "error", "display": "Error"}]}
+    return obs
+
+
+@pytest.mark.parametrize("latest, words, reason", [
+    (lambda: observation(EGFR, 13.4, None, ago(1)), f"eGFR 13 on {ago(1).isoformat()}: unit not recognised (no unit)",
+     "unit not recognised"),
+    (lambda: observation(EGFR, 13.4, "mL/min/m2", ago(1)),
+     f'eGFR 13 on {ago(1).isoformat()}: unit not recognised ("mL/min/m2")', "unit not recognised"),
+    (lambda: _egfr_no_value(ago(1)), f"eGFR on {ago(1).isoformat()}: no value (Error)", "no value"),
+    (lambda: observation(EGFR, None, None, ago(1), value_string="see report"),
+     f'eGFR on {ago(1).isoformat()}: no numeric value ("see report")', "no numeric value"),
+])
+@pytest.mark.parametrize("code", [ALENDRONATE, DMAB60])
+def test_a39_unusable_latest_egfr_falls_back_and_112_is_not_judged(latest, words, reason, code):
+    """D5 example: eGFR 13.4 yesterday without a usable unit, 112 three weeks ago → this card."""
+    res = base() + [latest(), observation(EGFR, 112, EGFR_UNIT, ago(23))]
+    card = run(RID, res, drafts=[draft(code)])
+    assert card is not None
+    agent = "alendronate" if code == ALENDRONATE else "denosumab"
+    assert card["summary"] == (f"No usable eGFR in the last 365 days (latest {ago(1).isoformat()}: {reason}): "
+                               f"check kidney function before {agent}")
+    finding = card["detail"].split("\n")[0]
+    assert words in finding and "was below" not in finding
+    assert (f"Previous usable eGFR: eGFR 112 mL/min/1.73 m² on {ago(23).isoformat()} — not used: a newer "
+            "result exists") in card["detail"]
+    if reason == "no value":
+        assert "unit not recognised" not in card["summary"] + card["detail"]
+
+
+def test_a39_previous_egfr_below_a_cutoff_is_named_in_the_finding():
+    """A39 consequence: eGFR 25 then an unusable repeat → this card naming the 25, not the
+    advanced-CKD card (denosumab) or the renal contraindication (alendronate)."""
+    res = base() + [observation(EGFR, 40, "%", ago(2)), observation(EGFR, 25, EGFR_UNIT, ago(40))]
+    for code, cutoff, other in ((DMAB60, 30, "DMAB-CKD-CALCIUM-MONITORING"),
+                                (ALENDRONATE, 35, "BP-RENAL-CONTRAINDICATION")):
+        card = run(RID, res, drafts=[draft(code)])
+        assert (f"The previous result, eGFR 25 mL/min/1.73 m² on {ago(40).isoformat()}, was below {cutoff}."
+                in card["detail"].split("\n")[0])
+        ids = engine_ids(res, drafts=[draft(code)])
+        assert RID in ids and other not in ids
+
+
+def test_a39_same_date_a_usable_egfr_decides_by_code_preference():
+    res = base() + [observation("33914-3", 13.4, None, ago(1)), observation(EGFR, 52, EGFR_UNIT, ago(1)),
+                    observation(EGFR, 20, EGFR_UNIT, ago(30))]
+    assert run(RID, res, drafts=[draft(ALENDRONATE)]) is None
+    assert "BP-RENAL-CONTRAINDICATION" not in engine_ids(res, drafts=[draft(ALENDRONATE)])
+
+
+def test_a39_usable_latest_egfr_decides_unchanged():
+    res = base() + [observation(EGFR, 28, EGFR_UNIT, ago(1)), _egfr_no_value(ago(10))]
+    assert run(RID, res, drafts=[draft(ALENDRONATE)]) is None
+    assert "BP-RENAL-CONTRAINDICATION" in engine_ids(res, drafts=[draft(ALENDRONATE)])
+
+
+def test_a39_within_the_window_first():
+    """IV bisphosphonate window 30 days: an unusable eGFR 40 days ago is outside it (stale), so
+    the plain "none in the window" card; a usable one inside decides over an unusable older one."""
+    res = base() + [_egfr_no_value(ago(40)), observation(EGFR, 70, EGFR_UNIT, ago(60))]
+    card = run(RID, res, drafts=[draft(ZOL5)])
+    assert card["summary"].startswith("No eGFR in the last 30 days before zoledronic acid")
+    assert f"eGFR on {ago(40).isoformat()}: no value (Error) (40 days old), not used" in card["detail"]
+    inside = base() + [observation(EGFR, 70, EGFR_UNIT, ago(5)), _egfr_no_value(ago(20))]
+    assert run(RID, inside, drafts=[draft(ZOL5)]) is None
+
+
+@pytest.mark.parametrize("status", ["entered-in-error", "cancelled"])
+def test_a39_entered_in_error_latest_does_not_count(status):
+    bad = observation(EGFR, 13.4, None, ago(1), status=status)
+    res = base() + [bad, observation(EGFR, 28, EGFR_UNIT, ago(23))]
+    assert run(RID, res, drafts=[draft(ALENDRONATE)]) is None
+    assert "BP-RENAL-CONTRAINDICATION" in engine_ids(res, drafts=[draft(ALENDRONATE)])
+
+
+def test_a39_unusable_latest_with_a_severe_ckd_record_is_not_unknown():
+    res = base() + [observation(EGFR, 13.4, None, ago(1)), condition("N18.5", ICD10)]
+    assert run(RID, res, drafts=[draft(DMAB60)]) is None
+    assert "DMAB-CKD-CALCIUM-MONITORING" in engine_ids(res, drafts=[draft(DMAB60)])
+
+
+def test_a39_unusable_latest_creatinine_is_not_named_as_a_value() -> None:
+    bad = observation(CREATININE, None, None, ago(3))
+    bad["dataAbsentReason"] = {"coding": [{"system": DAR, "code": "error", "display": "Error"}]}
+    res = base() + [bad, observation(CREATININE, 1.1, "mg/dL", ago(12))]
+    card = run(RID, res, drafts=[draft(ZOL5)])
+    assert "(creatinine" not in card["summary"]           # the older 1.1 is not used
+    assert f"(last: Creatinine on {ago(3).isoformat()}: no value (Error))" in card["detail"]
+
+
+def test_a39_fallback_card_texts_have_no_internal_references() -> None:
+    import re
+    from tests.factory import VITD, evaluate_rules
+    patterns = (r"RULES\.md", r"codes\.json", "§", r"(?i)\bseeds?\b", r"\b\d{3}_[0-9a-f]{16}\b",
+                r"\(D(10|[1-9])\)", r"\b[a-z][a-z0-9]*(_[a-z0-9]+)+\b", r"\burn:",
+                r"\b(Patient|Observation|Condition|Procedure|MedicationRequest)/[A-Za-z0-9.\-]+")
+    res = base() + [observation(EGFR, 13.4, "mL/min/m2", ago(1)), observation(EGFR, 25, EGFR_UNIT, ago(23)),
+                    _egfr_no_value(ago(400)), observation(VITD, 31.2, "ug", ago(4), ucum=False),
+                    observation(VITD, 30, "ng/mL", ago(60))]
+    cards = evaluate_rules(res, drafts=[draft(DMAB60)])
+    wanted = {"AR-RENAL-FUNCTION-UNKNOWN", "DMAB-VITD-NOT-CHECKED"}
+    assert wanted <= {c["source"]["topic"]["code"] for c in cards}
+    for card in cards:
+        if card["source"]["topic"]["code"] in wanted:
+            for text in (card["summary"], card["detail"], card["source"]["label"]):
+                for p in patterns:
+                    assert not re.search(p, text), (card["source"]["topic"]["code"], p, text)

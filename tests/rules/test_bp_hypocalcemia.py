@@ -145,3 +145,41 @@ def test_bp_hypocalcemia_hooks() -> None:
     assert RID in ids(run(_iv(8.0), [d], hook="order-select"))
     assert RID not in ids(run(_iv(8.0), [d], hook="order-select", selections=[]))
     assert RID not in ids(run(_iv(8.0), [], hook="patient-view"))
+
+
+# ---- A39: the latest calcium date decides, usable or not ----------------------------------------
+
+def _no_value(when):
+    from tests.factory import CALCIUM_SERUM, observation
+    obs = observation(CALCIUM_SERUM, None, None, when)
+    obs["dataAbsentReason"] = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
+                                           "code": "error", "display": "Error"}]}
+    return obs
+
+
+@pytest.mark.parametrize("latest", [
+    lambda: _no_value(ago(2)), lambda: calcium(7.0, ago(2), unit="mmol"),
+    lambda: calcium(None, ago(2), unit=None, value_string="clotted"),
+])
+def test_a39_unusable_latest_calcium_older_low_is_not_judged(latest) -> None:
+    """Oral agents have no "not checked" rule: no card at all; IV agents fall back to
+    AR-CALCIUM-NOT-CHECKED (warning), never BP-HYPOCALCEMIA on the older 7.6."""
+    res = [egfr(70, ago(3)), latest(), calcium(7.6, ago(10))]
+    oral = ids(run(res, [draft(ALENDRONATE_70)]))
+    assert RID not in oral and "AR-CALCIUM-NOT-CHECKED" not in oral
+    iv = run(res, [draft(ZOL5)])
+    assert RID not in ids(iv) and "AR-CALCIUM-NOT-CHECKED" in ids(iv)
+    assert card(iv, "AR-CALCIUM-NOT-CHECKED")["indicator"] == "warning"
+
+
+def test_a39_same_date_usable_calcium_decides_and_albumin_latest_unusable_means_no_correction() -> None:
+    same_day = [egfr(70, ago(3)), _no_value(ago(2)), calcium(8.1, ago(2))]
+    assert RID in ids(run(same_day, [draft(ALENDRONATE_70)]))
+    # albumin 3.0 would correct 8.4 to 9.2 (not low), but the latest albumin within 7 days of the
+    # calcium is unusable: it decides (A39), no correction, the measured 8.4 is judged low
+    res = [egfr(70, ago(3)), calcium(8.4, ago(5)), albumin(3.0, ago(8)), albumin(30, ago(4), unit="mg")]
+    cards = run(res, [draft(ZOL5)])
+    c = card(cards, RID)
+    assert c is not None and "Not corrected for albumin: Albumin 30.0 on" in c["detail"]
+    corrected = run([egfr(70, ago(3)), calcium(8.4, ago(5)), albumin(3.0, ago(8))], [draft(ZOL5)])
+    assert RID not in ids(corrected)           # 8.4 + 0.8 × 1.0 = 9.2: not low

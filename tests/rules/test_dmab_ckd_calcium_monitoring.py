@@ -119,3 +119,65 @@ def test_dmab_ckd_120mg_mentions_xgeva_and_hooks() -> None:
     d = draft(DMAB60)
     assert run(RULE, [patient(), _egfr(12)], hook="order-select", drafts=[d], selections=[]) is None
     assert run(RULE, [patient(), _egfr(12)], drafts=[draft("705824")]) is None
+
+
+# ---- A39: the latest result decides, usable or not -------------------------------------------
+
+def _calcium_no_value(days_ago: int):
+    obs = observation("17861-6", None, None, ago(days_ago))
+    obs["dataAbsentReason"] = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
+                                           "code": "error", "display": "Error"}]}
+    return obs
+
+
+def test_a39_unusable_latest_egfr_is_not_below_30_and_the_older_25_is_not_judged() -> None:
+    """D9 (A39): an eGFR of 25 followed by an unusable repeat is not advanced CKD by eGFR;
+    AR-RENAL-FUNCTION-UNKNOWN reports it instead."""
+    from tests.factory import evaluate_rules, rule_ids
+    res = [patient(), observation(EGFR, 24.6, None, ago(2)), _egfr(25, 40)]
+    assert run(RULE, res, drafts=[draft()]) is None
+    ids = rule_ids(evaluate_rules(res, drafts=[draft()]))
+    assert RULE not in ids and "AR-RENAL-FUNCTION-UNKNOWN" in ids
+    # a usable latest eGFR still decides; several on its date: a usable one decides
+    assert run(RULE, [patient(), _egfr(25, 2), observation(EGFR, 13, None, ago(40))], drafts=[draft()]) is not None
+    same_day = [patient(), observation(EGFR, 60, None, ago(2)), _egfr(25, 2), _egfr(70, 40)]
+    assert run(RULE, same_day, drafts=[draft()]) is not None
+
+
+def test_a39_unusable_latest_egfr_with_a_diagnosis_names_it_and_uses_the_diagnosis() -> None:
+    res = [patient(), observation(EGFR, 13.4, "mL/s", ago(2)), condition("N18.4", ICD10)]
+    card = run(RULE, res, drafts=[draft()])
+    assert card is not None
+    assert (f'The latest eGFR cannot be used (eGFR 13 on {ago(2).isoformat()}: unit not recognised '
+            '("mL/s")); the diagnosis on record is used.') in card["detail"]
+
+
+def test_a39_unusable_latest_calcium_is_no_usable_calcium_and_the_card_says_so() -> None:
+    res = [patient(), condition("N18.5", ICD10), _calcium_no_value(1),
+           observation("17861-6", 9.3, "mg/dL", ago(10))]
+    card = run(RULE, res, drafts=[draft()])
+    finding = card["detail"].split("\n")[0]
+    assert f"No usable calcium in the last 30 days: Calcium on {ago(1).isoformat()}: no value (Error)." in finding
+    assert "not used: a newer result exists" in card["detail"]
+    usable = run(RULE, [patient(), condition("N18.5", ICD10), observation("17861-6", 9.3, "mg/dL", ago(1)),
+                        _calcium_no_value(10)], drafts=[draft()])
+    assert "No usable calcium" not in usable["detail"] and "9.3 mg/dL" in usable["detail"]
+
+
+def test_a39_touched_card_texts_have_no_internal_references() -> None:
+    import re
+    from tests.factory import evaluate_rules
+    from tests.rules._dmab_helpers import woman
+    patterns = (r"RULES\.md", r"codes\.json", "§", r"(?i)\bseeds?\b", r"\b\d{3}_[0-9a-f]{16}\b",
+                r"\(D(10|[1-9])\)", r"\b[a-z][a-z0-9]*(_[a-z0-9]+)+\b", r"\burn:",
+                r"\b(Patient|Observation|Condition|Procedure|MedicationRequest)/[A-Za-z0-9.\-]+")
+    cases = [
+        ([patient(), condition("N18.5", ICD10), _calcium_no_value(1), observation(EGFR, 13.4, None, ago(2)),
+          observation("17861-6", 9.3, "mg/dL", ago(10))], RULE),
+        ([woman(30), observation("2106-3", None, None, ago(3))], "DMAB-PREGNANCY-STATUS-UNVERIFIED"),
+    ]
+    for res, rule_id in cases:
+        card = next(c for c in evaluate_rules(res, drafts=[draft()]) if c["source"]["topic"]["code"] == rule_id)
+        for text in (card["summary"], card["detail"], card["source"]["label"]):
+            for p in patterns:
+                assert not re.search(p, text), (rule_id, p, text)

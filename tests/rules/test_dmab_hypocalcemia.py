@@ -241,3 +241,31 @@ def test_dmab_hypocalcemia_runs_when_medications_unavailable_on_order_hooks():
     cards = sign(ca(8.0), unavailable={"MedicationDispense": "timeout", "MedicationStatement": "timeout"})
     assert RULE in ids(cards)
     assert RULE not in ids(sign(ca(8.0), unavailable={"Observation": "timeout"}))
+
+
+# ---- A39: the latest calcium date decides, usable or not ----------------------------------------
+
+def _no_value(days: int):
+    obs = ca(None, unit=None, days=days)
+    obs["dataAbsentReason"] = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
+                                           "code": "error", "display": "Error"}]}
+    return obs
+
+
+@pytest.mark.parametrize("latest", [lambda: _no_value(1), lambda: ca(7.0, unit="mmol", days=1),
+                                    lambda: ca(None, unit=None, days=1, value_string="clotted")])
+def test_a39_unusable_latest_calcium_hides_nothing_and_judges_nothing_older(latest) -> None:
+    """Order hooks: AR-CALCIUM-NOT-CHECKED (warning: the earlier 7.2 makes the patient
+    hypocalcemia-prone, D9), naming the low value; never DMAB-HYPOCALCEMIA on the older 7.2.
+    Patient-view has no "not checked" rule: no card."""
+    cards = sign(latest(), ca(7.2, days=12))
+    assert RULE not in ids(cards) and "AR-CALCIUM-NOT-CHECKED" in ids(cards)
+    ar = f.card_for(cards, "AR-CALCIUM-NOT-CHECKED")
+    assert ar["indicator"] == "warning" and "was low" in ar["detail"].split("\n")[0]
+    assert ids(pv([f.administration(f.DMAB60, ago(30)), latest(), ca(7.2, days=12)])) == []
+
+
+def test_a39_latest_usable_calcium_still_decides() -> None:
+    assert RULE in ids(sign(ca(7.9, days=1), _no_value(6)))
+    assert RULE not in ids(sign(ca(9.1, days=1), ca(7.2, days=6)))   # a later normal value wins
+    assert RULE in ids(sign(_no_value(1), ca(7.9, days=1), ca(9.5, days=8)))   # same date: usable decides

@@ -146,10 +146,43 @@ def test_dmab_pregnancy_unverified_fires_for_woman_of_reproductive_age(hook: str
 
 @pytest.mark.parametrize("record", [
     lambda: _urine("neg", 30), lambda: _status(False, 1), lambda: _hcg(2),
-    lambda: observation("2106-3", None, None, ago(3)),     # any result counts as verified
 ])
 def test_dmab_pregnancy_unverified_any_recent_test_or_status_silences(record) -> None:
     assert run(UNVER, [woman(30), record()], drafts=[draft()]) is None
+
+
+def _no_value(days_ago: int):
+    obs = observation("2106-3", None, None, ago(days_ago))
+    obs["dataAbsentReason"] = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
+                                           "code": "error", "display": "Error"}]}
+    return obs
+
+
+@pytest.mark.parametrize("record, words", [
+    (lambda: observation("2106-3", None, None, ago(3)), f"Pregnancy test on {ago(3).isoformat()}: no value."),
+    (lambda: _no_value(3), f"Pregnancy test on {ago(3).isoformat()}: no value (Error)."),
+    (lambda: _hcg(300, unit="mg", days_ago=3), f'Pregnancy test 300 on {ago(3).isoformat()}: unit not recognised ("mg").'),
+    (lambda: observation("2106-3", None, None, ago(3), value_code=(SNOMED, "123")),
+     f"Pregnancy test on {ago(3).isoformat()}: no recognisable result."),
+])
+def test_a39_pregnancy_unverified_a_test_without_a_result_does_not_verify(record, words) -> None:
+    """A39 (DMAB-PREGNANCY-STATUS-UNVERIFIED): only a usable result verifies the status; the card
+    names the test that does not. Changed: a blank test in the window used to silence the card."""
+    card = run(UNVER, [woman(30), record()], drafts=[draft()])
+    assert card is not None and words in card["detail"].split("\n")[0]
+
+
+def test_a39_pregnancy_unusable_later_test_never_cancels_a_positive_only_a_usable_negative_does() -> None:
+    """DMAB-PREGNANCY keeps its own rule (A39): positive, then an unusable test → still fires;
+    positive, then a usable negative → cancelled."""
+    for later in (_no_value(1), _hcg(3, unit="mg", days_ago=1),
+                  observation("2106-3", None, None, ago(1), value_string="see note")):
+        res = [woman(30), _urine("pos", 10), later]
+        assert run(PREG, res, drafts=[draft()]) is not None
+        assert UNVER not in rule_ids(evaluate_rules(res, drafts=[draft()]))
+    assert run(PREG, [woman(30), _urine("pos", 10), _hcg(3, days_ago=1)], drafts=[draft()]) is None
+    # an unusable positive-looking value is no positive either
+    assert run(PREG, [woman(30), _hcg(300, unit="mg", days_ago=1)], drafts=[draft()]) is None
 
 
 def test_dmab_pregnancy_unverified_stale_or_erroneous_test_does_not_silence() -> None:

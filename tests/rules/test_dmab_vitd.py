@@ -128,3 +128,63 @@ def test_dmab_vitd_rules_are_exclusive_in_the_engine() -> None:
     assert NOT in none and DEF not in none
     normal = rule_ids(evaluate_rules([patient(), _vitd(20)], drafts=[draft()]))
     assert DEF not in normal and NOT not in normal
+
+
+# ---- A39: the latest 25-OH vitamin D in the window decides, usable or not ---------------------
+
+def _no_value(days_ago: int):
+    obs = observation(VITD, None, None, ago(days_ago))
+    obs["dataAbsentReason"] = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
+                                           "code": "not-performed", "display": "Not Performed"}]}
+    return obs
+
+
+_LATEST = [
+    (lambda: _vitd(35.4, unit="ug/dL", days_ago=5),
+     f'25-OH vitamin D 35 on {ago(5).isoformat()}: unit not recognised ("ug/dL")', "unit not recognised"),
+    (lambda: _no_value(5), f"25-OH vitamin D on {ago(5).isoformat()}: no value (Not Performed)", "no value"),
+    (lambda: _vitd(None, unit=None, days_ago=5, value_string="pending"),
+     f'25-OH vitamin D on {ago(5).isoformat()}: no numeric value ("pending")', "no numeric value"),
+]
+
+
+@pytest.mark.parametrize("latest, words, reason", _LATEST)
+@pytest.mark.parametrize("older", [10.0, 35.0])
+def test_a39_unusable_latest_vitd_at_initiation_falls_back_to_not_checked(latest, words, reason, older) -> None:
+    res = [patient(), latest(), _vitd(older, days_ago=100)]
+    card = run(NOT, res, drafts=[draft()])
+    assert card is not None
+    assert card["summary"] == (f"No usable 25-OH vitamin D in the last 12 months (latest {ago(5).isoformat()}: "
+                               f"{reason}) before starting denosumab")
+    assert words in card["detail"].split("\n")[0]
+    assert (f"Previous usable result: 25-OH vitamin D {older:.1f} ng/mL on {ago(100).isoformat()} — "
+            "not used: a newer result exists") in card["detail"]
+    ids = rule_ids(evaluate_rules(res, drafts=[draft()]))
+    assert NOT in ids and DEF not in ids                 # the older 10.0 is not judged
+
+
+@pytest.mark.parametrize("latest, words, reason", _LATEST)
+def test_a39_unusable_latest_vitd_at_continuation_gives_no_card(latest, words, reason) -> None:
+    """DMAB-VITD-NOT-CHECKED fires at initiation only, and DMAB-VITD-DEFICIENCY has no fallback:
+    an unusable latest result at a continuation dose gives neither card, whatever came before."""
+    res = [patient(), *continuation(), latest(), _vitd(10.0, days_ago=100)]
+    ids = rule_ids(evaluate_rules(res, drafts=[draft(DMAB60)]))
+    assert NOT not in ids and DEF not in ids
+
+
+def test_a39_vitd_same_date_usable_result_decides_and_older_unusable_changes_nothing() -> None:
+    same_day = [patient(), _no_value(5), _vitd(15.0, days_ago=5)]
+    assert run(DEF, same_day, drafts=[draft()]) is not None and run(NOT, same_day, drafts=[draft()]) is None
+    older_bad = [patient(), _vitd(15.0, days_ago=5), _no_value(50)]
+    assert run(DEF, older_bad, drafts=[draft()]) is not None and run(NOT, older_bad, drafts=[draft()]) is None
+
+
+def test_a39_vitd_window_first_and_entered_in_error() -> None:
+    stale_bad = [patient(), _no_value(400), _vitd(35, days_ago=500)]
+    card = run(NOT, stale_bad, drafts=[draft()])
+    assert card["summary"] == "No 25-OH vitamin D result in the last 12 months before starting denosumab"
+    assert f"25-OH vitamin D on {ago(400).isoformat()}: no value (Not Performed) — stale" in card["detail"]
+    erroneous = _no_value(5)
+    erroneous["status"] = "entered-in-error"
+    res = [patient(), erroneous, _vitd(12.0, days_ago=100)]
+    assert run(NOT, res, drafts=[draft()]) is None and run(DEF, res, drafts=[draft()]) is not None
