@@ -41,7 +41,7 @@ REASON_WORDS = {
     "timeout": "the FHIR server did not answer in time", "deadline": "the FHIR server did not answer in time",
     "unreachable": "the FHIR server could not be reached", "invalid-json": "the FHIR server sent an unreadable answer",
     "not-a-bundle": "the FHIR server answered a search with something other than a search result",
-    "error-outcome": "the FHIR server reported an error instead of the data",
+    "operation-outcome": "the FHIR server reported an error instead of the data",
     "token-patient-mismatch": "the access token was issued for a different patient",
 }
 #: Why a key's data may be incomplete, in a clinician's words.
@@ -50,6 +50,7 @@ INCOMPLETE_WORDS = {
     "total-exceeds-entries": "the FHIR server sent fewer records than it said it had",
     "max-pages": "more pages of results were available than the service reads",
     "deadline": "the FHIR server did not send every page in time",
+    "unread-pages": "the EHR sent only the first page of results",
 }
 #: Resource types in the words of "N <noun> could not be read".
 _NOUNS = {"Observation": ("laboratory result", "laboratory results"),

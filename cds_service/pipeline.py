@@ -30,7 +30,8 @@ from .chart.identity import PatientIdentity, patient_aliases
 from .chart.verdicts import VerdictCache
 from .data_card import DATA_CARD_ID, build_data_card
 from .errors import ApiError
-from .prefetch import FetchSettings, PrefetchResult, gather
+from .chart.medication_refs import medication_index, unresolved_references
+from .prefetch import FetchSettings, PrefetchResult, gather, read_medications
 from .request import HookRequest, check_draft_patients, parse_hook_request
 
 @dataclass
@@ -43,10 +44,36 @@ class HookOutcome:
     skipped: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     excluded: dict[str, int] = field(default_factory=dict)   # counts only (never ids) for the log
+    incomplete: dict[str, str] = field(default_factory=dict)  # prefetch key -> why it is partial
+    capped: dict[str, int] = field(default_factory=dict)      # prefetch key -> resources left out
 
 
 def _triggers_antiresorptive(chart: Chart) -> bool:
     return any(d.drug.drug_class in (DENOSUMAB, BISPHOSPHONATE) for d in chart.triggers)
+
+
+def _prefetch_medications(req: HookRequest) -> tuple[list[dict], dict[str, dict]]:
+    """The Medication resources the client sent in prefetch, and those by ``fullUrl`` (to classify
+    drafts that refer to them before anything is fetched)."""
+    out, urls = [], {}
+    for value in req.prefetch.values():
+        entries = value.get("entry") if isinstance(value, dict) and value.get("resourceType") == "Bundle" else None
+        for e in entries if isinstance(entries, list) else []:
+            res = e.get("resource") if isinstance(e, dict) else None
+            if isinstance(res, dict) and res.get("resourceType") == "Medication":
+                out.append(res)
+                if isinstance(e.get("fullUrl"), str):
+                    urls[e["fullUrl"]] = res
+    return out, urls
+
+
+def draft_medication_urls(req: HookRequest) -> dict[str, dict]:
+    """Medication entries of ``context.draftOrders`` by ``fullUrl`` (D3 resolution (b))."""
+    bundle = req.context.get("draftOrders")
+    entries = bundle.get("entry") if isinstance(bundle, dict) else None
+    return {e["fullUrl"]: e["resource"] for e in (entries if isinstance(entries, list) else [])
+            if isinstance(e, dict) and isinstance(e.get("fullUrl"), str) and isinstance(e.get("resource"), dict)
+            and e["resource"].get("resourceType") == "Medication"}
 
 
 def identity_of(req: HookRequest) -> PatientIdentity:
@@ -70,10 +97,14 @@ def evaluate_hook(service: Service, body: Any, *, now: datetime, fetch: FetchSet
     if service.hook != "patient-view":
         # No antiresorptive among the triggering drafts: nothing to check, nothing to fetch (§7).
         t = time.perf_counter()
-        drafts_only = build_chart([], now, hook=req.hook, draft_orders=req.draft_orders,
-                                  selections=req.selections, verdicts=verdicts, identity=identity)
+        sent_meds, sent_urls = _prefetch_medications(req)
+        sent_urls |= draft_medication_urls(req)
+        drafts_only = build_chart(sent_meds, now, hook=req.hook, draft_orders=req.draft_orders,
+                                  selections=req.selections, verdicts=verdicts, identity=identity,
+                                  medication_urls=sent_urls)
         timings["drafts"] = time.perf_counter() - t
-        if not _triggers_antiresorptive(drafts_only) and not drafts_only.unreadable_drafts:
+        unknown = unresolved_references(req.draft_orders, medication_index(sent_meds + req.draft_orders, sent_urls))
+        if not _triggers_antiresorptive(drafts_only) and not drafts_only.unreadable_drafts and not unknown:
             return HookOutcome({"cards": []}, timings=timings)
 
     t = time.perf_counter()
@@ -87,11 +118,19 @@ def evaluate_hook(service: Service, body: Any, *, now: datetime, fetch: FetchSet
                        + ", ".join(f"{k} ({unavailable[k]})" for k in keys),
                        missing=keys)
     missing_types = {data.keys[k].resource_type: reason for k, reason in unavailable.items()}
+    resources = data.resources
+    urls = data.medication_urls | draft_medication_urls(req)
+    wanted = unresolved_references(resources + req.draft_orders,
+                                   medication_index(resources + req.draft_orders, urls))
+    if wanted:   # RULES.md D3 (c): the Medications nothing in the request resolves
+        t = time.perf_counter()
+        resources = resources + read_medications(wanted, req, fetch, session, data.stop_at)
+        timings["medications"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    chart = build_chart(data.resources, now, hook=req.hook, draft_orders=req.draft_orders,
+    chart = build_chart(resources, now, hook=req.hook, draft_orders=req.draft_orders,
                         selections=req.selections, unavailable=missing_types, verdicts=verdicts,
-                        identity=identity)
+                        identity=identity, medication_urls=urls)
     timings["chart"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -99,7 +138,8 @@ def evaluate_hook(service: Service, body: Any, *, now: datetime, fetch: FetchSet
                     patient_id=req.patient_id, user_id=req.user_id)
     result = evaluate(inp)
     cards = list(result.cards)
-    data_card = build_data_card(result, inp, missing_types,
+    data_card = build_data_card(result, inp, missing_types, incomplete=data.incomplete,
+                                capped=data.capped,
                                 key_types={k: r.resource_type for k, r in data.keys.items()})
     if data_card is not None:
         cards.append(data_card)
@@ -109,7 +149,8 @@ def evaluate_hook(service: Service, body: Any, *, now: datetime, fetch: FetchSet
     response = {"cards": [c.to_json() for c in cards]}
     timings["serialise"] = time.perf_counter() - t
     return HookOutcome(response, fired=result.fired, prefetch=data.status_line(),
-                       skipped=len(chart.skipped), timings=timings, excluded=dict(chart.excluded))
+                       skipped=len(chart.skipped), timings=timings, excluded=dict(chart.excluded),
+                       incomplete=data.incomplete, capped=data.capped)
 
 
 def run_hook(service: Service, body: Any, *, now: datetime, settings: Any = None,

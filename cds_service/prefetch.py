@@ -17,7 +17,9 @@
 
 from __future__ import annotations
 
+import heapq
 import logging
+from collections import Counter
 import math
 import re
 import time
@@ -61,6 +63,7 @@ class FetchSettings:
     deadline: float = 2.0                     # overall seconds for all fetches of one request
     max_pages: int = 5                        # pages (Bundle.link[next] included) read per key
     max_workers: int = 8
+    max_resources: int = 5000                 # resources kept per key after de-duplication (0: no cap)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "FetchSettings":
@@ -96,6 +99,11 @@ class FetchSettings:
             if not value.isdigit() or int(value) < 1:
                 raise ValueError(f"BONE_CDS_FHIR_MAX_PAGES: {value!r} is not a whole number >= 1")
             kwargs["max_pages"] = int(value)
+        value = (env.get("BONE_CDS_MAX_RESOURCES_PER_KEY") or "").strip()
+        if value:
+            if not value.isdigit():
+                raise ValueError(f"BONE_CDS_MAX_RESOURCES_PER_KEY: {value!r} is not a whole number >= 0")
+            kwargs["max_resources"] = int(value)
         return cls(**kwargs)
 
 
@@ -112,6 +120,10 @@ class KeyResult:
     resources: list[dict] = field(default_factory=list)
     reason: str | None = None   # set when source == "unavailable"
     pages: int = 0              # pages read from the FHIR server
+    incomplete: str | None = None   # the data is partial: why (error-outcome, total-exceeds-entries, ...)
+    capped: int = 0             # resources left out by the per-key cap
+    #: Medication entries of the key's Bundles by their ``fullUrl`` (RULES.md D3 resolution (b))
+    medication_urls: dict[str, dict] = field(default_factory=dict)
 
 
 @dataclass
@@ -119,6 +131,7 @@ class PrefetchResult:
     """All keys of one request (PF-5: the caller sees which keys could not be had, and why)."""
 
     keys: dict[str, KeyResult]
+    stop_at: float = 0.0        # time.monotonic() of the request's FHIR deadline
 
     @property
     def resources(self) -> list[dict]:
@@ -134,6 +147,24 @@ class PrefetchResult:
                         continue
                     seen.add(ident)
                 out.append(res)
+        return out
+
+    @property
+    def incomplete(self) -> dict[str, str]:
+        """key -> why its data is partial (the data card says so for the checks that read it)."""
+        return {k: r.incomplete for k, r in self.keys.items() if r.incomplete and r.source != "unavailable"}
+
+    @property
+    def capped(self) -> dict[str, int]:
+        """key -> resources left out by the per-key cap."""
+        return {k: r.capped for k, r in self.keys.items() if r.capped}
+
+    @property
+    def medication_urls(self) -> dict[str, dict]:
+        """Every Medication entry of every key's Bundles, by ``fullUrl``."""
+        out: dict[str, dict] = {}
+        for r in self.keys.values():
+            out.update(r.medication_urls)
         return out
 
     @property
@@ -248,26 +279,90 @@ def _is_error(outcome: dict) -> bool:
     return not issues or any(i.get("severity") not in ("warning", "information") for i in issues)
 
 
-def _flatten(value: dict) -> list[dict] | None:
-    """The resources of a prefetch value or response body; ``None`` when it reports a failure
-    (PF-5): an OperationOutcome in place of the resource, a Bundle whose only entries are
-    OperationOutcomes of which one is an error, or something that is no FHIR resource at all.
-    OperationOutcome entries otherwise (a server's ``search.mode = outcome`` warnings, e.g.
-    "unknown parameter ignored") are not data: dropped."""
-    if _is_outcome(value) or not isinstance(value.get("resourceType"), str):
-        return None   # an OperationOutcome, or not a FHIR resource at all
+@dataclass
+class _Contents:
+    """What one prefetch value or response body holds (PF-5)."""
+
+    resources: list[dict] = field(default_factory=list)
+    problem: str | None = None       # not data at all: the key is unavailable for this reason
+    incomplete: str | None = None    # data, but partial
+    total: int | None = None         # Bundle.total, when it is a whole number
+    medication_urls: dict[str, dict] = field(default_factory=dict)
+
+
+def _contents(value: Any, search: bool) -> _Contents:
+    """The resources of a prefetch value or response body, or why it is not data (PF-5).
+
+    Not data: an OperationOutcome in place of the resource (``error-outcome``), something that is
+    no FHIR resource (``invalid-json``), a search answered by anything but a Bundle
+    (``not-a-bundle``), a Bundle whose only entries are error OperationOutcomes. Partial data: a
+    Bundle holding resources *and* an error OperationOutcome entry (``error-outcome``).
+    OperationOutcome entries that only warn or inform (a server's ``search.mode = outcome``
+    "no results" or "unknown parameter ignored") are not data and not a problem: dropped."""
+    if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
+        return _Contents(problem="invalid-json")
+    if _is_outcome(value):
+        return _Contents(problem="operation-outcome")
     if value.get("resourceType") != "Bundle":
-        return [value]
+        return _Contents(problem="not-a-bundle") if search else _Contents([value])
     entries = value.get("entry")
     if entries is not None and not isinstance(entries, list):
-        return None   # a malformed Bundle is no answer
-    resources = [e["resource"] for e in entries or []
-                 if isinstance(e, dict) and isinstance(e.get("resource"), dict)
-                 and isinstance(e["resource"].get("resourceType"), str)]
-    outcomes = [r for r in resources if _is_outcome(r)]
-    if outcomes and len(outcomes) == len(resources) and any(_is_error(o) for o in outcomes):
-        return None
-    return [r for r in resources if not _is_outcome(r)]
+        return _Contents(problem="invalid-json")   # a malformed Bundle is no answer
+    resources: list[dict] = []
+    errors = 0
+    urls: dict[str, dict] = {}
+    for e in entries or []:
+        if not isinstance(e, dict) or not isinstance(e.get("resource"), dict):
+            continue
+        res = e["resource"]
+        if not isinstance(res.get("resourceType"), str):
+            continue
+        if _is_outcome(res):
+            errors += _is_error(res)
+            continue
+        resources.append(res)
+        if res["resourceType"] == "Medication" and isinstance(e.get("fullUrl"), str):
+            urls[e["fullUrl"]] = res
+    total = value.get("total")
+    total = total if isinstance(total, int) and not isinstance(total, bool) and total >= 0 else None
+    if errors and not resources:
+        return _Contents(problem="operation-outcome")
+    return _Contents(resources, incomplete="error-outcome" if errors else None, total=total,
+                     medication_urls=urls)
+
+
+def _observation_instant(res: dict) -> str:
+    """A sortable text of an Observation's date (newest kept by the cap): ISO dates sort as text."""
+    period = res.get("effectivePeriod")
+    for value in (res.get("effectiveDateTime"), res.get("effectiveInstant"),
+                  period.get("start") if isinstance(period, dict) else None, res.get("issued")):
+        if isinstance(value, str):
+            return value
+    return ""
+
+
+def _dedupe_and_cap(resources: list[dict], resource_type: str, cap: int) -> tuple[list[dict], int]:
+    """Resources without type+id duplicates, at most ``cap`` (0: all) of them — for Observations
+    the newest (by date text, computed once per resource: linear plus a heap), else the first
+    ones as sent; and how many the cap left out."""
+    seen: set[tuple[str, str]] = set()
+    out: list[dict] = []
+    for res in resources:
+        rid = res.get("id")
+        if isinstance(rid, str) and rid:
+            ident = (str(res.get("resourceType")), rid)
+            if ident in seen:
+                continue
+            seen.add(ident)
+        out.append(res)
+    if not cap or len(out) <= cap:
+        return out, 0
+    dropped = len(out) - cap
+    if resource_type == "Observation":
+        keyed = [(_observation_instant(r), -i) for i, r in enumerate(out)]
+        keep = {-i for _, i in heapq.nlargest(cap, keyed)}
+        return [r for i, r in enumerate(out) if i in keep], dropped
+    return out[:cap], dropped
 
 
 def _next_link(bundle: dict) -> str | None:
@@ -344,39 +439,78 @@ def _read(session: requests.Session, url: str, headers: Mapping[str, str], timeo
 
 def _fetch(key: str, resource_type: str, path: str, base: str, headers: Mapping[str, str],
            settings: FetchSettings, session: requests.Session, stop_at: float) -> KeyResult:
-    """Read one key from the FHIR server, following ``next`` links on the same base (PF-7)."""
+    """Read one key from the FHIR server, following ``next`` links on the same base (PF-7).
+
+    Partial answers are kept and marked ``incomplete`` (issue 11): an error OperationOutcome among
+    the entries, ``max_pages`` or the cap reached with a ``next`` link pending, the deadline
+    reached after some pages, or a last page whose Bundle ``total`` exceeds what was received."""
     is_read = "?" not in path
     url: str | None = f"{base}/{path}"
     resources: list[dict] = []
+    urls: dict[str, dict] = {}
     pages = 0
+    incomplete: str | None = None
+    total: int | None = None
     host = urlsplit(base).hostname
     try:
         while url is not None:
             remaining = stop_at - time.monotonic()
             if remaining <= 0:
-                raise _Unavailable("deadline")
+                if not pages:
+                    raise _Unavailable("deadline")
+                incomplete = "deadline"
+                break
             body = _read(session, url, headers, min(settings.read_timeout, remaining), is_read and pages == 0)
             pages += 1
             if body is None:
                 break
-            found = _flatten(body)
-            if found is None:
-                raise _Unavailable("operation-outcome")
-            resources.extend(found)
+            found = _contents(body, search=not is_read)
+            if found.problem is not None:
+                if not pages - 1:
+                    raise _Unavailable(found.problem)
+                incomplete = found.problem   # a later page failed: keep the earlier ones
+                break
+            incomplete = incomplete or found.incomplete
+            total = total if total is not None else found.total
+            resources.extend(found.resources)
+            urls.update(found.medication_urls)
             url = _next_link(body) if body.get("resourceType") == "Bundle" else None
             if url is not None:
                 url = urljoin(base + "/", url)
                 if not _on_base(url, base):
                     log.warning("prefetch key %s: next link leaves the FHIR server %s; not followed",
                                 key, host)
-                    url = None
-                elif pages >= settings.max_pages:
-                    log.warning("prefetch key %s: stopped after %d pages (max_pages); data may be incomplete",
-                                key, pages)
-                    url = None
+                    url, incomplete = None, incomplete or "max-pages"
+                elif pages >= settings.max_pages or (settings.max_resources
+                                                     and len(resources) >= settings.max_resources):
+                    log.warning("prefetch key %s: stopped after %d pages (max_pages or the cap); "
+                                "data incomplete", key, pages)
+                    url, incomplete = None, incomplete or "max-pages"
+            elif total is not None and total > len(resources) and not incomplete:
+                incomplete = "total-exceeds-entries"
     except _Unavailable as exc:
         return KeyResult(key, resource_type, "unavailable", [], exc.reason, pages)
-    return KeyResult(key, resource_type, "fetched", resources, None, pages)
+    kept, capped = _dedupe_and_cap(resources, resource_type, settings.max_resources)
+    return KeyResult(key, resource_type, "fetched", kept, None, pages, incomplete, capped, urls)
+
+
+def _from_prefetch(key: str, resource_type: str, value: Any, search: bool,
+                   settings: FetchSettings) -> KeyResult | str:
+    """A key the client sent (PF-4/PF-5): its KeyResult, or why it must be fetched instead."""
+    if value is None:
+        return KeyResult(key, resource_type, "prefetch", [])   # null: "no data"
+    found = _contents(value, search)
+    if found.problem is not None:
+        return found.problem
+    incomplete = found.incomplete
+    if isinstance(value, dict) and value.get("resourceType") == "Bundle":
+        if _next_link(value) is not None:
+            incomplete = incomplete or "unread-pages"
+        elif found.total is not None and found.total > len(found.resources):
+            incomplete = incomplete or "total-exceeds-entries"
+    kept, capped = _dedupe_and_cap(found.resources, resource_type, settings.max_resources)
+    return KeyResult(key, resource_type, "prefetch", kept, None, 0, incomplete, capped,
+                     found.medication_urls)
 
 
 def gather(templates: Mapping[str, str], request: HookRequest, settings: FetchSettings,
@@ -393,12 +527,11 @@ def gather(templates: Mapping[str, str], request: HookRequest, settings: FetchSe
         rendered = render_template(template, request)
         rtype = _resource_type(template, rendered)
         if key in request.prefetch:
-            value = request.prefetch[key]
-            found = [] if value is None else _flatten(value) if isinstance(value, dict) else None
-            if found is not None:
-                results[key] = KeyResult(key, rtype, "prefetch", found)
+            taken = _from_prefetch(key, rtype, request.prefetch[key], "?" in template, settings)
+            if isinstance(taken, KeyResult):
+                results[key] = taken
                 continue
-            log.info("prefetch key %s: client sent an OperationOutcome; fetching it", key)
+            log.info("prefetch key %s: the client sent no data (%s); fetching it", key, taken)
         to_fetch[key] = (rtype, rendered)
     extra = set(request.prefetch) - set(templates)
     if extra:
@@ -412,7 +545,11 @@ def gather(templates: Mapping[str, str], request: HookRequest, settings: FetchSe
         elif base is None or not is_allowed(request.fhir_server, settings.allowed_servers):
             reason = "server-not-allowed"
             log.warning("FHIR server %s is not on the allowlist; %d prefetch key(s) not fetched",
-                        urlsplit(request.fhir_server).hostname or "(unparseable)", len(to_fetch))
+                        _host_of(request.fhir_server), len(to_fetch))
+        elif token_for_other_patient(request):
+            reason = "token-patient-mismatch"
+            log.warning("fhirAuthorization.patient differs from context.patientId; "
+                        "%d prefetch key(s) not fetched", len(to_fetch))
         pending: dict[str, tuple[str, str]] = {}
         for key, (rtype, rendered) in to_fetch.items():
             if reason is not None:
@@ -424,9 +561,55 @@ def gather(templates: Mapping[str, str], request: HookRequest, settings: FetchSe
         if pending and base is not None:
             results.update(_fetch_all(pending, base, request, settings, session, stop_at))
 
-    result = PrefetchResult({k: results[k] for k in templates})
+    result = PrefetchResult({k: results[k] for k in templates}, stop_at)
     log.debug("prefetch done in %.3fs: %s", time.monotonic() - started, result.status_line())
     return result
+
+
+def read_medications(references: list[str], request: HookRequest, settings: FetchSettings,
+                     session: requests.Session | None, stop_at: float) -> list[dict]:
+    """RULES.md D3 step (c): read each ``Medication/{id}`` that nothing in the request resolves from
+    the allowed FHIR server, in parallel, within what is left of the request's deadline. Same
+    allowlist and token rules as the prefetch reads; an absolute reference is read only when it
+    lies on the request's FHIR base. What cannot be read is logged (a reason, never an id) and
+    left unresolved: the reference's ``display`` is then the drug text."""
+    base = normalise_base_url(request.fhir_server) if request.fhir_server else None
+    if not references or base is None or not is_allowed(request.fhir_server or "", settings.allowed_servers) \
+            or token_for_other_patient(request) or stop_at - time.monotonic() <= 0:
+        return []
+    pending: dict[str, tuple[str, str]] = {}
+    for ref in references[:settings.max_workers * 4]:
+        if "://" in ref:
+            if not _on_base(ref, base):
+                continue
+            ref = ref[len(base) + 1:] if ref.startswith(base + "/") else "/".join(ref.rsplit("/", 2)[-2:])
+        pending[f"medication-{len(pending)}"] = ("Medication", ref)
+    found: list[dict] = []
+    failed = Counter()
+    for result in _fetch_all(pending, base, request, settings, session, stop_at).values():
+        meds = [r for r in result.resources if r.get("resourceType") == "Medication"]
+        if meds:
+            found.extend(meds)
+        else:
+            failed[result.reason or "not-found"] += 1
+    if failed:
+        log.info("medication reads: %d found, not read: %s", len(found), dict(failed))
+    return found
+
+
+def token_for_other_patient(request: HookRequest) -> bool:
+    """True when ``fhirAuthorization.patient`` names another patient than ``context.patientId``:
+    the token is then not used for this patient's reads (issue 11 §1)."""
+    auth = request.fhir_authorization
+    return auth is not None and auth.patient is not None and auth.patient != request.patient_id
+
+
+def _host_of(url: str) -> str:
+    """The host of a URL for a log line; never raises (a malformed ``[::1`` host is no 500)."""
+    try:
+        return urlsplit(url).hostname or "(unparseable)"
+    except ValueError:
+        return "(unparseable)"
 
 
 def _fetch_all(pending: Mapping[str, tuple[str, str]], base: str, request: HookRequest,
@@ -462,4 +645,5 @@ def _fetch_all(pending: Mapping[str, tuple[str, str]], base: str, request: HookR
 
 
 __all__ = ["FetchSettings", "KeyResult", "PrefetchResult", "gather", "is_allowed", "new_session",
+           "read_medications", "token_for_other_patient",
            "normalise_base_url", "render_template"]

@@ -18,6 +18,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 from . import clinical, labs, medications
 from .dates import add_months, fhir_date, today_utc
 from .identity import PatientIdentity
+from .medication_refs import medication_index
 from .labs import CalciumJudgement, LabDay, LazyLabs
 from .model import (BISPHOSPHONATE, DENOSUMAB, ConditionFact, DoseEvent, DraftOrder, Lab,
                     MedicationRecord, PatientFacts, ProcedureFact, Skipped)
@@ -292,14 +293,16 @@ def _flatten(values: Iterable[Any]) -> list[dict[str, Any]]:
 def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient-view",
                 draft_orders: Iterable[dict[str, Any]] = (), selections: Iterable[str] = (),
                 unavailable: Mapping[str, str] | None = None, vs: ValueSets | None = None,
-                verdicts: VerdictCache | None = None, identity: PatientIdentity | None = None) -> Chart:
+                verdicts: VerdictCache | None = None, identity: PatientIdentity | None = None,
+                medication_urls: Mapping[str, dict[str, Any]] | None = None) -> Chart:
     """Build the :class:`Chart` from FHIR resources (Bundles unpacked, de-duplicated by type+id).
 
     ``draft_orders`` are the hook's own orders; the triggers are the selected ones on
     ``order-select`` and all of them on ``order-sign`` (RULES.md §1 "Hooks").
     ``identity``: the patient in context; every resource that is not that patient's is left out
     and counted in ``Chart.excluded`` (the service always passes it; None trusts the caller to
-    have given one patient's data, as unit tests of single rules do).
+    have given one patient's data, as unit tests of single rules do). ``medication_urls``: the
+    Medication entries of the request's Bundles by ``fullUrl`` (D3 resolution (b)).
     """
     vs = vs or default_value_sets()
     today = today_utc(now)
@@ -324,15 +327,9 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
             seen.add((rtype, rid))
         by_type.setdefault(rtype, []).append(r)
 
-    med_index: dict[str, dict[str, Any]] = {}
-    for m in by_type.get("Medication", []):
-        if isinstance(m.get("id"), str):
-            med_index[f"Medication/{m['id']}"] = m
     drafts_raw = [d for d in draft_orders if isinstance(d, dict)
                   and (identity is None or identity.owner(d) != "other")]   # the request layer 400s those
-    for d in _flatten(drafts_raw):
-        if d.get("resourceType") == "Medication" and isinstance(d.get("id"), str):
-            med_index[f"Medication/{d['id']}"] = d
+    med_index = medication_index(by_type.get("Medication", []) + _flatten(drafts_raw), medication_urls)
 
     memo: dict = {}   # this request's element verdicts (projection.py): each distinct value once
 

@@ -12,6 +12,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
 
 from .dates import fhir_date
+from .medication_refs import resolve
 from .model import (BISPHOSPHONATE, CALCIMIMETIC, DENOSUMAB, SUPPLEMENT, DoseEvent, Drug,
                     MedicationRecord, Timing)
 from .valuesets import ValueSets
@@ -56,8 +57,8 @@ def medication_concept(resource: Mapping[str, Any],
     """The medication CodeableConcept of a record and the Medication resource it refers to, if any.
 
     ``medicationReference`` is resolved to a contained Medication (``#id``) or to one found in
-    the request (``medications`` keyed ``Medication/id``) (D3).
-    """
+    the request or read from the FHIR server (``medications``: by ``Medication/id`` and by
+    ``fullUrl``, :mod:`.medication_refs`). ``Reference.display`` is drug text too (D3, A9)."""
     concept = resource.get("medicationCodeableConcept")
     if isinstance(concept, dict):
         return concept, None
@@ -72,13 +73,16 @@ def medication_concept(resource: Mapping[str, Any],
                 if isinstance(c, dict) and c.get("resourceType") == "Medication" and c.get("id") == target[1:]:
                     med = c
         else:
-            key = target.split("/_history")[0]
-            med = medications.get(key) or medications.get("/".join(key.rsplit("/", 2)[-2:]))
+            med = resolve(target, medications)
     code = med.get("code") if isinstance(med, dict) else None
+    display = ref.get("display") if isinstance(ref.get("display"), str) else None
     if isinstance(code, dict):
+        if display:
+            codings = [c for c in code.get("coding") or [] if isinstance(c, dict)]
+            code = {**code, "coding": codings + [{"display": display}]}
         return code, dict(med)  # type: ignore[arg-type]
-    if isinstance(ref.get("display"), str):
-        return {"text": ref["display"]}, dict(med) if isinstance(med, dict) else None
+    if display:
+        return {"text": display}, dict(med) if isinstance(med, dict) else None
     return None, dict(med) if isinstance(med, dict) else None
 
 
