@@ -158,6 +158,9 @@ def build_data_card(result: Evaluation, inp: RuleInput, missing: Mapping[str, st
         if hook != "patient-view" and any(s.resource_type == "Observation" for s in unreadable):
             indicator = max(indicator, "warning", key=_rank)
 
+    partial_labs = any(key_types.get(k) == "Observation" for k in {**(incomplete or {}), **(capped or {})})
+    if hook != "patient-view" and partial_labs:
+        indicator = max(indicator, "warning", key=_rank)   # the newest results may be the missing ones
     for key, reason in sorted((incomplete or {}).items()):
         noun = TYPE_WORDS.get(key_types.get(key, ""), "patient data")
         lines.append(f"- {noun[0].upper() + noun[1:]} may be incomplete: "
