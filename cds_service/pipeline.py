@@ -13,26 +13,31 @@ answers 412.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import requests
 
 from cards.engine import TYPE_WORDS, Evaluation, evaluate
 from cards.model import Card
-from cards.registry import RuleInput
+from cards.registry import REGISTRY, RuleInput
 from cards.thresholds import DEFAULT_THRESHOLDS, Thresholds
 from hooks.services import Service
 
 from .chart import BISPHOSPHONATE, DENOSUMAB, Chart, build_chart
 from .chart.verdicts import VerdictCache
+from .config import DEFAULT_REQUEST_BUDGET
 from .errors import ApiError
 from .prefetch import FetchSettings, PrefetchResult, gather
 from .request import HookRequest, parse_hook_request
 
 DATA_CARD_ID = "SERVICE-DATA-UNAVAILABLE"
+
+log = logging.getLogger(__name__)
 
 _REASON_WORDS = {
     "no-fhir-server": "the request named no FHIR server", "server-not-allowed":
@@ -64,10 +69,15 @@ def _on_therapy(chart: Chart) -> bool:
 
 def evaluate_hook(service: Service, body: Any, *, now: datetime, fetch: FetchSettings = FetchSettings(),
                   thresholds: Thresholds = DEFAULT_THRESHOLDS, session: requests.Session | None = None,
-                  request: HookRequest | None = None, verdicts: VerdictCache | None = None) -> HookOutcome:
+                  request: HookRequest | None = None, verdicts: VerdictCache | None = None,
+                  budget: float | None = DEFAULT_REQUEST_BUDGET,
+                  deadline: Callable[[], bool] | None = None) -> HookOutcome:
     """Run one hook call; raises :class:`ApiError` (400 bad request, 412 data unavailable).
 
-    ``verdicts``: the process's memo of R4B validation verdicts (the app's; None validates all)."""
+    ``verdicts``: the process's memo of R4B validation verdicts (the app's; None validates all).
+    ``budget``: seconds of wall time for the chart and the rules once the FHIR reads are done
+    (``BONE_CDS_REQUEST_BUDGET``; None: unbounded); rules not started in time are reported in the
+    data card. ``deadline`` (tests): a callable that says the budget is spent, used instead."""
     t0 = time.perf_counter()
     req = request or parse_hook_request(body, service.hook)
     timings: dict[str, float] = {"parse": time.perf_counter() - t0}
@@ -92,6 +102,9 @@ def evaluate_hook(service: Service, body: Any, *, now: datetime, fetch: FetchSet
                        + ", ".join(f"{k} ({unavailable[k]})" for k in keys),
                        missing=keys)
     missing_types = {data.keys[k].resource_type: reason for k, reason in unavailable.items()}
+    if deadline is None and budget is not None:
+        stop_at = time.monotonic() + budget
+        deadline = lambda: time.monotonic() >= stop_at  # noqa: E731 - the budget's clock
 
     t = time.perf_counter()
     chart = build_chart(data.resources, now, hook=req.hook, draft_orders=req.draft_orders,
@@ -101,11 +114,14 @@ def evaluate_hook(service: Service, body: Any, *, now: datetime, fetch: FetchSet
     t = time.perf_counter()
     inp = RuleInput(chart=chart, hook=req.hook, now=now, thresholds=thresholds,
                     patient_id=req.patient_id, user_id=req.user_id)
-    result = evaluate(inp)
+    result = evaluate(inp, deadline=deadline)
     cards = list(result.cards)
     relevant = _triggers_antiresorptive(chart) if req.hook != "patient-view" else _on_therapy(chart)
-    if (result.not_run or result.failed) and relevant:
-        cards.append(_data_card(result, missing_types))
+    if result.out_of_time:
+        log.warning("request budget spent: %d rules not run", len(result.out_of_time),
+                    extra={"event": {"out_of_time": result.out_of_time}})
+    if (result.not_run or result.failed or result.out_of_time) and relevant:
+        cards.append(_with_out_of_time(_data_card(result, missing_types), result))
     timings["rules"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -120,8 +136,9 @@ def run_hook(service: Service, body: Any, *, now: datetime, settings: Any = None
     """The response JSON of one hook call (``settings``: a :class:`~cds_service.config.Settings`)."""
     fetch = settings.fetch if settings is not None else FetchSettings()
     thresholds = settings.thresholds if settings is not None else DEFAULT_THRESHOLDS
+    budget = settings.request_budget if settings is not None else DEFAULT_REQUEST_BUDGET
     return evaluate_hook(service, body, now=now, fetch=fetch, thresholds=thresholds,
-                         session=session).response
+                         session=session, budget=budget).response
 
 
 def _data_card(result: Evaluation, missing: Mapping[str, str]) -> Card:
@@ -144,6 +161,31 @@ def _data_card(result: Evaluation, missing: Mapping[str, str]) -> Card:
               + "\n".join(lines) + "\n\nWhy: " + "; ".join(reasons) + ".")
     return Card(rule_id=DATA_CARD_ID, rule_title="Safety checks not run: data unavailable",
                 summary=summary, indicator="info", source_label="bone-safety-cds", detail=detail)
+
+
+# ---- the time budget's line in the data card (kept apart from _data_card: issue 11 §3) --------
+
+def out_of_time_line(result: Evaluation) -> str:
+    """One line naming the checks that the request's time budget left unperformed."""
+    n = len(result.out_of_time)
+    titles = "; ".join(REGISTRY[r].title if r in REGISTRY else r for r in result.out_of_time)
+    return (f"- **{n} check{'s' if n != 1 else ''} did not finish in time and "
+            f"{'were' if n != 1 else 'was'} not performed**: {titles}")
+
+
+def _with_out_of_time(card: Card, result: Evaluation) -> Card:
+    """``card`` (the data card) with the out-of-time line; when it is the card's only reason,
+    the summary and detail say so instead of "data unavailable"."""
+    if not result.out_of_time:
+        return card
+    line = out_of_time_line(result)
+    if result.not_run or result.failed:
+        return dataclasses.replace(card, detail=card.detail + "\n\n" + line)
+    return dataclasses.replace(
+        card, rule_title="Safety checks not run: out of time",
+        summary="Some safety checks did not finish in time and were not performed",
+        detail=("The service ran out of time for this request, so these checks were **not** performed "
+                "(their absence from the cards does not mean the patient is safe):\n\n" + line))
 
 
 __all__ = ["HookOutcome", "evaluate_hook", "run_hook", "DATA_CARD_ID"]
