@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 
 import requests
 
-from . import fallback, inprocess, load, servers
+from . import fallback, inprocess, load, scale, servers
 from .stats import summary_ms
 from .workload import DEFAULT_SEED, HOOKS, Workload, build_workloads, resources_by_type, searchset
 
@@ -331,6 +331,9 @@ def table(out: dict[str, Any]) -> str:
                          f"{_f(o.get('server_ms', {}).get('median')):>8} |{_f(fl.get('median')):>7}"
                          f"{_f(fl.get('p95')):>7}{_f(fl.get('p99')):>7}{f['throughput_rps']:8.1f}{f['errors']:>4} |"
                          f"{r['median_ratio']:9.1f}x{verdict}")
+    if out.get("scale"):
+        lines.append("")
+        lines.append(scale.table(out["scale"]))
     budget = out.get("budget")
     if budget:
         lines.append("")
@@ -372,6 +375,8 @@ def budget_summary(out: dict[str, Any]) -> list[dict[str, Any]]:
                           "detail": f"worst {w['total_over_slowest_read']:.2f}x ({worst_name}: total "
                                     f"{w['total_ms']['median']:.1f} ms, slowest read {w['slowest_read_ms']:.1f} ms, "
                                     f"of which prefetch {w['prefetch_over_slowest_read']:.2f}x)"})
+    if out.get("scale"):
+        items += scale.budget(out["scale"])
     return items
 
 
@@ -384,6 +389,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="few iterations (CI smoke): figures are indicative only")
     p.add_argument("--no-http", action="store_true", help="skip the gunicorn servers (in process and fallback only)")
     p.add_argument("--no-fallback", action="store_true", help="skip the stub-FHIR-server fallback path")
+    p.add_argument("--only", metavar="SECTIONS", help="comma-separated sections to run, of "
+                   "in_process, fallback, http, scale (default: all)")
     p.add_argument("--json", metavar="PATH", help="also write the results JSON here")
     p.add_argument("--results-dir", metavar="DIR", default=str(RESULTS_DIR),
                    help="where <timestamp>.json goes (default bench/results)")
@@ -409,6 +416,10 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error("--workers 1..16, --threads 1..32")
     if not (0 < args.delay_ms <= 2000 and 0 <= args.wait_idle <= 600):
         p.error("--delay-ms 0..2000 (exclusive of 0), --wait-idle 0..600")
+    sections = ("in_process", "fallback", "http", "scale")
+    args.only = [x.strip() for x in (args.only or ",".join(sections)).split(",") if x.strip()]
+    if not args.only or set(args.only) - set(sections):
+        p.error("--only: " + ",".join(sections))
     args.patients = [x.strip() for x in args.patients.split(",") if x.strip()]
     args.hooks = [x.strip() for x in args.hooks.split(",") if x.strip()]
     if set(args.patients) - {"typical", "heavy"} or set(args.hooks) - set(HOOKS) or not args.patients or not args.hooks:
@@ -457,11 +468,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                     out.setdefault("machine_busy_pct", {})[name] = round(
                         100 * (after[0] - before[0]) / (after[1] - before[1]))
 
-        section("in_process", lambda: section_inprocess(workloads, now, plan, out, say))
-        if not args.no_fallback:
+        if "in_process" in args.only:
+            section("in_process", lambda: section_inprocess(workloads, now, plan, out, say))
+        if not args.no_fallback and "fallback" in args.only:
             section("fallback", lambda: section_fallback(workloads, now, plan, args.delay_ms / 1000.0, out, say))
-        if not args.no_http:
+        if not args.no_http and "http" in args.only:
             section("http", lambda: section_http(workloads, plan, args, out, say))
+        if "scale" in args.only:
+            sizes = scale.QUICK_SIZES if args.quick else scale.SIZES
+            section("scale", lambda: out.__setitem__("scale", scale.run(sizes=sizes, now=now, seed=args.seed,
+                                                                       say=say)))
     except KeyboardInterrupt:
         say("bench: interrupted; servers stopped; writing partial results")
         out["interrupted"] = True

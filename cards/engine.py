@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Callable
 
 from .model import Card, order_cards
 from .registry import CATALOG_ORDER, RuleInput, rules_for
@@ -41,13 +42,24 @@ class Evaluation:
     fired: list[str] = field(default_factory=list)
     not_run: dict[str, list[str]] = field(default_factory=dict)  # rule id -> missing types
     failed: list[str] = field(default_factory=list)              # rules that raised (our bug)
+    out_of_time: list[str] = field(default_factory=list)         # rules not run: time budget spent
 
 
-def evaluate(inp: RuleInput) -> Evaluation:
-    """Every rule of ``inp.hook`` whose data is available; one card per rule at most."""
+def evaluate(inp: RuleInput, deadline: Callable[[], bool] | None = None) -> Evaluation:
+    """Every rule of ``inp.hook`` whose data is available; one card per rule at most.
+
+    ``deadline``: called before each rule; once it returns True, that rule and every later one
+    are not run and are listed in :attr:`Evaluation.out_of_time` (the caller owns the clock:
+    the engine never reads it)."""
     result = Evaluation()
     cards: list[Card] = []
+    expired = False
     for spec in rules_for(inp.hook):
+        if not expired and deadline is not None and deadline():
+            expired = True
+        if expired:
+            result.out_of_time.append(spec.id)
+            continue
         missing = sorted(t for t in spec.needs if not inp.chart.known(t))
         if missing:
             result.not_run[spec.id] = missing

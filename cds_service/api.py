@@ -117,7 +117,8 @@ def call_service(service_id: str) -> Response:
     outcome = evaluate_hook(service, body, now=now, fetch=current_app.config["SETTINGS"].fetch,
                             thresholds=current_app.config["SETTINGS"].thresholds,
                             session=current_app.config["HTTP_SESSION"],
-                            verdicts=current_app.config["VERDICTS"])
+                            verdicts=current_app.config["VERDICTS"],
+                            budget=current_app.config["SETTINGS"].request_budget)
     store = current_app.config.get("FEEDBACK_STORE")
     if store is not None and outcome.response["cards"]:
         try:

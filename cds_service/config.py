@@ -18,6 +18,10 @@ from .chart.valuesets import DEFAULT_PATH, ValueSetError, load_value_sets
 from .chart.verdicts import DEFAULT_SIZE as VERDICT_CACHE_SIZE
 from .prefetch import FetchSettings
 
+#: Default of ``BONE_CDS_REQUEST_BUDGET``: seconds of wall time for the evaluation (chart and
+#: rules) after the FHIR reads; past it the remaining rules are not run (issue 11 §3).
+DEFAULT_REQUEST_BUDGET = 5.0
+
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the variable."""
@@ -33,6 +37,20 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float, maximum: float = 600.0) -> float:
+    """A positive number of seconds (at most ``maximum``)."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not (0 < value <= maximum):   # also rejects nan and inf
+        raise ConfigError(f"{name} must be more than 0 and at most {maximum:g} seconds, got {raw!r}")
     return value
 
 
@@ -64,6 +82,7 @@ class Settings:
     auth: Any = None  # cds_service.auth.AuthSettings
     log_level: str = "INFO"
     validation_cache_size: int = VERDICT_CACHE_SIZE
+    request_budget: float = DEFAULT_REQUEST_BUDGET   # seconds for chart + rules (issue 11 §3)
 
     @property
     def feedback_path(self) -> str:
@@ -114,6 +133,7 @@ class Settings:
             value_sets_path=value_sets, fetch=fetch, thresholds=thresholds, auth=auth,
             log_level=level,
             validation_cache_size=_int(env, "BONE_CDS_VALIDATION_CACHE", VERDICT_CACHE_SIZE),
+            request_budget=_seconds(env, "BONE_CDS_REQUEST_BUDGET", DEFAULT_REQUEST_BUDGET),
         )
         if overrides:
             from dataclasses import replace

@@ -196,7 +196,7 @@ def build_data_card(result: Evaluation, inp: RuleInput, missing: Mapping[str, st
         lines.append(f"- {len(out_of_time)} check{'s' if len(out_of_time) != 1 else ''} did not finish "
                      "in time and were not performed: "
                      + ", ".join(REGISTRY[r].title for r in out_of_time if r in REGISTRY) + ".")
-        summary = summary or "Some safety checks did not finish in time"
+        summary = summary or "Some safety checks did not finish in time and were not performed"
 
     if not lines:
         return None

@@ -13,10 +13,11 @@ answers 412.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import requests
 
@@ -28,11 +29,14 @@ from hooks.services import Service
 from .chart import BISPHOSPHONATE, DENOSUMAB, Chart, build_chart
 from .chart.identity import PatientIdentity, patient_aliases
 from .chart.verdicts import VerdictCache
+from .config import DEFAULT_REQUEST_BUDGET
 from .data_card import DATA_CARD_ID, build_data_card
 from .errors import ApiError
 from .chart.medication_refs import medication_index, unresolved_references
 from .prefetch import FetchSettings, PrefetchResult, gather, read_medications
 from .request import HookRequest, check_draft_patients, parse_hook_request
+
+log = logging.getLogger(__name__)
 
 @dataclass
 class HookOutcome:
@@ -84,10 +88,15 @@ def identity_of(req: HookRequest) -> PatientIdentity:
 
 def evaluate_hook(service: Service, body: Any, *, now: datetime, fetch: FetchSettings = FetchSettings(),
                   thresholds: Thresholds = DEFAULT_THRESHOLDS, session: requests.Session | None = None,
-                  request: HookRequest | None = None, verdicts: VerdictCache | None = None) -> HookOutcome:
+                  request: HookRequest | None = None, verdicts: VerdictCache | None = None,
+                  budget: float | None = DEFAULT_REQUEST_BUDGET,
+                  deadline: Callable[[], bool] | None = None) -> HookOutcome:
     """Run one hook call; raises :class:`ApiError` (400 bad request, 412 data unavailable).
 
-    ``verdicts``: the process's memo of R4B validation verdicts (the app's; None validates all)."""
+    ``verdicts``: the process's memo of R4B validation verdicts (the app's; None validates all).
+    ``budget``: seconds of wall time for the chart and the rules once the FHIR reads are done
+    (``BONE_CDS_REQUEST_BUDGET``; None: unbounded); rules not started in time are reported in the
+    data card. ``deadline`` (tests): a callable that says the budget is spent, used instead."""
     t0 = time.perf_counter()
     req = request or parse_hook_request(body, service.hook)
     identity = identity_of(req)
@@ -126,6 +135,9 @@ def evaluate_hook(service: Service, body: Any, *, now: datetime, fetch: FetchSet
         t = time.perf_counter()
         resources = resources + read_medications(wanted, req, fetch, session, data.stop_at)
         timings["medications"] = time.perf_counter() - t
+    if deadline is None and budget is not None:
+        stop_at = time.monotonic() + budget
+        deadline = lambda: time.monotonic() >= stop_at  # noqa: E731 - the budget's clock
 
     t = time.perf_counter()
     chart = build_chart(resources, now, hook=req.hook, draft_orders=req.draft_orders,
@@ -136,8 +148,11 @@ def evaluate_hook(service: Service, body: Any, *, now: datetime, fetch: FetchSet
     t = time.perf_counter()
     inp = RuleInput(chart=chart, hook=req.hook, now=now, thresholds=thresholds,
                     patient_id=req.patient_id, user_id=req.user_id)
-    result = evaluate(inp)
+    result = evaluate(inp, deadline=deadline)
     cards = list(result.cards)
+    if result.out_of_time:
+        log.warning("request budget spent: %d rules not run", len(result.out_of_time),
+                    extra={"event": {"out_of_time": result.out_of_time}})
     data_card = build_data_card(result, inp, missing_types, incomplete=data.incomplete,
                                 capped=data.capped,
                                 key_types={k: r.resource_type for k, r in data.keys.items()})
@@ -158,8 +173,9 @@ def run_hook(service: Service, body: Any, *, now: datetime, settings: Any = None
     """The response JSON of one hook call (``settings``: a :class:`~cds_service.config.Settings`)."""
     fetch = settings.fetch if settings is not None else FetchSettings()
     thresholds = settings.thresholds if settings is not None else DEFAULT_THRESHOLDS
+    budget = settings.request_budget if settings is not None else DEFAULT_REQUEST_BUDGET
     return evaluate_hook(service, body, now=now, fetch=fetch, thresholds=thresholds,
-                         session=session).response
+                         session=session, budget=budget).response
 
 
 __all__ = ["HookOutcome", "evaluate_hook", "identity_of", "run_hook", "DATA_CARD_ID"]

@@ -121,3 +121,27 @@ def test_budget_summary_has_a_line_per_budget_and_cache_state() -> None:
                           "typical/patient-view (repeat)": row("repeat", 3.0)}}
     lines = budget_summary(out)
     assert [(b["mode"], b["pass"]) for b in lines] == [("first-sight", False), ("repeat", True)]
+
+
+def test_scale_section_times_each_kind_and_judges_growth() -> None:
+    """Section "scale" (issue 11 §3) at tiny sizes: every kind measured on both paths, the same
+    rules fire on both, and a PASS/MISS per kind lands in the table and the budget."""
+    from bench import scale
+    from bench.run import budget_summary, table
+    res = scale.run(kinds=scale.KINDS, sizes=(20, 200), hooks=("order-sign",), now=NOW, seed=11)
+    assert {r["kind"] for r in res["rows"]} == set(scale.KINDS) and len(res["rows"]) == 10
+    for r in res["rows"]:
+        assert r["hook_s"] > 0 and r["direct_s"] > 0
+        assert r["fired"] == r["hook_fired"], r["kind"]
+    for kind, info in res["kinds"].items():
+        assert isinstance(info["pass"], bool) and info["growth"]["order-sign"]["chart+rules"], kind
+    text = scale.table(res)
+    assert all(k in text for k in scale.KINDS) and ("PASS" in text or "MISS" in text)
+    counts = {}
+    for r in scale.scaled_resources("Condition", 200, 11, ANCHOR):
+        counts[r["resourceType"]] = counts.get(r["resourceType"], 0) + 1
+    assert counts["Condition"] == 200 and counts["Observation"] < 100
+    out = {"meta": {"seed": 11, "anchor": "x", "python": "3", "cpu_count": 2,
+                    "versions": {"fhir.resources": "x"}, "quick": True}, "scale": res}
+    assert "Scale:" in table(out)
+    assert len([b for b in budget_summary(out) if b["mode"] == "scale"]) == len(scale.KINDS)

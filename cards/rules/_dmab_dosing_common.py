@@ -53,15 +53,6 @@ def regimen_words(regimen: str | None) -> str:
 
 # ---- dose history (D4) ----------------------------------------------------------------------
 
-def _is_dose_record(r: MedicationRecord) -> bool:
-    """The records ``Chart.dose_events`` turns into dose events (D2/D4)."""
-    return r.date is not None and (
-        (r.resource_type == "MedicationAdministration" and r.status in ("completed", "in-progress"))
-        or (r.resource_type == "MedicationDispense" and r.status == "completed")
-        or (r.resource_type == "MedicationStatement" and r.status in ("active", "completed"))
-        or (r.resource_type == "MedicationRequest" and r.status == "completed"))
-
-
 _CONFIDENCE = {"MedicationAdministration": 4, "MedicationDispense": 3, "MedicationStatement": 2,
                "MedicationRequest": 1}
 
@@ -108,11 +99,11 @@ class Dose:
 
 def denosumab_doses(chart: Chart) -> list[Dose]:
     """Every de-duplicated denosumab dose, oldest first, with its regimen (D3, D4)."""
-    records = [r for r in chart.medications if r.drug.drug_class == DENOSUMAB and _is_dose_record(r)]
     out = []
     for event in chart.dose_events(DENOSUMAB):
-        cluster = [r for r in records if r.date is not None
-                   and abs((r.date - event.date).days) < DEDUPE_DAYS]
+        # the records of this dose: dated less than DEDUPE_DAYS from it, in chart order (an
+        # index lookup, not a scan of every record per dose: issue 11 §3)
+        cluster = chart.dose_records_near(DENOSUMAB, event.date, DEDUPE_DAYS)
         cluster.sort(key=lambda r: -_CONFIDENCE.get(r.resource_type, 0))
         regimen = event.drug.regimen or next((r.drug.regimen for r in cluster if r.drug.regimen), None)
         out.append(Dose(event, regimen, tuple(cluster)))

@@ -9,8 +9,9 @@ Three-valued answers: a query about a resource type the request could not supply
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from functools import cached_property
 from decimal import Decimal
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -76,16 +77,38 @@ class Chart:
         return not any(t in self.unavailable for t in resource_types)
 
     # ---- medications -------------------------------------------------------------------
+    # Indexes built once per chart (issue 11 §3: no step of the request path is superlinear):
+    # records per class, dose events per class, dose records per class sorted by date (bisect).
+    @cached_property
+    def _by_class(self) -> dict[str, tuple[MedicationRecord, ...]]:
+        """Medication records per drug class, in chart order."""
+        out: dict[str, list[MedicationRecord]] = {}
+        for r in self.medications:
+            out.setdefault(r.drug.drug_class, []).append(r)
+        return {k: tuple(v) for k, v in out.items()}
+
+    def records_of(self, drug_class: str) -> tuple[MedicationRecord, ...]:
+        """Medication records of one drug class (D3), in chart order."""
+        return self._by_class.get(drug_class, ())
+
     @cached_property
     def _all_dose_events(self) -> list[DoseEvent]:
         return medications.dose_events(list(self.medications))
 
+    @cached_property
+    def _events_by_class(self) -> dict[str, tuple[DoseEvent, ...]]:
+        out: dict[str, list[DoseEvent]] = {}
+        for e in self._all_dose_events:
+            out.setdefault(e.drug.drug_class, []).append(e)
+        return {k: tuple(v) for k, v in out.items()}
+
     def dose_events(self, drug_class: str | None = None, *, agent: str | None = None,
                     regimen: str | None = None) -> list[DoseEvent]:
         """De-duplicated dose events (D4), oldest first, optionally filtered."""
-        return [e for e in self._all_dose_events
-                if (drug_class is None or e.drug.drug_class == drug_class)
-                and (agent is None or e.drug.agent == agent)
+        events = self._all_dose_events if drug_class is None else self._events_by_class.get(drug_class, ())
+        if agent is None and regimen is None:
+            return list(events)
+        return [e for e in events if (agent is None or e.drug.agent == agent)
                 and (regimen is None or e.drug.regimen == regimen)]
 
     def last_dose(self, drug_class: str, *, agent: str | None = None,
@@ -94,22 +117,60 @@ class Chart:
         events = self.dose_events(drug_class, agent=agent, regimen=regimen)
         return events[-1] if events else None
 
+    @cached_property
+    def _dose_records_by_date(self) -> dict[str, tuple[list[date], list[tuple[int, MedicationRecord]]]]:
+        """Per class: the dated dose records (D4, :func:`medications.is_dose_record`) sorted by
+        date, as (dates, (chart position, record)) for bisection."""
+        out: dict[str, list[tuple[date, int, MedicationRecord]]] = {}
+        for i, r in enumerate(self.medications):
+            if r.date is not None and medications.is_dose_record(r):
+                out.setdefault(r.drug.drug_class, []).append((r.date, i, r))
+        index = {}
+        for cls, entries in out.items():
+            entries.sort(key=lambda e: (e[0], e[1]))
+            index[cls] = ([e[0] for e in entries], [(e[1], e[2]) for e in entries])
+        return index
+
+    def dose_records_near(self, drug_class: str, day: date, days: int) -> list[MedicationRecord]:
+        """Dose records (D4) of a class dated less than ``days`` days from ``day`` (either
+        side), in chart order: the records behind one de-duplicated dose (D4 "De-duplication").
+        O(log n + k) by bisection on the date index."""
+        found = self._dose_records_by_date.get(drug_class)
+        if not found or days <= 0:
+            return []
+        dates, entries = found
+        lo = bisect_left(dates, day - timedelta(days=days - 1))
+        hi = bisect_right(dates, day + timedelta(days=days - 1))
+        return [r for _, r in sorted(entries[lo:hi], key=lambda e: e[0])]
+
+    @cached_property
+    def _exposure(self) -> dict[str, tuple[date, ...]]:
+        return {}
+
     def exposure_dates(self, drug_class: str) -> list[date]:
         """Every date with evidence of exposure to a class (dose events, plus for oral
         bisphosphonates active/completed requests and statement periods), oldest first (D4)."""
-        dates = {e.date for e in self.dose_events(drug_class)}
-        for r in self.medications:
-            if r.drug.drug_class != drug_class or r.date is None or not r.drug.is_oral_bisphosphonate:
-                continue  # an active order for an injectable is a plan, not a dose (D4 "Initiation")
-            if r.resource_type in ("MedicationRequest", "MedicationStatement") \
-                    and r.status in ("active", "completed"):
-                dates.add(r.date)
-        return sorted(d for d in dates if d <= self.today)
+        memo = self._exposure
+        if drug_class not in memo:
+            dates = {e.date for e in self.dose_events(drug_class)}
+            for r in self.records_of(drug_class):
+                if r.date is None or not r.drug.is_oral_bisphosphonate:
+                    continue  # an active order for an injectable is a plan, not a dose (D4 "Initiation")
+                if r.resource_type in ("MedicationRequest", "MedicationStatement") \
+                        and r.status in ("active", "completed"):
+                    dates.add(r.date)
+            memo[drug_class] = tuple(sorted(d for d in dates if d <= self.today))
+        return list(memo[drug_class])
 
     def is_initiation(self, drug_classes: Iterable[str], gap_days: int = 365) -> bool:
         """No exposure to any of ``drug_classes`` in the ``gap_days`` before today (D4)."""
+        if gap_days < 0:
+            return True
+        start = self.today - timedelta(days=gap_days)
         for cls in drug_classes:
-            if any(0 <= (self.today - d).days <= gap_days for d in self.exposure_dates(cls)):
+            self.exposure_dates(cls)
+            dates = self._exposure[cls]          # sorted, none after today
+            if bisect_left(dates, start) < len(dates):
                 return False
         return True
 
@@ -118,8 +179,8 @@ class Chart:
         """Records that make a drug "active therapy" today (D4): active request/statement, or a
         completed dispense whose supply (``daysSupply``, default 30) still covers today."""
         out = []
-        for r in self.medications:
-            if r.drug.drug_class != drug_class or (agent and r.drug.agent != agent):
+        for r in self.records_of(drug_class):
+            if agent and r.drug.agent != agent:
                 continue
             if r.resource_type in ("MedicationRequest", "MedicationStatement") and r.status == "active":
                 out.append(r)
@@ -133,8 +194,8 @@ class Chart:
                       types: Iterable[str] = MEDICATION_TYPES) -> list[MedicationRecord]:
         """Records of a class with one of ``statuses`` dated strictly after ``after``."""
         statuses, types = set(statuses), set(types)
-        return [r for r in self.medications if r.drug.drug_class == drug_class
-                and r.status in statuses and r.resource_type in types
+        return [r for r in self.records_of(drug_class)
+                if r.status in statuses and r.resource_type in types
                 and r.date is not None and r.date > after]
 
     # ---- labs ---------------------------------------------------------------------------

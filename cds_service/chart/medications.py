@@ -341,6 +341,15 @@ _CONFIDENCE = {"MedicationAdministration": 4, "MedicationDispense": 3, "Medicati
                "MedicationRequest": 1}
 
 
+def is_dose_record(r: MedicationRecord) -> bool:
+    """A record that dates a dose (D2/D4): a completed/in-progress administration, a completed
+    dispense, an active/completed statement, or a completed request (lowest confidence)."""
+    return ((r.resource_type == "MedicationAdministration" and r.status in ("completed", "in-progress"))
+            or (r.resource_type == "MedicationDispense" and r.status == "completed")
+            or (r.resource_type == "MedicationStatement" and r.status in ("active", "completed"))
+            or (r.resource_type == "MedicationRequest" and r.status == "completed"))
+
+
 def dose_events(records: list[MedicationRecord], dedupe_days: int = 4) -> list[DoseEvent]:
     """Dose events, oldest first, de-duplicated within ``dedupe_days`` per drug class (D4).
 
@@ -348,16 +357,8 @@ def dose_events(records: list[MedicationRecord], dedupe_days: int = 4) -> list[D
     with a date, and completed requests (lowest confidence). When several records fall within
     the window, the most confident one is kept.
     """
-    raw: list[DoseEvent] = []
-    for r in records:
-        if r.date is None:
-            continue
-        ok = ((r.resource_type == "MedicationAdministration" and r.status in ("completed", "in-progress"))
-              or (r.resource_type == "MedicationDispense" and r.status == "completed")
-              or (r.resource_type == "MedicationStatement" and r.status in ("active", "completed"))
-              or (r.resource_type == "MedicationRequest" and r.status == "completed"))
-        if ok:
-            raw.append(DoseEvent(r.date, r.drug, r.resource_type, _CONFIDENCE[r.resource_type], r))
+    raw = [DoseEvent(r.date, r.drug, r.resource_type, _CONFIDENCE[r.resource_type], r)
+           for r in records if r.date is not None and is_dose_record(r)]
     raw.sort(key=lambda e: (e.drug.drug_class, e.date, -e.confidence))
     out: list[DoseEvent] = []
     for e in raw:
