@@ -54,3 +54,25 @@ def test_nesting_beyond_both_parsers_is_a_recursion_error() -> None:
 def test_invalid_utf8_is_refused_like_json() -> None:
     with pytest.raises((ValueError, UnicodeDecodeError)):
         jsonio.loads(b'{"a": "\xff"}')
+
+
+def test_large_body_decoded_with_gc_paused_and_restored() -> None:
+    """Issue 11 §3: collection is paused during a large decode, and on again afterwards."""
+    import gc
+    from unittest import mock
+
+    from cds_service import jsonio
+    big = b'{"a": [' + b",".join(b'{"x": 1}' for _ in range(150_000)) + b"]}"
+    assert len(big) >= jsonio.PAUSE_GC_BYTES
+    seen = []
+    real = jsonio._decode
+    with mock.patch.object(jsonio, "_decode", lambda d: (seen.append(gc.isenabled()), real(d))[1]):
+        assert len(jsonio.loads(big)["a"]) == 150_000
+        jsonio.loads(b'{"small": true}')
+    assert seen == [False, True] and gc.isenabled()
+    gc.disable()
+    try:
+        jsonio.loads(big)
+        assert not gc.isenabled()          # an operator's choice to run without collection is kept
+    finally:
+        gc.enable()
