@@ -323,3 +323,15 @@ def test_stu3_dose_quantity_in_dosage_instruction_is_repaired_not_lost() -> None
     assert reason == "" and fixed["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] == 120
     chart = build_chart([], NOW, hook="order-sign", draft_orders=[d], identity=PatientIdentity(PID))
     assert chart.triggers[0].drug.regimen == "120mg" and chart.unreadable == []
+
+
+def test_element_memo_never_confuses_values_that_print_alike_in_json() -> None:
+    """The per-request memo keys on repr: NaN is not null, "7" is not 7 (verdicts differ)."""
+    memo: dict = {}
+    ok = observation(CALCIUM_SERUM, 7.0, "mg/dL", "2026-11-20")
+    nan = copy.deepcopy(ok)
+    nan["valueQuantity"]["value"] = float("nan")
+    assert project(ok, memo=memo)[0] is not None
+    assert project(nan, memo=memo)[0] is None
+    status_num = copy.deepcopy(ok) | {"status": 7}
+    assert project(status_num, memo=memo)[0] is None
