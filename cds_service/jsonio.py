@@ -33,7 +33,7 @@ _pausing = 0
 
 
 @contextmanager
-def _gc_paused() -> Iterator[None]:
+def gc_paused() -> Iterator[None]:
     """Automatic collection off while any thread is inside (on again if it was on before)."""
     global _pausing
     with _lock:
@@ -64,8 +64,8 @@ def loads(data: bytes | str) -> Any:
     """The decoded JSON document."""
     if len(data) < PAUSE_GC_BYTES:
         return _decode(data)
-    with _gc_paused():
+    with gc_paused():
         return _decode(data)
 
 
-__all__ = ["loads"]
+__all__ = ["PAUSE_GC_BYTES", "gc_paused", "loads"]

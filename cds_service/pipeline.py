@@ -31,6 +31,7 @@ from .chart.identity import PatientIdentity, patient_aliases
 from .chart.verdicts import VerdictCache
 from .config import DEFAULT_REQUEST_BUDGET
 from .data_card import DATA_CARD_ID, build_data_card
+from . import jsonio
 from .errors import ApiError
 from .chart.medication_refs import medication_index, unresolved_references
 from .prefetch import FetchSettings, PrefetchResult, gather, read_medications
@@ -86,11 +87,37 @@ def identity_of(req: HookRequest) -> PatientIdentity:
     return PatientIdentity(req.patient_id, req.fhir_server, patient_aliases(req.patient_id, bundles))
 
 
-def evaluate_hook(service: Service, body: Any, *, now: datetime, fetch: FetchSettings = FetchSettings(),
+#: Requests carrying at least this many prefetch entries are evaluated with automatic garbage
+#: collection paused: measured on 100k Observations, gather took 1.53 s with collection on and
+#: 0.12 s with it off (the collector walks the decoded body again and again; the body holds no
+#: reference cycles). Collection resumes when the call ends (jsonio.gc_paused).
+PAUSE_GC_ENTRIES = 10_000
+
+
+def _entries(req: HookRequest) -> int:
+    return sum(len(v["entry"]) for v in req.prefetch.values()
+               if isinstance(v, dict) and isinstance(v.get("entry"), list))
+
+
+def evaluate_hook(service: Service, body: Any, *, now: datetime, **kwargs: Any) -> HookOutcome:
+    """Run one hook call; raises :class:`ApiError` (400 bad request, 412 data unavailable).
+
+    See :func:`_evaluate_hook` for the arguments; a large request runs with garbage collection
+    paused (:data:`PAUSE_GC_ENTRIES`)."""
+    t0 = time.perf_counter()
+    req = kwargs.pop("request", None) or parse_hook_request(body, service.hook)
+    kwargs["parse_s"] = time.perf_counter() - t0
+    if _entries(req) < PAUSE_GC_ENTRIES:
+        return _evaluate_hook(service, body, now=now, request=req, **kwargs)
+    with jsonio.gc_paused():
+        return _evaluate_hook(service, body, now=now, request=req, **kwargs)
+
+
+def _evaluate_hook(service: Service, body: Any, *, now: datetime, fetch: FetchSettings = FetchSettings(),
                   thresholds: Thresholds = DEFAULT_THRESHOLDS, session: requests.Session | None = None,
                   request: HookRequest | None = None, verdicts: VerdictCache | None = None,
                   budget: float | None = DEFAULT_REQUEST_BUDGET,
-                  deadline: Callable[[], bool] | None = None) -> HookOutcome:
+                  deadline: Callable[[], bool] | None = None, parse_s: float = 0.0) -> HookOutcome:
     """Run one hook call; raises :class:`ApiError` (400 bad request, 412 data unavailable).
 
     ``verdicts``: the process's memo of R4B validation verdicts (the app's; None validates all).
@@ -101,7 +128,7 @@ def evaluate_hook(service: Service, body: Any, *, now: datetime, fetch: FetchSet
     req = request or parse_hook_request(body, service.hook)
     identity = identity_of(req)
     check_draft_patients(req, identity)
-    timings: dict[str, float] = {"parse": time.perf_counter() - t0}
+    timings: dict[str, float] = {"parse": parse_s + time.perf_counter() - t0}
 
     if service.hook != "patient-view":
         # No antiresorptive among the triggering drafts: nothing to check, nothing to fetch (§7).

@@ -76,3 +76,23 @@ def test_large_body_decoded_with_gc_paused_and_restored() -> None:
         assert not gc.isenabled()          # an operator's choice to run without collection is kept
     finally:
         gc.enable()
+
+
+def test_large_hook_request_is_evaluated_with_gc_paused(monkeypatch) -> None:
+    """Issue 11 §3: a request of 10k+ prefetch entries runs with collection paused, then resumed."""
+    import gc
+
+    from cds_service import pipeline
+    from hooks.services import service_by_id
+    from tests.factory import NOW, hook_request, observation, patient
+    seen: list[bool] = []
+    real = pipeline._evaluate_hook
+    monkeypatch.setattr(pipeline, "_evaluate_hook", lambda *a, **k: (seen.append(gc.isenabled()), real(*a, **k))[1])
+    monkeypatch.setattr(pipeline, "PAUSE_GC_ENTRIES", 5)
+    service = service_by_id("bone-safety-patient-view")
+    small = hook_request("patient-view", [patient()])
+    big = hook_request("patient-view", [patient()] + [observation("17861-6", 9.4, "mg/dL", "2026-11-01")
+                                                      for _ in range(6)])
+    pipeline.evaluate_hook(service, small, now=NOW)
+    pipeline.evaluate_hook(service, big, now=NOW)
+    assert seen == [True, False] and gc.isenabled()
