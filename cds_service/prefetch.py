@@ -136,18 +136,7 @@ class PrefetchResult:
     @property
     def resources(self) -> list[dict]:
         """Every resource of every key, de-duplicated by (resourceType, id); id-less ones all kept."""
-        seen: set[tuple[str, str]] = set()
-        out: list[dict] = []
-        for result in self.keys.values():
-            for res in result.resources:
-                rid = res.get("id")
-                if isinstance(rid, str) and rid:
-                    ident = (str(res.get("resourceType")), rid)
-                    if ident in seen:
-                        continue
-                    seen.add(ident)
-                out.append(res)
-        return out
+        return unique(r for result in self.keys.values() for r in result.resources)
 
     @property
     def incomplete(self) -> dict[str, str]:
@@ -331,6 +320,21 @@ def _contents(value: Any, search: bool) -> _Contents:
                      medication_urls=urls)
 
 
+def unique(resources: Iterable[dict]) -> list[dict]:
+    """``resources`` in order without (resourceType, id) duplicates; id-less ones all kept."""
+    seen: set[tuple[str, str]] = set()
+    out: list[dict] = []
+    for res in resources:
+        rid = res.get("id")
+        if isinstance(rid, str) and rid:
+            ident = (str(res.get("resourceType")), rid)
+            if ident in seen:
+                continue
+            seen.add(ident)
+        out.append(res)
+    return out
+
+
 def _observation_instant(res: dict) -> str:
     """A sortable text of an Observation's date (newest kept by the cap): ISO dates sort as text."""
     period = res.get("effectivePeriod")
@@ -345,16 +349,7 @@ def _dedupe_and_cap(resources: list[dict], resource_type: str, cap: int) -> tupl
     """Resources without type+id duplicates, at most ``cap`` (0: all) of them — for Observations
     the newest (by date text, computed once per resource: linear plus a heap), else the first
     ones as sent; and how many the cap left out."""
-    seen: set[tuple[str, str]] = set()
-    out: list[dict] = []
-    for res in resources:
-        rid = res.get("id")
-        if isinstance(rid, str) and rid:
-            ident = (str(res.get("resourceType")), rid)
-            if ident in seen:
-                continue
-            seen.add(ident)
-        out.append(res)
+    out = unique(resources)
     if not cap or len(out) <= cap:
         return out, 0
     dropped = len(out) - cap

@@ -33,6 +33,14 @@ READ_TYPES = frozenset(MEDICATION_TYPES + ("Observation", "Condition", "Procedur
                                            "Medication"))
 
 
+def _by_drug_class(items: Iterable[Any]) -> dict[str, tuple[Any, ...]]:
+    """Records or dose events grouped by ``.drug.drug_class``, each group in input order."""
+    out: dict[str, list[Any]] = {}
+    for item in items:
+        out.setdefault(item.drug.drug_class, []).append(item)
+    return {k: tuple(v) for k, v in out.items()}
+
+
 @dataclass(frozen=True)
 class CalciumLimits:
     """Calcium thresholds (D10) the chart needs to judge calcium (D5)."""
@@ -82,10 +90,7 @@ class Chart:
     @cached_property
     def _by_class(self) -> dict[str, tuple[MedicationRecord, ...]]:
         """Medication records per drug class, in chart order."""
-        out: dict[str, list[MedicationRecord]] = {}
-        for r in self.medications:
-            out.setdefault(r.drug.drug_class, []).append(r)
-        return {k: tuple(v) for k, v in out.items()}
+        return _by_drug_class(self.medications)
 
     def records_of(self, drug_class: str) -> tuple[MedicationRecord, ...]:
         """Medication records of one drug class (D3), in chart order."""
@@ -97,10 +102,7 @@ class Chart:
 
     @cached_property
     def _events_by_class(self) -> dict[str, tuple[DoseEvent, ...]]:
-        out: dict[str, list[DoseEvent]] = {}
-        for e in self._all_dose_events:
-            out.setdefault(e.drug.drug_class, []).append(e)
-        return {k: tuple(v) for k, v in out.items()}
+        return _by_drug_class(self._all_dose_events)
 
     def dose_events(self, drug_class: str | None = None, *, agent: str | None = None,
                     regimen: str | None = None) -> list[DoseEvent]:
