@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -20,6 +21,26 @@ log = logging.getLogger("cds_service")
 
 CORS_ALLOW_HEADERS = "Authorization, Content-Type, Accept"
 CORS_ALLOW_METHODS = "GET, POST, OPTIONS"
+
+
+_SLASHES = re.compile(r"/{2,}")
+
+
+class CanonicalPath:
+    """WSGI middleware: ``//`` in a path is one ``/`` and a trailing ``/`` is dropped, answered in
+    place (no redirect): the CDS Hooks sandbox adds a discovery URL ending in ``/``, and a 308
+    from Werkzeug's slash merging breaks a browser's CORS preflight (issue 14)."""
+
+    def __init__(self, app: Callable[..., Any]) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        path = environ.get("PATH_INFO") or "/"
+        fixed = _SLASHES.sub("/", path)
+        if len(fixed) > 1:
+            fixed = fixed.rstrip("/") or "/"
+        environ["PATH_INFO"] = fixed
+        return self.app(environ, start_response)
 
 
 def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime] | None = None,
@@ -82,4 +103,5 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     def index() -> Any:
         return json_response({"service": "bone-safety-cds", "discovery": "/cds-services"})
 
+    app.wsgi_app = CanonicalPath(app.wsgi_app)  # type: ignore[method-assign]
     return app

@@ -143,7 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.set_defaults(func=cmd_serve)
     ev = sub.add_parser("evaluate", help="run one hook request offline and print the response")
     ev.add_argument("request", help="a CDS Hooks request JSON file")
-    ev.add_argument("--now", help="evaluation date or date-time (ISO 8601), default: now (UTC)")
+    ev.add_argument("--now", help="evaluation date or date-time (ISO 8601); default: the fixture's "
+                    "date when the request carries one (its scenario extension), else now (UTC)")
     ev.add_argument("--service", help="service id (default: the service of the request's hook)")
     ev.set_defaults(func=cmd_evaluate)
     fr = sub.add_parser("feedback-report", help="feedback per rule (alert-fatigue review)")

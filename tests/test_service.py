@@ -300,3 +300,20 @@ def test_a_rule_that_raises_does_not_silence_the_others(client, monkeypatch) -> 
     data_card = next(c for c in cards if c["source"]["topic"]["code"] == "SERVICE-DATA-UNAVAILABLE")
     assert spec.title in data_card["detail"] and "failed" in data_card["detail"]
     assert "DMAB-DENTAL-CLEARANCE" not in data_card["detail"]   # no rule IDs in clinician text (A29)
+
+
+@pytest.mark.parametrize("path", ["/cds-services/", "//cds-services", "/cds-services//"])
+def test_disc_discovery_with_a_trailing_or_double_slash_answers_in_place(client, path) -> None:
+    """Issue 14: the sandbox adds a discovery URL ending in '/'; '//' must not 308 (preflight)."""
+    raw = {"PATH_INFO": path}   # as the server receives it ("//x" would be a host to a URL parser)
+    r = client.get("/", environ_overrides=raw)
+    assert r.status_code == 200 and r.get_json()["services"]
+    pre = client.options("/", environ_overrides=raw, headers={"Origin": "https://sandbox.cds-hooks.org",
+                                                              "Access-Control-Request-Method": "GET"})
+    assert pre.status_code < 300
+
+
+def test_hook_path_with_double_slashes_answers_in_place(client) -> None:
+    body = hook_request("patient-view", [patient()])
+    r = client.post("/", json=body, environ_overrides={"PATH_INFO": f"//cds-services//{PV}/"})
+    assert r.status_code == 200 and "cards" in r.get_json()
