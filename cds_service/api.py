@@ -126,7 +126,7 @@ def call_service(service_id: str) -> Response:
         except Exception as exc:  # noqa: BLE001 - the cards matter more than their bookkeeping
             log.error("could not record issued cards", extra={"event": exception_summary(exc)})
     log.info("hook answered", extra={"event": {
-        "hookInstance": body.get("hookInstance"), "service": service.id,
+        "hookInstance": str(body.get("hookInstance"))[:64], "service": service.id,
         "rules": outcome.fired, "cards": len(outcome.response["cards"]),
         "prefetch": outcome.prefetch, "skipped_resources": outcome.skipped,
         "excluded_resources": outcome.excluded,

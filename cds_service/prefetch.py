@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import posixpath
 from collections import Counter
 import math
 import re
@@ -26,7 +27,7 @@ import time
 from concurrent.futures import ALL_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -382,7 +383,12 @@ def _on_base(url: str, base: str) -> bool:
     netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
     if (scheme, netloc) != (b.scheme, b.netloc):
         return False
-    return parts.path == b.path or parts.path.startswith(b.path.rstrip("/") + "/")
+    raw = unquote(parts.path)
+    if "\\" in raw:
+        return False   # a backslash some servers read as a separator
+    path = posixpath.normpath(raw) if raw else "/"   # "{base}/../admin" leaves the base (issue 12)
+    base_path = b.path.rstrip("/")
+    return path == (base_path or "/") or path.startswith(base_path + "/")
 
 
 # --------------------------------------------------------------------------- fetching

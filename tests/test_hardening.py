@@ -1,0 +1,54 @@
+"""Issue 12 items closed so far (each test fails on the code before the change)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import responses
+
+from cds_service.prefetch import FetchSettings, gather
+from hooks.services import services
+from tests.factory import hook_request, patient
+from tests.test_prefetch import BASE, OBS, PATIENT, TEMPLATES, bundle, make_request
+
+PV, OSEL, OSIGN = (s.id for s in services())
+
+
+@responses.activate
+def test_next_link_climbing_out_of_the_fhir_base_is_not_followed() -> None:
+    """A ``link[next]`` of ``{base}/../admin/secret`` stays on the host but leaves the FHIR base:
+    never followed with the bearer token (PF-7)."""
+    responses.get(f"{BASE}/Observation", json=bundle(OBS, next_url=f"{BASE}/../admin/secret"))
+    responses.get(f"{BASE}/MedicationRequest", json=bundle(next_url=f"{BASE}/%2e%2e/admin/secret"))
+    responses.get(f"{BASE}/Patient/pat-7Q9Z", json=PATIENT)
+    result = gather(TEMPLATES, make_request(), FetchSettings(allowed_servers=(BASE,)))
+    assert all("admin" not in c.request.url for c in responses.calls)
+    assert result.keys["observations"].resources == [OBS]
+    assert result.incomplete == {"observations": "max-pages", "medicationRequests": "max-pages"}
+
+
+@responses.activate
+def test_next_link_inside_the_base_with_dot_segments_is_followed() -> None:
+    responses.get(f"{BASE}/Observation", json=bundle(OBS, next_url=f"{BASE}/x/../Observation?page=2"))
+    responses.get(f"{BASE}/MedicationRequest", json=bundle())
+    responses.get(f"{BASE}/Patient/pat-7Q9Z", json=PATIENT)
+    gather(TEMPLATES, make_request(), FetchSettings(allowed_servers=(BASE,)))
+    assert sum("/Observation" in c.request.url for c in responses.calls) >= 2   # followed
+
+
+def test_feedback_batch_over_the_limit_is_a_413_with_a_json_body(client) -> None:
+    item = {"card": str(uuid.uuid4()), "outcome": "overridden", "outcomeTimestamp": "2026-11-23T15:00:00Z"}
+    r = client.post(f"/cds-services/{OSIGN}/feedback", json={"feedback": [item] * 1001})
+    assert r.status_code == 413 and r.get_json()["error"] == "too_many_feedback_items"
+    ok = client.post(f"/cds-services/{OSIGN}/feedback", json={"feedback": [item] * 1000})
+    assert ok.status_code == 200
+
+
+def test_hook_instance_is_logged_at_most_64_characters(client, caplog) -> None:
+    body = hook_request("patient-view", [patient()])
+    body["hookInstance"] = "h" * 100_000
+    with caplog.at_level(logging.INFO, logger="cds_service"):
+        assert client.post(f"/cds-services/{PV}", json=body).status_code == 200
+    line = next(r for r in caplog.records if r.getMessage() == "hook answered")
+    assert line.event["hookInstance"] == "h" * 64
