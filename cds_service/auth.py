@@ -27,6 +27,7 @@ import heapq
 import ipaddress
 import json
 import logging
+import math
 import os
 import sqlite3
 import threading
@@ -672,8 +673,18 @@ def _for_log(value: str | None) -> str | None:
     return None if value is None else value[:MAX_JTI_CHARS]
 
 
+#: NumericDate claims beyond this (about the year 5138) are refused: a 400-digit ``exp`` overflows
+#: ``float()``, a NaN compares false with everything (issue 12: both were accepted or a 500).
+_MAX_NUMERIC_DATE = 10 ** 11
+
+
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite JSON number usable as a NumericDate (RFC 7519 §2), never a bool."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if isinstance(value, int):
+        return -_MAX_NUMERIC_DATE < value < _MAX_NUMERIC_DATE   # exact: no float() of a huge int
+    return math.isfinite(value) and -_MAX_NUMERIC_DATE < value < _MAX_NUMERIC_DATE
 
 
 class JwtVerifier:

@@ -921,3 +921,12 @@ def test_iop2_sandbox_shaped_token_verifies(ec_key: Any, clock: FakeClock) -> No
         assert len(rsps.calls) == 1
         # A sandbox token for the service endpoint is not valid at the feedback endpoint.
         assert rejected(v, sandbox_token(SERVICE_URL), [feedback]).reason == "aud does not name this endpoint"
+
+
+@pytest.mark.parametrize("exp,iat", [(float("nan"), NOW), (NOW + 300, float("nan")), (10 ** 400, NOW),
+                                     (float("inf"), NOW), (NOW + 300, -(10 ** 400))])
+def test_sec9_non_finite_or_huge_time_claims_refused(verifier: JwtVerifier, ec_key: Any, exp: Any, iat: Any) -> None:
+    """Issue 12: a NaN exp compared false with everything (accepted); a 400-digit exp overflowed
+    float() (a 500). Both are refused like any claim that is not a NumericDate."""
+    token = sign(ec_key, claims(exp=exp, iat=iat))
+    assert rejected(verifier, token).reason == "claim exp or iat is not a number"
