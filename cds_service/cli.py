@@ -40,6 +40,10 @@ def gunicorn_server(app: Any, *, host: str, port: int, workers: int, threads: in
             self.cfg.set("graceful_timeout", 10)
             self.cfg.set("accesslog", None)
             self.cfg.set("errorlog", "-")
+            # gunicorn's control socket defaults to one path per user (~/.gunicorn/gunicorn.ctl):
+            # two instances would share it and stopping one removes the other's (issue 12)
+            if "control_socket_disable" in self.cfg.settings:
+                self.cfg.set("control_socket_disable", True)
 
         def load(self) -> Any:
             return app

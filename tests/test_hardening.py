@@ -52,3 +52,11 @@ def test_hook_instance_is_logged_at_most_64_characters(client, caplog) -> None:
         assert client.post(f"/cds-services/{PV}", json=body).status_code == 200
     line = next(r for r in caplog.records if r.getMessage() == "hook answered")
     assert line.event["hookInstance"] == "h" * 64
+
+
+def test_serve_uses_no_shared_gunicorn_control_socket() -> None:
+    """Every gunicorn binds ~/.gunicorn/gunicorn.ctl by default: stopping one instance removed
+    another's. ``bone-cds serve`` (and the benchmark's servers, same configuration) bind none."""
+    from cds_service.cli import gunicorn_server
+    server = gunicorn_server(lambda environ, start: [], host="127.0.0.1", port=0, workers=1, threads=1)
+    assert server.cfg.control_socket_disable is True
