@@ -47,7 +47,11 @@ def _raw_body() -> bytes:
         return request.get_data(cache=False)
     stream, chunks, size = environ["wsgi.input"], [], 0
     while True:
-        chunk = stream.read(min(64 * 1024, limit + 1 - size))
+        try:
+            chunk = stream.read(min(64 * 1024, limit + 1 - size))
+        except Exception:  # noqa: BLE001 - the server's parser (gunicorn InvalidChunkSize, …): bad framing
+            # the exception's text quotes the request bytes: never echoed, never logged (issue 12)
+            raise ApiError(400, "invalid_body", "the request body's chunked transfer framing is malformed") from None
         if not chunk:
             return b"".join(chunks)
         chunks.append(chunk)

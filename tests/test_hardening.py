@@ -60,3 +60,38 @@ def test_serve_uses_no_shared_gunicorn_control_socket() -> None:
     from cds_service.cli import gunicorn_server
     server = gunicorn_server(lambda environ, start: [], host="127.0.0.1", port=0, workers=1, threads=1)
     assert server.cfg.control_socket_disable is True
+
+
+def _raw_http(base: str, raw: bytes) -> bytes:
+    import socket
+    from urllib.parse import urlsplit
+    parts = urlsplit(base)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(raw)
+        out = b""
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return out
+            out += data
+
+
+def test_malformed_chunk_size_is_a_400_on_hook_and_feedback_routes_never_a_500(tmp_path) -> None:
+    """Measured: a chunk size of ``zz`` gave 500 on the hook and feedback routes, and gunicorn's
+    warning quoted the request bytes in the log. Now 400 with a JSON body; nothing of the body
+    reaches the log."""
+    import json as _json
+
+    from tests.trust_helpers import live_server
+    with live_server(tmp_path, workers=1, threads=2) as server:
+        for path in (f"/cds-services/{PV}", f"/cds-services/{OSIGN}/feedback"):
+            raw = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                   "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                   "zzPIDSENTINEL7731\r\n{}\r\n0\r\n\r\n").encode()
+            answer = _raw_http(server.base, raw)
+            status = answer.split(b"\r\n", 1)[0]
+            assert b" 400 " in status, answer[:300]
+            body = answer.split(b"\r\n\r\n", 1)[1]
+            assert _json.loads(body)["error"] == "invalid_body"
+        log = server.log()
+    assert "PIDSENTINEL7731" not in log
