@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -55,7 +56,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Run the app under gunicorn (production WSGI server) with ``create_app`` as the factory."""
     from .app import create_app
 
-    settings = Settings.from_env()
+    env = dict(os.environ)
+    if args.workers > 1 and not (env.get("BONE_CDS_REPLAY_DB") or "").strip():
+        # SEC-10: with several workers the jti replay store must be shared, so it is by default:
+        # a SQLite file in the data folder (issue 12: Docker's 2 workers accepted a jti twice)
+        data_dir = Path(env.get("BONE_CDS_DATA_DIR") or "data")
+        data_dir.mkdir(parents=True, exist_ok=True)
+        env["BONE_CDS_REPLAY_DB"] = str(data_dir / "replay.sqlite3")
+        logging.getLogger("cds_service.auth").info(
+            "%d workers: the JWT replay store is shared by them (BONE_CDS_REPLAY_DB=%s)",
+            args.workers, env["BONE_CDS_REPLAY_DB"])
+    settings = Settings.from_env(env)
     app = create_app(settings)
     from .warmup import warm_up
     warm_up()  # before the workers fork: they inherit loaded models and a frozen GC

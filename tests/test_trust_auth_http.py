@@ -229,15 +229,19 @@ def _replay_warnings(caplog) -> list[logging.LogRecord]:
     ]
 
 
-def test_serve_warns_when_workers_share_no_replay_store(
+def test_serve_shares_the_replay_store_by_default_with_several_workers(
     monkeypatch, tmp_path, caplog, signer, no_gunicorn
 ) -> None:
+    """SEC-10, issue 12: several workers without BONE_CDS_REPLAY_DB used to keep one seen-jti set
+    each (a token accepted once per worker); now they share a SQLite store in the data folder."""
     _serve_env(monkeypatch, tmp_path, signer.env())
+    monkeypatch.delenv("BONE_CDS_REPLAY_DB", raising=False)
     with caplog.at_level(logging.INFO, logger="cds_service"):
         assert cli.main(["serve", "--port", "0", "--workers", "3"]) == 0
     assert no_gunicorn, "gunicorn was not started"
-    warnings = _replay_warnings(caplog)
-    assert len(warnings) == 1 and "3 workers" in warnings[0].getMessage()
+    assert not _replay_warnings(caplog)
+    shared = [r for r in caplog.records if "replay store is shared" in r.getMessage()]
+    assert len(shared) == 1 and "replay.sqlite3" in shared[0].getMessage()
 
 
 @pytest.mark.parametrize(
