@@ -301,6 +301,11 @@ class AuthSettings:
                 )
             if normalised not in bases:
                 bases.append(normalised)
+        if mode == "jwt" and not bases:
+            # the accepted audiences come from configuration only, never from the request's Host
+            # (issue 12: a token for another vendor's URL was accepted with a forged Host header)
+            raise ConfigError(f"{ENV_AUDIENCE_BASE_URLS}: required when {ENV_AUTH}=jwt (the public base "
+                              "URL(s) of this service, as a token's aud names them)")
 
         replay_db = env.get(ENV_REPLAY_DB, "").strip() or None
         return cls(
@@ -334,12 +339,11 @@ def _normalise_url(url: str) -> str:
     return urlunsplit((scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
-def audiences_for(path: str, request_url: str, external_bases: Iterable[str]) -> list[str]:
-    """The ``aud`` values that name this endpoint (SEC-5, SEC-9), normalised and de-duplicated.
-
-    ``request_url`` is the URL as Flask sees it (query ignored); each external base URL
-    (``BONE_CDS_AUDIENCE_BASE_URLS``, e.g. the public URL behind a proxy) is joined with the
-    request ``path``. Trailing slashes do not matter on either side.
+def audiences_for(path: str, external_bases: Iterable[str]) -> list[str]:
+    """The ``aud`` values that name this endpoint (SEC-5, SEC-9), normalised and de-duplicated:
+    each configured base URL (``BONE_CDS_AUDIENCE_BASE_URLS``) joined with the request ``path``.
+    Never the URL the request claims (its ``Host`` and ``X-Forwarded-*`` headers are the
+    caller's to forge). Trailing slashes do not matter on either side.
     """
     result: list[str] = []
 
@@ -351,8 +355,6 @@ def audiences_for(path: str, request_url: str, external_bases: Iterable[str]) ->
         if normalised and normalised not in result:
             result.append(normalised)
 
-    if request_url:
-        add(request_url)
     suffix = path.strip().lstrip("/")
     for base in external_bases:
         if base and base.strip():

@@ -30,7 +30,7 @@ def install_auth(app: Flask, settings: AuthSettings, verifier: JwtVerifier | Non
     def _check_caller() -> Response | None:
         if request.method == "OPTIONS" or request.path in EXEMPT_PATHS:
             return None
-        audiences = audiences_for(request.path, request.base_url, settings.audience_base_urls)
+        audiences = audiences_for(request.path, settings.audience_base_urls)
         try:
             claims: dict[str, Any] = verifier.verify(request.headers.get("Authorization"), audiences)
         except AuthError as exc:

@@ -139,7 +139,8 @@ def bearer(token: str) -> str:
 
 
 def env_for(issuers: dict, **extra: str) -> dict[str, str]:
-    return {"BONE_CDS_AUTH": "jwt", "BONE_CDS_TRUSTED_ISSUERS": json.dumps(issuers), **extra}
+    return {"BONE_CDS_AUTH": "jwt", "BONE_CDS_TRUSTED_ISSUERS": json.dumps(issuers),
+            "BONE_CDS_AUDIENCE_BASE_URLS": BASE, **extra}
 
 
 @pytest.fixture
@@ -544,7 +545,8 @@ def test_config_trusted_issuers_as_file_path(
     (tmp_path / "keys.json").write_text(json.dumps(jwks))
     issuers = tmp_path / "issuers.json"
     issuers.write_text(json.dumps({ISS: {"jwks_file": "keys.json"}, SANDBOX_ISS: {"jwks_uri": SANDBOX_JWKS}}))
-    settings = AuthSettings.from_env({"BONE_CDS_AUTH": "jwt", "BONE_CDS_TRUSTED_ISSUERS": str(issuers)})
+    settings = AuthSettings.from_env({"BONE_CDS_AUTH": "jwt", "BONE_CDS_TRUSTED_ISSUERS": str(issuers),
+                                      "BONE_CDS_AUDIENCE_BASE_URLS": BASE})
     assert settings.trusted_issuers[ISS] == {"jwks_file": str(tmp_path / "keys.json")}
     assert settings.trusted_issuers[SANDBOX_ISS] == {"jwks_uri": SANDBOX_JWKS}
     JwtVerifier(settings, clock=clock).verify(bearer(sign(ec_key)), [SERVICE_URL])
@@ -850,35 +852,33 @@ def test_sec10_log_names_check_iss_jti_never_the_token(
 # --- audiences ---------------------------------------------------------------------------------------
 
 
-def test_audiences_for_request_url_and_external_bases() -> None:
-    """SEC-5/SEC-9: aud = the endpoint URL as the caller knows it (proxy-aware)."""
+def test_audiences_for_configured_bases_only() -> None:
+    """SEC-5/SEC-9, issue 12: aud = a configured public base + the path; never the request's URL."""
     got = audiences_for(
         "/cds-services/bone-safety-order-select",
-        "http://127.0.0.1:8080/cds-services/bone-safety-order-select?x=1",
         ["https://cds.example.org/", "https://gw.example.org/bone", "https://CDS.example.org"],
     )
-    assert got == [
-        "http://127.0.0.1:8080/cds-services/bone-safety-order-select",
-        SERVICE_URL,
-        "https://gw.example.org/bone/cds-services/bone-safety-order-select",
-    ]
+    assert got == [SERVICE_URL, "https://gw.example.org/bone/cds-services/bone-safety-order-select"]
 
 
 def test_audiences_for_normalises_trailing_slashes_and_default_ports() -> None:
-    got = audiences_for(
-        "cds-services/", "https://cds.example.org:443/cds-services/", ["https://cds.example.org//"]
-    )
+    got = audiences_for("cds-services/", ["https://cds.example.org:443//"])
     assert got == [DISCOVERY_URL]
-    assert audiences_for("/cds-services", "", []) == []
+    assert audiences_for("/cds-services", []) == []
+
+
+def test_jwt_mode_needs_configured_audiences() -> None:
+    """Issue 12: without BONE_CDS_AUDIENCE_BASE_URLS the audience would have to come from the
+    request; start-up stops instead."""
+    env = env_for({ISS: {"jwks_uri": JWKS_URI}})
+    del env["BONE_CDS_AUDIENCE_BASE_URLS"]
+    with pytest.raises(ConfigError, match="BONE_CDS_AUDIENCE_BASE_URLS: required"):
+        AuthSettings.from_env(env)
 
 
 def test_audiences_for_feeds_verify(verifier: JwtVerifier, ec_key: Any) -> None:
     """Behind a proxy Flask sees an internal URL; the configured public base still matches."""
-    auds = audiences_for(
-        "/cds-services/bone-safety-order-select",
-        "http://10.0.0.5:8080/cds-services/bone-safety-order-select",
-        [BASE],
-    )
+    auds = audiences_for("/cds-services/bone-safety-order-select", [BASE])
     verifier.verify(bearer(sign(ec_key)), auds)
 
 
@@ -911,7 +911,7 @@ def test_iop2_sandbox_shaped_token_verifies(ec_key: Any, clock: FakeClock) -> No
     with responses.RequestsMock() as rsps:
         rsps.get(SANDBOX_JWKS, json=sandbox_jwks)
         def auds(endpoint_path: str) -> list[str]:  # what the Flask wiring computes
-            return audiences_for(endpoint_path, f"http://localhost:8080{endpoint_path}", [BASE])
+            return audiences_for(endpoint_path, [BASE])
 
         got = v.verify(bearer(sandbox_token(SERVICE_URL)), auds(path))
         assert got["iss"] == SANDBOX_ISS and "sub" not in got and "tenant" not in got

@@ -158,13 +158,14 @@ def test_cap_is_linear_on_a_100k_bundle() -> None:
 
 @responses.activate
 def test_token_for_another_patient_is_never_used(tmp_path) -> None:
-    client = app_client(tmp_path)
+    own_server = "https://ehr-token-test.example.org/fhir"   # calls of other tests' threads never count
+    client = app_client(tmp_path, BONE_CDS_ALLOWED_FHIR_SERVERS=own_server)
     body = hook_request("order-sign", [patient()], drafts=[draft()])
     del body["prefetch"]["observations"]
-    body["fhirServer"] = FHIR
+    body["fhirServer"] = own_server
     body["fhirAuthorization"] = AUTH | {"patient": "someone-else"}
     cards = client.post(f"/cds-services/{OSIGN}", json=body).get_json()["cards"]
-    assert len(responses.calls) == 0
+    assert not [c for c in responses.calls if c.request.url.startswith(own_server)]
     assert "the access token was issued for a different patient" in data_card(cards)["detail"]
 
 

@@ -108,10 +108,15 @@ def test_sec_5_valid_es384_token_with_full_endpoint_aud_is_200(client, signer, m
     assert r.headers["Access-Control-Allow-Origin"] == "*"
 
 
-def test_sec_5_the_url_as_the_app_sees_it_is_an_audience_too(client, signer) -> None:
-    """Without a proxy the request URL itself (``http://localhost`` in the test client) names the endpoint."""
+def test_sec_5_the_audience_never_comes_from_the_host_header(client, signer) -> None:
+    """Issue 12, measured: a token for another vendor's URL, sent with that vendor's ``Host`` and
+    ``X-Forwarded-Proto: https``, got 200. Audiences come from configuration only."""
+    for other in ("https://cds.other-vendor.example/cds-services", "http://cds.other-vendor.example/cds-services"):
+        r = client.get("/cds-services", headers={**signer.bearer(other), "Host": "cds.other-vendor.example",
+                                                 "X-Forwarded-Proto": "https"})
+        assert r.status_code == 401
     r = client.get("/cds-services", headers=signer.bearer("http://localhost/cds-services"))
-    assert r.status_code == 200
+    assert r.status_code == 401   # the URL as the app sees it is not configured either
 
 
 def test_iop_2_feedback_aud_is_service_url_slash_feedback(client, signer) -> None:
