@@ -43,6 +43,7 @@ REASON_WORDS = {
     "not-a-bundle": "the FHIR server answered a search with something other than a search result",
     "operation-outcome": "the FHIR server reported an error instead of the data",
     "token-patient-mismatch": "the access token was issued for a different patient",
+    "too-large": "the FHIR server's answer was larger than this service reads",
 }
 #: Why a key's data may be incomplete, in a clinician's words.
 INCOMPLETE_WORDS = {

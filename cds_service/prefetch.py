@@ -65,6 +65,7 @@ class FetchSettings:
     max_pages: int = 5                        # pages (Bundle.link[next] included) read per key
     max_workers: int = 8
     max_resources: int = 5000                 # resources kept per key after de-duplication (0: no cap)
+    max_read_bytes: int = 50 * 1024 * 1024    # bytes of one answer after decompression (0: no limit)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "FetchSettings":
@@ -100,6 +101,11 @@ class FetchSettings:
             if not value.isdigit() or int(value) < 1:
                 raise ValueError(f"BONE_CDS_FHIR_MAX_PAGES: {value!r} is not a whole number >= 1")
             kwargs["max_pages"] = int(value)
+        value = (env.get("BONE_CDS_FHIR_MAX_READ_BYTES") or "").strip()
+        if value:
+            if not value.isdigit():
+                raise ValueError(f"BONE_CDS_FHIR_MAX_READ_BYTES: {value!r} is not a whole number of bytes >= 0")
+            kwargs["max_read_bytes"] = int(value)
         value = (env.get("BONE_CDS_MAX_RESOURCES_PER_KEY") or "").strip()
         if value:
             if not value.isdigit():
@@ -409,26 +415,64 @@ class _Unavailable(Exception):
         self.reason = reason
 
 
-def _read(session: requests.Session, url: str, headers: Mapping[str, str], timeout: float,
-          is_read: bool) -> dict | None:
-    """One GET; the decoded body, ``None`` for a read answering 404/410 (no data), else raises."""
+#: Bytes read from the socket at a time: small enough that one step of inflating gzip stays
+#: bounded (deflate expands at most about 1,000 times), large enough to be cheap.
+_STEP = 8 * 1024
+
+
+def _body_bytes(resp: requests.Response, stop_at: float, max_bytes: int) -> bytes:
+    """The (inflated) body, read as it arrives: never past ``stop_at`` (a server that drips its
+    body is abandoned at the deadline, its connection closed) and never more than ``max_bytes``
+    after decompression (issue 12: a 200 MB Bundle, a 611 KB gzip inflating to 600 MB)."""
+    raw = resp.raw
+    read1 = getattr(raw, "read1", None)
+    chunks: list[bytes] = []
+    size = 0
     try:
-        resp = session.get(url, headers=dict(headers), timeout=timeout, allow_redirects=False)
+        while True:
+            if time.monotonic() > stop_at:
+                raise _Unavailable("deadline")
+            data = read1(_STEP, decode_content=True) if read1 is not None else raw.read(_STEP, decode_content=True)
+            if not data:
+                return b"".join(chunks)
+            size += len(data)
+            if max_bytes and size > max_bytes:
+                raise _Unavailable("too-large")
+            chunks.append(data)
+    except _Unavailable:
+        raise
+    except requests.exceptions.Timeout:
+        raise _Unavailable("timeout") from None
+    except Exception:  # noqa: BLE001 - urllib3/socket/zlib errors of a broken answer
+        raise _Unavailable("unreachable") from None
+
+
+def _read(session: requests.Session, url: str, headers: Mapping[str, str], timeout: float,
+          is_read: bool, stop_at: float | None = None, max_bytes: int = 0) -> dict | None:
+    """One GET; the decoded body, ``None`` for a read answering 404/410 (no data), else raises.
+    The body is streamed within ``stop_at`` and ``max_bytes`` (see :func:`_body_bytes`); the
+    connection is closed whatever happens, so no read outlives its request."""
+    try:
+        resp = session.get(url, headers=dict(headers), timeout=timeout, allow_redirects=False, stream=True)
     except requests.exceptions.Timeout:
         raise _Unavailable("timeout") from None
     except requests.exceptions.RequestException:
         raise _Unavailable("unreachable") from None
-    status = resp.status_code
-    if is_read and status in (404, 410):
-        return None
-    if status == 401:
-        raise _Unavailable("unauthorized")
-    if status == 403:
-        raise _Unavailable("forbidden")
-    if status != 200:
-        raise _Unavailable(f"http-{status}")
     try:
-        body = jsonio.loads(resp.content)
+        status = resp.status_code
+        if is_read and status in (404, 410):
+            return None
+        if status == 401:
+            raise _Unavailable("unauthorized")
+        if status == 403:
+            raise _Unavailable("forbidden")
+        if status != 200:
+            raise _Unavailable(f"http-{status}")
+        content = _body_bytes(resp, stop_at if stop_at is not None else time.monotonic() + timeout, max_bytes)
+    finally:
+        resp.close()
+    try:
+        body = jsonio.loads(content)
     except (ValueError, RecursionError):
         raise _Unavailable("invalid-json") from None
     if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
@@ -461,7 +505,8 @@ def _fetch(key: str, resource_type: str, path: str, base: str, headers: Mapping[
                     raise _Unavailable("deadline")
                 incomplete = "deadline"
                 break
-            body = _read(session, url, headers, min(settings.read_timeout, remaining), is_read and pages == 0)
+            body = _read(session, url, headers, min(settings.read_timeout, remaining), is_read and pages == 0,
+                         stop_at, settings.max_read_bytes)
             pages += 1
             if body is None:
                 break

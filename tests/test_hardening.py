@@ -95,3 +95,93 @@ def test_malformed_chunk_size_is_a_400_on_hook_and_feedback_routes_never_a_500(t
             assert _json.loads(body)["error"] == "invalid_body"
         log = server.log()
     assert "PIDSENTINEL7731" not in log
+
+
+# --------------------------------------------------------------------------- slow and big FHIR answers
+
+def _drip_server(drip_seconds: float = 0.05, total: int = 400):
+    """A loopback HTTP server answering 200 with a body it sends one byte at a time."""
+    import socket
+    import threading
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+    open_conns = [0]
+    stop = threading.Event()
+
+    def handle(conn: socket.socket) -> None:
+        open_conns[0] += 1
+        try:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\n"
+                         b"Content-Length: %d\r\n\r\n" % total)
+            for _ in range(total):
+                if stop.is_set():
+                    return
+                conn.sendall(b" ")
+                stop.wait(drip_seconds)
+        except OSError:
+            pass   # the client closed the connection: what we want
+        finally:
+            open_conns[0] -= 1
+            conn.close()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+    threading.Thread(target=accept, daemon=True).start()
+    return srv, open_conns, stop
+
+
+def test_a_dripping_fhir_server_is_abandoned_at_the_deadline_and_threads_stay_flat() -> None:
+    """Measured: against a server dripping its body, worker threads went from 3 to 124 after 15
+    calls and ~120 connections stayed open. Reads now stop at the deadline and close."""
+    import threading
+    import time as _time
+
+    from cds_service.prefetch import new_session
+    srv, open_conns, stop = _drip_server()
+    base = f"http://127.0.0.1:{srv.getsockname()[1]}/fhir"
+    settings = FetchSettings(allowed_servers=(base,), read_timeout=1.0, deadline=0.4)
+    session = new_session()
+    try:
+        before = threading.active_count()
+        for _ in range(6):
+            t = _time.monotonic()
+            result = gather(TEMPLATES, make_request(server=base), settings, session)
+            assert _time.monotonic() - t < 1.5
+            assert set(result.unavailable) == set(TEMPLATES)
+        _time.sleep(0.6)
+        assert threading.active_count() <= before + 3
+        assert open_conns[0] == 0   # every abandoned read closed its connection
+    finally:
+        stop.set()
+        srv.close()
+
+
+@responses.activate
+def test_an_answer_inflating_past_the_byte_limit_is_not_read_whole() -> None:
+    import gzip
+    import json as _json
+    huge = _json.dumps(bundle(*[OBS] * 20_000)).encode()
+    responses.get(f"{BASE}/Observation", body=gzip.compress(huge), headers={"Content-Encoding": "gzip"},
+                  content_type="application/fhir+json")
+    responses.get(f"{BASE}/MedicationRequest", json=bundle())
+    responses.get(f"{BASE}/Patient/pat-7Q9Z", json=PATIENT)
+    limit = len(huge) // 4
+    assert len(gzip.compress(huge)) < limit   # the compressed answer is under the limit
+    result = gather(TEMPLATES, make_request(), FetchSettings(allowed_servers=(BASE,), max_read_bytes=limit))
+    assert result.unavailable == {"observations": "too-large"}
+    ok = gather(TEMPLATES, make_request(), FetchSettings(allowed_servers=(BASE,), max_read_bytes=len(huge) + 1))
+    assert len(ok.keys["observations"].resources) == 1   # de-duplicated by id, but read whole
+
+
+def test_read_byte_limit_setting_is_validated() -> None:
+    import pytest
+    with pytest.raises(ValueError, match="BONE_CDS_FHIR_MAX_READ_BYTES"):
+        FetchSettings.from_env({"BONE_CDS_FHIR_MAX_READ_BYTES": "lots"})
+    assert FetchSettings.from_env({"BONE_CDS_FHIR_MAX_READ_BYTES": "1000"}).max_read_bytes == 1000
