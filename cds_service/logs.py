@@ -67,6 +67,26 @@ def exception_summary(exc: BaseException) -> dict[str, Any]:
     return {"exc_type": f"{type(exc).__module__}.{type(exc).__qualname__}", "exc_where": where}
 
 
+class RequestDataFilter(logging.Filter):
+    """Keeps request bytes out of gunicorn's own warnings (issue 12): gunicorn logs
+    ``Invalid request from ip=…: <parser error>`` where the error quotes the request line,
+    headers or body bytes (``Invalid chunk size: b'zz…'``). The error text is replaced by its
+    kind; nothing the caller sent reaches the log."""
+
+    PREFIX = "Invalid request from ip="
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a record that cannot be formatted is passed on as is
+            return True
+        if message.startswith(self.PREFIX):
+            head, _, error = message.partition(": ")
+            kind = error.split(":", 1)[0].split("'", 1)[0].split('"', 1)[0].strip()[:40] or "malformed request"
+            record.msg, record.args = f"{head}: {kind} (request data withheld)", ()
+        return True
+
+
 def configure_logging(level: str = "INFO") -> None:
     """Send the service's loggers to stderr as JSON lines (idempotent)."""
     for name in SERVICE_LOGGERS:
@@ -77,6 +97,9 @@ def configure_logging(level: str = "INFO") -> None:
             handler.setFormatter(JsonFormatter())
             handler._bone_cds = True  # type: ignore[attr-defined]
             logger.addHandler(handler)
+    gunicorn_log = logging.getLogger("gunicorn.error")
+    if not any(isinstance(f, RequestDataFilter) for f in gunicorn_log.filters):
+        gunicorn_log.addFilter(RequestDataFilter())
     for name, floor in QUIET_LIBRARIES.items():
         library = logging.getLogger(name)
         if library.level < floor:  # NOTSET included: a DEBUG root must not reach them
