@@ -207,7 +207,7 @@ def _parse_trusted_issuers(raw: str) -> dict[str, dict]:
             raise ConfigError(f"{source}: an issuer (iss) must be a non-empty string")
         if not isinstance(spec, dict):
             raise ConfigError(f"{where}: must be an object with one of {', '.join(_KEY_SOURCE_FIELDS)}")
-        unknown = sorted(set(spec) - set(_KEY_SOURCE_FIELDS))
+        unknown = sorted(set(spec) - set(_KEY_SOURCE_FIELDS) - {"jku"})
         if unknown:
             raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}")
         given = [f for f in _KEY_SOURCE_FIELDS if f in spec]
@@ -217,6 +217,9 @@ def _parse_trusted_issuers(raw: str) -> dict[str, dict]:
                 f"{', '.join(given) or 'none'}"
             )
         kind = given[0]
+        if "jku" in spec and kind == "jwks_uri":
+            raise ConfigError(f"{where}: jku goes with pinned keys (jwks_file or jwks); with jwks_uri "
+                              "the token's jku must equal the jwks_uri")
         if kind == "jwks_uri":
             issuers[iss] = {"jwks_uri": _check_jwks_uri(spec["jwks_uri"], where)}
         elif kind == "jwks_file":
@@ -234,6 +237,10 @@ def _parse_trusted_issuers(raw: str) -> dict[str, dict]:
             if not isinstance(value, dict) or not isinstance(value.get("keys"), list):
                 raise ConfigError(f"{where}: jwks must be a JWK Set object with a 'keys' list")
             issuers[iss] = {"jwks": value}
+        if "jku" in spec:
+            # pinned keys and the jku the issuer's tokens carry (the CDS Hooks sandbox always sends
+            # one): a token with exactly this jku is verified with the pinned keys, never fetched
+            issuers[iss]["jku"] = _check_jwks_uri(spec["jku"], f"{where} jku")
     return issuers
 
 
@@ -764,7 +771,7 @@ class JwtVerifier:
         if iss is None or iss not in self._issuers:
             raise self._fail("iss not trusted" if iss else "claim iss missing", iss, jti)
         issuer = self._issuers[iss]
-        if "jku" in header and (issuer.jwks_uri is None or header["jku"] != issuer.jwks_uri):
+        if "jku" in header and header["jku"] not in {issuer.jwks_uri, issuer.source.get("jku")} - {None}:
             raise self._fail("jku is not the issuer's configured jwks_uri", iss, jti)
 
         try:

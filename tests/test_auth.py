@@ -930,3 +930,27 @@ def test_sec9_non_finite_or_huge_time_claims_refused(verifier: JwtVerifier, ec_k
     float() (a 500). Both are refused like any claim that is not a NumericDate."""
     token = sign(ec_key, claims(exp=exp, iat=iat))
     assert rejected(verifier, token).reason == "claim exp or iat is not a number"
+
+
+def test_sec7_pinned_keys_with_an_allowed_jku(tmp_path: Path, ec_key: Any, jwks: dict, clock: FakeClock) -> None:
+    """Issue 12: an issuer with pinned keys rejected every token carrying a ``jku`` (the sandbox
+    always sends one). ``{"jwks_file": PATH, "jku": URL}`` accepts exactly that jku, with the
+    pinned keys: nothing is fetched (``responses`` fails any request)."""
+    path = tmp_path / "sandbox-jwks.json"
+    path.write_text(json.dumps(jwks))
+    v = JwtVerifier(AuthSettings.from_env(env_for({ISS: {"jwks_file": str(path), "jku": SANDBOX_JWKS}})),
+                    clock=clock)
+    with responses.RequestsMock():
+        v.verify(bearer(sign(ec_key, jku=SANDBOX_JWKS)), [SERVICE_URL])
+        v.verify(bearer(sign(ec_key)), [SERVICE_URL])   # no jku: the pinned keys as before
+        assert rejected(v, sign(ec_key, jku="https://evil.example/jwks.json")).reason \
+            == "jku is not the issuer's configured jwks_uri"
+    inline = JwtVerifier(AuthSettings.from_env(env_for({ISS: {"jwks": jwks, "jku": SANDBOX_JWKS}})), clock=clock)
+    inline.verify(bearer(sign(ec_key, jku=SANDBOX_JWKS)), [SERVICE_URL])
+
+
+def test_config_jku_needs_pinned_keys_and_a_url() -> None:
+    with pytest.raises(ConfigError, match="jku goes with pinned keys"):
+        AuthSettings.from_env(env_for({ISS: {"jwks_uri": JWKS_URI, "jku": JWKS_URI}}))
+    with pytest.raises(ConfigError, match="jku"):
+        AuthSettings.from_env(env_for({ISS: {"jwks": {"keys": []}, "jku": "not a url"}}))
