@@ -571,6 +571,7 @@ class _IssuerKeys:
         self._fetched_at = float("-inf")
         self._last_attempt = float("-inf")
         self._last_failed = False
+        self._refreshing = False
         self.static = "jwks" in source
         if self.static:
             try:
@@ -593,27 +594,50 @@ class _IssuerKeys:
                 raise ValueError(f"{path}: larger than {MAX_JWKS_BYTES} bytes")
             return _usable_keys(json.loads(data), path)
         uri = self.source["jwks_uri"]
+        # bounded in total time (a server dripping one byte a second is dropped at the limit)
+        # and size; a redirect is not followed (it could name an address nobody allowed)
+        stop_at = time.monotonic() + JWKS_TIMEOUT_SECONDS
         with self._verifier.session.get(
-            uri, timeout=JWKS_TIMEOUT_SECONDS, stream=True, headers={"Accept": "application/json"}
+            uri, timeout=JWKS_TIMEOUT_SECONDS, stream=True, allow_redirects=False,
+            headers={"Accept": "application/json"},
         ) as response:
             if response.status_code != 200:
                 raise ValueError(f"HTTP {response.status_code}")
+            read1 = getattr(response.raw, "read1", None)
             body = b""
-            for chunk in response.iter_content(chunk_size=65536):
+            while True:
+                if time.monotonic() > stop_at:
+                    raise ValueError(f"not received within {JWKS_TIMEOUT_SECONDS} s")
+                chunk = (read1(8192, decode_content=True) if read1 is not None
+                         else response.raw.read(8192, decode_content=True))
+                if not chunk:
+                    break
                 body += chunk
                 if len(body) > MAX_JWKS_BYTES:
                     raise ValueError(f"larger than {MAX_JWKS_BYTES} bytes")
         return _usable_keys(json.loads(body), "JWK Set")
 
     def _refresh(self, now: float, why: str) -> None:
-        """Fetch the key set (caller holds the lock); on failure keep the old set and its age,
-        so :meth:`key_for` drops it once it is past its cache lifetime."""
+        """Fetch the key set. Called with the lock held; the lock is released during the fetch
+        (issue 12: a slow key server held every request of the issuer) and one fetch runs at a
+        time, the others serve the cached set meanwhile. On failure the old set and its age
+        stay, so :meth:`key_for` drops it once it is past its cache lifetime."""
         self._last_attempt = now
+        if self._refreshing:
+            return
+        self._refreshing = True
+        self._lock.release()
         try:
             keys = self._load()
+            error = None
         except (requests.RequestException, OSError, ValueError) as exc:
+            keys, error = None, exc
+        finally:
+            self._lock.acquire()
+            self._refreshing = False
+        if keys is None:
             self._last_failed = True
-            log.warning("JWKS %s for iss=%r failed: %s", why, self.iss, exc)
+            log.warning("JWKS %s for iss=%r failed: %s", why, self.iss, error)
             return
         self._last_failed = False
         if keys != self._keys:
@@ -641,7 +665,7 @@ class _IssuerKeys:
                 if stale():
                     if may_fetch or not self._last_failed:
                         self._refresh(now, "fetch")
-                    if stale():
+                    if stale() and not (self._refreshing and self._keys):
                         self._keys, self._pyjwks = {}, {}
                         raise KeySetUnavailable("no fresh key set")
                 elif kid not in self._keys and may_fetch:

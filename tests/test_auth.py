@@ -954,3 +954,50 @@ def test_config_jku_needs_pinned_keys_and_a_url() -> None:
         AuthSettings.from_env(env_for({ISS: {"jwks_uri": JWKS_URI, "jku": JWKS_URI}}))
     with pytest.raises(ConfigError, match="jku"):
         AuthSettings.from_env(env_for({ISS: {"jwks": {"keys": []}, "jku": "not a url"}}))
+
+
+def test_sec10_slow_key_server_is_bounded_and_blocks_no_other_issuer(ec_key: Any, ec_key_2: Any,
+                                                                   clock: FakeClock) -> None:
+    """Issue 12, measured: one issuer whose JWKS endpoint drips a byte a second made calls wait
+    40 s and a valid token of another issuer time out. The fetch is now bounded in total time,
+    and no lock another issuer needs is held while it runs."""
+    import time as _time
+
+    from tests.trust_helpers import drip_server
+    srv, _conns, stop = drip_server(drip_seconds=0.2, total=1000)
+    slow_uri = f"http://127.0.0.1:{srv.getsockname()[1]}/jwks.json"
+    other = "https://other-ehr.example.org"
+    env = env_for({ISS: {"jwks_uri": slow_uri}, other: {"jwks": {"keys": [public_jwk(ec_key_2, "ec-2", "ES384")]}}})
+    v = JwtVerifier(AuthSettings.from_env(env), clock=clock)
+    outcome: dict[str, Any] = {}
+
+    def slow_call() -> None:
+        t = _time.monotonic()
+        try:
+            v.verify(bearer(sign(ec_key)), [SERVICE_URL])
+            outcome["slow"] = "accepted"
+        except AuthError as exc:
+            outcome["slow"] = exc.reason
+        outcome["slow_s"] = _time.monotonic() - t
+    try:
+        worker = threading.Thread(target=slow_call)
+        worker.start()
+        _time.sleep(0.3)
+        t = _time.monotonic()
+        v.verify(bearer(sign(ec_key_2, claims(iss=other), kid="ec-2")), [SERVICE_URL])
+        assert _time.monotonic() - t < 0.5              # the other issuer is never held up
+        worker.join(10)
+        assert outcome["slow"] == "issuer key set unavailable"
+        assert outcome["slow_s"] < auth.JWKS_TIMEOUT_SECONDS + 1.0
+    finally:
+        stop.set()
+        srv.close()
+
+
+def test_sec8_jwks_uri_redirect_is_not_followed(ec_key: Any, jwks: dict, clock: FakeClock) -> None:
+    v = JwtVerifier(AuthSettings.from_env(env_for({ISS: {"jwks_uri": JWKS_URI}})), clock=clock)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        rsps.get(JWKS_URI, status=302, headers={"Location": "http://10.0.0.9/jwks.json"})
+        rsps.get("http://10.0.0.9/jwks.json", json=jwks)
+        assert rejected(v, sign(ec_key)).reason == "issuer key set unavailable"
+        assert [c.request.url for c in rsps.calls] == [JWKS_URI]

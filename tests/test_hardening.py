@@ -11,6 +11,7 @@ from cds_service.prefetch import FetchSettings, gather
 from hooks.services import services
 from tests.factory import hook_request, patient
 from tests.test_prefetch import BASE, OBS, PATIENT, TEMPLATES, bundle, make_request
+from tests.trust_helpers import drip_server
 
 PV, OSEL, OSIGN = (s.id for s in services())
 
@@ -99,44 +100,6 @@ def test_malformed_chunk_size_is_a_400_on_hook_and_feedback_routes_never_a_500(t
 
 # --------------------------------------------------------------------------- slow and big FHIR answers
 
-def _drip_server(drip_seconds: float = 0.05, total: int = 400):
-    """A loopback HTTP server answering 200 with a body it sends one byte at a time."""
-    import socket
-    import threading
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(64)
-    open_conns = [0]
-    stop = threading.Event()
-
-    def handle(conn: socket.socket) -> None:
-        open_conns[0] += 1
-        try:
-            conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\n"
-                         b"Content-Length: %d\r\n\r\n" % total)
-            for _ in range(total):
-                if stop.is_set():
-                    return
-                conn.sendall(b" ")
-                stop.wait(drip_seconds)
-        except OSError:
-            pass   # the client closed the connection: what we want
-        finally:
-            open_conns[0] -= 1
-            conn.close()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = srv.accept()
-            except OSError:
-                return
-            threading.Thread(target=handle, args=(conn,), daemon=True).start()
-    threading.Thread(target=accept, daemon=True).start()
-    return srv, open_conns, stop
-
-
 def test_a_dripping_fhir_server_is_abandoned_at_the_deadline_and_threads_stay_flat() -> None:
     """Measured: against a server dripping its body, worker threads went from 3 to 124 after 15
     calls and ~120 connections stayed open. Reads now stop at the deadline and close."""
@@ -144,7 +107,7 @@ def test_a_dripping_fhir_server_is_abandoned_at_the_deadline_and_threads_stay_fl
     import time as _time
 
     from cds_service.prefetch import new_session
-    srv, open_conns, stop = _drip_server()
+    srv, open_conns, stop = drip_server()
     base = f"http://127.0.0.1:{srv.getsockname()[1]}/fhir"
     settings = FetchSettings(allowed_servers=(base,), read_timeout=1.0, deadline=0.4)
     session = new_session()

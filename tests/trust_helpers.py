@@ -226,3 +226,41 @@ def live_server(
         yield server
     finally:
         server.kill()
+
+
+def drip_server(drip_seconds: float = 0.05, total: int = 400):
+    """A loopback HTTP server answering 200 with a body it sends one byte at a time."""
+    import socket
+    import threading
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+    open_conns = [0]
+    stop = threading.Event()
+
+    def handle(conn: socket.socket) -> None:
+        open_conns[0] += 1
+        try:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\n"
+                         b"Content-Length: %d\r\n\r\n" % total)
+            for _ in range(total):
+                if stop.is_set():
+                    return
+                conn.sendall(b" ")
+                stop.wait(drip_seconds)
+        except OSError:
+            pass   # the client closed the connection: what we want
+        finally:
+            open_conns[0] -= 1
+            conn.close()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+    threading.Thread(target=accept, daemon=True).start()
+    return srv, open_conns, stop
