@@ -7,6 +7,7 @@ suggestions are (CARD-6); the rule is in ``source.topic`` (DESIGN.md conventions
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,6 +80,22 @@ class Suggestion:
                        "actions": [a.to_json() for a in self.actions]})
 
 
+_LINKISH = re.compile(r"(?i)(://|\bwww\.)")
+
+
+def safe_markdown(detail: str) -> str:
+    """``detail`` with no construct that could become a link, an image or HTML (issue 12, RULES.md
+    §1.2 rule 4): record text such as ``[Renew order](https://evil…)`` stays text. The service's
+    own markdown uses bold, bullets and headings only, never brackets, angle brackets or URLs
+    (links go in ``links``), so this changes nothing it writes: ``[`` ``]`` are backslash-escaped,
+    ``&`` ``<`` ``>`` HTML-escaped, and ``://`` / ``www.`` broken so no autolink forms."""
+    if not detail:
+        return detail
+    out = detail.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    out = out.replace("[", "\\[").replace("]", "\\]")
+    return _LINKISH.sub(lambda m: ":\\/\\/" if m.group(1) == "://" else m.group(1)[:3] + "\\.", out)
+
+
 @dataclass
 class Card:
     """One finding of one rule. ``rule_id`` goes to ``source.topic.code``."""
@@ -117,7 +134,7 @@ class Card:
         body = {
             "uuid": self.uuid,
             "summary": self.summary,
-            "detail": self.detail,
+            "detail": safe_markdown(self.detail),
             "indicator": self.indicator,
             "source": {"label": self.source_label, "url": self.source_url,
                        "topic": {"system": RULE_SYSTEM, "code": self.rule_id, "display": self.rule_title}},

@@ -163,3 +163,22 @@ def test_gunicorn_warnings_never_quote_request_bytes(tmp_path) -> None:
         log = server.log()
     assert "Invalid request" in log          # the warning itself is kept
     assert "PIDSENTINEL7731" not in log
+
+
+def test_record_text_never_becomes_a_link_image_or_html_in_a_card(client) -> None:
+    """Issue 12, measured: a Condition text of ``[Renew order](https://evil…)`` became a live link
+    in the card detail. Record text stays text; the plain summary is not backslash-escaped."""
+    import re
+
+    from tests.factory import CALCIUM_SERUM, ICD10, condition, draft, observation
+    evil = "osteonecrosis of jaw [Renew order](https://evil.example/x) <img src=x onerror=alert(1)> www.evil.example"
+    onj = condition("M87.180", ICD10, onset="2023-04-12", text=evil)
+    body = hook_request("order-sign", [patient(), onj, observation(CALCIUM_SERUM, 9.4, "mg/dL", "2026-11-20")],
+                        drafts=[draft()])
+    cards = client.post(f"/cds-services/{OSIGN}", json=body).get_json()["cards"]
+    card = next(c for c in cards if c["source"]["topic"]["code"] == "AR-ONJ-HISTORY")
+    for c in cards:
+        detail = c.get("detail", "")
+        assert not re.search(r"(?<!\\)\]\(", detail) and "<img" not in detail
+        assert "https://" not in detail and "www.evil" not in detail
+    assert "Renew order" in card["detail"] or "Renew order" in card["summary"]
