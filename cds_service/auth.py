@@ -41,6 +41,8 @@ import jwt
 import requests
 from jwt.algorithms import get_default_algorithms
 
+from .httpio import ReadDeadline, ReadTooLarge, read_limited
+
 __all__ = [
     "AuthError",
     "AuthSettings",
@@ -603,18 +605,12 @@ class _IssuerKeys:
         ) as response:
             if response.status_code != 200:
                 raise ValueError(f"HTTP {response.status_code}")
-            read1 = getattr(response.raw, "read1", None)
-            body = b""
-            while True:
-                if time.monotonic() > stop_at:
-                    raise ValueError(f"not received within {JWKS_TIMEOUT_SECONDS} s")
-                chunk = (read1(8192, decode_content=True) if read1 is not None
-                         else response.raw.read(8192, decode_content=True))
-                if not chunk:
-                    break
-                body += chunk
-                if len(body) > MAX_JWKS_BYTES:
-                    raise ValueError(f"larger than {MAX_JWKS_BYTES} bytes")
+            try:
+                body = read_limited(response, stop_at, MAX_JWKS_BYTES)
+            except ReadDeadline:
+                raise ValueError(f"not received within {JWKS_TIMEOUT_SECONDS} s") from None
+            except ReadTooLarge:
+                raise ValueError(f"larger than {MAX_JWKS_BYTES} bytes") from None
         return _usable_keys(json.loads(body), "JWK Set")
 
     def _refresh(self, now: float, why: str) -> None:

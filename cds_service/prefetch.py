@@ -33,6 +33,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from . import jsonio
+from .httpio import ReadDeadline, ReadTooLarge, read_limited
 from .request import HookRequest
 
 log = logging.getLogger(__name__)
@@ -415,32 +416,16 @@ class _Unavailable(Exception):
         self.reason = reason
 
 
-#: Bytes read from the socket at a time: small enough that one step of inflating gzip stays
-#: bounded (deflate expands at most about 1,000 times), large enough to be cheap.
-_STEP = 8 * 1024
-
-
 def _body_bytes(resp: requests.Response, stop_at: float, max_bytes: int) -> bytes:
-    """The (inflated) body, read as it arrives: never past ``stop_at`` (a server that drips its
-    body is abandoned at the deadline, its connection closed) and never more than ``max_bytes``
-    after decompression (issue 12: a 200 MB Bundle, a 611 KB gzip inflating to 600 MB)."""
-    raw = resp.raw
-    read1 = getattr(raw, "read1", None)
-    chunks: list[bytes] = []
-    size = 0
+    """The (inflated) body within ``stop_at`` and ``max_bytes`` (:func:`httpio.read_limited`:
+    a dripping server is abandoned at the deadline; a 200 MB Bundle or a gzip bomb is not read
+    whole), every failure as the reason the key is unavailable."""
     try:
-        while True:
-            if time.monotonic() > stop_at:
-                raise _Unavailable("deadline")
-            data = read1(_STEP, decode_content=True) if read1 is not None else raw.read(_STEP, decode_content=True)
-            if not data:
-                return b"".join(chunks)
-            size += len(data)
-            if max_bytes and size > max_bytes:
-                raise _Unavailable("too-large")
-            chunks.append(data)
-    except _Unavailable:
-        raise
+        return read_limited(resp, stop_at, max_bytes)
+    except ReadDeadline:
+        raise _Unavailable("deadline") from None
+    except ReadTooLarge:
+        raise _Unavailable("too-large") from None
     except requests.exceptions.Timeout:
         raise _Unavailable("timeout") from None
     except Exception:  # noqa: BLE001 - urllib3/socket/zlib errors of a broken answer
