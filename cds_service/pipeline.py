@@ -26,18 +26,19 @@ from cards.registry import RuleInput
 from cards.thresholds import DEFAULT_THRESHOLDS, Thresholds
 from hooks.services import Service
 
+from . import jsonio
 from .chart import BISPHOSPHONATE, DENOSUMAB, Chart, build_chart
 from .chart.identity import PatientIdentity, patient_aliases
+from .chart.medication_refs import medication_index, unresolved_references
 from .chart.verdicts import VerdictCache
 from .config import DEFAULT_REQUEST_BUDGET
 from .data_card import DATA_CARD_ID, build_data_card
-from . import jsonio
 from .errors import ApiError
-from .chart.medication_refs import medication_index, unresolved_references
 from .prefetch import FetchSettings, PrefetchResult, gather, read_medications
 from .request import HookRequest, check_draft_patients, parse_hook_request
 
 log = logging.getLogger(__name__)
+
 
 @dataclass
 class HookOutcome:
@@ -57,11 +58,11 @@ def _triggers_antiresorptive(chart: Chart) -> bool:
     return any(d.drug.drug_class in (DENOSUMAB, BISPHOSPHONATE) for d in chart.triggers)
 
 
-def _prefetch_medications(req: HookRequest) -> tuple[list[dict], dict[str, dict]]:
-    """The Medication resources the client sent in prefetch, and those by ``fullUrl`` (to classify
-    drafts that refer to them before anything is fetched)."""
+def bundle_medications(bundles: Any) -> tuple[list[dict], dict[str, dict]]:
+    """The Medication entries of ``bundles`` (prefetch values, ``context.draftOrders``), and those
+    by ``fullUrl`` (RULES.md D3 resolution (b)); anything that is not a Bundle is skipped."""
     out, urls = [], {}
-    for value in req.prefetch.values():
+    for value in bundles:
         entries = value.get("entry") if isinstance(value, dict) and value.get("resourceType") == "Bundle" else None
         for e in entries if isinstance(entries, list) else []:
             res = e.get("resource") if isinstance(e, dict) else None
@@ -70,15 +71,6 @@ def _prefetch_medications(req: HookRequest) -> tuple[list[dict], dict[str, dict]
                 if isinstance(e.get("fullUrl"), str):
                     urls[e["fullUrl"]] = res
     return out, urls
-
-
-def draft_medication_urls(req: HookRequest) -> dict[str, dict]:
-    """Medication entries of ``context.draftOrders`` by ``fullUrl`` (D3 resolution (b))."""
-    bundle = req.context.get("draftOrders")
-    entries = bundle.get("entry") if isinstance(bundle, dict) else None
-    return {e["fullUrl"]: e["resource"] for e in (entries if isinstance(entries, list) else [])
-            if isinstance(e, dict) and isinstance(e.get("fullUrl"), str) and isinstance(e.get("resource"), dict)
-            and e["resource"].get("resourceType") == "Medication"}
 
 
 def identity_of(req: HookRequest) -> PatientIdentity:
@@ -106,26 +98,24 @@ def evaluate_hook(service: Service, body: Any, *, now: datetime, **kwargs: Any) 
     paused (:data:`PAUSE_GC_ENTRIES`)."""
     t0 = time.perf_counter()
     req = kwargs.pop("request", None) or parse_hook_request(body, service.hook)
-    kwargs["parse_s"] = time.perf_counter() - t0
+    parse_s = time.perf_counter() - t0
     if _entries(req) < PAUSE_GC_ENTRIES:
-        return _evaluate_hook(service, body, now=now, request=req, **kwargs)
+        return _evaluate_hook(service, req, now=now, parse_s=parse_s, **kwargs)
     with jsonio.gc_paused():
-        return _evaluate_hook(service, body, now=now, request=req, **kwargs)
+        return _evaluate_hook(service, req, now=now, parse_s=parse_s, **kwargs)
 
 
-def _evaluate_hook(service: Service, body: Any, *, now: datetime, fetch: FetchSettings = FetchSettings(),
-                  thresholds: Thresholds = DEFAULT_THRESHOLDS, session: requests.Session | None = None,
-                  request: HookRequest | None = None, verdicts: VerdictCache | None = None,
-                  budget: float | None = DEFAULT_REQUEST_BUDGET,
-                  deadline: Callable[[], bool] | None = None, parse_s: float = 0.0) -> HookOutcome:
-    """Run one hook call; raises :class:`ApiError` (400 bad request, 412 data unavailable).
+def _evaluate_hook(service: Service, req: HookRequest, *, now: datetime, fetch: FetchSettings = FetchSettings(),
+                   thresholds: Thresholds = DEFAULT_THRESHOLDS, session: requests.Session | None = None,
+                   verdicts: VerdictCache | None = None, budget: float | None = DEFAULT_REQUEST_BUDGET,
+                   deadline: Callable[[], bool] | None = None, parse_s: float = 0.0) -> HookOutcome:
+    """One parsed hook call (:func:`evaluate_hook` parses and picks the collector setting).
 
     ``verdicts``: the process's memo of R4B validation verdicts (the app's; None validates all).
     ``budget``: seconds of wall time for the chart and the rules once the FHIR reads are done
     (``BONE_CDS_REQUEST_BUDGET``; None: unbounded); rules not started in time are reported in the
     data card. ``deadline`` (tests): a callable that says the budget is spent, used instead."""
     t0 = time.perf_counter()
-    req = request or parse_hook_request(body, service.hook)
     identity = identity_of(req)
     check_draft_patients(req, identity)
     timings: dict[str, float] = {"parse": parse_s + time.perf_counter() - t0}
@@ -133,8 +123,7 @@ def _evaluate_hook(service: Service, body: Any, *, now: datetime, fetch: FetchSe
     if service.hook != "patient-view":
         # No antiresorptive among the triggering drafts: nothing to check, nothing to fetch (§7).
         t = time.perf_counter()
-        sent_meds, sent_urls = _prefetch_medications(req)
-        sent_urls |= draft_medication_urls(req)
+        sent_meds, sent_urls = bundle_medications([*req.prefetch.values(), req.context.get("draftOrders")])
         drafts_only = build_chart(sent_meds, now, hook=req.hook, draft_orders=req.draft_orders,
                                   selections=req.selections, verdicts=verdicts, identity=identity,
                                   medication_urls=sent_urls)
@@ -155,7 +144,7 @@ def _evaluate_hook(service: Service, body: Any, *, now: datetime, fetch: FetchSe
                        missing=keys)
     missing_types = {data.keys[k].resource_type: reason for k, reason in unavailable.items()}
     resources = data.resources
-    urls = data.medication_urls | draft_medication_urls(req)
+    urls = data.medication_urls | bundle_medications([req.context.get("draftOrders")])[1]
     wanted = unresolved_references(resources + req.draft_orders,
                                    medication_index(resources + req.draft_orders, urls))
     if wanted:   # RULES.md D3 (c): the Medications nothing in the request resolves
