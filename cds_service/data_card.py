@@ -76,8 +76,7 @@ def relevant_classes(chart: Chart, hook: str) -> set[str]:
     unreadable ones included), or the record's (patient-view, unreadable records included)."""
     if hook != "patient-view":
         classes = {d.drug.drug_class for d in chart.triggers}
-        if chart.unreadable_drafts:
-            classes |= {DENOSUMAB if "denosumab" in n else BISPHOSPHONATE for n in chart.unreadable_drafts}
+        classes |= {d.drug_class for d in chart.unreadable_drafts}
     else:
         classes = {r.drug.drug_class for r in chart.medications}
         classes |= {s.drug_class for s in chart.unreadable}
@@ -121,7 +120,7 @@ def build_data_card(result: Evaluation, inp: RuleInput, missing: Mapping[str, st
     summary = ""
 
     if chart.unreadable_drafts:
-        names = ", ".join(sorted(set(chart.unreadable_drafts)))
+        names = ", ".join(sorted({d.agent.replace("-", " ") for d in chart.unreadable_drafts}))
         lines.append(f"- The ordered medication ({names}) could not be read, so it was **not** checked: "
                      "re-enter the order, or check calcium, kidney function and dental status by hand.")
         summary = f"The {names} order could not be read: its safety checks did not run"
@@ -173,26 +172,21 @@ def build_data_card(result: Evaluation, inp: RuleInput, missing: Mapping[str, st
             lines.append(f"- Only part of the {noun} was read: {dropped} older or further records were not used.")
             summary = summary or f"Patient data too large: part of the {noun} was not read"
 
-    others = chart.excluded.get("other-patient", 0)
-    unnamed = chart.excluded.get("no-patient", 0)
-    if others:
-        lines.append(f"- {others} record{'s' if others != 1 else ''} in the data sent "
-                     f"belong{'s' if others == 1 else ''} to another patient and "
-                     f"{'was' if others == 1 else 'were'} not used.")
-        summary = summary or (f"{others} record{'s' if others != 1 else ''} in the data sent "
-                              f"belong{'s' if others == 1 else ''} to another patient and "
-                              f"{'was' if others == 1 else 'were'} not used")
-    if unnamed:
-        lines.append(f"- {unnamed} record{'s' if unnamed != 1 else ''} in the data sent "
-                     f"name{'s' if unnamed == 1 else ''} no patient and {'was' if unnamed == 1 else 'were'} not used.")
-        summary = summary or f"{unnamed} record{'s' if unnamed != 1 else ''} in the data sent named no patient"
+    for key, (one, many) in (("other-patient", ("belongs to another patient", "belong to another patient")),
+                             ("no-patient", ("names no patient", "name no patient"))):
+        n = chart.excluded.get(key, 0)
+        if n:
+            text = (f"{_plural(n, ('record', 'records'))} in the data sent {one if n == 1 else many} and "
+                    f"{'was' if n == 1 else 'were'} not used")
+            lines.append(f"- {text}.")
+            summary = summary or text
 
     failed = [r for r in result.failed if _applies(r, classes) or r not in REGISTRY]
     for rule_id in failed:
         title = REGISTRY[rule_id].title if rule_id in REGISTRY else "A check"
         lines.append(f"- {title}: failed with an internal error (reported to the service's log)")
     summary = summary or ("Some safety checks could not run because of an internal error" if failed else "")
-    out_of_time = [r for r in getattr(result, "out_of_time", []) if _applies(r, classes)]
+    out_of_time = [r for r in result.out_of_time if _applies(r, classes)]
     if out_of_time:
         lines.append(f"- {len(out_of_time)} check{'s' if len(out_of_time) != 1 else ''} did not finish "
                      "in time and were not performed: "

@@ -21,7 +21,7 @@ from .dates import add_months, fhir_date, today_utc
 from .identity import PatientIdentity
 from .medication_refs import medication_index
 from .labs import CalciumJudgement, LabDay, LazyLabs
-from .model import (BISPHOSPHONATE, DENOSUMAB, ConditionFact, DoseEvent, DraftOrder, Lab,
+from .model import (BISPHOSPHONATE, DENOSUMAB, ConditionFact, DoseEvent, DraftOrder, Drug, Lab,
                     MedicationRecord, PatientFacts, ProcedureFact, Skipped)
 from .valuesets import ValueSets, default_value_sets
 from .verdicts import VerdictCache, validate_r4b
@@ -71,8 +71,8 @@ class Chart:
     #: resources not used because they are not the context patient's (identity.py):
     #: ``other-patient`` (another or an unverifiable patient) and ``no-patient`` (none named)
     excluded: dict[str, int] = field(default_factory=dict)
-    #: drafts of the hook that could not be read, but are antiresorptives by code or text
-    unreadable_drafts: tuple[str, ...] = ()
+    #: drafts of the hook that could not be read, but are antiresorptives by code or text (D3)
+    unreadable_drafts: tuple[Drug, ...] = ()
 
     @property
     def unreadable(self) -> list[Skipped]:
@@ -149,9 +149,8 @@ class Chart:
     def _exposure(self) -> dict[str, tuple[date, ...]]:
         return {}
 
-    def exposure_dates(self, drug_class: str) -> list[date]:
-        """Every date with evidence of exposure to a class (dose events, plus for oral
-        bisphosphonates active/completed requests and statement periods), oldest first (D4)."""
+    def _exposure_of(self, drug_class: str) -> tuple[date, ...]:
+        """:meth:`exposure_dates` of a class, computed once per chart (sorted, none after today)."""
         memo = self._exposure
         if drug_class not in memo:
             dates = {e.date for e in self.dose_events(drug_class)}
@@ -162,7 +161,12 @@ class Chart:
                         and r.status in ("active", "completed"):
                     dates.add(r.date)
             memo[drug_class] = tuple(sorted(d for d in dates if d <= self.today))
-        return list(memo[drug_class])
+        return memo[drug_class]
+
+    def exposure_dates(self, drug_class: str) -> list[date]:
+        """Every date with evidence of exposure to a class (dose events, plus for oral
+        bisphosphonates active/completed requests and statement periods), oldest first (D4)."""
+        return list(self._exposure_of(drug_class))
 
     def is_initiation(self, drug_classes: Iterable[str], gap_days: int = 365) -> bool:
         """No exposure to any of ``drug_classes`` in the ``gap_days`` before today (D4)."""
@@ -170,8 +174,7 @@ class Chart:
             return True
         start = self.today - timedelta(days=gap_days)
         for cls in drug_classes:
-            self.exposure_dates(cls)
-            dates = self._exposure[cls]          # sorted, none after today
+            dates = self._exposure_of(cls)          # sorted, none after today
             if bisect_left(dates, start) < len(dates):
                 return False
         return True
@@ -406,7 +409,7 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
 
     # the hook's own draft orders
     draft_ids: set[str] = set()
-    unreadable_drafts: list[str] = []
+    unreadable_drafts: list[Drug] = []
 
     def draft(raw: dict[str, Any]) -> DraftOrder | None:
         if raw.get("resourceType") != "MedicationRequest":
@@ -417,7 +420,7 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
             trigger = hook == "order-sign" or (hook == "order-select"
                                                and f"MedicationRequest/{raw.get('id', '')}" in selected)
             if drug is not None and trigger and drug.drug_class in (DENOSUMAB, BISPHOSPHONATE):
-                unreadable_drafts.append(drug.agent.replace("-", " "))
+                unreadable_drafts.append(drug)
             return None
         draft_ids.add(str(res.get("id")))
         drug = medications.classify(res, vs, med_index)
