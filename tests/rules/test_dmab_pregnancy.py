@@ -224,11 +224,16 @@ def test_dmab_pregnancy_unverified_unknown_sex_with_pregnancy_record_counts() ->
 @pytest.mark.parametrize("record", [
     lambda: procedure("236886002", SNOMED, "2019-05-01"),                        # hysterectomy
     lambda: procedure("609275002", SNOMED, "2020-05-01"),                        # bilateral oophorectomy
-    lambda: condition("N95.1", ICD10, text="Menopausal state"),
     lambda: condition("Z78.0", ICD10, clinical=None),
 ])
 def test_dmab_pregnancy_unverified_non_reproductive_status_silences(record) -> None:
     assert run(UNVER, [woman(45), record()], drafts=[draft()]) is None
+
+
+def test_dmab_pregnancy_unverified_menopausal_state_code_no_longer_silences() -> None:
+    """A24: N95.1 ("menopausal and female climacteric states") is symptoms, not a status."""
+    rec = condition("N95.1", ICD10, text="Menopausal state")
+    assert run(UNVER, [woman(45), rec], drafts=[draft()]) is not None
 
 
 def test_dmab_pregnancy_unverified_not_done_hysterectomy_does_not_silence() -> None:
