@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cds_service.chart import CalciumLimits
 
@@ -66,6 +67,46 @@ class Thresholds:
     bp_oral_holiday_years: int = 5
     bp_iv_holiday_infusions: int = 3
     zol5_min_interval_days: int = 330
+    # catalog version 2 (D10): clock, card text limits and the parameters v1 kept in code
+    clock_time_zone: str = "UTC"
+    future_skew_minutes: int = 5
+    summary_max_chars: int = 140
+    record_text_max_chars: int = 40
+    detail_main_max_chars: int = 700
+    detail_details_max_chars: int = 1500
+    calcium_lookback_days_oral_bp: int = 90
+    calcium_high_mg_dl: Decimal = Decimal("10.5")
+    predisposed_calcium_evidence_days: int = 30
+    dmab_pv_calcium_window_months_60mg: int = 6
+    dmab_pv_calcium_window_weeks_120mg: int = 8
+    weight_lookback_days: int = 365
+    zol4_dose_band_low: int = 30
+    zol4_dose_band_high: int = 60
+    supplement_dispense_lookback_days: int = 120
+    calcimimetic_admin_lookback_days: int = 30
+    zol5_reinitiation_months: int = 18
+    dose_dedupe_days: int = 4
+    dispense_default_days_supply: int = 30
+    zol5_active_months: int = 12
+    zol4_active_days: int = 28
+    ibandronate_iv_active_months: int = 3
+    pamidronate_active_days: int = 28
+    oral_course_gap_days: int = 365
+    oral_course_current_days: int = 90
+    oral_order_default_days: int = 365
+    iv_course_gap_months: int = 24
+    iv_course_current_months: int = 18
+    planned_followon_grace_days: int = 30
+    dmab60_schedule_min_months: int = 5
+    dmab120_schedule_min_days: int = 28
+    dmab120_schedule_max_days: int = 91
+    loading_phase_days: int = 28
+    pregnancy_onset_max_weeks: int = 42
+    workup_min_members: int = 2
+    renal_recheck_days_iv_bp: int = 7
+    renal_recheck_days_oral_bp: int = 90
+    pediatric_age_below: int = 18
+    gctb_exemption_min_age: int = 12
 
     @property
     def calcium_limits(self) -> CalciumLimits:
@@ -84,6 +125,11 @@ class Thresholds:
             if name not in fields:
                 raise ThresholdError(f"unknown threshold '{name}' (see RULES.md D10)")
             kind = fields[name].type
+            if kind in (str, "str"):
+                if not isinstance(raw, str) or not raw.strip():
+                    raise ThresholdError(f"threshold '{name}' must be a non-empty string, got {raw!r}")
+                values[name] = raw.strip()
+                continue
             if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
                 raise ThresholdError(f"threshold '{name}' must be a number, got {raw!r}")
             try:
@@ -114,9 +160,25 @@ class Thresholds:
             if getattr(self, lower) > getattr(self, upper):
                 raise ThresholdError(f"threshold '{lower}' ({getattr(self, lower)}) must not exceed "
                                      f"'{upper}' ({getattr(self, upper)})")
+        for f in dataclasses.fields(self):
+            if f.name.endswith(("_days", "_months", "_weeks", "_years", "_chars")) \
+                    and getattr(self, f.name) == 0:
+                raise ThresholdError(f"threshold '{f.name}' must be positive (a window or limit of 0)")
         for name in ("calcium_lookback_days", "dmab60_interval_months", "dmab120_interval_days"):
             if getattr(self, name) == 0:
                 raise ThresholdError(f"threshold '{name}' must be positive")
+        if self.zol4_dose_band_low > self.zol4_dose_band_high:
+            raise ThresholdError("threshold 'zol4_dose_band_low' must not exceed 'zol4_dose_band_high'")
+        try:
+            self.zone
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ThresholdError(f"threshold 'clock_time_zone' is not a known IANA time zone: "
+                                 f"{self.clock_time_zone!r}") from None
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The configured clock zone (§1.3 Clock, A3): "today" is the date of now in this zone."""
+        return ZoneInfo(self.clock_time_zone)
 
 
 DEFAULT_THRESHOLDS = Thresholds()
