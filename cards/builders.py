@@ -8,10 +8,15 @@ the user as requester (§6.1).
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
+from pathlib import Path
 from typing import Any, Iterable
+
+from cds_service.chart.valuesets import DEFAULT_PATH
 
 from .model import OVERRIDE_SYSTEM, Action, Coding, Link, Suggestion
 
@@ -20,89 +25,98 @@ LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
 UCUM = "http://unitsofmeasure.org"
 
-#: §6.3 override reason codes with the text a clinician picks (CARD-8 requires ``display``).
-OVERRIDE_DISPLAY: dict[str, str] = {
-    "dental-eval-done-elsewhere": "Dental evaluation done elsewhere",
-    "edentulous": "Patient has no natural teeth",
-    "urgent-treatment-benefit": "Urgent treatment: benefit outweighs waiting",
-    "patient-declined": "Patient declined",
-    "dose-given-elsewhere": "Dose given elsewhere",
-    "dose-scheduled-elsewhere": "Dose already scheduled elsewhere",
-    "transition-planned": "Transition already planned",
-    "therapy-stopped": "Therapy deliberately stopped",
-    "intentional-deescalation": "Intentional de-escalation of the interval",
-    "specialist-decision": "Specialist decision",
-    "specialist-supervised": "Specialist supervising",
-    "nephrology-supervised": "Nephrology supervising",
-    "monitoring-arranged": "Monitoring already arranged",
-    "benefit-outweighs-risk": "Benefit outweighs risk",
-    "repeat-result-normal": "Repeat result normal",
-    "treating-hypocalcemia": "Hypocalcemia being treated",
-    "repletion-in-progress": "Repletion in progress",
-    "recent-result-elsewhere": "Recent result elsewhere",
-    "result-elsewhere": "Result available elsewhere",
-    "drawn-today": "Blood drawn today",
-    "supplemented-empirically": "Supplemented empirically",
-    "dietary-intake-adequate": "Dietary intake adequate",
-    "taking-otc-supplement": "Taking an over-the-counter supplement",
-    "hypercalcemia": "Patient has hypercalcemia",
-    "pregnancy-excluded": "Pregnancy excluded",
-    "result-error": "Result in error",
-    "not-of-reproductive-potential": "Not of reproductive potential",
-    "verified-verbally": "Pregnancy status verified verbally",
-    "recent-test-elsewhere": "Recent test elsewhere",
-    "skeletally-mature-gctb": "Skeletally mature, giant cell tumour of bone",
-    "research-protocol": "Research protocol",
-    "infection-resolved": "Infection resolved",
-    "intended-regimen": "Regimen is intended",
-    "indication-not-coded": "Indication present but not coded",
-    "cancer-treatment-bone-loss": "Cancer treatment-induced bone loss",
-    "previous-dose-not-given": "Previous dose was not given",
-    "loading-dose": "Loading dose",
-    "cancel-other-order": "Other order will be cancelled",
-    "crcl-above-cutoff": "Creatinine clearance above the cut-off",
-    "crcl-above-60": "Creatinine clearance above 60 mL/min",
-    "acute-value-recovered": "Acute value has recovered",
-    "high-risk-continue": "High fracture risk: continue",
-    "reviewed-this-year": "Reviewed this year",
-    "holiday-planned": "Drug holiday planned",
-    "switching-agent": "Switching agent",
-    "previous-order-to-stop": "Previous order will be stopped",
-    "specialist-approved-rechallenge": "Specialist approved rechallenge",
-    "oncology-benefit": "Oncology benefit outweighs risk",
-    "healed-on-exam": "Healed on examination",
-    "urgent-oncology-start": "Urgent oncology start",
-    "switch-in-progress": "Switch in progress",
-    "specialist-combination": "Combination by specialist",
-    "end-of-life-care": "End-of-life care",
-}
+#: The HL7 non-adherence reason carried in each override reason's Coding extension (§1.1, §6.3, A34).
+HL7_REASON_EXTENSION = "urn:bone-safety-cds:hl7-non-adherence-reason"
+#: At most this many override reasons per card, the most likely first (§6.3).
+MAX_OVERRIDE_REASONS = 5
+
+
+@lru_cache(maxsize=1)
+def _override_value_set() -> dict[str, tuple[str, dict[str, str] | None]]:
+    """code → (display, HL7 Coding or None) of the ``override-reason`` value set of codes.json."""
+    data = json.loads(Path(DEFAULT_PATH).read_text(encoding="utf-8"))
+    out: dict[str, tuple[str, dict[str, str] | None]] = {}
+    for entry in data.get("override-reason", []):
+        mapped = entry.get("map")
+        hl7 = ({k: mapped[k] for k in ("system", "code", "display") if mapped.get(k)}
+               if isinstance(mapped, dict) and mapped.get("code") else None)
+        out[entry["code"]] = (entry["display"], hl7)
+    return out
+
+
+#: §6.3 override reason codes with the text a clinician picks (CARD-8 requires ``display``);
+#: the displays are those of codes.json.
+OVERRIDE_DISPLAY: dict[str, str] = {code: d for code, (d, _) in _override_value_set().items()}
+
+
+def override_reason(code: str) -> Coding:
+    """One override reason Coding, with its HL7 non-adherence reason in the extension (A34)."""
+    display, hl7 = _override_value_set()[code]
+    return Coding(OVERRIDE_SYSTEM, code, display,
+                  extension={HL7_REASON_EXTENSION: dict(hl7)} if hl7 else None)
 
 
 def override_reasons(*codes: str) -> list[Coding]:
-    """Override reasons in the given order (most likely first; at most 5, §6.3)."""
-    return [Coding(OVERRIDE_SYSTEM, c, OVERRIDE_DISPLAY[c]) for c in codes]
+    """Override reasons in the given order (most likely first), each code once, at most 5 (§6.3)."""
+    unique = list(dict.fromkeys(codes))
+    return [override_reason(c) for c in unique[:MAX_OVERRIDE_REASONS]]
 
 
-#: Evidence links (§6.2): one absolute link to the label or guideline named in the card.
-LINKS: dict[str, Link] = {
-    "prolia-label": Link("Prolia (denosumab) label on DailyMed",
-                         "https://dailymed.nlm.nih.gov/dailymed/search.cfm?labeltype=all&query=prolia"),
-    "xgeva-label": Link("Xgeva (denosumab) label on DailyMed",
-                        "https://dailymed.nlm.nih.gov/dailymed/search.cfm?labeltype=all&query=xgeva"),
-    "fda-dsc-2024": Link("FDA Drug Safety Communication, 19 Jan 2024 (Prolia boxed warning)",
+def dailymed(setid: str) -> str:
+    """The DailyMed page of one label (§6.2: the label itself, never a search page)."""
+    return f"https://dailymed.nlm.nih.gov/dailymed/drugInfo.cfm?setid={setid}"
+
+
+def drugs_at_fda(application: str) -> str:
+    """The Drugs@FDA page of a product's application (§6.2: a label whose setid is not configured)."""
+    return f"https://www.accessdata.fda.gov/scripts/cder/daf/index.cfm?event=overview.process&ApplNo={application}"
+
+
+#: Evidence sources of §6.2 by key: ``label`` is the card's ``source.label`` (or a link label),
+#: ``url`` its ``source.url``. Pamidronate and etidronate have no verified setid: their
+#: Drugs@FDA application pages stand in (Aredia NDA 020036, Didronel NDA 017831).
+SOURCES: dict[str, Link] = {
+    "LBL-PROLIA": Link("FDA label: Prolia (denosumab) 60 mg",
+                       dailymed("49e5afe9-a0c7-40c4-af9f-f287a80c5c88")),
+    "LBL-XGEVA": Link("FDA label: Xgeva (denosumab) 120 mg",
+                      dailymed("628f0998-1206-4001-aeee-18133aa9f3bf")),
+    "LBL-RECLAST": Link("FDA label: Reclast (zoledronic acid) 5 mg/100 mL",
+                        dailymed("5a9b3737-9ce6-4a89-b76e-6aab79eba9cf")),
+    "LBL-ZOL4": Link("FDA label: zoledronic acid injection 4 mg/5 mL (Zometa-type)",
+                     dailymed("20cd29cc-cef5-48c4-adfe-6b3dfee0ab61")),
+    "LBL-FOSAMAX": Link("FDA label: Fosamax (alendronate)",
+                        dailymed("14e931fd-2c5f-4d90-b7db-5980706f4a56")),
+    "LBL-RISEDRONATE": Link("FDA label: risedronate sodium tablets (Actonel-type)",
+                            dailymed("b90f2e5b-10b8-29a7-0360-31bd0dae0ec2")),
+    "LBL-IBANDRONATE-ORAL": Link("FDA label: ibandronate sodium tablets 150 mg (Boniva-type)",
+                                 dailymed("86c0b4ae-5e38-4efe-88af-50ac560e294f")),
+    "LBL-IBANDRONATE-IV": Link("FDA label: ibandronate sodium injection 3 mg/3 mL",
+                               dailymed("e81f2c5b-bead-48ac-be3e-016cf963d7ed")),
+    "LBL-PAMIDRONATE": Link("FDA label: pamidronate disodium injection (Aredia)", drugs_at_fda("020036")),
+    "LBL-ETIDRONATE": Link("FDA label: etidronate disodium tablets (Didronel)", drugs_at_fda("017831")),
+    "FDA-DSC-2024": Link("FDA Drug Safety Communication, 19 Jan 2024 (Prolia boxed warning)",
                          "https://www.fda.gov/drugs/drug-safety-and-availability/fda-adds-boxed-warning-increased-risk-severe-hypocalcemia-patients-advanced-chronic-kidney-disease-taking"),
-    "ects-2021": Link("ECTS position: discontinuation of denosumab (Tsourdi 2021)",
-                      "https://doi.org/10.1210/clinem/dgaa756"),
-    "aaoms-2022": Link("AAOMS position paper on MRONJ, 2022 update",
-                       "https://doi.org/10.1016/j.joms.2022.02.008"),
-    "asbmr-2016": Link("ASBMR task force: long-term bisphosphonate therapy (Adler 2016)",
-                       "https://doi.org/10.1002/jbmr.2708"),
-    "reclast-label": Link("Reclast (zoledronic acid 5 mg) label on DailyMed",
-                          "https://dailymed.nlm.nih.gov/dailymed/search.cfm?labeltype=all&query=reclast"),
-    "zometa-label": Link("Zometa (zoledronic acid 4 mg) label on DailyMed",
-                         "https://dailymed.nlm.nih.gov/dailymed/search.cfm?labeltype=all&query=zometa"),
-    "fosamax-label": Link("Fosamax (alendronate) label on DailyMed",
-                          "https://dailymed.nlm.nih.gov/dailymed/search.cfm?labeltype=all&query=fosamax"),
+    "ECTS-2021": Link("Tsourdi E et al. Discontinuation of denosumab therapy for osteoporosis. "
+                      "J Clin Endocrinol Metab 2021", "https://doi.org/10.1210/clinem/dgaa756"),
+    "AAOMS-2022": Link("Ruggiero SL et al. AAOMS position paper on MRONJ, 2022 update. "
+                       "J Oral Maxillofac Surg 2022", "https://doi.org/10.1016/j.joms.2022.02.008"),
+    "ASBMR-2016": Link("Adler RA et al. Managing osteoporosis in patients on long-term "
+                       "bisphosphonate treatment. J Bone Miner Res 2016", "https://doi.org/10.1002/jbmr.2708"),
+    "ENDO-2019": Link("Eastell R et al. Pharmacological management of osteoporosis in "
+                      "postmenopausal women. J Clin Endocrinol Metab 2019", "https://doi.org/10.1210/jc.2019-00221"),
+}
+
+#: The version-1 link names, kept as aliases of :data:`SOURCES` (rules and branches use them).
+LINKS: dict[str, Link] = {
+    "prolia-label": SOURCES["LBL-PROLIA"], "xgeva-label": SOURCES["LBL-XGEVA"],
+    "fda-dsc-2024": SOURCES["FDA-DSC-2024"], "ects-2021": SOURCES["ECTS-2021"],
+    "aaoms-2022": SOURCES["AAOMS-2022"], "asbmr-2016": SOURCES["ASBMR-2016"],
+    "reclast-label": SOURCES["LBL-RECLAST"], "zometa-label": SOURCES["LBL-ZOL4"],
+    "fosamax-label": SOURCES["LBL-FOSAMAX"], "endo-2019": SOURCES["ENDO-2019"],
+    "risedronate-label": SOURCES["LBL-RISEDRONATE"],
+    "ibandronate-oral-label": SOURCES["LBL-IBANDRONATE-ORAL"],
+    "ibandronate-iv-label": SOURCES["LBL-IBANDRONATE-IV"],
+    "pamidronate-label": SOURCES["LBL-PAMIDRONATE"], "etidronate-label": SOURCES["LBL-ETIDRONATE"],
 }
 
 

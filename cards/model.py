@@ -16,6 +16,7 @@ RULE_SYSTEM = "urn:bone-safety-cds:rule"
 OVERRIDE_SYSTEM = "urn:bone-safety-cds:override-reason"
 INDICATORS = ("critical", "warning", "info")
 _RANK = {name: i for i, name in enumerate(INDICATORS)}
+#: Longest summary, in characters (RULES.md §1.2 rule 2, ``summary_max_chars``).
 MAX_SUMMARY = 140
 
 
@@ -37,9 +38,11 @@ class Coding:
     system: str
     code: str
     display: str | None = None
+    extension: dict[str, Any] | None = None   # e.g. the HL7 non-adherence reason (§1.1, A34)
 
     def to_json(self) -> dict[str, Any]:
-        return _prune({"system": self.system, "code": self.code, "display": self.display})
+        return _prune({"system": self.system, "code": self.code, "display": self.display,
+                       "extension": self.extension})
 
 
 @dataclass(frozen=True)
@@ -56,13 +59,18 @@ class Link:
 
 @dataclass(frozen=True)
 class Action:
-    """ACT-1..3: a ``create`` action carrying a FHIR R4 resource (a draft order)."""
+    """ACT-1..3: a ``create`` action carrying a FHIR R4 resource (a draft order), or a ``delete``
+    action naming the draft to remove by ``resource_id`` ("MedicationRequest/id", §6.1)."""
 
     description: str
-    resource: dict[str, Any]
+    resource: dict[str, Any] = field(default_factory=dict)
     type: str = "create"
+    resource_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
+        if self.type == "delete":
+            return _prune({"type": "delete", "description": self.description,
+                           "resourceId": self.resource_id})
         return {"type": self.type, "description": self.description, "resource": _prune(self.resource)}
 
 
@@ -74,25 +82,41 @@ class Suggestion:
     actions: list[Action] = field(default_factory=list)
     is_recommended: bool | None = None
     uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    extension: dict[str, Any] | None = None   # e.g. the member rule of a merged card (§1.1)
 
     def to_json(self) -> dict[str, Any]:
         return _prune({"label": self.label, "uuid": self.uuid, "isRecommended": self.is_recommended,
-                       "actions": [a.to_json() for a in self.actions]})
+                       "actions": [a.to_json() for a in self.actions], "extension": self.extension})
 
 
 _LINKISH = re.compile(r"(?i)(://|\bwww\.)")
+_BARE_AMP = re.compile(r"&(?!(?:amp|lt|gt|quot|#\d{1,7}|#x[0-9a-fA-F]{1,6});)")
+
+
+def _escape_brackets(text: str) -> str:
+    """A backslash before each ``[`` ``]`` not already escaped (an odd run of backslashes)."""
+    out: list[str] = []
+    run = 0
+    for ch in text:
+        if ch in "[]" and run % 2 == 0:
+            out.append("\\")
+        out.append(ch)
+        run = run + 1 if ch == "\\" else 0
+    return "".join(out)
 
 
 def safe_markdown(detail: str) -> str:
-    """``detail`` with no construct that could become a link, an image or HTML (issue 12, RULES.md
-    §1.2 rule 4): record text such as ``[Renew order](https://evil…)`` stays text. The service's
-    own markdown uses bold, bullets and headings only, never brackets, angle brackets or URLs
-    (links go in ``links``), so this changes nothing it writes: ``[`` ``]`` are backslash-escaped,
-    ``&`` ``<`` ``>`` HTML-escaped, and ``://`` / ``www.`` broken so no autolink forms."""
+    """The final safety net on ``detail`` (issue 12, RULES.md §1.2 rule 4): no construct that could
+    become a link, an image or HTML, even if a rule forgot to escape a record value. Record text is
+    escaped per value where it is inserted (``cards.rules._text.escape_record``); this net leaves
+    such text as it is (idempotent: ``safe_markdown(safe_markdown(x)) == safe_markdown(x)``):
+    ``[`` ``]`` not yet escaped get a backslash, ``<`` ``>`` and a bare ``&`` (not an entity) are
+    HTML-escaped, and ``://`` / ``www.`` are broken so no autolink forms. The service's own
+    markdown uses bold, bullets and headings only (links go in ``links``)."""
     if not detail:
         return detail
-    out = detail.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    out = out.replace("[", "\\[").replace("]", "\\]")
+    out = _BARE_AMP.sub("&amp;", detail).replace("<", "&lt;").replace(">", "&gt;")
+    out = _escape_brackets(out)
     return _LINKISH.sub(lambda m: ":\\/\\/" if m.group(1) == "://" else m.group(1)[:3] + "\\.", out)
 
 
@@ -111,13 +135,15 @@ class Card:
     override_reasons: list[Coding] = field(default_factory=list)
     links: list[Link] = field(default_factory=list)
     source_url: str | None = None
+    extension: dict[str, Any] | None = None   # e.g. the members of the merged work-up card (§1.1)
     uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
 
     def __post_init__(self) -> None:
         if self.indicator not in INDICATORS:
             raise ValueError(f"{self.rule_id}: indicator {self.indicator!r} is not one of {INDICATORS}")
-        if not self.summary or len(self.summary) >= MAX_SUMMARY:
-            raise ValueError(f"{self.rule_id}: summary must be 1–139 characters, got {len(self.summary)}")
+        if not self.summary or len(self.summary) > MAX_SUMMARY:
+            raise ValueError(f"{self.rule_id}: summary must be 1–{MAX_SUMMARY} characters, "
+                             f"got {len(self.summary)}")
         if len(self.override_reasons) > 5:
             raise ValueError(f"{self.rule_id}: at most 5 override reasons (RULES.md §6.3)")
         if any(not r.display for r in self.override_reasons):
@@ -142,6 +168,7 @@ class Card:
             "selectionBehavior": behaviour if self.suggestions else None,
             "overrideReasons": [r.to_json() for r in self.override_reasons],
             "links": [l.to_json() for l in self.links],
+            "extension": self.extension,
         }
         return _prune(body)
 

@@ -1,0 +1,223 @@
+"""Card text and structure of catalog version 2 (RULES.md §1.1, §1.2, §6.1–§6.3; A29–A34).
+
+Every fixture (fixtures/**.json except negative/) is answered by the service, as
+tests/test_fixtures.py does, and every rule card must: contain no internal reference (§1.2 rule 1;
+rule IDs only in the Details of the merged work-up card), keep the detail layout and limits (main
+part ≤ 700 characters in the finding / what to do / evidence layout, Details ≤ 1,500 characters
+and ≤ 8 bullets), have a summary ≤ 140 characters, at least one suggestion, a ``source.url``, and
+an HL7 non-adherence reason on every override reason whose code maps to one (at most 5).
+Also unit tests of the layout helper and of record-text escaping at their limits.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from cards.builders import HL7_REASON_EXTENSION, OVERRIDE_DISPLAY, _override_value_set, override_reasons
+from cards.model import safe_markdown
+from cards.registry import REGISTRY, load_rules
+from cards.rules import _text as tx
+from cds_service.app import create_app
+from cds_service.config import Settings
+from hooks.services import services
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+SCENARIO = "org.bone-safety-cds.scenario"
+WORKUP = "AR-PRETREATMENT-WORKUP"
+LAYOUT = re.compile(r"\A\*\*[^\n]+?\.\*\* [^\n]*\n\n\*\*What to do:\*\* [^\n]+\.\n\n\*\*Evidence:\*\* [^\n]+\.\Z")
+HL7_SYSTEM = "http://terminology.hl7.org/CodeSystem/non-adherence-reason-codes"
+
+
+def _fixtures() -> list[Path]:
+    return sorted(p for p in FIXTURES.rglob("*.json") if "negative" not in p.relative_to(FIXTURES).parts)
+
+
+def _cards(path: Path, tmp_path: Path) -> list[dict]:
+    body = json.loads(path.read_text())
+    scenario = body.get("extension", {}).get(SCENARIO, {})
+    now = datetime.fromisoformat(scenario["now"].replace("Z", "+00:00"))
+    app = create_app(Settings.from_env({"BONE_CDS_DATA_DIR": str(tmp_path)}), clock=lambda: now)
+    service = next(s.id for s in services() if s.hook == body["hook"])
+    response = app.test_client().post(f"/cds-services/{service}", json=body)
+    assert response.status_code == 200, response.get_json()
+    load_rules()
+    return [c for c in response.get_json()["cards"] if c["source"]["topic"]["code"] in REGISTRY]
+
+
+def card_text_problems(card: dict) -> list[str]:
+    """Every §1.1/§1.2/§6 defect of one rendered card (empty: none)."""
+    rule = card["source"]["topic"]["code"]
+    problems: list[str] = []
+    detail = card.get("detail", "")
+    main, details = tx.main_part(detail), tx.details_part(detail)
+    strings = {"summary": card["summary"], "detail main part": main, "source.label": card["source"]["label"],
+               "source.topic.display": card["source"]["topic"].get("display", "")}
+    for i, s in enumerate(card.get("suggestions", [])):
+        strings[f"suggestion {i} label"] = s["label"]
+        for j, a in enumerate(s.get("actions", [])):
+            strings[f"suggestion {i} action {j}"] = a.get("description", "")
+    for i, link in enumerate(card.get("links", [])):
+        strings[f"link {i} label"] = link["label"]
+    for i, r in enumerate(card.get("overrideReasons", [])):
+        strings[f"override {i} display"] = r.get("display", "")
+    for name, text in strings.items():
+        found = tx.internal_references(text)
+        if found:
+            problems.append(f"{name}: internal reference {found}")
+    found = tx.internal_references(details, allow_rule_ids=rule == WORKUP)
+    if found:
+        problems.append(f"Details: internal reference {found}")
+    if len(card["summary"]) > 140 or "\n" in card["summary"]:
+        problems.append(f"summary of {len(card['summary'])} characters or not one line")
+    if len(main) > 700:
+        problems.append(f"main part of {len(main)} characters")
+    if not LAYOUT.match(main):
+        problems.append(f"main part not in the layout: {main[:120]!r}")
+    if details:
+        bullets = details.split("\n")[1:]
+        if len(details) > 1500 or len(bullets) > 8 or not all(b.startswith("- ") for b in bullets):
+            problems.append(f"Details of {len(details)} characters / {len(bullets)} lines")
+    if not card.get("suggestions"):
+        problems.append("no suggestion")
+    url = card["source"].get("url", "")
+    if not url.startswith("https://") or "search.cfm" in url or "query=" in url:
+        problems.append(f"source.url {url!r}")
+    reasons = card.get("overrideReasons", [])
+    if len(reasons) > 5:
+        problems.append(f"{len(reasons)} override reasons")
+    table = _override_value_set()
+    for r in reasons:
+        display, hl7 = table.get(r["code"], (None, None))
+        if display is None or r.get("display") != display:
+            problems.append(f"override {r['code']}: unknown code or display not from the value set")
+        elif hl7 and r.get("extension", {}).get(HL7_REASON_EXTENSION, {}).get("code") != hl7["code"]:
+            problems.append(f"override {r['code']}: HL7 non-adherence reason missing")
+    return problems
+
+
+@pytest.mark.parametrize("path", _fixtures(), ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_every_fixture_card_follows_the_card_text_rules(path: Path, tmp_path: Path) -> None:
+    problems = {c["source"]["topic"]["code"]: card_text_problems(c) for c in _cards(path, tmp_path)}
+    assert not {k: v for k, v in problems.items() if v}, problems
+
+
+# ---- the layout helper -------------------------------------------------------------------------
+
+def test_layout_is_exactly_the_catalog_layout() -> None:
+    text = tx.layout("Calcium 8.1 mg/dL on 2026-11-20", "Denosumab lowers calcium further.",
+                     ["Correct calcium first.", "check magnesium"], ["Prolia label", "AAOMS 2022."],
+                     ["calcium: laboratory result, 2026-11-20", "window: 30 days"])
+    assert text == ("**Calcium 8.1 mg/dL on 2026-11-20.** Denosumab lowers calcium further.\n\n"
+                    "**What to do:** Correct calcium first; check magnesium.\n\n"
+                    "**Evidence:** Prolia label; AAOMS 2022.\n\n"
+                    "#### Details\n- calcium: laboratory result, 2026-11-20\n- window: 30 days")
+    assert LAYOUT.match(tx.main_part(text)) and tx.details_part(text).startswith("#### Details")
+
+
+def test_layout_without_details_has_no_heading() -> None:
+    text = tx.layout("None on record in the last 30 days", "", ["Order calcium"], ["Prolia label"])
+    assert "Details" not in text and text.startswith("**None on record in the last 30 days.**\n\n")
+
+
+@pytest.mark.parametrize("extra", [0, 1, 400])
+def test_main_part_never_exceeds_700(extra: int) -> None:
+    fixed = tx.layout("F", "W", ["do"], ["ev"])
+    finding = "x" * (700 - len(fixed) + 1 + extra)   # extra = 0: exactly 700
+    text = tx.layout(finding, "W", ["do"], ["ev"])
+    assert len(text) <= 700
+    if extra == 0:
+        assert len(text) == 700 and "…" not in text
+    else:
+        assert "…" in text and LAYOUT.match(text)
+
+
+def test_long_why_is_cut_after_the_finding() -> None:
+    text = tx.layout("Finding", "why " * 300, ["do"], ["ev"])
+    assert len(text) <= 700 and text.startswith("**Finding.**") and text.endswith("**Evidence:** ev.")
+
+
+def test_a_cut_never_ends_inside_an_escape() -> None:
+    finding = tx.escape_record("a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r.s.t.") * 30
+    text = tx.layout(finding, "W", ["do"], ["ev"])
+    first = text.split(".**", 1)[0]
+    assert len(text) <= 700 and not re.search(r"(?<!\\)(\\\\)*\\…", first)
+
+
+@pytest.mark.parametrize("n", [7, 8, 9, 20])
+def test_details_at_most_8_bullets(n: int) -> None:
+    text = tx.layout("F", "W", ["do"], ["ev"], [f"item {i}" for i in range(n)])
+    bullets = tx.details_part(text).split("\n")[1:]
+    assert len(bullets) == min(n, 8)
+    if n > 8:
+        assert bullets[-1] == f"- … and {n - 7} more not shown"
+
+
+def test_details_at_most_1500_characters() -> None:
+    exact = tx.details_section(["y" * (1500 - len("#### Details\n- "))])
+    assert len(exact) == 1500 and "…" not in exact
+    longer = tx.details_section(["y" * 1490, "z" * 400, "short"])
+    assert len(longer) <= 1500 and "- short" in longer
+
+
+# ---- summaries ---------------------------------------------------------------------------------
+
+def test_summary_at_140_and_fallbacks() -> None:
+    assert tx.summary("a" * 140) == "a" * 140
+    assert tx.summary("a" * 141) == "a" * 139 + "…"
+    long = "Jubbonti (denosumab-bbdz) 60 mg/mL prefilled syringe " + "b" * 90
+    assert tx.summary(long, product="Jubbonti (denosumab-bbdz) 60 mg/mL prefilled syringe",
+                      cls="denosumab") == "denosumab " + "b" * 90
+    assert len(tx.summary("x" * 100 + "\n" + "y" * 100)) == 140
+    assert "\n" not in tx.summary("one\ntwo")
+
+
+# ---- record text -------------------------------------------------------------------------------
+
+def test_record_text_is_one_line_cut_html_and_markdown_escaped() -> None:
+    assert tx.escape_record("[Renew](https://evil.example)") == r"\[Renew\]\(https://evil\.example\)"
+    assert tx.escape_record("<img src=x>") == "&lt;img src=x&gt;"
+    assert tx.escape_record("a & b") == "a &amp; b"
+    assert tx.escape_record("# heading\n**bold**\x00_x_") == r"\# heading \*\*bold\*\* \_x\_"
+    for ch in "\\`*_{}[]()#+-.!|~":
+        assert tx.escape_record(ch) == "\\" + ch
+    assert tx.escape_record("a" * 40) == "a" * 40
+    assert tx.escape_record("a" * 41) == "a" * 39 + "…"
+
+
+def test_plain_record_text_for_summaries_is_not_escaped() -> None:
+    assert tx.plain("Osteonecrosis (jaw)\n[x]") == "Osteonecrosis (jaw) [x]"
+    assert tx.plain("a" * 41) == "a" * 39 + "…"
+
+
+def test_safety_net_does_not_double_escape() -> None:
+    escaped = tx.escape_record("[x](http://a) & <b> www.e.com")
+    once = safe_markdown("**F.** " + escaped + " [raw](https://evil) <i> & www.evil.com")
+    assert safe_markdown(once) == once
+    assert r"\[x\]" in once and "\\\\[" not in once and "&amp;amp;" not in once
+    assert r"\[raw\]" in once and "&lt;i&gt;" in once and "://" not in once and "www.evil" not in once
+
+
+# ---- override reasons --------------------------------------------------------------------------
+
+def test_override_reasons_carry_the_hl7_code_and_codes_json_display() -> None:
+    reasons = [r.to_json() for r in override_reasons("dental-eval-done-elsewhere", "patient-declined")]
+    assert reasons[0]["display"] == OVERRIDE_DISPLAY["dental-eval-done-elsewhere"]
+    hl7 = reasons[0]["extension"][HL7_REASON_EXTENSION]
+    assert hl7["system"] == HL7_SYSTEM and hl7["code"] == "action-completed" and hl7["display"]
+    assert reasons[1]["extension"][HL7_REASON_EXTENSION]["code"] == "patient-refuses"
+
+
+def test_at_most_five_override_reasons_most_likely_first() -> None:
+    codes = ["dose-given-elsewhere", "transition-planned", "specialist-decision", "patient-declined",
+             "end-of-life-care", "treating-hypocalcemia"]
+    assert [r.code for r in override_reasons(*codes)] == codes[:5]
+
+
+def test_every_override_code_has_a_display_and_a_mapping() -> None:
+    table = _override_value_set()
+    assert len(table) >= 59 and all(display and hl7 for display, hl7 in table.values())
