@@ -178,15 +178,17 @@ def lab_suggestion(ctx: OrderContext, label: str, labs: Iterable[str], reason: s
     return Suggestion(label, actions)
 
 
-def dental_referral(ctx: OrderContext) -> Suggestion:
-    """ServiceRequest: dental evaluation before antiresorptive therapy (§6.1, SNOMED 103697008)."""
+def dental_referral(ctx: OrderContext, *, label: str = "Refer for dental evaluation",
+                    reason: str = "Dental clearance before antiresorptive therapy") -> Suggestion:
+    """ServiceRequest: dental evaluation before antiresorptive therapy (§6.1, SNOMED 103697008);
+    ``label`` and ``reason`` for the other dental referrals (oral surgery, review of healing)."""
     body = ctx.base("ServiceRequest")
     body["code"] = {"coding": [{"system": SNOMED, "code": "103697008",
                                 "display": "Patient referral for dental care"}],
-                    "text": "Dental evaluation before antiresorptive therapy"}
-    body["reasonCode"] = [{"text": "Dental clearance before antiresorptive therapy"}]
-    return Suggestion("Refer for dental evaluation",
-                      [Action("Create a dental evaluation referral", body)])
+                    "text": "Dental evaluation before antiresorptive therapy"
+                    if reason.startswith("Dental clearance") else reason}
+    body["reasonCode"] = [{"text": reason}]
+    return Suggestion(label, [Action("Create a dental referral", body)])
 
 
 def _medication(ctx: OrderContext, coding: dict[str, str] | None, text: str,

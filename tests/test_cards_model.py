@@ -63,8 +63,8 @@ def test_source_topic_carries_the_rule() -> None:
 
 def test_card_2_summary_length_and_card_4_indicator_are_enforced() -> None:
     with pytest.raises(ValueError):
-        _card(summary="x" * 140)
-    _card(summary="x" * 139)
+        _card(summary="x" * 141)
+    _card(summary="x" * 140)   # v2: at most 140 characters (RULES.md §1.2 rule 2)
     with pytest.raises(ValueError):
         _card(indicator="hard-stop")
 
@@ -73,9 +73,12 @@ def test_card_8_override_reasons_have_display_and_at_most_five() -> None:
     body = _card(override_reasons=override_reasons("patient-declined", "edentulous")).to_json()
     assert all(r["display"] and r["system"] == "urn:bone-safety-cds:override-reason"
                for r in body["overrideReasons"])
+    many = override_reasons("patient-declined", "edentulous", "drawn-today",
+                            "result-elsewhere", "hypercalcemia", "result-error")
+    assert [r.code for r in many] == ["patient-declined", "edentulous", "drawn-today",
+                                      "result-elsewhere", "hypercalcemia"]   # the 5 most likely
     with pytest.raises(ValueError):
-        _card(override_reasons=override_reasons("patient-declined", "edentulous", "drawn-today",
-                                                "result-elsewhere", "hypercalcemia", "result-error"))
+        _card(override_reasons=many + many[:1])
 
 
 def test_act_1_3_suggestion_actions_carry_fhir_r4_draft_orders() -> None:
@@ -103,6 +106,31 @@ def test_link_1_links_are_absolute() -> None:
     for link in LINKS.values():
         j = link.to_json()
         assert j["type"] == "absolute" and j["url"].startswith("https://") and j["label"]
+
+
+def test_label_sources_link_the_label_itself() -> None:
+    """A31, §6.2: DailyMed setid pages, never a search page; every key of §6.2 is known."""
+    from cards.builders import SOURCES
+    assert {"LBL-PROLIA", "LBL-XGEVA", "LBL-RECLAST", "LBL-ZOL4", "LBL-FOSAMAX", "LBL-RISEDRONATE",
+            "LBL-IBANDRONATE-ORAL", "LBL-IBANDRONATE-IV", "LBL-PAMIDRONATE", "LBL-ETIDRONATE",
+            "FDA-DSC-2024", "ECTS-2021", "AAOMS-2022", "ASBMR-2016", "ENDO-2019"} <= set(SOURCES)
+    for key, link in SOURCES.items():
+        assert link.url.startswith("https://") and "search.cfm" not in link.url and "query=" not in link.url
+        if key.startswith("LBL-") and key not in ("LBL-PAMIDRONATE", "LBL-ETIDRONATE"):
+            assert link.url.startswith("https://dailymed.nlm.nih.gov/dailymed/drugInfo.cfm?setid=")
+    assert SOURCES["LBL-PROLIA"].url.endswith("49e5afe9-a0c7-40c4-af9f-f287a80c5c88")
+
+
+def test_delete_action_and_extensions_serialise() -> None:
+    from cards.model import Action, Suggestion
+    sugg = Suggestion("Remove the draft Prolia order",
+                      [Action("Remove the draft Prolia order", type="delete", resource_id="MedicationRequest/d1")],
+                      extension={"urn:bone-safety-cds:member": "DMAB-DENTAL-CLEARANCE"}).to_json()
+    assert sugg["actions"] == [{"type": "delete", "description": "Remove the draft Prolia order",
+                                "resourceId": "MedicationRequest/d1"}]
+    assert sugg["extension"] == {"urn:bone-safety-cds:member": "DMAB-DENTAL-CLEARANCE"}
+    body = _card(extension={"urn:bone-safety-cds:members": ["A", "B"]}).to_json()
+    assert body["extension"] == {"urn:bone-safety-cds:members": ["A", "B"]}
 
 
 def test_cards_ordered_critical_warning_info_then_catalog_order() -> None:

@@ -20,7 +20,7 @@ from typing import Iterable, Sequence
 from cds_service.chart import DENOSUMAB, ConditionFact, DraftOrder, Lab
 
 from ..builders import SOURCES
-from ..model import MAX_SUMMARY, Link
+from ..model import MAX_SUMMARY, Action, Link, Suggestion
 
 #: §1.2 rule 2/4 (``record_text_max_chars``): names of conditions or drugs are cut to 40 characters.
 NAME_MAX = 40
@@ -99,8 +99,8 @@ def _sentence(text: str) -> str:
 
 
 def layout(finding: str, why: str, todo: Sequence[str], evidence: Sequence[str],
-           details: Sequence[str] = (), *, main_max: int = DETAIL_MAIN_MAX,
-           details_max: int = DETAIL_DETAILS_MAX) -> str:
+           details: Sequence[str] = (), *, t: object | None = None,
+           main_max: int = DETAIL_MAIN_MAX, details_max: int = DETAIL_DETAILS_MAX) -> str:
     """The card detail in the catalog's layout (§1.2 rule 3, A30)::
 
         **{finding}.** {why}
@@ -272,6 +272,11 @@ def fmt_rounded(value: Decimal | None) -> str:
     return f"{value:f}"
 
 
+def window_words(days: int) -> str:
+    """A look-back window as a card names it: "12 months" for 365 days, else "N days"."""
+    return "12 months" if days == 365 else f"{days} days"
+
+
 def iso(d: date | None) -> str:
     """An ISO date (§1), or "date unknown" (D2: a record whose date cannot be read)."""
     return d.isoformat() if d else "date unknown"
@@ -290,8 +295,9 @@ def lab_desc(lab: Lab) -> str:
 
 
 def condition_text(c: ConditionFact) -> str:
-    """A condition for the detail: name, status, dates, and D3's "identified by name" when text-only."""
-    parts = [c.display or "condition", c.status_text]
+    """A condition for the detail (markdown): name (record text, escaped), status, dates, and D3's
+    "identified by name" when text-only."""
+    parts = [escape_record(c.display) if c.display else "condition", c.status_text]
     if c.onset:
         parts.append(f"onset {c.onset.isoformat()}")
     if c.recorded:
@@ -303,20 +309,38 @@ def condition_text(c: ConditionFact) -> str:
 
 
 def draft_label(d: DraftOrder) -> str:
-    """A draft as a clinician reads it: product name, dose, the denosumab regimen when known
-    (D3) and "identified by name, not code" for a text match (D3)."""
+    """A draft as a clinician reads it, for the detail (markdown): product name and dose (record
+    text, escaped), the denosumab regimen when known (D3) and "identified by name, not code" for
+    a text match (D3)."""
     regimen = {"60mg": "60 mg", "120mg": "120 mg"}.get(d.drug.regimen or "")
-    label = d.label
-    if regimen and regimen.split()[0] not in label:
+    label = escape_record(d.label)
+    if regimen and regimen.split()[0] not in d.label:
         label += f" ({regimen} regimen)"
     if d.drug.by_text:
         label += f" — {BY_TEXT_NOTE}"
     return label
 
 
+def draft_name(d: DraftOrder) -> str:
+    """A draft's product name and dose for plain text (summary, suggestion label): one line, cut."""
+    return plain(d.label)
+
+
 def draft_list(drafts: Iterable[DraftOrder]) -> str:
     """The drafts a card concerns, for the detail: every one named (§1 "one card per finding")."""
-    return "; ".join(f"**{draft_label(d)}**" for d in drafts)
+    return "; ".join(draft_label(d) for d in drafts)
+
+
+def remove_draft(d: DraftOrder) -> "Suggestion":
+    """The suggestion "Remove the draft {drug} order": a ``delete`` action of the draft (§6.1; the
+    id only in ``resourceId``)."""
+    text = f"Remove the draft {draft_name(d)} order"
+    return Suggestion(text, [Action(text, type="delete", resource_id=d.ref)])
+
+
+def remove_drafts(drafts: Iterable[DraftOrder]) -> list["Suggestion"]:
+    """One removal suggestion per draft (§6.1)."""
+    return [remove_draft(d) for d in drafts]
 
 
 #: §6.2 label key of a bisphosphonate agent (oral / IV where the labels differ).

@@ -39,24 +39,19 @@ def ar_aff_history(inp: RuleInput) -> Card | None:
     summary = (f"History of atypical femoral fracture ({tx.iso(dated.date)}): antiresorptive "
                "therapy is usually stopped; review before ordering")
 
-    lines = [f"**Finding.** {tx.draft_list(drafts)} ordered; the problem list records an atypical "
-             "femoral fracture:"]
+    details = [f"Ordered: {tx.draft_list(drafts)}"]
     for c in found:
         how = " — identified by name, not code" if c.by_text else ""
-        lines.append(f"- {tx.cut(c.display) or 'atypical femoral fracture'}: {c.status_text}, "
-                     f"onset/recorded {tx.iso(c.date)}{how}")
-    lines.append("")
-    lines.append("**Why it matters.** Atypical (subtrochanteric or diaphyseal) femoral fractures "
-                 "are linked to long-term bisphosphonate and denosumab therapy; after one, "
-                 "bisphosphonates are usually discontinued and the contralateral femur is at risk.")
-    lines.append("")
-    lines.append("**What to do.** Decide with a bone specialist whether any antiresorptive should "
-                 "be given; ask about new thigh or groin pain and image both femurs if present.")
-    lines.append("")
-    lines.append(f"**Evidence.** {tx.SEED_001} §Atypical Femoral Fractures; {tx.SEED_003} §Side "
-                 "Effects; Prolia and bisphosphonate labels (atypical femoral fractures); ASBMR "
-                 "task force 2016. RULES.md §5 AR-AFF-HISTORY.")
-    return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator="warning",
-                source_label="FDA labels: denosumab and bisphosphonates (atypical femoral fractures)",
-                detail="\n".join(lines), override_reasons=override_reasons("specialist-decision"),
-                links=[tx.label_link(drafts)])
+        details.append(f"Problem list: {tx.escape_record(c.display or 'atypical femoral fracture')}: "
+                       f"{c.status_text}, onset/recorded {tx.iso(c.date)}{how}")
+    detail = tx.layout(
+        f"Atypical femoral fracture on record ({tx.iso(dated.date)})",
+        "Atypical femoral fractures are linked to long-term bisphosphonate and denosumab therapy; "
+        "after one, antiresorptives are usually stopped and the other femur is at risk.",
+        ["Decide with a bone specialist whether any antiresorptive should be given",
+         "ask about new thigh or groin pain and image both femurs if present"],
+        [tx.EVIDENCE["labels-aff"], tx.EVIDENCE["asbmr"]], details, t=inp.thresholds)
+    return Card(rule_id=RULE_ID, rule_title=TITLE, summary=tx.summary(summary), indicator="warning",
+                **tx.source(tx.label_link(drafts)), detail=detail,
+                suggestions=tx.remove_drafts(drafts), selection_behavior="any",
+                override_reasons=override_reasons("specialist-decision"))

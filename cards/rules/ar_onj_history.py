@@ -20,7 +20,7 @@ from datetime import date
 
 from cds_service.chart import ConditionFact
 
-from ..builders import LINKS, override_reasons
+from ..builders import LINKS, dental_referral, override_reasons
 from ..model import Card
 from ..registry import ORDER_HOOKS, RuleInput, rule
 from . import _ar_common as ar
@@ -48,27 +48,24 @@ def ar_onj_history(inp: RuleInput) -> Card | None:
     summary = (f"History of osteonecrosis of the jaw ({status}, {tx.iso(main.date)}): "
                "review antiresorptive therapy with dental/oral surgery")
 
-    lines = [f"**Finding.** {tx.draft_list(drafts)} ordered; the problem list records "
-             "osteonecrosis of the jaw:"]
+    details = [f"Ordered: {tx.draft_list(drafts)}"]
     for c in found:
         when = f"onset/recorded {tx.iso(c.date)}" + (f", resolved {c.abated.isoformat()}" if c.abated else "")
         how = " — identified by name, not code" if c.by_text else ""
-        lines.append(f"- {tx.cut(c.display) or 'osteonecrosis of the jaw'}: {c.status_text}, {when}{how}")
-    lines.append("")
-    lines.append("**Why it matters.** Osteonecrosis of the jaw is a severe, treatment-limiting "
-                 "complication of denosumab and bisphosphonates (about 2 % with oncology doses); "
-                 + ("an active lesion can worsen with continued antiresorptive exposure. "
-                    if main.active else "recurrence is possible on re-exposure. ")
-                 + "Rechallenge is considered only after resolution and specialist review (for "
-                 "example progressive giant cell tumour of bone).")
-    lines.append("")
-    lines.append("**What to do.** Review the indication with dental/oral surgery (and oncology "
-                 "where relevant) before ordering; document the shared decision; meticulous oral "
-                 "hygiene and no elective invasive dental work during therapy.")
-    lines.append("")
-    lines.append(f"**Evidence.** {tx.SEED_001} §Osteonecrosis of the Jaw (ONJ); {tx.SEED_003} "
-                 "§Side Effects; AAOMS MRONJ position paper 2022. RULES.md §5 AR-ONJ-HISTORY.")
-    return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator=indicator,
-                source_label="AAOMS position paper on MRONJ (2022)", detail="\n".join(lines),
+        details.append(f"Problem list: {tx.escape_record(c.display or 'osteonecrosis of the jaw')}: "
+                       f"{c.status_text}, {when}{how}")
+    detail = tx.layout(
+        f"Osteonecrosis of the jaw on record ({status}, {tx.iso(main.date)})",
+        ("An active lesion can worsen with continued antiresorptive exposure; "
+         if main.active else "Recurrence is possible on re-exposure; ")
+        + "rechallenge is considered only after resolution and specialist review.",
+        ["Review the indication with dental/oral surgery (and oncology where relevant) before "
+         "ordering", "document the shared decision", "no elective invasive dental work during therapy"],
+        [tx.EVIDENCE["labels-onj"], tx.EVIDENCE["aaoms"]], details, t=inp.thresholds)
+    return Card(rule_id=RULE_ID, rule_title=TITLE, summary=tx.summary(summary), indicator=indicator,
+                **tx.source(tx.label_link(drafts)), detail=detail,
+                suggestions=[dental_referral(inp.orders, label="Refer to dental/oral surgery",
+                                             reason="Osteonecrosis of the jaw: review before antiresorptive therapy"),
+                             *tx.remove_drafts(drafts)], selection_behavior="any",
                 override_reasons=override_reasons("specialist-approved-rechallenge", "oncology-benefit"),
                 links=[LINKS["aaoms-2022"]])

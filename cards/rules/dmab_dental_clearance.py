@@ -53,49 +53,43 @@ def dmab_dental_clearance(inp: RuleInput) -> Card | None:
         "arrange dental clearance", "No recent dental evaluation before starting denosumab: "
         "arrange dental clearance")
 
-    lines = [f"**Finding.** {tx.draft_list(drafts)} ordered as a **start** of denosumab "
-             + (f"(last denosumab dose {last_dose.date.isoformat()}, more than "
-                f"{inp.thresholds.initiation_gap_days} days ago)" if last_dose else
-                f"(no denosumab dose on record in the last {inp.thresholds.initiation_gap_days} days)")
-             + f", and no dental evaluation is on record between {start.isoformat()} and "
-             f"{inp.today.isoformat()} ({window} days)."]
+    details = [f"Ordered: {tx.draft_list(drafts)}, a start of denosumab "
+               + (f"(last denosumab dose {last_dose.date.isoformat()}, more than "
+                  f"{inp.thresholds.initiation_gap_days} days ago)" if last_dose else
+                  f"(no denosumab dose on record in the last {inp.thresholds.initiation_gap_days} days)"),
+               f"Looked for: a completed dental evaluation between {start.isoformat()} and "
+               f"{inp.today.isoformat()} ({window} days)"]
     if older:
         p = older[0]
-        lines.append(f"Last dental evaluation found: {p.display or 'dental evaluation'} on "
-                     f"{tx.iso(p.date)} (outside the window).")
+        details.append(f"Last dental evaluation found: {tx.escape_record(p.display or 'dental evaluation')} "
+                       f"on {tx.iso(p.date)} (outside the window)")
     else:
-        lines.append("Last dental evaluation found: none on record (completed procedures only; "
-                     "not-done or entered-in-error records do not count).")
+        details.append("Last dental evaluation found: none on record (completed procedures only; "
+                       "not-done or entered-in-error records do not count)")
     if referrals:
-        lines.append(f"A dental referral is on record ({referrals[0].display or 'referral'}, "
-                     f"{tx.iso(referrals[0].date)}): a referral is not evidence that the "
-                     "evaluation took place.")
+        details.append(f"A dental referral is on record ({tx.escape_record(referrals[0].display or 'referral')}, "
+                       f"{tx.iso(referrals[0].date)}): a referral is not evidence that the "
+                       "evaluation took place")
     if invasive:
-        lines.append("Invasive dental work on record in the same period (not an evaluation): "
-                     + "; ".join(f"{p.display or 'dental procedure'} on {tx.iso(p.date)}" for p in invasive)
-                     + ".")
-    lines += [
-        "",
-        "**Why it matters.** Osteonecrosis of the jaw (ONJ) is a serious, treatment-limiting "
-        "complication of denosumab; invasive dental work during therapy and poor oral health are "
-        "its main risk factors. The risk is highest with the 120 mg oncology regimen (about 2 % of "
-        "patients) and low with 60 mg, but preventive dentistry before the first dose is part of "
-        "the label" + (" — this order is the oncology regimen." if oncology else "."),
-        "",
-        "**What to do.** Arrange a dental evaluation before the first dose. Complete invasive "
-        "dental work (extractions, implants, periodontal or endodontic surgery) first and allow "
-        "2–4 weeks of healing (mucosal coverage) before starting. During therapy keep good oral "
-        "hygiene and dental check-ups every 6–12 months. If the evaluation was done elsewhere, or "
-        "the patient has no natural teeth, override with that reason.",
-        "",
-        f"**Evidence.** {tx.SEED_001} §Mandatory Pre-Treatment Requirements › Dental Evaluation "
-        f"and §Critical Clinical Pitfalls #2; {tx.SEED_003} §Side Effects (ONJ); AAOMS MRONJ "
-        "position paper 2022; Prolia/Xgeva labels (ONJ warning: oral examination and preventive "
-        "dentistry before treatment). RULES.md §3 DMAB-DENTAL-CLEARANCE, §8 item 8.",
-    ]
+        details.append("Invasive dental work in the same period (not an evaluation): "
+                       + "; ".join(f"{tx.escape_record(p.display or 'dental procedure')} on {tx.iso(p.date)}"
+                                   for p in invasive))
+    last_eval = (f"Last dental evaluation {tx.iso(older[0].date)}, more than "
+                 f"{tx.window_words(window)} ago" if older else
+                 f"No dental evaluation on record in the last {tx.window_words(window)}")
+    detail = tx.layout(
+        last_eval,
+        "Osteonecrosis of the jaw is a serious complication of denosumab: invasive dental work "
+        "should be finished, with 2–4 weeks of healing, before the first dose"
+        + (" (this order is the oncology regimen, where the risk is highest)." if oncology else "."),
+        ["Dental examination before the first dose", "complete invasive dental work first and "
+         "allow 2–4 weeks of healing", "good oral hygiene and dental check-ups every 6–12 months "
+         "during therapy"],
+        [tx.EVIDENCE["prolia-xgeva-onj"], tx.EVIDENCE["aaoms"]], details, t=inp.thresholds)
     return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator="warning",
-                source_label="AAOMS MRONJ position paper 2022; Prolia/Xgeva labels (ONJ)",
-                detail="\n".join(lines), suggestions=[dental_referral(inp.orders)],
+                **tx.source("LBL-XGEVA" if oncology and all(d.drug.regimen == "120mg" for d in drafts)
+                            else "LBL-PROLIA"),
+                detail=detail, suggestions=[dental_referral(inp.orders)],
                 selection_behavior="any",
                 override_reasons=override_reasons("dental-eval-done-elsewhere",
                                                   "urgent-treatment-benefit", "patient-declined",

@@ -22,7 +22,8 @@ def test_ar_aff_history_fires_on_m84_75_prefix(code, drug):
                                "therapy is usually stopped; review before ordering")
     assert override_codes(card) == ["specialist-decision"]
     assert card["source"]["topic"]["display"] == "History of atypical femoral fracture"
-    assert len(card["links"]) == 1
+    assert "dailymed.nlm.nih.gov/dailymed/drugInfo.cfm?setid=" in card["source"]["url"]
+    assert [a["type"] for s in card["suggestions"] for a in s["actions"]] == ["delete"]
 
 
 @pytest.mark.parametrize("clinical", ["active", "resolved", "inactive", None])
