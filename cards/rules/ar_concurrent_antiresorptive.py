@@ -22,7 +22,7 @@ from datetime import date, timedelta
 
 from cds_service.chart import BISPHOSPHONATE, DENOSUMAB, DoseEvent, Drug, add_months
 
-from ..builders import LINKS, override_reasons
+from ..builders import override_reasons
 from ..model import Card
 from ..registry import MEDS, ORDER_HOOKS, RuleInput, rule
 from . import _ar_common as ar
@@ -90,17 +90,18 @@ def ar_concurrent_antiresorptive(inp: RuleInput) -> Card | None:
     if not active_bp and early is None:
         return None
 
-    lines: list[str] = []
+    details: list[str] = []
+    findings: list[str] = []
     if active_bp:
         agents = {ar.agent_word(d) for d, _ in active_bp}
         agent = ar.agents_phrase(d for d, _ in active_bp)
         verb, it = ("are", "them") if len(agents) > 1 else ("is", "it")
         summary = (f"{agent[0].upper()}{agent[1:]} {verb} still active: stop {it} when starting "
                    "denosumab (no benefit from combining)")
-        lines.append(f"**Finding.** {tx.draft_list(dmab_drafts)} ordered while a bisphosphonate is "
-                     "active therapy:")
+        findings.append(f"{agent[0].upper()}{agent[1:]} {verb} still active while denosumab is ordered")
+        details.append(f"Ordered: {tx.draft_list(dmab_drafts)}")
         for drug, evidence in active_bp:
-            lines.append(f"- {tx.cut(drug.name)}: {evidence}")
+            details.append(f"Active bisphosphonate: {tx.escape_record(drug.name)}: {evidence}")
     if early is not None:
         dose, due = early
         start = due - timedelta(days=t.dmab60_early_margin_days)
@@ -108,38 +109,31 @@ def ar_concurrent_antiresorptive(inp: RuleInput) -> Card | None:
                 f"is planned for about {due.isoformat()}")
         if not active_bp:
             summary = text
-            lines.append(f"**Finding.** {tx.draft_list(bp_drafts)} ordered {(inp.today - dose.date).days} "
-                         f"days after the last denosumab dose ({dose.date.isoformat()}).")
-        else:
-            lines.append("")
-            lines.append(f"Also: {tx.draft_list(bp_drafts)} ordered {(inp.today - dose.date).days} days "
-                         f"after the last denosumab dose ({dose.date.isoformat()}).")
+        findings.append(f"Bisphosphonate ordered {(inp.today - dose.date).days} days after the last "
+                        f"denosumab dose ({dose.date.isoformat()}); the transition is due about {due.isoformat()}")
+        details.append(("Also: " if active_bp else "") + f"{tx.draft_list(bp_drafts)} ordered "
+                       f"{(inp.today - dose.date).days} days after the last denosumab dose "
+                       f"({dose.date.isoformat()})")
         if dose.low_confidence:
-            lines.append("The denosumab dose date is taken from a completed order (lowest "
-                         "confidence: no administration or dispense was found).")
-        lines.append(f"The follow-on bisphosphonate is due about {t.dmab60_interval_months} months "
-                     f"after the last injection, {due.isoformat()}; orders before "
-                     f"{start.isoformat()} are more than {t.dmab60_early_margin_days} days early.")
-    lines.append("")
-    lines.append("**Why it matters.** Combining denosumab with a bisphosphonate adds no fracture "
-                 "benefit and adds side-effect risk (hypocalcemia, osteonecrosis of the jaw). The "
-                 "hand-off from denosumab to a bisphosphonate is timed to the waning of the last "
-                 "injection (about 6 months) to prevent rebound bone loss and vertebral fractures.")
-    lines.append("")
+            details.append("The denosumab dose date is taken from a completed order (lowest "
+                           "confidence: no administration or dispense was found)")
+        details.append(f"The follow-on bisphosphonate is due about {t.dmab60_interval_months} months "
+                       f"after the last injection, {due.isoformat()}; orders before "
+                       f"{start.isoformat()} are more than {t.dmab60_early_margin_days} days early")
     todo = []
     if active_bp:
-        todo.append("stop the bisphosphonate (discontinue the active order) when denosumab starts")
+        todo.append("Stop the bisphosphonate (discontinue the active order) when denosumab starts")
     if early is not None:
         todo.append(f"plan the bisphosphonate for about {early[1].isoformat()} instead of now, "
                     "unless a specialist intends otherwise")
-    what = "; ".join(todo)
-    lines.append("**What to do.** " + what[0].upper() + what[1:] + ".")
-    lines.append("")
-    lines.append(f"**Evidence.** {tx.SEED_001} §Rebound Bone Loss and Multiple Vertebral Fractures "
-                 "(zoledronic acid about 6 months after the last injection); ECTS 2021 (Tsourdi et al., "
-                 "JCEM 2021;106:264). RULES.md §5 AR-CONCURRENT-ANTIRESORPTIVE, D4 active therapy.")
-    return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator="info",
-                source_label="ECTS position on denosumab discontinuation (Tsourdi 2021)",
-                detail="\n".join(lines),
-                override_reasons=override_reasons("switch-in-progress", "specialist-combination"),
-                links=[LINKS["ects-2021"]])
+    detail = tx.layout(
+        "; ".join(findings),
+        "Combining denosumab with a bisphosphonate adds no fracture benefit and adds side-effect "
+        "risk; the hand-off from denosumab is timed to the waning of the last injection (about "
+        "6 months) to prevent rebound vertebral fractures.",
+        todo, [tx.EVIDENCE["ects"]], details, t=inp.thresholds)
+    return Card(rule_id=RULE_ID, rule_title=TITLE, summary=tx.summary(summary), indicator="info",
+                **tx.source("ECTS-2021"), detail=detail,
+                suggestions=tx.remove_drafts(dmab_drafts if active_bp else bp_drafts),
+                selection_behavior="any",
+                override_reasons=override_reasons("switch-in-progress", "specialist-combination"))

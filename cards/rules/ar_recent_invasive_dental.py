@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from ..builders import LINKS, override_reasons
+from ..builders import dental_referral, override_reasons
 from ..model import Card
 from ..registry import MEDS, ORDER_HOOKS, RuleInput, rule
 from . import _ar_common as ar
@@ -44,39 +44,35 @@ def ar_recent_invasive_dental(inp: RuleInput) -> Card | None:
     assert newest.date is not None
     n = (inp.today - newest.date).days
     earliest = newest.date + timedelta(days=healing)
-    name = tx.cut(newest.display) or "Invasive dental procedure"
+    name = tx.plain(newest.display) or "Invasive dental procedure"
     name = name[0].upper() + name[1:]
     agent = ar.agents_phrase(d.drug for d in drafts)
-    summary = (f"{name} on {newest.date.isoformat()} ({n} days ago): allow 2–4 weeks of healing "
-               f"before starting {agent}")
-    if len(summary) >= 140:
-        summary = (f"{name} on {newest.date.isoformat()} ({n} days ago): allow 2–4 weeks of healing "
-                   "before starting")
+    summary = tx.fit(f"{name} on {newest.date.isoformat()} ({n} days ago): allow 2–4 weeks of healing "
+                     f"before starting {agent}",
+                     f"{name} on {newest.date.isoformat()} ({n} days ago): allow 2–4 weeks of healing "
+                     "before starting")
 
-    lines = [f"**Finding.** {tx.draft_list(drafts)} ordered as a first dose (no dose of the same "
-             f"drug class in the last {inp.thresholds.initiation_gap_days} days), and an invasive "
-             f"dental procedure was done in the last {healing} days:"]
+    details = [f"Ordered as a first dose: {tx.draft_list(drafts)} (no dose of the same drug class "
+               f"in the last {inp.thresholds.initiation_gap_days} days)"]
     for p in recent:
         assert p.date is not None
-        lines.append(f"- {tx.cut(p.display) or 'invasive dental procedure'} on {p.date.isoformat()} "
-                     f"({(inp.today - p.date).days} days ago)")
-    lines.append("")
-    lines.append(f"**Suggested earliest start: {earliest.isoformat()}** ({healing} days after the "
-                 f"procedure of {newest.date.isoformat()}), once the extraction site has mucosal "
-                 "coverage on examination.")
-    lines.append("")
-    lines.append("**Why it matters.** Starting an antiresorptive while an extraction socket or "
-                 "implant site is still healing raises the risk of osteonecrosis of the jaw; "
-                 "invasive dental work should be finished, with 2–4 weeks of healing, before the "
-                 "first dose.")
-    lines.append("")
-    lines.append("**What to do.** Defer the first dose until the site has healed (check with the "
-                 "dentist), unless an urgent oncology start outweighs the risk.")
-    lines.append("")
-    lines.append(f"**Evidence.** {tx.SEED_001} §Dental Evaluation (\"wait 2–4 weeks after dental "
-                 "work\"); AAOMS MRONJ position paper 2022 (mucosal coverage). RULES.md §5 "
-                 "AR-RECENT-INVASIVE-DENTAL; healing window §8 item 9.")
+        details.append(f"Procedure record: {tx.escape_record(p.display or 'invasive dental procedure')} "
+                       f"on {p.date.isoformat()} ({(inp.today - p.date).days} days ago; window "
+                       f"{healing} days)")
+    shown = tx.escape_record(newest.display) if newest.display else "Invasive dental procedure"
+    detail = tx.layout(
+        f"{shown} on {newest.date.isoformat()}, {n} days ago. Suggested earliest start: "
+        f"{earliest.isoformat()}",
+        "Starting an antiresorptive while an extraction socket or implant site is still healing "
+        "raises the risk of osteonecrosis of the jaw.",
+        [f"Defer the first dose until the site has mucosal coverage on examination (earliest "
+         f"{earliest.isoformat()}, {healing} days after the procedure)",
+         "start earlier only if an urgent oncology start outweighs the risk"],
+        [tx.EVIDENCE["aaoms"], tx.EVIDENCE["xgeva-zol-dental"]], details, t=inp.thresholds)
     return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator="warning",
-                source_label="AAOMS position paper on MRONJ (2022)", detail="\n".join(lines),
-                override_reasons=override_reasons("healed-on-exam", "urgent-oncology-start"),
-                links=[LINKS["aaoms-2022"]])
+                **tx.source("AAOMS-2022"), detail=detail,
+                suggestions=[dental_referral(inp.orders, label="Refer for dental review of healing",
+                                             reason="Review of healing after invasive dental "
+                                                    "procedure before antiresorptive therapy")],
+                selection_behavior="any",
+                override_reasons=override_reasons("healed-on-exam", "urgent-oncology-start"))

@@ -33,7 +33,7 @@ def test_ar_concurrent_antiresorptive_a_active_oral_bisphosphonate(record, agent
                                "(no benefit from combining)")
     assert override_codes(card) == ["switch-in-progress", "specialist-combination"]
     assert card["source"]["topic"]["display"] == "Overlapping antiresorptives"
-    assert card["links"][0]["url"] == "https://doi.org/10.1210/clinem/dgaa756"
+    assert card["source"]["url"] == "https://doi.org/10.1210/clinem/dgaa756"
 
 
 @pytest.mark.parametrize("record", [
