@@ -19,12 +19,12 @@ from typing import Iterable
 from cds_service.chart import (BISPHOSPHONATE, DENOSUMAB, DraftOrder, Drug, MedicationRecord,
                                add_months, default_value_sets)
 
-from ..builders import LINKS
+from ..builders import LINKS, SOURCES
 from ..model import Link
 from ..registry import RuleInput
 from ..thresholds import Thresholds
 from ._definitions import catalog_value, draft_reason_sets, kidney_records, oncology_indication, reason_conditions
-from ._text import BY_TEXT_NOTE, cut, iso
+from ._text import BY_TEXT_NOTE, cut, escape_record, iso
 
 #: D4 "Active therapy" dosing intervals of IV agents (zoledronic acid 5 mg 12 months, 4 mg
 #: 4 weeks, ibandronate IV 3 months); pamidronate is dosed like zoledronic acid 4 mg (3–4 weeks).
@@ -90,7 +90,8 @@ def draft_title(d: DraftOrder) -> str:
 
 
 def draft_names(drafts: Iterable[DraftOrder]) -> str:
-    return "; ".join(f"**{draft_title(d)}**{identified_by(d.drug)}" for d in drafts)
+    """The drafts for the detail (markdown): record text escaped (§1.2 rule 4)."""
+    return "; ".join(f"{escape_record(draft_title(d))}{identified_by(d.drug)}" for d in drafts)
 
 
 def bp_drafts(inp: RuleInput) -> list[DraftOrder]:
@@ -368,19 +369,16 @@ def zoledronic_5mg_courses(inp: RuleInput, gap_months: int = 24, current_months:
 
 # ---- evidence links -------------------------------------------------------------------------
 
-def _dailymed(name: str, query: str) -> Link:
-    return Link(f"{name} label on DailyMed",
-                f"https://dailymed.nlm.nih.gov/dailymed/search.cfm?labeltype=all&query={query}")
+def _label(key: str) -> tuple[str, Link]:
+    return SOURCES[key].label, SOURCES[key]
 
 
+#: (source label, link) of each bisphosphonate label (§6.2, A31: DailyMed setid pages).
 LABEL: dict[str, tuple[str, Link]] = {
-    "zoledronic-5mg": ("FDA label: Reclast (zoledronic acid 5 mg)", LINKS["reclast-label"]),
-    "zoledronic-4mg": ("FDA label: Zometa (zoledronic acid 4 mg)", LINKS["zometa-label"]),
-    "alendronate": ("FDA label: Fosamax (alendronate)", LINKS["fosamax-label"]),
-    "risedronate": ("FDA label: Actonel (risedronate)", _dailymed("Actonel (risedronate)", "actonel")),
-    "ibandronate": ("FDA label: Boniva (ibandronate)", _dailymed("Boniva (ibandronate)", "boniva")),
-    "pamidronate": ("FDA label: Aredia/pamidronate", _dailymed("Pamidronate disodium", "pamidronate")),
-    "etidronate": ("FDA label: Didronel/etidronate", _dailymed("Etidronate disodium", "etidronate")),
+    "zoledronic-5mg": _label("LBL-RECLAST"), "zoledronic-4mg": _label("LBL-ZOL4"),
+    "alendronate": _label("LBL-FOSAMAX"), "risedronate": _label("LBL-RISEDRONATE"),
+    "ibandronate": _label("LBL-IBANDRONATE-ORAL"), "ibandronate-iv": _label("LBL-IBANDRONATE-IV"),
+    "pamidronate": _label("LBL-PAMIDRONATE"), "etidronate": _label("LBL-ETIDRONATE"),
 }
 
 
@@ -388,4 +386,12 @@ def label_for(drug: Drug, regimen: str | None) -> tuple[str, Link]:
     """(source label, link) of the label behind a finding about ``drug``."""
     if drug.agent == "zoledronic-acid":
         return LABEL["zoledronic-4mg" if regimen == "4mg" else "zoledronic-5mg"]
+    if drug.agent == "ibandronate" and drug.route == "iv":
+        return LABEL["ibandronate-iv"]
     return LABEL.get(drug.agent, LABEL["alendronate"])
+
+
+def source_for(drug: Drug, regimen: str | None) -> dict[str, str]:
+    """``source_label``/``source_url`` of a Card about ``drug`` (A31)."""
+    _, link = label_for(drug, regimen)
+    return {"source_label": link.label, "source_url": link.url}

@@ -64,44 +64,41 @@ def bp_dental(inp: RuleInput) -> Card | None:
     period = "12 months" if window == 365 else f"{window} days"
     summary = (f"No dental evaluation in the last {period} before starting IV {agent}: "
                "arrange a dental examination")
-    if len(summary) >= 140:
-        summary = tx.cut(summary, 139)
+    summary = tx.summary(summary)
 
     older = inp.chart.procedures_in("dental-evaluation")
     since = (inp.today - timedelta(days=window)).isoformat()
-    lines = [f"**Finding.** {bp.draft_names(drafts)} starts IV bisphosphonate therapy (no denosumab "
-             f"or bisphosphonate on record in the last {t.initiation_gap_days} days), and no dental "
-             f"evaluation is on record from {since} to {inp.today.isoformat()}."]
+    details = [f"Ordered: {bp.draft_names(drafts)}, a start of IV bisphosphonate therapy (no "
+               f"denosumab or bisphosphonate on record in the last {t.initiation_gap_days} days)",
+               f"Looked for: a completed dental evaluation from {since} to {inp.today.isoformat()}"]
     if older and older[0].date is not None:
-        lines.append(f"Last dental evaluation found: {older[0].display or 'dental evaluation'} on "
-                     f"{older[0].date.isoformat()} (older than {period}).")
+        finding = f"Last dental evaluation {older[0].date.isoformat()}, older than {period}"
+        details.append(f"Last dental evaluation found: "
+                       f"{tx.escape_record(older[0].display or 'dental evaluation')} on "
+                       f"{older[0].date.isoformat()} (older than {period})")
     else:
-        lines.append("No dental evaluation of any date is on record (referrals and extractions are "
-                     "not evaluations; dental records often live outside the medical record).")
+        finding = f"No dental evaluation on record in the last {period}"
+        details.append("No dental evaluation of any date is on record (referrals and extractions "
+                       "are not evaluations; dental records often live outside the medical record)")
     if indicator == "warning":
         reasons = sorted({w for d in drafts for w in oncology[d.ref]})
-        lines.append("Card level **warning**: oncology dosing — " + "; ".join(reasons) + ".")
+        details.append("Oncology dosing: " + "; ".join(reasons))
+        why = ("Osteonecrosis of the jaw is most frequent with monthly oncology doses of "
+               "zoledronic acid or pamidronate; invasive dental work should be finished, with "
+               "2–4 weeks of healing, before the first infusion.")
     else:
-        lines.append("Card level **info**: osteoporosis/Paget's dosing (zoledronic acid 5 mg or "
-                     "ibandronate IV), where the ONJ risk is low (RULES.md §8 item 8).")
-    lines.append("")
-    lines.append("**Why it matters.** Osteonecrosis of the jaw (MRONJ) is linked to invasive dental "
-                 "work during antiresorptive therapy; its risk is highest with monthly oncology "
-                 "doses of zoledronic acid or pamidronate (around 1–2 %) and low with yearly "
-                 "zoledronic acid 5 mg. Jaw numbness or heaviness is a listed side effect (seed 000).")
-    lines.append("")
-    lines.append("**What to do.** Arrange a dental examination before the first infusion; complete "
-                 "extractions, implants and periodontal or endodontic surgery first and allow 2–4 "
-                 "weeks of healing; keep good oral hygiene and dental check-ups every 6–12 months "
-                 "during therapy.")
-    lines.append("")
-    lines.append(f"**Evidence.** {tx.SEED_000} (numbness/heaviness in the jaw); AAOMS MRONJ position "
-                 "paper 2022; Zometa label (dental examination before treatment); Reclast label "
-                 "(routine oral exam before treatment). RULES.md §4 BP-DENTAL, §8 item 8.")
+        why = ("Osteonecrosis of the jaw is rare with osteoporosis dosing, but a dental "
+               "examination with preventive dentistry is advised before the first infusion.")
+    main_reg = bp.zoledronic_regimen(inp, main)[0]
+    detail = tx.layout(
+        finding, why,
+        ["Dental examination before the first infusion", "complete extractions, implants and "
+         "periodontal or endodontic surgery first and allow 2–4 weeks of healing",
+         "dental check-ups every 6–12 months during therapy"],
+        [tx.EVIDENCE["zol-dental"], tx.EVIDENCE["aaoms"]], details, t=inp.thresholds)
     return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator=indicator,
-                source_label="AAOMS MRONJ position paper 2022; Zometa/Reclast labels "
-                             "(oral exam before treatment)",
-                detail="\n".join(lines), suggestions=[dental_referral(inp.orders)],
+                **bp.source_for(main.drug, main_reg),
+                detail=detail, suggestions=[dental_referral(inp.orders)],
                 selection_behavior="any",
                 override_reasons=override_reasons("dental-eval-done-elsewhere", "urgent-treatment-benefit",
                                                   "patient-declined", "edentulous"),

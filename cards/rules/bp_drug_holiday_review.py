@@ -95,60 +95,51 @@ def bp_drug_holiday_review(inp: RuleInput) -> Card | None:
         assert iv_due is not None
         summary = (f"Zoledronic acid 5 mg: {len(iv_due.records)} infusions since "
                    f"{iv_due.start.isoformat()} (IV): review whether to continue or take a drug holiday")
-    if len(summary) >= 140:
-        summary = tx.cut(summary, 139)
+    summary = tx.summary(summary)
 
-    lines = ["**Finding.**"]
+    details: list[str] = []
     if oral_due is not None:
         by_text = any(r.drug.by_text for r in oral_due.records)
-        lines.append(f"- Oral bisphosphonate course since **{oral_due.start.isoformat()}** "
-                     f"({_years(oral_due.start, today)} years, {months_since(oral_due.start, today)} months; "
-                     f"threshold {t.bp_oral_holiday_years} years): {_agents_text(oral_due.agents())}"
-                     + (" (identified by name, not code)" if by_text else "")
-                     + f"; latest record {oral_due.last_record.isoformat()}; "
-                       f"still current: {oral_due.why_current}.")
+        finding = (f"Oral bisphosphonate course since {oral_due.start.isoformat()}: "
+                   f"{_years(oral_due.start, today)} years ({months_since(oral_due.start, today)} "
+                   f"months; review at {t.bp_oral_holiday_years} years)")
+        details.append(f"Oral course: {tx.escape_record(_agents_text(oral_due.agents()), 80)}"
+                       + (" (identified by name, not code)" if by_text else "")
+                       + f"; latest record {oral_due.last_record.isoformat()}; "
+                         f"still current: {oral_due.why_current}")
     if iv_due is not None:
         dates = ", ".join(r.date.isoformat() for r in iv_due.records if r.date)
-        lines.append(f"- Zoledronic acid 5 mg: **{len(iv_due.records)} infusions** in the current course "
-                     f"(threshold {t.bp_iv_holiday_infusions}): {dates}.")
-    lines.append("")
-    lines.append("**How the course was counted (RULES.md D4).** Evidence of oral bisphosphonates "
-                 "(order dates, dispenses with their days' supply — 30 days when not stated — and "
-                 "medication-statement periods) is pooled across oral agents: switching from one "
-                 "oral bisphosphonate to another continues the course, and a gap of more than "
-                 f"{ORAL_GAP_DAYS} days without any evidence starts a new course (a drug holiday). "
-                 "The course counts only while current: an active order or statement, or a dispense "
-                 f"whose supply ended within {ORAL_CURRENT_DAYS} days. Zoledronic acid 5 mg infusions "
-                 f"count per course (a gap of more than {IV_GAP_MONTHS} months starts a new one; "
-                 f"current when the last infusion was at most {IV_CURRENT_MONTHS} months ago); "
-                 "zoledronic acid 4 mg and pamidronate (oncology dosing) are not counted.")
+        iv_text = (f"Zoledronic acid 5 mg: {len(iv_due.records)} infusions in the current course "
+                   f"(review at {t.bp_iv_holiday_infusions})")
+        finding = iv_text if oral_due is None else f"{finding}; {iv_text}"
+        details.append(f"Zoledronic acid 5 mg infusions: {dates}")
+    details.append("How the course was counted: orders, dispenses (30 days' supply when not "
+                   "stated) and statement periods pooled across oral agents (switching agent "
+                   f"continues the course); a gap of more than {ORAL_GAP_DAYS} days starts a new "
+                   f"course; current while an order or statement is active or a supply ended "
+                   f"within {ORAL_CURRENT_DAYS} days; zoledronic acid 5 mg infusions per course "
+                   f"(gap over {IV_GAP_MONTHS} months starts a new one); oncology doses not counted")
     if len(oral) > 1:
-        lines.append("Earlier oral courses (not counted in the current one): "
-                     + "; ".join(_course_line(c) for c in oral[:-1]) + ".")
+        details.append("Earlier oral courses (not counted in the current one): "
+                       + "; ".join(_course_line(c) for c in oral[:-1]))
     lifetime_days = sum((c.end - c.start).days for c in oral)
     total_zol = sum(len(c.records) for c in zol)
-    lines.append(f"Cumulative exposure on record: oral about {lifetime_days / 365.25:.1f} years over "
-                 f"{len(oral)} course(s); zoledronic acid 5 mg {total_zol} infusion(s).")
+    details.append(f"Cumulative exposure on record: oral about {lifetime_days / 365.25:.1f} years over "
+                   f"{len(oral)} course(s); zoledronic acid 5 mg {total_zol} infusion(s)")
     for s in skipped:
-        lines.append(f"Not counted: {s}.")
-    lines.append("")
-    lines.append("**Why it matters.** After 5 years of oral or 3 years of IV therapy the benefit of "
-                 "continuing depends on fracture risk, while the risks of atypical femoral fracture "
-                 "and osteonecrosis of the jaw rise with duration.")
-    lines.append("")
-    lines.append("**What to do.** Reassess fracture risk: recent fracture, BMD T-score ≤ −2.5 at the "
-                 "hip, high FRAX. High risk → continue (up to 10 years oral / 6 years IV, or switch "
-                 "agent); lower risk → consider a 2–3 year drug holiday with monitoring (DXA, "
-                 "fractures). Ask about new thigh or groin pain (atypical femoral fracture prodrome).")
-    lines.append("")
-    lines.append(f"**Evidence.** {tx.SEED_000} (indications, oral and IV use); ASBMR task force on "
-                 "long-term bisphosphonate therapy (Adler et al., JBMR 2016); alendronate and "
-                 "ibandronate labels (consider stopping after 3–5 years in low-risk patients). "
-                 "RULES.md §4 BP-DRUG-HOLIDAY-REVIEW, D4, §8 item 17.")
+        details.append(f"Not counted: {s}")
+    detail = tx.layout(
+        finding,
+        "After 5 years of oral or 3 years of IV therapy the benefit of continuing depends on "
+        "fracture risk, while the risks of atypical femoral fracture and osteonecrosis of the jaw "
+        "rise with duration.",
+        ["Reassess fracture risk (recent fracture, hip T-score ≤ −2.5, high FRAX)",
+         "high risk: continue (up to 10 years oral or 6 years IV)",
+         "lower risk: consider a 2–3 year drug holiday", "ask about thigh or groin pain"],
+        [tx.EVIDENCE["asbmr"], tx.EVIDENCE["bp-holiday"]], details, t=inp.thresholds)
     return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator="info",
-                source_label="ASBMR task force on long-term bisphosphonate therapy (Adler 2016)",
-                detail="\n".join(lines), suggestions=[dxa_request(inp.orders)],
+                **tx.source("ASBMR-2016"),
+                detail=detail, suggestions=[dxa_request(inp.orders)],
                 selection_behavior="any",
                 override_reasons=override_reasons("high-risk-continue", "reviewed-this-year",
-                                                  "holiday-planned"),
-                links=[LINKS["asbmr-2016"]])
+                                                  "holiday-planned"))

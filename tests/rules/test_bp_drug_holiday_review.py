@@ -61,7 +61,7 @@ def test_bp_holiday_six_years_alendronate_gets_the_card() -> None:
     sr = c["suggestions"][0]["actions"][0]["resource"]
     assert sr["resourceType"] == "ServiceRequest" and "DXA" in sr["code"]["text"]
     assert (sr["status"], sr["intent"]) == ("draft", "order")
-    assert c["links"][0]["url"] == "https://doi.org/10.1002/jbmr.2708"
+    assert c["source"]["url"] == "https://doi.org/10.1002/jbmr.2708"
     assert "pooled across oral agents" in c["detail"]
 
 
