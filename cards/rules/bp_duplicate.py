@@ -140,32 +140,36 @@ def bp_duplicate(inp: RuleInput) -> Card | None:
     else:
         last = f" (last {main.when.isoformat()})" if main.when else " (also drafted now)"
         summary = f"Duplicate bisphosphonate: {main.new} ordered while {main.existing} is active{last}"
-    if len(summary) >= 140:
-        summary = tx.cut(summary, 139)
+    summary = tx.summary(summary)
 
     seen: set[str] = set()
-    finding_lines = []
+    details = []
     for f in findings:
         if f.text not in seen:
             seen.add(f.text)
-            finding_lines.append(f"- {f.text}")
+            details.append(f.text.rstrip("."))
     concerned = []
     for f in findings:
         if f.draft not in concerned:
             concerned.append(f.draft)
-    lines = [f"**Finding.** Orders concerned: {bp.draft_names(concerned)}.", *finding_lines, ""]
-    lines.append("**Why it matters.** Two bisphosphonates at once add risk (hypocalcemia, renal "
-                 "toxicity, osteonecrosis of the jaw, atypical fractures) without added benefit; "
-                 "Reclast and Zometa contain the same active ingredient; zoledronic acid 5 mg for "
-                 "osteoporosis is given once a year.")
-    lines.append("")
-    lines.append("**What to do.** If this is a switch, stop the previous bisphosphonate order (or "
-                 "document that the earlier dose was not given); otherwise cancel the duplicate "
-                 "order. Renewing the same oral bisphosphonate is not a duplicate.")
-    lines.append("")
-    lines.append(f"**Evidence.** Reclast and Zometa labels (same active ingredient; do not combine); "
-                 f"Reclast label §Dosage (once yearly); {tx.SEED_000} (oral and IV forms). "
-                 "RULES.md §4 BP-DUPLICATE, D4.")
+    details.insert(0, f"Orders concerned: {bp.draft_names(concerned)}")
+    if main.kind == "c" and main.when is not None:
+        finding = (f"Zoledronic acid 5 mg last given {main.when.isoformat()}, "
+                   f"{(inp.today - main.when).days} days ago")
+    elif main.kind == "d":
+        finding = f"{len(all_bp_drafts)} bisphosphonate orders in this session"
+    else:
+        finding = f"{bp.capital(main.new)} ordered while {main.existing} is active" + (
+            f" (last {main.when.isoformat()})" if main.when else "")
+    detail = tx.layout(
+        finding,
+        "Two bisphosphonates at once add risk (hypocalcemia, kidney injury, osteonecrosis of the "
+        "jaw) without added benefit; Reclast and zoledronic acid 4 mg are the same ingredient, and "
+        "zoledronic acid 5 mg is given once a year.",
+        ["If this is a switch, stop the previous bisphosphonate order (or document that the "
+         "earlier dose was not given)", "otherwise cancel the duplicate order",
+         "renewing the same oral bisphosphonate is not a duplicate"],
+        [tx.EVIDENCE["bp-duplicate"]], details, t=inp.thresholds)
     kinds = {f.kind for f in findings}
     codes = ["switching-agent", "previous-order-to-stop"]
     if "c" in kinds:
@@ -173,7 +177,10 @@ def bp_duplicate(inp: RuleInput) -> Card | None:
     if "d" in kinds:
         codes.append("cancel-other-order")
     zol = main.draft.drug.agent == "zoledronic-acid" or "b" in kinds
-    source, link = bp.LABEL["zoledronic-5mg"] if zol else bp.label_for(main.draft.drug, None)
+    _, link = bp.LABEL["zoledronic-5mg"] if zol else bp.label_for(main.draft.drug, None)
+    drafts = [d for d in all_bp_drafts if d in triggers] if "d" in kinds else [main.draft]
     return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator="warning",
-                source_label=source + (" and Zometa: same active ingredient" if zol else ""),
-                detail="\n".join(lines), override_reasons=override_reasons(*codes), links=[link])
+                **tx.source(link), detail=detail,
+                suggestions=tx.remove_drafts(drafts or [main.draft]),
+                selection_behavior="at-most-one" if len(drafts) > 1 else "any",
+                override_reasons=override_reasons(*codes))

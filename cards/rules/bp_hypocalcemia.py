@@ -34,8 +34,7 @@ def _summary(j: CalciumJudgement, agent: str) -> str:
         corrected = " (albumin-corrected)" if j.kind == "albumin-corrected" else \
             " (corrected)" if j.kind == "lab-corrected" else ""
         head = f"Calcium {tx.fmt(j.value)} mg/dL{corrected} on {j.date.isoformat()}"
-    text = f"{head}: correct hypocalcemia before giving {agent}"
-    return text if len(text) < 140 else tx.cut(text, 139)
+    return tx.summary(f"{head}: correct hypocalcemia before giving {agent}")
 
 
 @rule(RULE_ID, TITLE, hooks=ORDER_HOOKS, needs={"Observation"})
@@ -59,51 +58,47 @@ def bp_hypocalcemia(inp: RuleInput) -> Card | None:
     draft, judged, window = hits[0]
     agent = bp.agent_phrase(draft.drug, bp.zoledronic_regimen(inp, draft)[0])
     summary = _summary(judged, agent)
-    severe = " — **severe**" if judged.severe else ""
+    severe = ", severe" if judged.severe else ""
     lab = judged.lab
-    lines = [f"**Finding.** {bp.draft_names(d for d, _, _ in hits)} ordered; the calcium judged "
-             f"(RULES.md D5) is low{severe}: {judged.describe()} on {judged.date.isoformat()}"
-             + (f", laboratory reference range {lab.reference_range}" if lab.reference_range else "")
-             + "."]
+    details = [f"Ordered: {bp.draft_names(d for d, _, _ in hits)}"]
+    if lab.reference_range:
+        details.append(f"Laboratory reference range: {tx.escape_record(lab.reference_range)}")
     if judged.kind == "albumin-corrected" and judged.albumin is not None:
-        lines.append(f"Corrected with albumin {judged.albumin.describe()} on "
-                     f"{judged.albumin.date.isoformat()}: Ca + 0.8 × (4.0 − albumin g/dL).")
+        details.append(f"Corrected with albumin {judged.albumin.describe()} on "
+                       f"{judged.albumin.date.isoformat()}: Ca + 0.8 × (4.0 − albumin g/dL)")
     elif judged.kind == "measured" and judged.albumin_unusable is not None:
-        lines.append(judged.albumin_note(tx.escape_record) + " (the measured value is judged).")  # A39
+        details.append(judged.albumin_note(tx.escape_record) + " (the measured value is judged)")  # A39
     elif judged.kind == "measured":
-        lines.append("Measured total calcium, not corrected (no albumin below 4.0 g/dL within "
-                     f"{t.albumin_pairing_days} days of it).")
-    lines.append(f"Limits: total/corrected < {tx.fmt(t.calcium_total_low_mg_dl)} mg/dL (severe < "
-                 f"{tx.fmt(t.calcium_total_severe_mg_dl)}), ionized < {tx.fmt(t.calcium_ionized_low_mmol_l)} "
-                 f"mmol/L, after rounding to 0.1 mg/dL; look-back {window} days for "
-                 f"{'IV' if draft.drug.route == 'iv' else 'oral'} agents (RULES.md §8 item 16).")
+        details.append("Measured total calcium, not corrected (no albumin below 4.0 g/dL within "
+                       f"{t.albumin_pairing_days} days of it)")
+    details.append(f"Limits: total/corrected < {tx.fmt(t.calcium_total_low_mg_dl)} mg/dL (severe < "
+                   f"{tx.fmt(t.calcium_total_severe_mg_dl)}), ionized < {tx.fmt(t.calcium_ionized_low_mmol_l)} "
+                   f"mmol/L, after rounding to 0.1 mg/dL; look-back {window} days for "
+                   f"{'IV' if draft.drug.route == 'iv' else 'oral'} agents")
     for d, why in excluded:
-        lines.append(f"Not judged for {bp.draft_title(d)}: its indication is hypercalcemia of "
-                     f"malignancy ({why}).")
-    lines.append("")
-    lines.append("**Why it matters.** Bisphosphonates lower serum calcium; hypocalcemia is a "
-                 "contraindication in the labels of alendronate, risedronate, ibandronate and "
-                 "zoledronic acid 5 mg, and IV agents can turn a low calcium into symptomatic "
-                 "hypocalcemia (tingling, cramps, tetany, seizures, arrhythmia).")
-    lines.append("")
+        details.append(f"Not judged for {tx.escape_record(bp.draft_title(d))}: its indication is "
+                       f"hypercalcemia of malignancy ({why})")
     supplement = inp.chart.active_records(SUPPLEMENT)
-    lines.append("**What to do.** Correct hypocalcemia before the dose: repeat calcium with albumin, "
-                 "check magnesium, 25-OH vitamin D and PTH, and supplement calcium and vitamin D"
-                 + (" (a supplement is already on the list: " + tx.cut(supplement[0].drug.name) + ")"
-                    if supplement else " (none is on the medication list)") + ". Give the "
-                 "bisphosphonate once calcium is normal.")
-    lines.append("")
-    lines.append(f"**Evidence.** {tx.SEED_000} (side effects: hypocalcemia); Fosamax, Actonel, "
-                 "Boniva and Reclast labels (contraindication: hypocalcemia); Zometa label. "
-                 "RULES.md §4 BP-HYPOCALCEMIA, D5.")
-    suggestions = [lab_suggestion(inp.orders, "Repeat calcium + albumin, magnesium, vitamin D, PTH",
-                                  ["calcium", "albumin", "magnesium", "vitamin-d", "pth"],
-                                  "Low calcium before a bisphosphonate")]
+    if supplement:
+        details.append(f"Supplement on the list: {tx.escape_record(supplement[0].drug.name)}")
+    detail = tx.layout(
+        f"Low calcium{severe}: {judged.describe()} on {judged.date.isoformat()}",
+        "Bisphosphonates lower serum calcium further; hypocalcemia is a contraindication, and "
+        "IV agents can make it symptomatic (cramps, tetany, seizures, arrhythmia).",
+        ["Correct hypocalcemia before the dose", "repeat calcium with albumin; check magnesium, "
+         "25-OH vitamin D and PTH", "supplement calcium and vitamin D"
+         + ("" if supplement else " (none on the medication list)"),
+         "give the bisphosphonate once calcium is normal"],
+        [tx.EVIDENCE["bp-hypocalcemia"]], details, t=inp.thresholds)
+    suggestions = [lab_suggestion(inp.orders, label, codes, "Low calcium before a bisphosphonate")
+                   for label, codes in (("Repeat calcium + albumin", ["calcium", "albumin"]),
+                                        ("Order magnesium", ["magnesium"]),
+                                        ("Order 25-OH vitamin D", ["vitamin-d"]),
+                                        ("Order PTH", ["pth"]))]
     if not supplement:
         suggestions.append(calcium_vitamin_d_order(inp.orders))
-    source, link = bp.label_for(draft.drug, bp.zoledronic_regimen(inp, draft)[0])
+    suggestions += tx.remove_drafts(d for d, _, _ in hits)
     return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator="critical",
-                source_label=f"{source}: hypocalcemia contraindication", detail="\n".join(lines),
+                **bp.source_for(draft.drug, bp.zoledronic_regimen(inp, draft)[0]), detail=detail,
                 suggestions=suggestions, selection_behavior="any",
-                override_reasons=override_reasons("repeat-result-normal", "treating-hypocalcemia"),
-                links=[link])
+                override_reasons=override_reasons("repeat-result-normal", "treating-hypocalcemia"))

@@ -93,7 +93,7 @@ def test_bp_duplicate_reclast_and_zometa() -> None:
         f"Duplicate bisphosphonate: zoledronic acid 5 mg ordered while zoledronic acid 4 mg "
         f"(oncology) is active (last {ago(10)})"
     )
-    assert "Zometa" in c["source"]["label"]
+    assert "Reclast" in c["source"]["label"] and "(b)" in c["detail"]
     assert RID in ids(
         run(good_labs() + [administration(ZOL5, ago(0, months=8))] + [MYELOMA], [draft(ZOL4, dose_mg=4)])
     )

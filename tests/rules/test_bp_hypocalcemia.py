@@ -41,10 +41,13 @@ def test_bp_hypocalcemia_zol5_low_calcium_is_critical_with_value_and_date() -> N
     )
     assert override_codes(c) == ["repeat-result-normal", "treating-hypocalcemia"]
     assert "Reclast" in c["source"]["label"]
-    labs = [a["resource"]["code"]["coding"][0]["code"] for a in c["suggestions"][0]["actions"]]
-    assert labs == ["17861-6", "1751-7", "19123-9", "62292-8", "2731-8"]
-    assert all(a["resource"]["resourceType"] == "ServiceRequest" for a in c["suggestions"][0]["actions"])
-    supplement = c["suggestions"][1]["actions"][0]["resource"]
+    # v2 (§6.1, A32): calcium + albumin, then one suggestion per test, then the supplement and
+    # the removal of the draft
+    labs = [[a["resource"]["code"]["coding"][0]["code"] for a in s["actions"]] for s in c["suggestions"][:4]]
+    assert labs == [["17861-6", "1751-7"], ["19123-9"], ["62292-8"], ["2731-8"]]
+    assert all(a["resource"]["resourceType"] == "ServiceRequest" for s in c["suggestions"][:4] for a in s["actions"])
+    assert c["suggestions"][-1]["actions"][0]["type"] == "delete"
+    supplement = c["suggestions"][4]["actions"][0]["resource"]
     assert (
         supplement["resourceType"] == "MedicationRequest"
         and "Calcium carbonate" in supplement["medicationCodeableConcept"]["text"]
@@ -135,7 +138,7 @@ def test_bp_hypocalcemia_supplement_on_list_drops_the_supplement_suggestion() ->
     """BP-HYPOCALCEMIA: with calcium + vitamin D active, only the lab suggestion is offered."""
     supp = request(None, ago(200), text="Calcium carbonate 600 mg + vitamin D3 400 IU tablet")
     c = card(run(_iv(8.0) + [supp], [draft(IBANDRONATE_IV)]), RID)
-    assert c is not None and len(c["suggestions"]) == 1
+    assert c is not None and not any(s["label"] == "Order calcium + vitamin D daily" for s in c["suggestions"])
     assert "ibandronate IV" in c["summary"]
 
 
