@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from cds_service.chart import DraftOrder, Lab, below
 
-from ..builders import override_reasons
+from ..builders import lab_suggestion, override_reasons
 from ..model import Card
 from ..registry import ORDER_HOOKS, RuleInput, rule
 from . import _bp_common as bp
@@ -121,10 +121,9 @@ def bp_renal_contraindication(inp: RuleInput) -> Card | None:
     else:
         summary = (f"{bp.kidney_record_phrase(records)} on record: {main.agent} is {verdict} "
                    "in severe kidney disease")
-    if len(summary) >= 140:
-        summary = tx.cut(summary, 139)
+    summary = tx.summary(summary)
 
-    lines = ["**Finding.**"]
+    details = []
     for f in findings:
         level = "critical" if f.critical else "warning"
         what = (f"latest eGFR {tx.lab_desc(f.egfr)} on {f.egfr.date.isoformat()} is below the cut-off"
@@ -133,57 +132,54 @@ def bp_renal_contraindication(inp: RuleInput) -> Card | None:
                  "but a severe kidney disease record is on file (the diagnosis decides)"
                  if f.egfr is not None else
                  f"no eGFR in the last {f.window} days; a severe kidney disease record is on file"))
-        lines.append(f"- {bp.draft_names([f.draft])} — {f.agent}: cut-off eGFR < {f.cutoff} "
-                     f"(`{f.parameter}`), eGFR look-back {f.window} days; {what} → "
-                     f"{'contraindicated' if f.contraindicated else 'not recommended'} ({level})."
-                     + (f" Note: {f.regimen_note}." if f.regimen_note else ""))
+        details.append(f"{bp.draft_names([f.draft])} — {f.agent}: cut-off eGFR < {f.cutoff}, "
+                       f"look-back {f.window} days; {what} → "
+                       f"{'contraindicated' if f.contraindicated else 'not recommended'} ({level})"
+                       + (f". Note: {f.regimen_note}" if f.regimen_note else ""))
     if records:
-        lines.append("- Severe kidney disease on record: " + "; ".join(r.text for r in records) + ".")
-    lines.append("")
+        details.append("Severe kidney disease on record: " + "; ".join(r.text for r in records))
     egfr_lab = main.egfr
-    how = ("**How this was judged (what was computed from what).** The labels state their limits "
-           "as Cockcroft-Gault creatinine clearance (mL/min), which needs body weight; this service "
-           "uses the laboratory eGFR (mL/min/1.73 m²) as the surrogate (RULES.md §8 item 3). ")
     if egfr_lab is not None:
         comp = f" (comparator '{egfr_lab.comparator}')" if egfr_lab.comparator else ""
-        how += (f"The eGFR reported as {tx.lab_desc(egfr_lab)} (LOINC {egfr_lab.code}) on "
-                f"{egfr_lab.date.isoformat()}{comp} was rounded to {tx.fmt(egfr_lab.value)} and compared "
-                f"with the agent's cut-off; the card fires only strictly below it (exactly "
-                f"{main.cutoff} does not fire). No creatinine clearance was calculated and no eGFR "
-                "was calculated from creatinine. ")
+        details.append(f"eGFR as reported: {tx.lab_desc(egfr_lab)} (LOINC {egfr_lab.code}) on "
+                       f"{egfr_lab.date.isoformat()}{comp}, judged as {tx.fmt(egfr_lab.value)}; the "
+                       f"card fires only strictly below the cut-off (laboratory eGFR used as the "
+                       "surrogate of the label's creatinine clearance)")
+        finding = f"eGFR {tx.lab_desc(egfr_lab)} on {egfr_lab.date.isoformat()}, below {main.cutoff}" \
+            if main.low else f"{bp.kidney_record_phrase(records)} on record"
     else:
         newest = inp.chart.newest_any("egfr")
         last = (f"last eGFR {tx.lab_desc(newest)} on {newest.date.isoformat()}, not used"
                 if newest is not None else "no eGFR on record at all")
-        how += (f"No eGFR was found in the last {main.window} days ({last}); the card rests on the "
-                "kidney disease record alone. ")
-    how += _cockcroft_gault(inp, main.window)
-    lines.append(how)
-    lines.append("")
+        details.append(f"No eGFR was found in the last {main.window} days ({last}); the card rests "
+                       "on the kidney disease record alone")
+        finding = f"{bp.kidney_record_phrase(records)} on record"
+    details.append(_cockcroft_gault(inp, main.window).rstrip("."))
     statements = []
     for f in findings:
         s = LABEL_STATEMENT.get(_label_key(f))
         if s and s not in statements:
-            statements.append(s)
-    lines.append("**Why it matters.** Bisphosphonates are cleared by the kidney and can injure it "
-                 "(seed 001 §Renal Impairment). " + "; ".join(statements) + ".")
-    lines.append("")
-    todo = ("**What to do.** Do not give as ordered without review: calculate Cockcroft-Gault "
-            "creatinine clearance with today's weight (the label limits are CrCl); if it is truly "
-            "below the cut-off, choose an alternative with specialist input (denosumab is not "
-            "renally cleared but carries its own boxed warning of severe hypocalcemia in advanced "
-            "CKD and dialysis).")
-    if any(f.draft.drug.route == "iv" for f in findings):
-        todo += (" For IV zoledronic acid: hydrate before the infusion, infuse over at least "
-                 "15 minutes, and recheck creatinine before each dose.")
-    lines.append(todo)
-    lines.append("")
-    lines.append(f"**Evidence.** {tx.SEED_001} §Special Populations › Renal Impairment; {tx.SEED_000} "
-                 "(oral and IV forms); Reclast, Zometa, Fosamax, Actonel, Boniva and pamidronate "
-                 "labels (renal impairment). RULES.md §4 BP-RENAL-CONTRAINDICATION, §8 item 3.")
-    source, link = bp.label_for(main.draft.drug, main.regimen)
+            statements.append(s.replace("**", ""))
+    todo = ["Do not give as ordered without review",
+            "if it is given after review: hydrate, infuse over at least 15 minutes and recheck "
+            "creatinine before each dose" if any(f.draft.drug.route == "iv" for f in findings)
+            else "recheck kidney function",
+            "alternatives need specialist input (denosumab carries its own severe-hypocalcemia "
+            "warning in advanced kidney disease)"]
+    detail = tx.layout(
+        f"{finding}: {main.agent} is {verdict}",
+        "Bisphosphonates are cleared by the kidney and can injure it. " + "; ".join(statements[:1]) + ".",
+        todo, [tx.EVIDENCE["bp-renal"]], details, t=inp.thresholds)
+    suggestions = []
+    measure = main.egfr
+    iv = main.draft.drug.route == "iv"
+    recheck = t.renal_recheck_days_iv_bp if iv else t.renal_recheck_days_oral_bp
+    if measure is None or (inp.today - measure.date).days > recheck:
+        suggestions.append(lab_suggestion(inp.orders, "Order creatinine with eGFR", ["creatinine"],
+                                          "Kidney function before a bisphosphonate"))
+    suggestions += tx.remove_drafts(f.draft for f in findings)
     return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator=indicator,
-                source_label=source, detail="\n".join(lines),
+                **bp.source_for(main.draft.drug, main.regimen), detail=detail,
+                suggestions=suggestions, selection_behavior="any",
                 override_reasons=override_reasons("crcl-above-cutoff", "specialist-decision",
-                                                  "acute-value-recovered"),
-                links=[link])
+                                                  "acute-value-recovered"))

@@ -99,41 +99,30 @@ def bp_renal_dose_adjust(inp: RuleInput) -> Card | None:
     hcm = [d for d, _ in targets if bp.hcm_indication(inp, d)]
     stated = ("the stated dose of 4 mg" if any(d.dose_mg for d, _ in targets)
               else "an unstated dose (read as 4 mg)")
-    lines = ["**Finding.** " + bp.draft_names(d for d, _ in targets) + " — zoledronic acid 4 mg "
-             f"(oncology) at {stated}; "
-             f"latest eGFR {tx.lab_desc(egfr)} (LOINC {egfr.code}) on {egfr.date.isoformat()}, within the "
-             f"{window}-day window, rounded to {value}."]
+    details = [f"Ordered: {bp.draft_names(d for d, _ in targets)}, zoledronic acid 4 mg (oncology) "
+               f"at {stated}",
+               f"Latest eGFR {tx.lab_desc(egfr)} (LOINC {egfr.code}) on {egfr.date.isoformat()}, "
+               f"within the {window}-day window, rounded to {value}",
+               "Dose table (creatinine clearance, laboratory eGFR used as its surrogate): above 60 → "
+               f"4 mg; 50–60 → 3.5 mg; 40–49 → 3.3 mg; 30–39 → 3.0 mg; eGFR {value} → {dose:.1f} mg"]
     for d, note in targets:
         if note:
-            lines.append(f"- {bp.draft_title(d)}: {note}.")
-    lines.append("")
-    lines.append("**How the dose was chosen (what was computed from what).** The Zometa table is "
-                 "written in Cockcroft-Gault creatinine clearance (mL/min); this service uses the "
-                 "laboratory eGFR (mL/min/1.73 m²) as the surrogate (RULES.md §8 item 3) and did not "
-                 "calculate CrCl (weight is not available to it). Table: CrCl > 60 → 4 mg; 50–60 → "
-                 f"3.5 mg; 40–49 → 3.3 mg; 30–39 → 3.0 mg. eGFR {value} → **{dose:.1f} mg**.")
-    lines.append("")
-    lines.append("**Why it matters.** Zoledronic acid is cleared by the kidney; full doses at reduced "
-                 "clearance raise the risk of renal toxicity (rising creatinine, acute kidney injury) "
-                 "with repeated 3–4-weekly oncology dosing.")
+            details.append(f"{tx.escape_record(bp.draft_title(d))}: {note}")
     if hcm:
-        lines.append("Note: this order's indication is hypercalcemia of malignancy; the label's "
-                     "reduction table is written for multiple myeloma and bone metastases — the "
-                     "treating oncologist may keep 4 mg for hypercalcemia (override "
-                     "`specialist-decision`).")
-    lines.append("")
-    lines.append("**What to do.** Order the reduced dose (suggestion below), or calculate CrCl with "
-                 "today's weight: if CrCl is above 60 mL/min, 4 mg is right (override "
-                 "`crcl-above-60`). Check serum creatinine before each dose and withhold if it has "
-                 "risen (0.5 mg/dL from normal or 1.0 mg/dL from abnormal baseline).")
-    lines.append("")
-    lines.append(f"**Evidence.** Zometa label §Dosage and Administration (renal dose adjustment); "
-                 f"{tx.SEED_001} §Special Populations › Renal Impairment; {tx.SEED_000} (myeloma and "
-                 "bone metastases). RULES.md §4 BP-RENAL-DOSE-ADJUST.")
-    source, link = bp.LABEL["zoledronic-4mg"]
-    return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator="warning",
-                source_label=f"{source}: renal dose adjustment", detail="\n".join(lines),
-                suggestions=[reduced_dose_order(inp.orders, targets[0][0], dose)],
+        details.append("This order's indication is hypercalcemia of malignancy; the reduction "
+                       "table is written for multiple myeloma and bone metastases")
+    detail = tx.layout(
+        f"eGFR {value} on {egfr.date.isoformat()}: the oncology dose of zoledronic acid should be "
+        f"{dose:.1f} mg, not 4 mg",
+        "Zoledronic acid is cleared by the kidney; full doses at reduced clearance raise the risk "
+        "of kidney injury with repeated 3–4-weekly dosing.",
+        [f"Order {dose:.1f} mg instead of 4 mg, or calculate creatinine clearance with today's "
+         "weight (above 60 mL/min: 4 mg is right)", "check serum creatinine before each dose and "
+         "withhold it if creatinine has risen"],
+        [tx.EVIDENCE["zol4-dose"]], details, t=inp.thresholds)
+    return Card(rule_id=RULE_ID, rule_title=TITLE, summary=tx.summary(summary), indicator="warning",
+                **tx.source("LBL-ZOL4"), detail=detail,
+                suggestions=[reduced_dose_order(inp.orders, targets[0][0], dose),
+                             *tx.remove_drafts(d for d, _ in targets)],
                 selection_behavior="at-most-one",
-                override_reasons=override_reasons("crcl-above-60", "specialist-decision"),
-                links=[link])
+                override_reasons=override_reasons("crcl-above-60", "specialist-decision"))

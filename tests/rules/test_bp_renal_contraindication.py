@@ -49,7 +49,7 @@ def test_bp_renal_zol5_egfr_28_is_critical_with_number_date_and_surrogate_note()
         "display": "Kidney function below the agent's cut-off",
     }
     assert "Reclast" in c["source"]["label"]
-    assert c["links"][0]["url"].endswith("query=reclast")
+    assert c["source"]["url"].endswith("setid=5a9b3737-9ce6-4a89-b76e-6aab79eba9cf")   # Reclast (A31)
     assert "surrogate" in c["detail"] and "Cockcroft-Gault" in c["detail"]
     assert "1.9 mg/dL" in c["detail"]  # what CrCl would be computed from
     assert "(140 − " in c["detail"] and "× 0.85" in c["detail"]
