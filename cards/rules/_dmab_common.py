@@ -19,7 +19,7 @@ from cds_service.chart.labs import within
 
 from ..registry import RuleInput
 from ._definitions import param
-from ._text import BY_TEXT_NOTE, condition_text, cut, fmt, iso
+from ._text import BY_TEXT_NOTE, condition_text, cut, escape_record, fmt, iso
 
 #: Re-exported for the rule modules (``dm.DENOSUMAB``, ``dm.below`` …).
 REEXPORTS = (CALCIMIMETIC, DENOSUMAB, SUPPLEMENT, below)
@@ -42,10 +42,11 @@ def drug_name(name: str, agent: str) -> str:
 
 
 def record_text(r: MedicationRecord) -> str:
-    """A medication record for the detail: name, resource type and status, date."""
+    """A medication record for the detail (markdown): name (record text, escaped), record type and
+    status, date."""
     words = {"MedicationRequest": "order", "MedicationStatement": "statement",
              "MedicationDispense": "dispense", "MedicationAdministration": "administration"}
-    text = f"{drug_name(r.drug.name, r.drug.agent)} ({words.get(r.resource_type, r.resource_type)} {r.status}"
+    text = f"{escape_record(drug_name(r.drug.name, r.drug.agent))} ({words.get(r.resource_type, r.resource_type)} {r.status}"
     text += f", {r.date.isoformat()})" if r.date else ")"
     if r.drug.by_text:
         text += f" — {BY_TEXT_NOTE}"

@@ -43,32 +43,26 @@ def dmab_active_infection(inp: RuleInput) -> Card | None:
     infections.sort(key=lambda c: max(d for d in (c.onset, c.recorded) if d is not None), reverse=True)
     main = infections[0]
     since = main.onset or main.recorded
-    name = tx.cut(main.display or "infection") + (" (suspected)" if main.suspected else "")
+    name = tx.plain(main.display or "infection") + (" (suspected)" if main.suspected else "")
     summary = tx.fit(f"Active infection on record ({name} since {tx.iso(since)}): consider "
                      "resolving it before denosumab",
-                     f"Active infection on record ({tx.cut(name, 25)} since {tx.iso(since)}): consider "
+                     f"Active infection on record ({tx.plain(name, 25)} since {tx.iso(since)}): consider "
                      "resolving it before denosumab")
-    lines = [f"**Finding.** {tx.draft_list(drafts)} ordered while an infection is recorded as "
-             f"active with a date in the last {days} days:"]
-    lines += [f"- {tx.condition_text(c)}" for c in infections]
-    lines += [
-        "Active infection entries whose onset and recorded dates are both older than "
-        f"{days} days are not used (stale problem lists).",
-        "",
-        "**Why it matters.** Denosumab is associated with serious infections (skin infections "
-        "such as cellulitis and erysipelas, urinary tract infections, pneumonia, sepsis), some "
-        "requiring hospitalisation. An infection is not a contraindication, but starting or "
-        "continuing is best after clinical resolution.",
-        "",
-        "**What to do.** Check whether the infection has resolved; consider deferring the dose "
-        "until it has, unless the benefit of giving it now outweighs the risk (e.g. overdue dose "
-        "with rebound risk). Update the problem list if resolved.",
-        "",
-        f"**Evidence.** {tx.SEED_001} §Infection Assessment and §Other Adverse Effects; "
-        f"{tx.SEED_003} §Side Effects (infections); Prolia label §5 (serious infections). "
-        "RULES.md §3 DMAB-ACTIVE-INFECTION.",
-    ]
+    details = [f"Ordered: {tx.draft_list(drafts)}"]
+    details += [f"Problem list: {tx.condition_text(c)}" for c in infections]
+    details.append(f"Looked for: active infections with an onset or recorded date in the last "
+                   f"{days} days (older entries are not used)")
+    detail = tx.layout(
+        f"Active infection on record: {tx.escape_record(main.display or 'infection')}"
+        + (" (suspected)" if main.suspected else "") + f" since {tx.iso(since)}",
+        "Denosumab is associated with serious infections (cellulitis, urinary tract infection, "
+        "pneumonia); an infection is not a contraindication, but starting or continuing is best "
+        "after clinical resolution.",
+        ["Check whether the infection has resolved", "consider deferring the dose until it has, "
+         "unless giving it now outweighs the risk (for example an overdue dose with rebound risk)",
+         "update the problem list if resolved"],
+        [tx.EVIDENCE["prolia-infection"]], details, t=inp.thresholds)
     return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator="info",
-                source_label="FDA label: Prolia §5 (serious infections)", detail="\n".join(lines),
-                override_reasons=override_reasons("infection-resolved", "benefit-outweighs-risk"),
-                links=[tx.label_link(drafts)])
+                **tx.source(tx.label_link(drafts)), detail=detail,
+                suggestions=tx.remove_drafts(drafts), selection_behavior="any",
+                override_reasons=override_reasons("infection-resolved", "benefit-outweighs-risk"))

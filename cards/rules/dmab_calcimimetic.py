@@ -47,32 +47,27 @@ def dmab_calcimimetic(inp: RuleInput) -> Card | None:
         if name not in names:
             names.append(name)
     tail = ": with denosumab the risk of severe hypocalcemia rises; monitor calcium closely"
-    summary = tx.fit(f"Patient takes {tx.cut(names[0])}{tail}",
-                     f"Patient takes {tx.cut(names[0], SUMMARY_NAME_SHORT)}{tail}",
+    summary = tx.fit(f"Patient takes {tx.plain(names[0])}{tail}",
+                     f"Patient takes {tx.plain(names[0], SUMMARY_NAME_SHORT)}{tail}",
                      f"Patient takes a calcimimetic{tail}")
     t, chart = inp.thresholds, inp.chart
-    lines = [f"**Finding.** {tx.draft_list(drafts)} ordered while a calcimimetic is on the list:"]
-    lines += [f"- {dm.record_text(r)}" for r in records]
-    lines += [f"- {d.label} (ordered in this session)" for d in session]
+    details = [f"Ordered: {tx.draft_list(drafts)}"]
+    details += [f"Calcimimetic: {dm.record_text(r)}" for r in records]
+    details += [f"Calcimimetic: {tx.escape_record(d.label)} (ordered in this session)" for d in session]
     judged = chart.calcium(t.calcium_lookback_days, t.calcium_limits)
-    lines.append("Latest calcium: " + (f"{judged.describe()} on {judged.date.isoformat()}." if judged
-                                       else f"none in the last {t.calcium_lookback_days} days."))
+    details.append("Latest calcium: " + (f"{judged.describe()} on {judged.date.isoformat()}" if judged
+                                         else f"none in the last {t.calcium_lookback_days} days"))
     ckd = defs.advanced_ckd(inp.chart, inp.thresholds)
     if ckd.present:
-        lines.append("Advanced CKD: " + "; ".join(ckd.words()) + ".")
-    lines += [
-        "",
-        "**Why it matters.** Calcimimetics and denosumab both lower serum calcium; together the "
-        "risk of severe hypocalcemia rises, mostly in dialysis patients with CKD-mineral bone "
-        "disorder.",
-        "",
-        "**What to do.** Check calcium before the dose and weekly for the first month after it; "
-        "consider pausing or adjusting the calcimimetic together with nephrology; make sure "
-        "calcium and (active) vitamin D are adequate.",
-        "",
-        f"**Evidence.** {tx.SEED_001} §Hypocalcemia (concomitant calcimimetics worsen the risk); "
-        "Prolia label §5.1 and §7. RULES.md §3 DMAB-CALCIMIMETIC.",
-    ]
+        details.append("Advanced kidney disease: " + "; ".join(ckd.words()))
+    detail = tx.layout(
+        f"Calcimimetic on the medication list: {tx.escape_record(names[0])}",
+        "Calcimimetics and denosumab both lower serum calcium; together the risk of severe "
+        "hypocalcemia rises, mostly in dialysis patients.",
+        ["Check calcium before the dose and weekly for the first month after it",
+         "consider pausing or adjusting the calcimimetic with nephrology",
+         "make sure calcium and (active) vitamin D are adequate"],
+        [tx.EVIDENCE["prolia-calcimimetic"]], details, t=inp.thresholds)
     start = inp.today + timedelta(days=MONITORING_START_DAYS)
     weekly = lab_request(inp.orders, "calcium", "Weekly calcium after denosumab with a calcimimetic",
                          weekly_count=MONITORING_WEEKS, start=start)
@@ -80,7 +75,6 @@ def dmab_calcimimetic(inp: RuleInput) -> Card | None:
                             [Action(f"Order serum calcium weekly × {MONITORING_WEEKS}, starting "
                                     f"{start.isoformat()}", weekly)])
     return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator="warning",
-                source_label="FDA label: Prolia §5.1/§7 (calcium-lowering drugs)",
-                detail="\n".join(lines), suggestions=[suggestion], selection_behavior="any",
-                override_reasons=override_reasons("nephrology-supervised", "monitoring-arranged"),
-                links=[tx.label_link(drafts)])
+                **tx.source("LBL-PROLIA"), detail=detail,
+                suggestions=[suggestion], selection_behavior="any",
+                override_reasons=override_reasons("nephrology-supervised", "monitoring-arranged"))

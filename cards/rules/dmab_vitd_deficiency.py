@@ -51,29 +51,19 @@ def dmab_vitd_deficiency(inp: RuleInput) -> Card | None:
     supplements = defs.supplement_records(inp)
     vit_d = [r for r in supplements if r.drug.vitamin_d]
     converted = "" if lab.unit == "ng/mL" else f" = {value} ng/mL after conversion"
-    lines = [f"**Finding.** {tx.draft_list(drafts)} ordered; the latest 25-OH vitamin D is "
-             f"**{lab.describe()}{converted}** on {lab.date.isoformat()} ({(inp.today - lab.date).days} "
-             f"days ago), below {tx.fmt_rounded(t.vitd_deficient_ng_ml)} ng/mL"
-             + (f" and below {tx.fmt_rounded(t.vitd_severe_ng_ml)} ng/mL (severe deficiency)." if severe else ".")]
-    lines.append(f"Card level {indicator}: " + ("start of denosumab" if initiation else
-                 "continuation dose") + (", severe deficiency" if severe else "") + ".")
-    lines.append("Vitamin D on the medication list: " + ("; ".join(dm.record_text(r) for r in vit_d)
-                 if vit_d else "none found (active orders/statements, dispenses in the last "
-                 f"{defs.param(inp, 'medication_dispense_recent_days')} days)") + ".")
-    lines += [
-        "",
-        "**Why it matters.** Vitamin D deficiency increases the risk of hypocalcemia after "
-        "denosumab, which can be severe; the deficiency should be corrected before the first dose "
-        "and supplementation maintained throughout treatment.",
-        "",
-        "**What to do.** Replete vitamin D per local protocol, then maintain 400–800 IU (or more "
-        "per local protocol) daily with a total calcium intake of 1,200–1,500 mg/day; recheck "
-        f"25-OH vitamin D in {RECHECK_WEEKS[0]}–{RECHECK_WEEKS[1]} weeks.",
-        "",
-        f"**Evidence.** {tx.SEED_001} §Calcium and Vitamin D Supplementation and §Critical "
-        f"Clinical Pitfalls #3; {tx.SEED_002} §Getting your injection; Prolia label (adequate "
-        "calcium and vitamin D). RULES.md §3 DMAB-VITD-DEFICIENCY, D5.",
-    ]
+    details = [f"Ordered: {tx.draft_list(drafts)}, "
+               + ("a start of denosumab" if initiation else "a continuation dose"),
+               f"Result: {lab.describe()}{converted} on {lab.date.isoformat()} "
+               f"({(inp.today - lab.date).days} days ago; look-back {t.vitd_lookback_days} days)",
+               "Vitamin D on the medication list: " + ("; ".join(dm.record_text(r) for r in vit_d)
+               if vit_d else "none found (active orders and statements, recent dispenses)")]
+    detail = tx.layout(
+        f"25-OH vitamin D {value} ng/mL on {lab.date.isoformat()}, below "
+        f"{tx.fmt_rounded(t.vitd_deficient_ng_ml)} ng/mL" + (" (severe deficiency)" if severe else ""),
+        "Vitamin D deficiency increases the risk of hypocalcemia after denosumab, which can be severe.",
+        ["Replete vitamin D per local protocol, then maintain 400–800 IU daily with 1,200–1,500 mg "
+         "of total calcium intake", f"recheck 25-OH vitamin D in {RECHECK_WEEKS[0]}–{RECHECK_WEEKS[1]} weeks"],
+        [tx.EVIDENCE["prolia-supplement"]], details, t=inp.thresholds)
     ctx = inp.orders
     recheck = lab_request(ctx, "vitamin-d", "Recheck 25-OH vitamin D after repletion")
     recheck["occurrencePeriod"] = {
@@ -83,7 +73,6 @@ def dmab_vitd_deficiency(inp: RuleInput) -> Card | None:
                    Suggestion(f"Recheck 25-OH vitamin D in {RECHECK_WEEKS[0]}–{RECHECK_WEEKS[1]} weeks",
                               [Action("Order 25-OH vitamin D recheck", recheck)])]
     return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator=indicator,
-                source_label="Prolia label; seed 001 (correct vitamin D deficiency first)",
-                detail="\n".join(lines), suggestions=suggestions, selection_behavior="any",
-                override_reasons=override_reasons("repletion-in-progress", "recent-result-elsewhere"),
-                links=[tx.label_link(drafts)])
+                **tx.source("LBL-PROLIA"), detail=detail,
+                suggestions=suggestions, selection_behavior="any",
+                override_reasons=override_reasons("repletion-in-progress", "recent-result-elsewhere"))
