@@ -78,14 +78,13 @@ def dmab_no_ca_vitd_supplement(inp: RuleInput) -> Card | None:
     indicator = "warning" if prone or deficient else "info"
 
     older = [r for r in inp.chart.medications if r.drug.drug_class == dm.SUPPLEMENT]
-    lines = [f"**Finding.** {tx.draft_list(drafts)} ordered, and no calcium or vitamin D product "
-             "is on the medication list: no active order or medication statement and no dispense "
-             f"in the last {days} days of calcium, vitamin D (including active vitamin D such as "
-             "calcitriol) or a calcium-based phosphate binder, and none among this session's "
-             "orders (matched by code, then by name)."]
+    details = [f"Ordered: {tx.draft_list(drafts)}",
+               "Looked for: an active order or medication statement, a dispense in the last "
+               f"{days} days, or an order in this session of calcium, vitamin D (including "
+               "calcitriol) or a calcium-based phosphate binder, by code, then by name"]
     if older:
-        lines.append("Older or inactive records (not counted): "
-                     + "; ".join(dm.record_text(r) for r in older[:5]) + ".")
+        details.append("Older or inactive records (not counted): "
+                       + "; ".join(dm.record_text(r) for r in older[:5]))
     reasons: list[str] = []
     if prone:
         reasons.append("prone to hypocalcemia: " + "; ".join(prone))
@@ -93,31 +92,21 @@ def dmab_no_ca_vitd_supplement(inp: RuleInput) -> Card | None:
         reasons.append(f"25-OH vitamin D {vitd.describe()} on {vitd.date.isoformat()} "
                        f"({tx.fmt_rounded(vitd.value)} ng/mL)")
     if reasons:
-        level = "; ".join(reasons) + "."
+        details.append("Raised risk: " + "; ".join(reasons))
     else:
         missing = f" (no 25-OH vitamin D in the last {t.vitd_lookback_days} days)" if vitd is None else ""
-        level = f"No hypocalcemia risk factor (D9) and no low vitamin D found{missing}."
-    lines.append(f"**Card level: {indicator}.** {level}")
-    lines += [
-        "",
-        "**Why it matters.** Denosumab lowers serum calcium; without adequate calcium and vitamin "
-        "D the risk of severe, potentially life-threatening hypocalcemia rises, especially with "
-        "kidney disease. Dietary calcium can be enough, so one of the two on the list silences "
-        "this reminder.",
-        "",
-        "**What to do.** Aim for a total calcium intake of 1,200–1,500 mg/day (diet + supplement) "
-        "and vitamin D3 400–800 IU/day for the whole treatment; in dialysis follow nephrology "
-        "(active vitamin D). If the patient takes an over-the-counter product, add it to the "
-        "medication list.",
-        "",
-        f"**Evidence.** {tx.SEED_001} §Calcium and Vitamin D Supplementation; {tx.SEED_002} "
-        "§Getting your injection; Prolia label §Dosage (all patients should take calcium and "
-        "vitamin D). RULES.md §3 DMAB-NO-CA-VITD-SUPPLEMENT, §8 item 10.",
-    ]
+        details.append(f"No hypocalcemia risk factor and no low vitamin D found{missing}")
+    detail = tx.layout(
+        "No calcium or vitamin D supplement on the medication list",
+        "Denosumab lowers serum calcium; without adequate calcium and vitamin D the risk of "
+        "severe hypocalcemia rises, especially with kidney disease.",
+        ["Total calcium intake of 1,200–1,500 mg/day (diet and supplement) and vitamin D3 "
+         "400–800 IU/day for the whole treatment", "in dialysis follow nephrology (active vitamin D)",
+         "add an over-the-counter product to the medication list"],
+        [tx.EVIDENCE["prolia-supplement"]], details, t=inp.thresholds)
     return Card(rule_id=RULE_ID, rule_title=TITLE, summary=SUMMARY, indicator=indicator,
-                source_label="FDA label: Prolia §Dosage (calcium and vitamin D for all patients)",
-                detail="\n".join(lines), suggestions=[calcium_vitamin_d_order(inp.orders)],
+                **tx.source("LBL-PROLIA"), detail=detail,
+                suggestions=[calcium_vitamin_d_order(inp.orders)],
                 selection_behavior="any",
                 override_reasons=override_reasons("dietary-intake-adequate", "taking-otc-supplement",
-                                                  "hypercalcemia"),
-                links=[tx.label_link(drafts)])
+                                                  "hypercalcemia"))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from cds_service.chart import DraftOrder, default_value_sets
 
-from ..builders import override_reasons
+from ..builders import lab_suggestion, override_reasons
 from ..model import Card
 from ..registry import ORDER_HOOKS, RuleInput, rule
 from . import _dmab_common as dm
@@ -61,35 +61,29 @@ def dmab_pediatric(inp: RuleInput) -> Card | None:
     summary = tx.fit(f"Patient is {age} years old: denosumab is not established as safe in children "
                      "(severe hypercalcemia reported)")
 
-    lines = [f"**Finding.** {tx.draft_list(concerned)} ordered for a patient aged **{age}** "
-             f"(born {tx.iso(inp.chart.patient.birth_date)})."]
+    details = [f"Ordered: {tx.draft_list(concerned)}; patient born {tx.iso(inp.chart.patient.birth_date)}"]
     if oi:
-        lines.append("Osteogenesis imperfecta on record: " + "; ".join(tx.condition_text(c) for c in oi)
-                     + " — the population in which life-threatening hypercalcemia was reported.")
+        details.append("Osteogenesis imperfecta on record: " + "; ".join(tx.condition_text(c) for c in oi))
     if exempt:
-        lines.append(f"Not concerned: {tx.draft_list(exempt)} (120 mg for giant cell tumour of "
-                     "bone, age ≥ 12: the Xgeva indication for skeletally mature adolescents).")
+        details.append(f"Not concerned: {tx.draft_list(exempt)} (120 mg for giant cell tumor of "
+                       "bone, age 12 or more: the Xgeva indication for skeletally mature adolescents)")
     elif gctb:
-        lines.append("Giant cell tumour of bone on record (" + "; ".join(gctb) + "), but the order "
-                     "is not the 120 mg regimen" + ("" if age >= GCTB_MIN_AGE else
-                                                    f" or the patient is under {GCTB_MIN_AGE}") + ".")
-    lines += [
-        "",
-        "**Why it matters.** Denosumab is not approved for children outside giant cell tumour of "
-        "bone in skeletally mature adolescents. Hypercalcemia requiring hospitalisation and "
-        "complicated by acute kidney injury has been reported in children, above all with "
-        "osteogenesis imperfecta, and pediatric trials were stopped early; hypercalcemia can "
-        "also occur after stopping. In growing children RANKL inhibition may impair bone growth "
-        "and tooth eruption.",
-        "",
-        "**What to do.** Only on the decision of a pediatric bone specialist (or within a research "
-        "protocol); monitor calcium closely during treatment and after stopping.",
-        "",
-        f"**Evidence.** {tx.SEED_001} §Hypercalcemia in Pediatric Patients; Prolia label §8.4; "
-        "Xgeva label §1.2. RULES.md §3 DMAB-PEDIATRIC, §8 item 12.",
-    ]
+        details.append("Giant cell tumor of bone on record (" + "; ".join(gctb) + "), but the order "
+                       "is not the 120 mg regimen" + ("" if age >= GCTB_MIN_AGE else
+                                                      f" or the patient is under {GCTB_MIN_AGE}"))
+    detail = tx.layout(
+        f"Patient aged {age}" + (", with osteogenesis imperfecta" if oi else ""),
+        "Denosumab is not approved for children outside giant cell tumor of bone in skeletally "
+        "mature adolescents; severe hypercalcemia with kidney injury has been reported in "
+        "children, above all with osteogenesis imperfecta, also after stopping.",
+        ["Only on the decision of a pediatric bone specialist (or within a research protocol)",
+         "monitor calcium closely during treatment and after stopping"],
+        [tx.EVIDENCE["prolia-pediatric"], tx.EVIDENCE["xgeva-indications"]], details, t=inp.thresholds)
     return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator=indicator,
-                source_label="FDA label: Prolia §8.4 (pediatric use)", detail="\n".join(lines),
+                **tx.source(tx.label_link(concerned)), detail=detail,
+                suggestions=[*tx.remove_drafts(concerned),
+                             lab_suggestion(inp.orders, "Order calcium + albumin", ["calcium", "albumin"],
+                                            "Calcium before denosumab in a child")],
+                selection_behavior="any",
                 override_reasons=override_reasons("specialist-decision", "skeletally-mature-gctb",
-                                                  "research-protocol"),
-                links=[tx.label_link(concerned)])
+                                                  "research-protocol"))

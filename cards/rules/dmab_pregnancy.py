@@ -51,35 +51,24 @@ def dmab_pregnancy(inp: RuleInput) -> Card | None:
                      "pregnancy")
     p = inp.chart.patient
     who = ", ".join(x for x in (p.sex, f"age {p.age}" if p.age is not None else "age unknown") if x)
-    lines = [f"**Finding.** {tx.draft_list(drafts)} ordered for a patient ({who}) with a "
-             "documented possible pregnancy:"]
-    lines += [f"- {e.text}" for e in evidence]
+    details = [f"Ordered: {tx.draft_list(drafts)}; patient {who}"]
+    details += [e.text for e in evidence]
     negatives = [lab for lab in within(inp.chart.labs("pregnancy-test"), inp.today,
                                        inp.thresholds.pregnancy_test_lookback_days)
                  if dm.test_result(inp, lab) == "negative"]
     if negatives and not any(e.kind == "test" for e in evidence):
-        lines.append(f"A negative pregnancy test on {negatives[0].date.isoformat()} is on record; "
-                     "it does not cancel the status or problem-list entry above — confirm and "
-                     "update the record.")
-    lines += [
-        "",
-        "**Why it matters.** Denosumab is contraindicated in pregnancy: it caused fetal harm in "
-        "animal studies (bone abnormalities, absent lymph nodes, reduced haematopoiesis, tooth "
-        "malalignment, decreased neonatal growth).",
-        "",
-        "**What to do.** Do not give denosumab while pregnancy is possible; confirm with a serum "
-        "hCG. If the patient is not pregnant, document it (negative test or updated pregnancy "
-        "status / problem list). Patients of reproductive potential need effective contraception "
-        "during therapy and for at least 5 months after the last dose.",
-        "",
-        f"**Evidence.** {tx.SEED_001} §Pregnancy and Lactation; {tx.SEED_002} (not suitable if "
-        "pregnant or breast feeding); Prolia label (contraindication; contraception ≥ 5 months); "
-        "Xgeva label (contraception ≥ 5 months). RULES.md §3 DMAB-PREGNANCY.",
-    ]
+        details.append(f"A negative pregnancy test on {negatives[0].date.isoformat()} is on record; "
+                       "it does not cancel the status or problem-list entry: confirm and update the record")
+    detail = tx.layout(
+        f"Possible pregnancy: {tx.escape_record(main.short, 60)} on {tx.iso(main.date)}",
+        "Denosumab is contraindicated in pregnancy: it caused fetal harm in animal studies.",
+        ["Do not give denosumab while pregnancy is possible", "confirm with a serum hCG",
+         "if not pregnant, document it (negative test or updated status)",
+         "effective contraception during therapy and for at least 5 months after the last dose"],
+        [tx.EVIDENCE["prolia-pregnancy"]], details, t=inp.thresholds)
     return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator="critical",
-                source_label="FDA label: Prolia (contraindicated in pregnancy)",
-                detail="\n".join(lines),
-                suggestions=[serum_hcg_suggestion(inp, "Confirm or exclude pregnancy before denosumab")],
+                **tx.source(tx.label_link(drafts)), detail=detail,
+                suggestions=[serum_hcg_suggestion(inp, "Confirm or exclude pregnancy before denosumab"),
+                             *tx.remove_drafts(drafts)],
                 selection_behavior="any",
-                override_reasons=override_reasons("pregnancy-excluded", "result-error"),
-                links=[tx.label_link(drafts)])
+                override_reasons=override_reasons("pregnancy-excluded", "result-error"))

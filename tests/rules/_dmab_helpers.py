@@ -19,7 +19,8 @@ CINACALCET_30 = "432402"
 
 
 def suggestion_resources(card: dict[str, Any]) -> list[dict[str, Any]]:
-    return [a["resource"] for s in card.get("suggestions", []) for a in s["actions"]]
+    """The resources of the ``create`` actions (a ``delete`` of the draft carries none)."""
+    return [a["resource"] for s in card.get("suggestions", []) for a in s["actions"] if "resource" in a]
 
 
 def resource_codes(res: dict[str, Any]) -> list[str]:

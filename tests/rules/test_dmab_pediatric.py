@@ -31,7 +31,8 @@ def test_dmab_pediatric_warning_card(hook: str) -> None:
     assert card["summary"] == ("Patient is 15 years old: denosumab is not established as safe in "
                                "children (severe hypercalcemia reported)")
     assert override_codes(card) == ["specialist-decision", "skeletally-mature-gctb", "research-protocol"]
-    assert "suggestions" not in card
+    # v2 (A32): remove the draft, and calcium + albumin
+    assert [a["type"] for s in card["suggestions"] for a in s["actions"]] == ["delete", "create", "create"]
 
 
 @pytest.mark.parametrize("years, shift, fires", [
