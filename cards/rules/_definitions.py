@@ -21,7 +21,7 @@ from cds_service.chart.labs import judge_calcium, within
 
 from ..registry import RuleInput
 from ..thresholds import Thresholds
-from ._text import condition_text, cut, iso
+from ._text import condition_text, cut, escape_record, iso
 
 # ---- catalog parameters --------------------------------------------------------------------
 
@@ -264,9 +264,10 @@ def reason_conditions(chart: Chart, draft: DraftOrder) -> list[ConditionFact]:
 
 
 def condition_evidence_of(c: ConditionFact, value_sets: Iterable[str]) -> Evidence:
-    """A condition as evidence ("name (status, since date)"), named by its value set when it has
-    no text."""
-    return Evidence(f"{cut(c.display or ', '.join(sorted(set(value_sets) & c.concepts)))} "
+    """A condition as evidence for the detail ("name (status, since date)"; the name is record
+    text, escaped, §1.2 rule 4), named by its concept in words when it has no text."""
+    words = ", ".join(n.replace("-", " ") for n in sorted(set(value_sets) & c.concepts))
+    return Evidence(f"{escape_record(c.display) if c.display else words} "
                     f"({c.status_text}{', since ' + c.date.isoformat() if c.date else ''})",
                     c.by_text)
 
@@ -284,10 +285,10 @@ def draft_reason_evidence(draft: DraftOrder, value_sets: Iterable[str],
     if draft_reason_sets(draft) & wanted:
         coded = bool(draft.reason_codings) and bool(
             {n for s, c in draft.reason_codings for n in default_value_sets().names_for(s, c)} & wanted)
-        out.append(Evidence(f"reason on the order: {cut(', '.join(draft.reason_texts) or 'coded reason')}",
+        out.append(Evidence(f"reason on the order: {escape_record(', '.join(draft.reason_texts) or 'coded reason')}",
                             by_text=not coded))
     elif text_pattern is not None and any(text_pattern.search(t) for t in draft.reason_texts):
-        out.append(Evidence(f"reason on the order: {cut(', '.join(draft.reason_texts))}", by_text=True))
+        out.append(Evidence(f"reason on the order: {escape_record(', '.join(draft.reason_texts))}", by_text=True))
     return out
 
 

@@ -90,9 +90,9 @@ class Dose:
     def source_text(self) -> str:
         """Where the date comes from, for the card detail."""
         words = _SOURCE_WORDS.get(self.event.source, self.event.source)
-        text = f"dated from {words} ({self.event.record.ref})"
+        text = f"dated from {words}"   # never the record id (§1.2 rule 1, A29)
         if self.low_confidence:
-            text += (": **low confidence** — no administration, dispense or statement was found, so "
+            text += (": low confidence — no administration, dispense or statement was found, so "
                      "the dose is assumed to have been given on the order date; confirm the date")
         return text
 

@@ -18,18 +18,16 @@ from datetime import timedelta
 
 from cds_service.chart import add_months
 
-from ..builders import LINKS, denosumab_order, override_reasons
+from ..builders import denosumab_order, override_reasons
 from ..model import Card
 from ..registry import MEDS, PATIENT_VIEW, RuleInput, rule
 from ._dmab_dosing_common import (deliberate_stop, followon_after, lab_summary, last_denosumab_dose,
                                   planned_orders_after, sections)
+from . import _text as tx
 from ._text import BY_TEXT_NOTE
 
 RULE_ID = "DMAB-DOSE-DUE"
 TITLE = "next 6-monthly dose due and no order on file"
-SOURCE = "Prolia label §Dosage (60 mg every 6 months)"
-EVIDENCE = ("seed 002 §How long to take it, §Ending your treatment; seed 003 FAQ (every 6 months); "
-            "Prolia label §Dosage.")
 
 
 @rule(RULE_ID, TITLE, hooks=PATIENT_VIEW, needs=MEDS)
@@ -47,39 +45,32 @@ def dmab_dose_due(inp: RuleInput) -> Card | None:
     if planned_orders_after(chart, L) or followon_after(chart, L) or deliberate_stop(chart, L):
         return None
 
-    summary = f"Denosumab 60 mg due {due.isoformat()} (last dose {L.isoformat()}); no follow-up order on file"
-    finding = (f"Last denosumab 60 mg dose on **{L.isoformat()}** ({(today - L).days} days ago), "
-               f"{last.source_text()}. Next dose due **{due.isoformat()}** "
-               f"({th.dmab60_interval_months} calendar months later); due window "
-               f"{window_start.isoformat()} to {window_end.isoformat()}.")
-    if last.by_text:
-        finding += f" Denosumab was {BY_TEXT_NOTE} ({last.name})."
+    summary = tx.summary(f"Denosumab 60 mg due {due.isoformat()} (last dose {L.isoformat()}); "
+                         "no follow-up order on file")
+    details = [f"Last dose: {L.isoformat()} ({(today - L).days} days ago), {last.source_text()}"
+               + (f"; denosumab {BY_TEXT_NOTE} ({tx.escape_record(last.name)})" if last.by_text else ""),
+               f"Due window: {window_start.isoformat()} to {window_end.isoformat()}",
+               f"Not found: an active denosumab or bisphosphonate order authored after {L.isoformat()}, "
+               "a later denosumab dose, or a bisphosphonate after it"]
     calcium = chart.calcium(th.calcium_lookback_days, th.calcium_limits)
     egfr = chart.egfr(th.egfr_lookback_days_denosumab)
-    data = [
-        "Calcium: " + (f"{calcium.describe()} on {calcium.date.isoformat()}" if calcium else
-                       f"none in the last {th.calcium_lookback_days} days — check before the dose"),
-        "Latest " + (lab_summary(egfr, "eGFR") if egfr else
-                     f"eGFR: none in the last {th.egfr_lookback_days_denosumab} days"),
-    ]
     if not chart.known("Observation"):
-        data = ["Laboratory results could not be obtained: calcium and eGFR were not checked."]
-    detail = sections(
-        ("Finding.", finding),
-        ("Not found.", f"No active denosumab or bisphosphonate order authored after {L.isoformat()}, "
-                       "no later denosumab dose and no bisphosphonate after it (administrations, "
-                       "dispenses, statements and orders searched)."),
-        ("Why it matters.", "Denosumab works only while it is given every 6 months; a late dose "
-                            "lets bone turnover rebound (vertebral fractures after stopping)."),
-        ("What to do.", "Schedule the injection within the due window. Check calcium before the "
-                        "dose (and eGFR if the patient has advanced CKD)."),
-        ("Data checked:", data),
-        ("Evidence.", EVIDENCE),
-    )
+        details.append("Laboratory results could not be obtained: calcium and eGFR were not checked")
+    else:
+        details.append("Calcium: " + (f"{calcium.describe()} on {calcium.date.isoformat()}" if calcium
+                                      else f"none in the last {th.calcium_lookback_days} days"))
+        details.append("Latest " + (lab_summary(egfr, "eGFR") if egfr else
+                                    f"eGFR: none in the last {th.egfr_lookback_days_denosumab} days"))
+    detail = tx.layout(
+        f"Denosumab 60 mg due {due.isoformat()}, last dose {L.isoformat()}; no follow-up order on file",
+        "Denosumab works only while it is given every 6 months; a late dose lets bone turnover "
+        "rebound, with vertebral fractures after stopping.",
+        ["Schedule the injection within the due window", "check calcium before the dose (and "
+         "kidney function in advanced kidney disease)"],
+        [tx.EVIDENCE["prolia-dosing"]], details, t=th)
     suggestion = denosumab_order(inp.orders, "60mg")
     suggestion.label = f"Order denosumab 60 mg SC (due {due.isoformat()})"
     return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator="info",
-                source_label=SOURCE, detail=detail, suggestions=[suggestion],
+                **tx.source("LBL-PROLIA"), detail=detail, suggestions=[suggestion],
                 selection_behavior="any",
-                override_reasons=override_reasons("dose-scheduled-elsewhere", "transition-planned"),
-                links=[LINKS["prolia-label"]])
+                override_reasons=override_reasons("dose-scheduled-elsewhere", "transition-planned"))

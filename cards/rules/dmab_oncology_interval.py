@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from ..builders import LINKS, denosumab_order, override_reasons
+from ..builders import denosumab_order, override_reasons
 from ..model import Card
 from ..registry import MEDS, PATIENT_VIEW, RuleInput, rule
 from ..thresholds import Thresholds
@@ -25,14 +25,11 @@ from ._definitions import Evidence
 from ._dmab_dosing_common import (DEDUPE_DAYS, Dose, course_start_120, deliberate_stop, denosumab_doses,
                                   followon_after, gctb_or_hcm, loading_expected_dates, planned_orders_after,
                                   sections)
+from . import _text as tx
 from ._text import BY_TEXT_NOTE
 
 RULE_ID = "DMAB-ONCOLOGY-INTERVAL"
 TITLE = "4-weekly oncology denosumab dose missed"
-SOURCE = "Xgeva label §Dosage (120 mg every 4 weeks)"
-EVIDENCE = ("seed 001 §Bone Metastases from Solid Tumors (\"do not extend dosing intervals beyond 4 "
-            "weeks\"), §Giant Cell Tumor of Bone, §Critical Clinical Pitfalls #4; Xgeva label §Dosage; "
-            "RULES.md §8 item 7 (de-escalation is an accepted option: info with a 7-day grace).")
 
 
 def expected_next(doses: list[Dose], loading_evidence: list[Evidence], th: Thresholds) -> tuple[date, date | None]:
@@ -78,33 +75,26 @@ def dmab_oncology_interval(inp: RuleInput) -> Card | None:
     else:
         summary = (f"Denosumab 120 mg loading: last dose {L.isoformat()}, {n} days ago; dose expected "
                    f"{expected.isoformat()}. Check whether a dose was missed")
-    finding = (f"Last denosumab 120 mg dose on **{L.isoformat()}**, {n} days ago, {last.source_text()}. "
-               f"Next dose expected {expected.isoformat()}; it is more than {th.dmab120_grace_days} days late.")
+    details = [f"Last dose: {L.isoformat()}, {n} days ago, {last.source_text()}"
+               + (f"; denosumab {BY_TEXT_NOTE} ({tx.escape_record(last.name)})" if last.by_text else "")]
     if first is not None:
-        finding += (f" Loading course for {'; '.join(e.text for e in loading_ev)}: first dose "
-                    f"{first.isoformat()}, extra doses expected on days 8 and 15, then every "
-                    f"{th.dmab120_interval_days} days from the first dose.")
-    if last.by_text:
-        finding += f" Denosumab was {BY_TEXT_NOTE} ({last.name})."
-    if any(e.by_text for e in loading_ev):
-        finding += f" The loading indication was {BY_TEXT_NOTE}."
-    detail = sections(
-        ("Finding.", finding),
-        ("Not found.", f"No denosumab dose after {L.isoformat()}, no active denosumab or bisphosphonate "
-                       "order authored after it, and no record that denosumab was stopped "
-                       "(administrations, dispenses, statements and orders searched). No card is "
-                       f"shown more than {th.dmab120_stop_horizon_days} days after the last dose."),
-        ("Why it matters.", "Protection from skeletal-related events depends on regular dosing; "
-                            "the recommended interval for bone metastases is every 4 weeks."),
-        ("What to do.", "Check whether a dose was missed or given elsewhere, and schedule it. Some "
-                        "oncologists de-escalate to every 12 weeks after a year of stable disease, "
-                        "and giant cell tumour of bone may move to 8-weekly after 2 stable years: "
-                        "override if the longer interval is intentional."),
-        ("Evidence.", EVIDENCE),
-    )
-    return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator="info",
-                source_label=SOURCE, detail=detail,
+        details.append(f"Loading course for {'; '.join(e.text for e in loading_ev)}: first dose "
+                       f"{first.isoformat()}, extra doses on days 8 and 15, then every "
+                       f"{th.dmab120_interval_days} days from the first dose"
+                       + (f" (indication {BY_TEXT_NOTE})" if any(e.by_text for e in loading_ev) else ""))
+    details.append(f"Not found: a denosumab dose after {L.isoformat()}, an active denosumab or "
+                   "bisphosphonate order authored after it, or a record that denosumab was stopped; "
+                   f"no card is shown more than {th.dmab120_stop_horizon_days} days after the last dose")
+    detail = tx.layout(
+        f"Last denosumab 120 mg dose {L.isoformat()}, {n} days ago; next dose expected "
+        f"{expected.isoformat()}, more than {th.dmab120_grace_days} days late",
+        "Protection from skeletal-related events depends on regular dosing every 4 weeks.",
+        ["Check whether a dose was missed or given elsewhere, and schedule it",
+         "if a longer interval is intended (every 12 weeks, or 8-weekly for giant cell tumor of "
+         "bone after 2 stable years), record it"],
+        [tx.EVIDENCE["xgeva-dosing"]], details, t=th)
+    return Card(rule_id=RULE_ID, rule_title=TITLE, summary=tx.summary(summary), indicator="info",
+                **tx.source("LBL-XGEVA"), detail=detail,
                 suggestions=[denosumab_order(inp.orders, "120mg")], selection_behavior="any",
                 override_reasons=override_reasons("intentional-deescalation", "dose-given-elsewhere",
-                                                  "therapy-stopped"),
-                links=[LINKS["xgeva-label"]])
+                                                  "therapy-stopped"))

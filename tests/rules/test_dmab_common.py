@@ -73,6 +73,6 @@ def test_catalog_parameters_default_and_configurable() -> None:
 
 
 def test_fit_and_cut_keep_summaries_under_140() -> None:
-    assert len(tx.fit("x" * 200, "y" * 150)) <= 139
+    assert len(tx.fit("x" * 200, "y" * 150)) == 140   # v2: at most 140 (§1.2 rule 2)
     assert tx.fit("short", "fallback") == "short"
     assert tx.cut("a" * 50) == "a" * 39 + "…"
