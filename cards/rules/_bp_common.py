@@ -254,7 +254,7 @@ def paget_evidence(inp: RuleInput, records: Iterable[MedicationRecord]) -> str |
         texts = [t for t in r.reason_texts if t]
         if any(_PAGET_TEXT.search(t) and not _NOT_BONE_PAGET.search(t) for t in texts) or any(
                 s == _ICD10 and c.upper().startswith("M88") for s, c in r.reason_codings):
-            return f"{cut(r.drug.name)} ordered for Paget's disease ({r.ref})"
+            return f"{escape_record(r.drug.name)} ordered for Paget's disease ({iso(r.date)})"
         if any(_OSTEOPOROSIS_TEXT.search(t) for t in texts) or any(
                 default_value_sets().names_for(s, c) & {"osteoporosis"} for s, c in r.reason_codings):
             osteoporosis_reason = True
@@ -336,7 +336,7 @@ def oral_courses(inp: RuleInput, gap_days: int = 365, current_days: int = 90) ->
         last = courses[-1]
         for r in last.records:
             if r.resource_type in ("MedicationRequest", "MedicationStatement") and r.status == "active":
-                last.current, last.why_current = True, f"active {r.resource_type} ({r.ref}, {iso(r.date)})"
+                last.current, last.why_current = True, f"active {_RECORD_WORDS.get(r.resource_type, 'record')} ({iso(r.date)})"
                 break
         else:
             for r in sorted(last.records, key=lambda r: r.date or date.min, reverse=True):
@@ -368,6 +368,11 @@ def zoledronic_5mg_courses(inp: RuleInput, gap_months: int = 24, current_months:
 
 
 # ---- evidence links -------------------------------------------------------------------------
+
+#: Record types in words (card text never names a FHIR resource or id, §1.2 rule 1).
+_RECORD_WORDS = {"MedicationRequest": "order", "MedicationStatement": "medication statement",
+                 "MedicationDispense": "dispense", "MedicationAdministration": "administration"}
+
 
 def _label(key: str) -> tuple[str, Link]:
     return SOURCES[key].label, SOURCES[key]

@@ -20,7 +20,7 @@ from typing import Iterable, Sequence
 from cds_service.chart import DENOSUMAB, ConditionFact, DraftOrder, Lab
 
 from ..builders import SOURCES
-from ..model import MAX_SUMMARY, Action, Link, Suggestion
+from ..model import MAX_SUMMARY, Action, Link, Suggestion, safe_markdown
 
 #: §1.2 rule 2/4 (``record_text_max_chars``): names of conditions or drugs are cut to 40 characters.
 NAME_MAX = 40
@@ -113,8 +113,8 @@ def layout(finding: str, why: str, todo: Sequence[str], evidence: Sequence[str],
         - {details} (at most 8 bullets)
 
     Every argument is markdown: record text in it must already be escaped (:func:`escape_record`).
-    The main part is kept within ``main_max`` characters (the finding is cut first, then the
-    "why" sentence) and the Details within ``details_max`` characters and 8 bullets (the longest
+    The main part is kept within ``main_max`` characters (the "why" sentence is cut or dropped
+    first, then the finding) and the Details within ``details_max`` characters and 8 bullets (the longest
     bullets are cut; bullets beyond the eighth are counted in the last one)."""
     todo_text = "; ".join(_sentence(t) for t in todo if t.strip())
     evidence_text = "; ".join(_sentence(e) for e in evidence if e.strip())
@@ -126,12 +126,12 @@ def layout(finding: str, why: str, todo: Sequence[str], evidence: Sequence[str],
         return f"**{finding_text}.**" + (f" {why_text}" if why_text else "") + tail
 
     over = len(main()) - main_max
+    if over > 0:  # the "why" sentence gives way first: the finding is what the card is about
+        why_text = _cut_markdown(why_text, len(why_text) - over) if len(why_text) - over >= 40 else ""
+        over = len(main()) - main_max
     if over > 0:
         keep = max(len(finding_text) - over, 60)
         finding_text = _sentence(_cut_markdown(finding_text, keep)) if keep < len(finding_text) else finding_text
-        over = len(main()) - main_max
-    if over > 0:
-        why_text = _cut_markdown(why_text, max(len(why_text) - over, 0)) if len(why_text) > over else ""
         over = len(main()) - main_max
     if over > 0:  # the fixed text alone is too long: a defect the text tests catch; still bounded
         return _cut_markdown(main(), main_max)
@@ -247,8 +247,8 @@ EVIDENCE: dict[str, str] = {
                   "dentistry before treatment)",
     "bp-duplicate": "Reclast and zoledronic acid 4 mg labels (same active ingredient; "
                     "once-yearly dosing)",
-    "prolia-calcium": "Prolia label, Warnings (calcium before each dose in predisposed patients)",
-    "reclast-calcium": "Reclast label, Warnings (treat hypocalcemia before treatment)",
+    "prolia-calcium": "Prolia label, Warnings (calcium before each dose if predisposed)",
+    "reclast-calcium": "Reclast label, Warnings (treat hypocalcemia first)",
     "reclast-renal": "Reclast label, Dosage (creatinine clearance before each dose)",
     "labels-onj": "Prolia, Xgeva and bisphosphonate labels, Warnings (osteonecrosis of the jaw)",
     "labels-aff": "bisphosphonate and denosumab labels, Warnings (atypical femoral fractures)",

@@ -89,7 +89,7 @@ def ar_calcium_not_checked(inp: RuleInput) -> Card | None:
     calcimimetics = _calcimimetic_names(inp)
     reasons: list[str] = []
     if initiations:
-        reasons.append("starting therapy (" + ", ".join(d.label for d in initiations) + ")")
+        reasons.append("starting therapy (" + ", ".join(tx.escape_record(d.label) for d in initiations) + ")")
     if prone:
         reasons.append("prone to hypocalcemia: " + "; ".join(prone))
     if calcimimetics:
@@ -113,68 +113,57 @@ def ar_calcium_not_checked(inp: RuleInput) -> Card | None:
             last = "none on record"
         else:
             last = newest.date.isoformat()
-        summary = f"No serum calcium in the last {window} days (last: {last}): check calcium before {agent}"
-        if len(summary) >= 140:
-            summary = f"No serum calcium in the last {window} days (last: {last}): check calcium first"
+        summary = tx.fit(f"No serum calcium in the last {window} days (last: {last}): check calcium before {agent}",
+                         f"No serum calcium in the last {window} days (last: {last}): check calcium first")
 
     renal_missing = _renal_missing(inp, has_iv_bp)
     start = (inp.today - timedelta(days=window)).isoformat()
+    details = [f"Ordered: {tx.draft_list(drafts)}"]
     if unusable:
         # A39: the latest calcium is named in D5's wording; an older usable one does not stand in
         previous = inp.chart.previous_calcium(window, latest.date, t.calcium_limits)
-        finding = (f"**Finding.** {tx.draft_list(drafts)} ordered, and the latest calcium in the "
-                   f"last {window} days cannot be used: "
-                   + "; ".join(tx.unusable_finding(l)
-                               for l in unusable) + ".")
+        finding = (f"No usable calcium in the last {window} days: "
+                   + "; ".join(tx.unusable_finding(l) for l in unusable))
         if previous is not None and previous.low:
-            finding += (f" The previous result, {previous.describe()} on "
-                        f"{previous.date.isoformat()}, was low.")
-        lines = [finding]
+            finding += (f". The previous result, {previous.describe()} on "
+                        f"{previous.date.isoformat()}, was low")
         if previous is not None:
-            lines.append(f"Previous usable calcium: {previous.describe()} on "
-                         f"{previous.date.isoformat()} — not used: a newer result exists.")
+            details.append(f"Previous usable calcium: {previous.describe()} on "
+                           f"{previous.date.isoformat()} — not used: a newer result exists")
         else:
             stale = inp.chart.previous_calcium(None, latest.date, t.calcium_limits)  # type: ignore[arg-type]
             if stale is not None:
-                lines.append(f"Last usable calcium: {stale.describe()} on {stale.date.isoformat()} "
-                             f"— stale ({(inp.today - stale.date).days} days old), not used.")
+                details.append(f"Last usable calcium: {stale.describe()} on {stale.date.isoformat()} "
+                               f"— stale ({(inp.today - stale.date).days} days old), not used")
     else:
-        lines = [f"**Finding.** {tx.draft_list(drafts)} ordered, and no usable serum calcium "
-                 f"(total, albumin-corrected or ionized) is on record in the last {window} days "
-                 f"(looked for results dated {start} to {inp.today.isoformat()})."]
+        finding = f"No serum calcium on record in the last {window} days"
+        details.append(f"Looked for: total, albumin-corrected or ionized calcium dated {start} to "
+                       f"{inp.today.isoformat()}")
         if newest is None:
-            lines.append("No calcium result of any age is on record (results entered in error or "
-                         "cancelled are not counted).")
+            finding += " (none of any date)"
+            details.append("No calcium result of any age is on record (results entered in error or "
+                           "cancelled are not counted)")
         elif newest.usable:
-            lines.append(f"Last result: {_CONCEPT_WORDS[newest.concept]} {tx.lab_text(newest)} — "
-                         f"stale ({(inp.today - newest.date).days} days old), not used.")
+            finding += f"; last {newest.date.isoformat()}"
+            details.append(f"Last result: {_CONCEPT_WORDS[newest.concept]} {tx.lab_text(newest)} — "
+                           f"stale ({(inp.today - newest.date).days} days old), not used")
         else:
-            lines.append(f"Last result: {tx.unusable_finding(newest)} "
-                         f"— stale ({(inp.today - newest.date).days} days old), not used.")
-    lines.append("")
-    lines.append("**Why it matters.** Hypocalcemia is a contraindication to denosumab and to "
-                 "bisphosphonates for bone loss and must be corrected before the dose; severe, "
-                 "sometimes fatal hypocalcemia after denosumab occurs mostly in advanced CKD, "
-                 "dialysis and with calcimimetics. Without a recent result the safety check "
-                 "cannot be done.")
-    lines.append("")
-    lines.append(f"**Card level: {indicator}.** " + (
-        "Reasons: " + "; ".join(reasons) + "." if reasons else
-        "Continuation dose, no hypocalcemia risk factor, no calcimimetic on record."))
-    lines.append("")
+            details.append(f"Last result: {tx.unusable_finding(newest)} "
+                           f"— stale ({(inp.today - newest.date).days} days old), not used")
+    details.append(f"Card level {indicator}: " + (
+        "; ".join(reasons) if reasons else
+        "continuation dose, no hypocalcemia risk factor, no calcimimetic on record"))
     todo = "Check serum calcium with albumin before the dose"
     if renal_missing:
-        todo += " (and creatinine/eGFR, also missing)"
-    lines.append(f"**What to do.** {todo}; correct any hypocalcemia and make sure calcium + "
-                 "vitamin D supplementation is in place before giving the drug.")
-    lines.append("")
-    lines.append("**Evidence.** FDA Prolia label (check calcium before each dose in predisposed "
-                 "patients, and 10–14 days after); Reclast label (hypocalcemia is a "
-                 "contraindication).")
-    source = "FDA label: Reclast (hypocalcemia contraindication)" if has_iv_bp and not \
-        any(d.drug.drug_class == DENOSUMAB for d in drafts) else "FDA label: Prolia (check calcium before dosing)"
+        todo += " (and creatinine with eGFR, also missing)"
+    detail = tx.layout(
+        finding,
+        "Hypocalcemia must be corrected before an antiresorptive dose; severe cases occur mostly "
+        "in advanced kidney disease.",
+        [todo, "correct any hypocalcemia and make sure calcium and vitamin D supplementation is "
+         "in place before giving the drug"],
+        [tx.EVIDENCE["prolia-calcium"], tx.EVIDENCE["reclast-calcium"]], details, t=inp.thresholds)
     return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator=indicator,
-                source_label=source, detail="\n".join(lines),
+                **tx.source(tx.label_link(drafts)), detail=detail,
                 suggestions=[_suggestion(inp.orders, renal_missing)], selection_behavior="any",
-                override_reasons=override_reasons("result-elsewhere", "drawn-today"),
-                links=[tx.label_link(drafts)])
+                override_reasons=override_reasons("result-elsewhere", "drawn-today"))

@@ -38,7 +38,7 @@ def test_ar_calcium_not_checked_fires_for_denosumab_with_no_calcium_on_record():
                                        "display": "No recent calcium before denosumab or an IV bisphosphonate"}
     assert "No calcium result of any age is on record" in card["detail"] and "30 days" in card["detail"]
     assert override_codes(card) == ["result-elsewhere", "drawn-today"]
-    assert len(card["links"]) == 1 and card["links"][0]["url"].startswith("https://")
+    assert card["source"]["url"].startswith("https://dailymed.nlm.nih.gov/dailymed/drugInfo.cfm?setid=")
 
 
 @pytest.mark.parametrize("days_ago, fires", [(29, False), (30, False), (31, True)])
