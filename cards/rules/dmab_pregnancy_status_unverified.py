@@ -69,38 +69,31 @@ def dmab_pregnancy_status_unverified(inp: RuleInput) -> Card | None:
                       "starting denosumab"))
     older = [lab for concept in ("pregnancy-test", "pregnancy-status") for lab in chart.labs(concept)]
     older.sort(key=lambda lab: lab.date, reverse=True)
-    lines = [f"**Finding.** {tx.draft_list(drafts)} ordered as a **start** of denosumab for a "
-             f"patient of reproductive potential ({repro.reason}), and no pregnancy test or "
-             f"pregnancy-status observation is on record between {start.isoformat()} and "
-             f"{inp.today.isoformat()} ({window} days)."]
+    lines = [f"Ordered as a start of denosumab: {tx.draft_list(drafts)}; reproductive potential: "
+             f"{repro.reason} (inferred from sex, age and no hysterectomy, oophorectomy or menopause "
+             "record; override if it does not apply)",
+             f"Looked for: a pregnancy test or pregnancy-status observation between "
+             f"{start.isoformat()} and {inp.today.isoformat()} ({window} days)"]
+    finding = f"Pregnancy status not verified in the last {window} days"
     unreadable = sorted(recent, key=lambda lab: lab.date, reverse=True)
     if unreadable:
-        lines[0] += (" A result in the window does not verify it: "
-                     + "; ".join(tx.unusable_finding(l) if not l.usable else
-                                 f"{l.unusable_text() or _words(l)}" for l in unreadable) + ".")
+        finding += (". A result in the window does not verify it: "
+                    + "; ".join(tx.unusable_finding(l) if not l.usable else
+                                f"{l.unusable_text() or _words(l)}" for l in unreadable))
     else:
         lines.append("Last pregnancy test or status: " + (
-            f"{tx.lab_text(older[0])} (outside the window)." if older else "none on record."))
-    lines += [
-        "Reproductive potential is inferred (sex, age, no hysterectomy/oophorectomy/menopause "
-        "record), not coded — override if it does not apply.",
-        "",
-        "**Why it matters.** Denosumab can cause fetal harm; the label asks to verify pregnancy "
-        "status before starting and to advise effective contraception during therapy and for at "
-        "least 5 months after the last dose.",
-        "",
-        "**What to do.** Check a urine or serum hCG before the first dose (or document the status "
-        "verified otherwise) and discuss contraception.",
-        "",
-        "**Evidence.** Prolia label, sections 2.1 and 8.3 (verify pregnancy status; "
-        "contraception for at least 5 months after the last dose).",
-    ]
+            f"{tx.lab_text(older[0])} (outside the window)" if older else "none on record"))
+    detail = tx.layout(
+        finding,
+        "Denosumab can cause fetal harm; pregnancy status is verified before starting.",
+        ["Check a urine or serum hCG before the first dose (or document the status verified "
+         "otherwise)", "advise effective contraception during therapy and for at least 5 months "
+         "after the last dose"],
+        [tx.EVIDENCE["prolia-pregnancy"]], lines, t=inp.thresholds)
     return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator="info",
-                source_label="FDA label: Prolia (verify pregnancy status before starting)",
-                detail="\n".join(lines),
+                **tx.source(tx.label_link(drafts)), detail=detail,
                 suggestions=[_hcg(inp, "hcg-urine", "Order urine hCG"),
                              _hcg(inp, "hcg-serum", "Order serum hCG")],
                 selection_behavior="at-most-one",
                 override_reasons=override_reasons("not-of-reproductive-potential",
-                                                  "verified-verbally", "recent-test-elsewhere"),
-                links=[tx.label_link(drafts)])
+                                                  "verified-verbally", "recent-test-elsewhere"))

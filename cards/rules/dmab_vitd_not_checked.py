@@ -48,9 +48,9 @@ def dmab_vitd_not_checked(inp: RuleInput) -> Card | None:
         summary = tx.fit(f"No usable 25-OH vitamin D in the last {span} (latest "
                          f"{latest.date.isoformat()}: {why_not}) before starting denosumab",
                          f"No usable 25-OH vitamin D in the last {span} before starting denosumab")
-        lines = [f"**Finding.** {tx.draft_list(drafts)} ordered as a **start** of denosumab, and the "
-                 f"latest 25-OH vitamin D in the last {span} cannot be used: "
-                 + "; ".join(tx.unusable_finding(l) for l in latest.results) + "."]
+        finding = (f"No usable 25-OH vitamin D in the last {span}: "
+                   + "; ".join(tx.unusable_finding(l) for l in latest.results))
+        lines = [f"Ordered as a start of denosumab: {tx.draft_list(drafts)}"]
         previous = chart.previous_usable("vitamin-d-25oh", latest.date, window)
         if previous is not None:
             lines.append(f"Previous usable result: 25-OH vitamin D {tx.fmt_rounded(previous.value)} ng/mL "
@@ -63,9 +63,10 @@ def dmab_vitd_not_checked(inp: RuleInput) -> Card | None:
         summary = ("No 25-OH vitamin D result in the last 12 months before starting denosumab"
                    if window == 365 else
                    tx.fit(f"No 25-OH vitamin D result in the last {window} days before starting denosumab"))
-        lines = [f"**Finding.** {tx.draft_list(drafts)} ordered as a **start** of denosumab, and no "
-                 f"usable 25-OH vitamin D result is on record between {start.isoformat()} and "
-                 f"{inp.today.isoformat()} ({window} days)."]
+        finding = f"No 25-OH vitamin D result on record in the last {span}"
+        lines = [f"Ordered as a start of denosumab: {tx.draft_list(drafts)}",
+                 f"Looked for: a usable 25-OH vitamin D result between {start.isoformat()} and "
+                 f"{inp.today.isoformat()} ({window} days)"]
         newest = chart.newest_any("vitamin-d-25oh")
         stale = next((lab for lab in chart.labs("vitamin-d-25oh") if lab.usable), None)
         if newest is not None and not newest.usable:
@@ -77,22 +78,17 @@ def dmab_vitd_not_checked(inp: RuleInput) -> Card | None:
         elif newest is None:
             lines.append("No 25-OH vitamin D result of any age is on record (results entered in error "
                          "or cancelled are not counted).")
-    lines += [
-        "",
-        "**Why it matters.** Vitamin D deficiency increases the risk of hypocalcemia after "
-        "denosumab; it should be found and corrected before the first dose.",
-        "",
-        "**What to do.** Check 25-OH vitamin D before the first dose (or document a result from "
-        "elsewhere); supplement vitamin D 400–800 IU and calcium to a total intake of "
-        "1,200–1,500 mg/day throughout treatment.",
-        "",
-        "**Evidence.** Prolia label (all patients should receive calcium and vitamin D); "
-        "Endocrine Society 2019.",
-    ]
+    detail = tx.layout(
+        finding,
+        "Vitamin D deficiency increases the risk of hypocalcemia after denosumab; it should be "
+        "found and corrected before the first dose.",
+        ["Check 25-OH vitamin D before the first dose (or document a result from elsewhere)",
+         "supplement vitamin D 400–800 IU and calcium to a total intake of 1,200–1,500 mg/day "
+         "throughout treatment"],
+        [tx.EVIDENCE["prolia-supplement"], tx.EVIDENCE["endo"]], lines, t=inp.thresholds)
     suggestion = lab_suggestion(inp.orders, "Order 25-OH vitamin D", ["vitamin-d"],
                                 "25-OH vitamin D before starting denosumab")
     return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator="info",
-                source_label="FDA label: Prolia (calcium and vitamin D for all patients)",
-                detail="\n".join(lines), suggestions=[suggestion], selection_behavior="any",
-                override_reasons=override_reasons("result-elsewhere", "supplemented-empirically"),
-                links=[tx.label_link(drafts)])
+                **tx.source(tx.label_link(drafts)), detail=detail,
+                suggestions=[suggestion], selection_behavior="any",
+                override_reasons=override_reasons("result-elsewhere", "supplemented-empirically"))
