@@ -21,19 +21,16 @@ from decimal import Decimal
 
 from cds_service.chart import DENOSUMAB, DraftOrder, Timing
 
-from ..builders import LINKS, denosumab_order, override_reasons
+from ..builders import denosumab_order, override_reasons
 from ..model import Card, Suggestion
 from ..registry import ORDER_HOOKS, RuleInput, rule
 from ._definitions import Evidence, oncology_indication
 from ._dmab_dosing_common import (bone_loss_indication, gctb, metastases_or_myeloma, sections)
-from ._text import BY_TEXT_NOTE, cut
+from . import _text as tx
+from ._text import BY_TEXT_NOTE, cut, escape_record
 
 RULE_ID = "DMAB-DOSE-INDICATION-MISMATCH"
 TITLE = "dose, schedule and indication do not match"
-SOURCE = "Prolia and Xgeva labels (indications and dosing)"
-EVIDENCE = ("seed 001 §Clinical Indications and Dosing (120 mg every 4 weeks for bone metastases; 60 mg "
-            "every 6 months for treatment-induced bone loss; \"not for SRE prevention\"); seed 003 "
-            "§Usage; Prolia and Xgeva labels.")
 #: Schedule limits of RULES.md DMAB-DOSE-INDICATION-MISMATCH (b) (not D10 parameters): a 60 mg
 #: schedule shorter than 5 months, or a 120 mg schedule of 3 months or more, is a mismatch.
 SHORT_60MG_SCHEDULE_MONTHS = Decimal(5)
@@ -75,7 +72,7 @@ def findings_for(inp: RuleInput, d: DraftOrder) -> list[Finding]:
     regimen = d.drug.regimen
     if regimen not in ("60mg", "120mg"):
         return out  # D3: strength unknown → no dose/indication judgement
-    name = cut(d.label)
+    name = escape_record(d.label)   # record text in markdown (§1.2 rule 4)
     months = schedule_months(d.timing) if d.timing else None
     if regimen == "120mg":
         onc = oncology_indication(chart, d)
@@ -122,28 +119,22 @@ def dmab_dose_indication_mismatch(inp: RuleInput) -> Card | None:
         return None
     rank = {"critical": 0, "warning": 1, "info": 2}
     top = min(findings, key=lambda f: rank[f.indicator])
-    lines = [f"{f.text} ({f.indicator})" for f in findings]
-    notes = []
+    lines = [f"{f.text.replace('**', '').rstrip('.')} ({f.indicator})" for f in findings]
     if any(f.draft.drug.by_text for f in findings):
-        notes.append(f"Denosumab was {BY_TEXT_NOTE} on at least one order.")
+        lines.append(f"Denosumab was {BY_TEXT_NOTE} on at least one order")
     if any(f.by_text for f in findings):
-        notes.append(f"An indication was {BY_TEXT_NOTE}.")
-    detail = sections(
-        ("Finding:", lines),
-        ("Why it matters.", "The two denosumab products have different doses, schedules and "
-                            "indications: 60 mg every 6 months for osteoporosis and treatment-induced "
-                            "bone loss; 120 mg every 4 weeks to prevent skeletal-related events from "
-                            "bone metastases and myeloma (giant cell tumour of bone and hypercalcemia "
-                            "of malignancy: 120 mg with loading doses). The wrong one under-treats or "
-                            "over-exposes (hypocalcemia, osteonecrosis of the jaw)."),
-        ("What to do.", "Check the indication and change the order to the matching product and "
-                        "schedule, or record the indication if it is not coded."),
-        ("Data checked.", "Active conditions on the problem list (bone metastases, multiple myeloma, "
-                          "giant cell tumour of bone, hypercalcemia of malignancy, osteoporosis) and the "
-                          "orders' reasons; the orders' dose and timing.repeat."),
-        ("Notes:", notes),
-        ("Evidence.", EVIDENCE),
-    )
+        lines.append(f"An indication was {BY_TEXT_NOTE}")
+    lines.append("Data checked: active conditions on the problem list (bone metastases, multiple "
+                 "myeloma, giant cell tumor of bone, hypercalcemia of malignancy, osteoporosis), "
+                 "the orders' reasons, dose and repeat schedule")
+    detail = tx.layout(
+        top.summary,
+        "The two denosumab products differ: 60 mg every 6 months for osteoporosis and "
+        "treatment-induced bone loss; 120 mg every 4 weeks for bone metastases and myeloma. The "
+        "wrong one under-treats or over-exposes.",
+        ["Check the indication and change the order to the matching product and schedule",
+         "or record the indication if it is not coded"],
+        [tx.EVIDENCE["prolia-xgeva-indications"]], lines, t=inp.thresholds)
     suggestions: list[Suggestion] = []
     for regimen in dict.fromkeys(f.suggest for f in findings):
         s = denosumab_order(inp.orders, regimen)
@@ -156,7 +147,7 @@ def dmab_dose_indication_mismatch(inp: RuleInput) -> Card | None:
         reasons = ("indication-not-coded", "intended-regimen", "cancer-treatment-bone-loss")
     else:
         reasons = ("intended-regimen", "indication-not-coded", "cancer-treatment-bone-loss")
-    return Card(rule_id=RULE_ID, rule_title=TITLE, summary=top.summary, indicator=top.indicator,
-                source_label=SOURCE, detail=detail, suggestions=suggestions,
-                selection_behavior="at-most-one", override_reasons=override_reasons(*reasons),
-                links=[LINKS["xgeva-label"] if top.suggest == "120mg" else LINKS["prolia-label"]])
+    key = "LBL-PROLIA" if top.kind == "b1" or (top.kind == "b" and top.suggest == "60mg") else "LBL-XGEVA"
+    return Card(rule_id=RULE_ID, rule_title=TITLE, summary=tx.summary(top.summary), indicator=top.indicator,
+                **tx.source(key), detail=detail, suggestions=suggestions,
+                selection_behavior="at-most-one", override_reasons=override_reasons(*reasons))

@@ -37,7 +37,11 @@ def test_dmab_duplicate_two_drafts_one_card_naming_both():
     card = f.card_for(cards, RULE)
     assert card["indicator"] == "warning"
     assert card["summary"].startswith("Duplicate denosumab order:") and "Prolia" in card["summary"]
-    assert d1["id"] in card["detail"] and d2["id"] in card["detail"]
+    # v2 (A29): no FHIR id in the text; each draft has its own removal suggestion
+    assert d1["id"] not in card["detail"] and "Prolia 60 mg/mL prefilled syringe" in card["detail"]
+    removed = [a["resourceId"] for s in card["suggestions"] for a in s["actions"]]
+    assert removed == [f"MedicationRequest/{d1['id']}", f"MedicationRequest/{d2['id']}"]
+    assert card["selectionBehavior"] == "at-most-one"
     assert override_codes(card)[0] == "cancel-other-order"
     assert set(override_codes(card)) == {"previous-dose-not-given", "loading-dose", "cancel-other-order"}
 
