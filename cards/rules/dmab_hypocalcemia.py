@@ -22,7 +22,7 @@ from datetime import date
 
 from cds_service.chart import DENOSUMAB, CalciumJudgement, add_months
 
-from ..builders import LINKS, calcium_vitamin_d_order, lab_suggestion, override_reasons
+from ..builders import calcium_vitamin_d_order, lab_suggestion, override_reasons
 from ..model import Card
 from ..registry import ALL_HOOKS, RuleInput, rule
 from ..thresholds import Thresholds
@@ -33,10 +33,6 @@ from ._text import BY_TEXT_NOTE, cut
 
 RULE_ID = "DMAB-HYPOCALCEMIA"
 TITLE = "low calcium with denosumab"
-SOURCE = "FDA label: Prolia/Xgeva (contraindication: hypocalcemia)"
-EVIDENCE = ("seed 001 §Calcium and Vitamin D Supplementation, §Hypocalcemia; seed 002 (low blood "
-            "calcium: may not be suitable; blood test before the injection); seed 003 §Side Effects; "
-            "Prolia and Xgeva labels (contraindication: hypocalcemia; correct before initiating).")
 #: Patient-view look-back for a 120 mg (or unknown-strength) dose: 8 weeks = two 4-weekly
 #: intervals (RULES.md DMAB-HYPOCALCEMIA trigger).
 PV_INTERVALS_120MG = 2
@@ -104,75 +100,64 @@ def dmab_hypocalcemia(inp: RuleInput) -> Card | None:
     summary = _summary(judged, pv_last)
 
     lab = judged.lab
-    finding = [f"Judged calcium: **{judged.describe()}** on {judged.date.isoformat()} "
-               f"({'severe' if judged.severe else 'low'}: limit "
-               + (f"{th.calcium_ionized_low_mmol_l} mmol/L ionized, severe < {th.calcium_ionized_severe_mmol_l}"
-                  if judged.kind == "ionized" else
-                  f"{th.calcium_total_low_mg_dl} mg/dL, severe < {th.calcium_total_severe_mg_dl}")
-               + ").",
-               f"Unit sent: {lab.measured_unit or 'none'}; value used: {judged.value:f} {judged.unit}"
-               + (" after conversion and rounding" if (lab.unit or "") != judged.unit or judged.kind == "albumin-corrected" else "")
-               + "."]
+    details = [f"Limit: " + (f"{th.calcium_ionized_low_mmol_l} mmol/L ionized, severe below "
+                             f"{th.calcium_ionized_severe_mmol_l}" if judged.kind == "ionized" else
+                             f"{th.calcium_total_low_mg_dl} mg/dL, severe below {th.calcium_total_severe_mg_dl}")
+               + f"; unit sent: {tx.escape_record(lab.measured_unit or 'none')}; value used: "
+               f"{judged.value:f} {judged.unit}"
+               + (" after conversion and rounding" if (lab.unit or "") != judged.unit
+                  or judged.kind == "albumin-corrected" else "")]
     if judged.kind == "albumin-corrected" and judged.albumin is not None:
-        finding.append(f"Corrected with albumin {judged.albumin.value:f} g/dL on {judged.albumin.date.isoformat()} "
-                       f"(Ca + 0.8 × ({th.albumin_reference_g_dl} − albumin)).")
+        details.append(f"Corrected with albumin {judged.albumin.value:f} g/dL on "
+                       f"{judged.albumin.date.isoformat()} (Ca + 0.8 × ({th.albumin_reference_g_dl} − albumin))")
     elif judged.kind == "measured" and judged.albumin_unusable is not None:
-        finding.append(judged.albumin_note(tx.escape_record) + " (the measured value is judged).")  # A39
+        details.append(judged.albumin_note(tx.escape_record) + " (the measured value is judged)")  # A39
     elif judged.kind == "measured":
-        finding.append(f"Not albumin-corrected: no albumin below {th.albumin_reference_g_dl} g/dL within "
-                       f"{th.albumin_pairing_days} days of the calcium.")
+        details.append(f"Not albumin-corrected: no albumin below {th.albumin_reference_g_dl} g/dL within "
+                       f"{th.albumin_pairing_days} days of the calcium")
     if lab.reference_range:
-        finding.append(f"Laboratory reference range (shown, not used to decide): {lab.reference_range}.")
+        details.append(f"Laboratory reference range (shown, not used to decide): "
+                       f"{tx.escape_record(lab.reference_range)}")
     if drafts:
-        names = "; ".join(cut(d.label) for d in drafts)
-        finding.append(f"Denosumab order(s) concerned: {names}"
-                       + (f" ({BY_TEXT_NOTE})" if any(d.drug.by_text for d in drafts) else "") + ".")
+        details.append(f"Denosumab order(s) concerned: {tx.draft_list(drafts)}")
     else:
-        doses = "; ".join(f"{d.date.isoformat()} ({d.event.source}"
+        doses = "; ".join(f"{d.date.isoformat()} ({d.source_text()}"
                           + (", regimen unknown" if d.regimen is None else f", {d.regimen.replace('mg', ' mg')}")
                           + ")" for d in pv_doses)
-        finding.append(f"Recent denosumab dose(s): {doses}"
-                       + (f" ({BY_TEXT_NOTE})" if any(d.by_text for d in pv_doses) else "")
-                       + (" — dated from a completed order only (low confidence)"
-                          if any(d.low_confidence for d in pv_doses) else "") + ".")
-
+        details.append(f"Recent denosumab dose(s): {doses}"
+                       + (f" ({BY_TEXT_NOTE})" if any(d.by_text for d in pv_doses) else ""))
     risks = _risk_factors(inp)
+    details.append("Risk factors: " + ("; ".join(risks) if risks else
+                                       "none of advanced kidney disease, dialysis or calcimimetic on record"))
     others = [lab_summary(chart.newest_any(c), label) for c, label in
               (("magnesium", "magnesium"), ("phosphate", "phosphate"),
                ("vitamin-d-25oh", "25-OH vitamin D"), ("pth-intact", "intact PTH"))]
+    details.append("Other minerals (newest result, any date): " + "; ".join(others))
     on_supplement = supplement_on_list(inp)
-    todo = ("Correct hypocalcemia before dosing (hypocalcemia is a contraindication): repeat calcium "
-            "with albumin, check magnesium, phosphate, 25-OH vitamin D and PTH, and replace calcium "
-            "and vitamin D." if drafts else
-            "Calcium is low after a recent denosumab dose: repeat calcium with albumin, check "
-            "magnesium, phosphate, 25-OH vitamin D and PTH, replace calcium and vitamin D, and do "
-            "not give the next dose until calcium is corrected.")
-    detail = sections(
-        ("Finding.", finding),
-        ("Why it matters.", "Denosumab lowers calcium further; severe hypocalcemia (tingling, "
-                            "cramps, tetany, seizures, arrhythmia) has caused hospitalisation and "
-                            "death. Risk is highest in advanced CKD/dialysis and with calcimimetics."),
-        ("What to do.", todo),
-        ("Risk factors found:", risks or ["none of advanced CKD, dialysis or calcimimetic on record"]),
-        ("Other minerals (newest result, any date):", others),
-        ("Supplements.", "A calcium or vitamin D product is on the medication list." if on_supplement
-         else "No calcium or vitamin D supplement found on the medication list (active orders or "
-              f"statements, dispenses in the last {param(inp, 'medication_dispense_recent_days')} days)."),
-        ("Evidence.", EVIDENCE),
-    )
+    details.append("Supplements: " + ("a calcium or vitamin D product is on the medication list"
+                                      if on_supplement else "none found on the medication list"))
+    todo = (["Correct hypocalcemia before dosing (it is a contraindication)"] if drafts else
+            ["Do not give the next dose until calcium is corrected"])
+    todo += ["repeat calcium with albumin; check magnesium, phosphate, 25-OH vitamin D and PTH",
+             "replace calcium and vitamin D"]
+    detail = tx.layout(
+        f"{'Severe' if judged.severe else 'Low'} calcium: {judged.describe()} on {judged.date.isoformat()}",
+        "Denosumab lowers calcium further; severe hypocalcemia has caused hospitalisation and death.",
+        todo, [tx.EVIDENCE["prolia-xgeva-hypocalcemia"]], details, t=th)
     ctx = inp.orders
     reason = "Low calcium with denosumab"
     suggestions = [lab_suggestion(ctx, "Repeat calcium + albumin", ("calcium", "albumin"), reason),
-                   lab_suggestion(ctx, "Check magnesium, 25-OH vitamin D and PTH",
-                                  ("magnesium", "vitamin-d", "pth"), reason)]
+                   lab_suggestion(ctx, "Order magnesium", ("magnesium",), reason),
+                   lab_suggestion(ctx, "Order 25-OH vitamin D", ("vitamin-d",), reason),
+                   lab_suggestion(ctx, "Order PTH", ("pth",), reason)]
     if not on_supplement:
         suggestions.append(calcium_vitamin_d_order(ctx))
-    return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator=indicator,
-                source_label=SOURCE, detail=detail, suggestions=suggestions,
-                selection_behavior="any",
+    suggestions += tx.remove_drafts(drafts)
+    return Card(rule_id=RULE_ID, rule_title=TITLE, summary=tx.summary(summary), indicator=indicator,
+                **tx.source(tx.label_link(drafts) if drafts else "LBL-PROLIA"), detail=detail,
+                suggestions=suggestions, selection_behavior="any",
                 override_reasons=override_reasons("repeat-result-normal", "treating-hypocalcemia",
-                                                  "specialist-supervised"),
-                links=[LINKS["prolia-label"]])
+                                                  "specialist-supervised"))
 
 
 def _risk_factors(inp: RuleInput) -> list[str]:
@@ -184,7 +169,7 @@ def _risk_factors(inp: RuleInput) -> list[str]:
         out.append(f"advanced CKD: {lab_summary(ckd.egfr, 'eGFR')}")
     out += [f"severe kidney disease: {s}" for s in severe_kidney_records(chart, th)]
     for r in calcimimetic_records(inp):
-        out.append(f"calcimimetic: {cut(r.drug.name)} ({r.ref})")
+        out.append(f"calcimimetic: {tx.escape_record(r.drug.name)}")
     return out
 
 

@@ -63,7 +63,7 @@ def codes_of(card: dict[str, Any]) -> list[str]:
     out: list[str] = []
     for s in card.get("suggestions", []):
         for a in s.get("actions", []):
-            res = a["resource"]
+            res = a.get("resource", {})   # a delete action (remove the draft) carries none
             for key in ("medicationCodeableConcept", "code"):
                 for c in (res.get(key) or {}).get("coding", []):
                     out.append(c["code"])
