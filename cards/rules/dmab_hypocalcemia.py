@@ -135,7 +135,8 @@ def dmab_hypocalcemia(inp: RuleInput) -> Card | None:
     details.append("Other minerals (newest result, any date): " + "; ".join(others))
     on_supplement = supplement_on_list(inp)
     details.append("Supplements: " + ("a calcium or vitamin D product is on the medication list"
-                                      if on_supplement else "none found on the medication list"))
+                                      if on_supplement else "No calcium or vitamin D supplement "
+                                      "found on the medication list"))
     todo = (["Correct hypocalcemia before dosing (it is a contraindication)"] if drafts else
             ["Do not give the next dose until calcium is corrected"])
     todo += ["repeat calcium with albumin; check magnesium, phosphate, 25-OH vitamin D and PTH",
