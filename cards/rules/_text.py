@@ -133,9 +133,9 @@ def layout(finding: str, why: str, todo: Sequence[str], evidence: Sequence[str],
         keep = max(len(finding_text) - over, 60)
         finding_text = _sentence(_cut_markdown(finding_text, keep)) if keep < len(finding_text) else finding_text
         over = len(main()) - main_max
-    if over > 0:  # the fixed text alone is too long: a defect the text tests catch; still bounded
-        return _cut_markdown(main(), main_max)
     text = main()
+    if over > 0:  # the fixed text alone is too long: a defect the text tests catch; still bounded
+        text = _cut_markdown(text, main_max)
     bullets = [b.strip() for b in details if b and b.strip()]
     if not bullets:
         return text

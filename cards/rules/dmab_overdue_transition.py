@@ -28,18 +28,20 @@ from ..registry import MEDS, PATIENT_VIEW, RuleInput, rule
 from ..thresholds import Thresholds
 from ._dmab_dosing_common import (Dose, deliberate_stop, followon_after, lab_summary, last_denosumab_dose,
                                   planned_orders_after, sections, severe_kidney_records)
+from . import _text as tx
 from ._text import BY_TEXT_NOTE
+
+#: A deliberate stop's record type in words (never a FHIR id, §1.2 rule 1).
+_STOP_WORDS = {"MedicationRequest": "order", "MedicationStatement": "medication statement",
+               "MedicationDispense": "dispense", "MedicationAdministration": "administration"}
 
 RULE_ID = "DMAB-OVERDUE-TRANSITION"
 TITLE = "denosumab overdue or stopped without a follow-on plan"
-SOURCE = "Prolia label (rebound fractures after stopping) and ECTS 2021 (Tsourdi)"
-
-EVIDENCE = ("seed 001 §Rebound Bone Loss and Multiple Vertebral Fractures, §Critical Clinical "
-            "Pitfalls #1; seed 002 §Ending your treatment; seed 003 FAQ (long-term effects); "
-            "Prolia label (multiple vertebral fractures after discontinuation; missed-dose "
-            "instruction); ECTS position, Tsourdi et al., JCEM 2021 (alternative antiresorptive 6 "
-            "months after the final injection); Endocrine Society osteoporosis guideline 2019/2020 "
-            "update (do not stop without a follow-on agent).")
+#: §6.2 source of every variant (A31) and the card's public evidence (A29).
+SOURCE_KEY = "LBL-PROLIA"
+EVIDENCE = ("Prolia label (vertebral fractures after stopping; missed dose); ECTS position "
+            "statement (Tsourdi et al., J Clin Endocrinol Metab 2021); Endocrine Society "
+            "guideline 2019/2020")
 
 
 def transition_date(last: date, today: date, th: Thresholds) -> date:
@@ -116,54 +118,44 @@ def _card(inp: RuleInput, last: Dose, due: date, overdue_after: date, stop) -> C
         summary = (f"Denosumab overdue: last 60 mg dose {L.isoformat()} ({n_months} months ago), "
                    "no follow-on therapy. Give now (kidney: no zoledronic acid)")
 
-    finding = (f"Last denosumab 60 mg dose on **{L.isoformat()}**, {n_months} calendar months "
-               f"({n_days} days) ago, {last.source_text()}. The next dose was due on "
-               f"{due.isoformat()} (every {th.dmab60_interval_months} months) and is overdue after "
-               f"{overdue_after.isoformat()}.")
-    if last.by_text:
-        finding += f" Denosumab was {BY_TEXT_NOTE} ({last.name})."
+    details = [f"Last dose: {L.isoformat()}, {n_months} calendar months ({n_days} days) ago, "
+               f"{last.source_text()}; next dose was due {due.isoformat()} (every "
+               f"{th.dmab60_interval_months} months), overdue after {overdue_after.isoformat()}"
+               + (f"; denosumab {BY_TEXT_NOTE} ({tx.escape_record(last.name)})" if last.by_text else "")]
     if stop is not None:
-        finding += (f" Denosumab was **deliberately stopped** ({stop.ref}, status {stop.status}, dated "
-                    f"{(stop.end or stop.date).isoformat()}): stopping is exactly the hazard, so the "
-                    "transition is planned for 6 months after the last injection.")
+        details.append(f"Deliberately stopped: {_STOP_WORDS.get(stop.resource_type, 'record')} with "
+                       f"status {stop.status}, dated {(stop.end or stop.date).isoformat()}; the "
+                       "transition is planned for 6 months after the last injection")
+        finding = (f"Denosumab stopped: last 60 mg dose {L.isoformat()}, {n_months} months ago; "
+                   "no follow-on therapy on record")
+    else:
+        finding = (f"Denosumab overdue: last 60 mg dose {L.isoformat()}, {n_months} months ago "
+                   f"(due {due.isoformat()}); no follow-on therapy on record")
     calcium = chart.calcium(th.calcium_lookback_days, th.calcium_limits)
-    data = [
-        "Latest " + (lab_summary(egfr, "eGFR") if egfr else
-                     f"eGFR: none in the last {th.egfr_lookback_days_denosumab} days — check before an infusion"),
-        "Calcium: " + (f"{calcium.describe()} on {calcium.date.isoformat()}" if calcium else
-                       f"none in the last {th.calcium_lookback_days} days — check before any antiresorptive"),
-    ]
     if not chart.known("Observation"):
-        data = ["Laboratory results could not be obtained: calcium and eGFR were not checked."]
+        details.append("Laboratory results could not be obtained: calcium and eGFR were not checked")
+    else:
+        details.append("Latest " + (lab_summary(egfr, "eGFR") if egfr else
+                                    f"eGFR: none in the last {th.egfr_lookback_days_denosumab} days"))
+        details.append("Calcium: " + (f"{calcium.describe()} on {calcium.date.isoformat()}" if calcium
+                                      else f"none in the last {th.calcium_lookback_days} days"))
     if zol_why:
-        data.append(zol_why)
-    todo = [
-        "**Resume denosumab** 60 mg SC now (label: give a missed dose as soon as possible, then "
-        "every 6 months from that date), or",
-        (f"**Transition to zoledronic acid 5 mg IV** on {T.isoformat()}"
-         + (" (6 months after the last injection has passed: as soon as possible)" if T == today else
-            " (6 months after the last injection, ECTS)")
-         + f": check eGFR ≥ {th.egfr_cutoff_zoledronic_5mg} and calcium first; consider bone turnover "
-           "markers 3 and 6 months after; repeat the infusion as the specialist advises." if zol_ok else
-         "**Zoledronic acid** is not suggested at this kidney function (see below)."),
-        "An oral bisphosphonate is an alternative if IV therapy is not possible.",
-        "Assess for new vertebral fractures if there is back pain or height loss.",
-    ]
-    not_found = (f"No follow-on antiresorptive after {L.isoformat()}: no bisphosphonate "
-                 "administration, dispense, statement or order, and no denosumab dose or active "
-                 "order dated after the last dose (MedicationAdministration, MedicationDispense, "
-                 "MedicationStatement and MedicationRequest searched; entered-in-error, cancelled "
-                 "and not-done records do not count).")
-    detail = sections(
-        ("Finding.", finding),
-        ("Why it matters.", "Denosumab's effect wears off within months of the last injection. "
-                            "Stopping or delaying it without a follow-on antiresorptive causes "
-                            "rebound bone loss and multiple vertebral fractures."),
-        ("What to do (one of):", todo),
-        ("Data checked:", data),
-        ("Not found.", not_found),
-        ("Evidence.", EVIDENCE),
-    )
+        details.append(zol_why.rstrip("."))
+    details.append(f"Not found: a bisphosphonate administration, dispense, statement or order, or a "
+                   f"denosumab dose or active order, dated after {L.isoformat()} (entered-in-error, "
+                   "cancelled and not-done records do not count)")
+    todo = ["Resume denosumab 60 mg now, then every 6 months",
+            (f"or zoledronic acid 5 mg IV on {T.isoformat()}"
+             + (" (as soon as possible)" if T == today else "")
+             + " after a kidney and calcium check" if zol_ok else
+             "zoledronic acid is not suggested at this kidney function"),
+            "an oral bisphosphonate if IV is not possible",
+            "look for vertebral fractures if back pain or height loss"]
+    detail = tx.layout(
+        finding,
+        "Stopping or delaying denosumab without a follow-on antiresorptive causes rebound bone "
+        "loss and multiple vertebral fractures.",
+        todo, [EVIDENCE], details, t=th)
 
     ctx: OrderContext = inp.orders
     suggestions: list[Suggestion] = [denosumab_order(ctx, "60mg")]
@@ -179,7 +171,7 @@ def _card(inp: RuleInput, last: Dose, due: date, overdue_after: date, stop) -> C
                 "end-of-life-care") if stop is not None else
                ("dose-given-elsewhere", "transition-planned", "specialist-decision", "patient-declined",
                 "end-of-life-care"))
-    return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator="warning",
-                source_label=SOURCE, detail=detail, suggestions=suggestions,
+    return Card(rule_id=RULE_ID, rule_title=TITLE, summary=tx.summary(summary), indicator="warning",
+                **tx.source(SOURCE_KEY), detail=detail, suggestions=suggestions,
                 selection_behavior="at-most-one", override_reasons=override_reasons(*reasons),
                 links=[LINKS["ects-2021"]])

@@ -120,7 +120,7 @@ def test_dmab_overdue_transition_regimen_from_dose_or_other_record():
     cards = pv([f.administration(f.DMAB_IN, "2026-03-31"),
                 f.request(f.DMAB60, "2026-03-30", status="completed"), *normal_labs()])
     card = f.card_for(cards, RULE)
-    assert card and "MedicationAdministration" in card["detail"]
+    assert card and "administration record" in card["detail"]   # v2 (A29): in words, no FHIR type
 
 
 def test_dmab_overdue_transition_text_only_drug_says_so():
