@@ -61,22 +61,22 @@ def dmab_ckd_calcium_monitoring(inp: RuleInput) -> Card | None:
     summary = tx.fit("Advanced CKD (" + ", ".join(phrases) + tail,
                      "Advanced CKD (" + phrases[0] + tail)
 
-    lines = ["**Finding.** " + tx.draft_list(drafts) + " ordered for a patient with advanced "
-             "chronic kidney disease. Evidence used: " + "; ".join(ckd.words()) + "."]
+    finding = "Advanced kidney disease: " + "; ".join(ckd.words())
+    lines = [f"Ordered: {tx.draft_list(drafts)}"]
     latest = ckd.latest_egfr
     if latest is not None and ckd.egfr is None:
         lines.append(f"The latest eGFR, {tx.lab_text(latest)}, is not below {t.egfr_advanced_ckd}, "
                      "but the diagnosis on record is used (a recorded CKD stage 4/5 or dialysis "
-                     "wins over a single eGFR).")
+                     "wins over a single eGFR)")
     elif latest is None:
         egfr_day = chart.egfr_day(t.egfr_lookback_days_denosumab)
         if egfr_day.present_unusable:   # A39: an unusable latest eGFR is not "< 30"; named, not judged
             lines.append(f"The latest eGFR cannot be used ({tx.unusable_finding(egfr_day.results[0])}); "
-                         "the diagnosis on record is used.")
+                         "the diagnosis on record is used")
         else:
             lines.append(f"No usable eGFR in the last {t.egfr_lookback_days_denosumab} days"
                          + (f" (last: {tx.lab_text(chart.newest_any('egfr'))})" if chart.newest_any("egfr") else
-                            " (none on record)") + "; the diagnosis on record is used.")
+                            " (none on record)") + "; the diagnosis on record is used")
     context: list[str] = []
     for concept, words in (("pth-intact", "intact PTH"), ("vitamin-d-25oh", "25-OH vitamin D"),
                            ("phosphate", "phosphate")):
@@ -87,8 +87,8 @@ def dmab_ckd_calcium_monitoring(inp: RuleInput) -> Card | None:
     if calcium_day.present_unusable:
         # A39: a latest calcium date whose results are all unusable is no usable calcium: said in
         # the finding, and the older calcium is not used as monitoring evidence
-        lines[0] += (f" No usable calcium in the last {t.calcium_lookback_days} days: "
-                     + "; ".join(tx.unusable_finding(l) for l in calcium_day.results) + ".")
+        finding += (f". No usable calcium in the last {t.calcium_lookback_days} days: "
+                    + "; ".join(tx.unusable_finding(l) for l in calcium_day.results))
         previous = chart.previous_calcium(t.calcium_lookback_days, calcium_day.date, t.calcium_limits)
         context.append("calcium: latest not usable" + (
             f"; previous {previous.describe()} on {previous.date.isoformat()} — not used: a newer "
@@ -96,43 +96,39 @@ def dmab_ckd_calcium_monitoring(inp: RuleInput) -> Card | None:
     else:
         context.append(f"{judged.describe()} on {judged.date.isoformat()}" if judged else
                        f"calcium: none in the last {t.calcium_lookback_days} days")
-    lines.append("CKD-MBD data on record: " + "; ".join(context) + ".")
-    regimen_note = (" For the 120 mg regimen the Xgeva label also notes a higher risk of "
-                    "hypocalcemia with CrCl < 30 or dialysis."
-                    if any(d.drug.regimen == "120mg" for d in drafts) else "")
-    lines += [
-        "",
-        "**Why it matters.** The FDA added a boxed warning (2024) to denosumab 60 mg products: "
-        "severe, sometimes fatal hypocalcemia in advanced CKD (eGFR < 30) including dialysis; "
-        "CKD-mineral bone disorder (CKD-MBD) raises the risk further. Denosumab is not "
-        "contraindicated and needs no renal dose adjustment; the risk is managed by preparation "
-        "and monitoring." + regimen_note,
-        "",
-        "**What to do.** Before the dose assess CKD-MBD (intact PTH, calcium, phosphate, 25-OH and "
-        "1,25-(OH)2 vitamin D, bone turnover) and correct calcium and vitamin D; treatment should "
-        "be supervised by a clinician experienced in CKD-MBD. Monitor serum calcium weekly for "
-        "the first month after each dose, then monthly; ensure adequate calcium and active "
-        "vitamin D as nephrology directs.",
-        "",
-        "**Evidence.** Prolia label, boxed warning and section 5.1 (2024); FDA Drug Safety "
-        "Communication 19 Jan 2024.",
-    ]
+    lines.append("Mineral and bone data on record: " + "; ".join(context))
+    if any(d.drug.regimen == "120mg" for d in drafts):
+        lines.append("For the 120 mg regimen the Xgeva label also notes a higher risk of "
+                     "hypocalcemia with creatinine clearance below 30 mL/min or dialysis")
+    detail = tx.layout(
+        finding,
+        "Severe, sometimes fatal hypocalcemia occurs with denosumab in advanced kidney disease, "
+        "including dialysis; the drug is not contraindicated, the risk is managed by preparation "
+        "and monitoring.",
+        ["Before the dose check calcium, phosphate, PTH and 25-OH vitamin D, supervised by a "
+         "clinician experienced in kidney mineral bone disorder", "ensure adequate calcium and "
+         "(active) vitamin D", "calcium weekly for the first month after the dose, then monthly"],
+        [tx.EVIDENCE["prolia-boxed"], tx.EVIDENCE["fda-dsc"]]
+        + ([tx.EVIDENCE["xgeva-renal"]] if any(d.drug.regimen == "120mg" for d in drafts) else []),
+        lines, t=t)
 
     ctx = inp.orders
     start = inp.today + timedelta(days=MONITORING_START_DAYS)
-    weekly = lab_request(ctx, "calcium", "Weekly calcium after denosumab in advanced CKD "
-                         "(FDA boxed warning)", weekly_count=MONITORING_WEEKS, start=start)
+    weekly = lab_request(ctx, "calcium", "Weekly calcium after denosumab in advanced kidney disease",
+                         weekly_count=MONITORING_WEEKS, start=start)
     suggestions = [
+        lab_suggestion(ctx, "Order calcium + albumin now", ["calcium", "albumin"],
+                       "Calcium before denosumab in advanced kidney disease"),
         Suggestion(f"Order calcium weekly × {MONITORING_WEEKS} from {start.isoformat()}",
                    [Action(f"Order serum calcium weekly × {MONITORING_WEEKS}, starting "
                            f"{start.isoformat()}", weekly)]),
         lab_suggestion(ctx, "Order PTH, phosphate and 25-OH vitamin D before the dose",
                        ["pth", "phosphate", "vitamin-d"],
-                       "CKD-MBD assessment before denosumab (FDA boxed warning)"),
+                       "Mineral and bone assessment before denosumab"),
     ]
     return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator="warning",
-                source_label="FDA label: Prolia (2024 boxed warning)", detail="\n".join(lines),
+                **tx.source(tx.label_link(drafts)), detail=detail,
                 suggestions=suggestions, selection_behavior="any",
                 override_reasons=override_reasons("nephrology-supervised", "monitoring-arranged",
-                                                  "benefit-outweighs-risk"),
+                                                  "benefit-outweighs-risk", "specialist-supervised"),
                 links=[LINKS["fda-dsc-2024"]])

@@ -31,7 +31,8 @@ def test_dmab_ckd_card_shape_and_weekly_calcium_suggestion(hook: str) -> None:
     assert card["indicator"] == "warning"
     assert card["summary"] == (f"Advanced CKD (eGFR 22 on {ago(15).isoformat()}): high risk of severe "
                                "hypocalcemia with denosumab")
-    assert card["source"]["label"] == "FDA label: Prolia (2024 boxed warning)"
+    assert card["source"]["label"] == "FDA label: Prolia (denosumab) 60 mg"   # v2 (§6.2, A31)
+    assert card["source"]["url"].endswith("setid=49e5afe9-a0c7-40c4-af9f-f287a80c5c88")
     assert override_codes(card) == ["nephrology-supervised", "monitoring-arranged", "benefit-outweighs-risk"]
     assert card["selectionBehavior"] == "any"
     weekly, pth, phos, vitd = suggestion_resources(card)
