@@ -105,75 +105,70 @@ def ar_renal_function_unknown(inp: RuleInput) -> Card | None:
                          f"{why_not}): check kidney function first")
     else:
         crea = f" (creatinine {creatinine.describe()} on {creatinine.date.isoformat()})" if creatinine else ""
-        summary = f"No eGFR in the last {window} days before {agent}{crea}: check kidney function first"
-        if len(summary) >= 140:
-            summary = f"No eGFR in the last {window} days before {agent}: check kidney function first"
+        summary = tx.fit(f"No eGFR in the last {window} days before {agent}{crea}: check kidney function first",
+                         f"No eGFR in the last {window} days before {agent}: check kidney function first")
 
     start = inp.today - timedelta(days=window)
+    lines = [f"Ordered: {tx.draft_list(concerned)}; no active CKD stage 4/5, end-stage renal "
+             "disease or dialysis record was found"]
     if latest.present_unusable:
         previous = inp.chart.previous_egfr(window, latest.date)
-        finding = (f"**Finding.** {tx.draft_list(concerned)} ordered; the latest eGFR in the last "
-                   f"{window} days cannot be used: "
-                   + "; ".join(tx.unusable_finding(l) for l in latest.results)
-                   + ". No active CKD stage 4/5, end-stage renal disease or dialysis record was found.")
+        finding = (f"No usable eGFR in the last {window} days: "
+                   + "; ".join(tx.unusable_finding(l) for l in latest.results))
         crossed = _cutoff_crossed(inp, previous, concerned) if previous is not None else None
         if previous is not None and crossed is not None:
-            finding += (f" The previous result, {_egfr_words(previous)} on "
-                        f"{previous.date.isoformat()}, was below {crossed}.")
-        lines = [finding]
+            finding += (f". The previous result, {_egfr_words(previous)} on "
+                        f"{previous.date.isoformat()}, was below {crossed}")
     else:
         previous = None
-        lines = [f"**Finding.** {tx.draft_list(concerned)} ordered; no usable eGFR is on record in the "
-                 f"last {window} days ({start.isoformat()} to {inp.today.isoformat()}), and no active "
-                 "CKD stage 4/5, end-stage renal disease or dialysis record was found."]
+        finding = f"No eGFR or creatinine clearance on record in the last {window} days"
+        lines.append(f"Looked for: a usable eGFR from {start.isoformat()} to {inp.today.isoformat()}")
     windows = sorted({window_for(inp, d) for d in concerned})
     if len(windows) > 1:
-        lines.append("Windows: " + "; ".join(f"{d.label}: {window_for(inp, d)} days" for d in concerned) + ".")
+        lines.append("Windows: " + "; ".join(f"{tx.escape_record(d.label)}: {window_for(inp, d)} days"
+                                             for d in concerned))
     if previous is not None:
         lines.append(f"Previous usable eGFR: {_egfr_words(previous)} on {previous.date.isoformat()} "
-                     "— not used: a newer result exists.")
+                     "— not used: a newer result exists")
     elif latest.present_unusable:
         stale = inp.chart.previous_egfr(None, latest.date)  # type: ignore[arg-type]
         lines.append("Last usable eGFR: " + (
             f"{_egfr_words(stale)} on {stale.date.isoformat()} "
-            f"({(inp.today - stale.date).days} days old, stale)." if stale else "none on record."))
+            f"({(inp.today - stale.date).days} days old, stale)" if stale else "none on record"))
     else:
-        lines.append(f"Last eGFR: {_describe_newest(inp.chart.newest_any('egfr'), inp.today)}.")
+        lines.append(f"Last eGFR: {_describe_newest(inp.chart.newest_any('egfr'), inp.today)}")
     if creatinine is not None:
         lines.append(f"Serum creatinine {tx.lab_text(creatinine)} is on record without an eGFR "
-                     "(this service does not calculate eGFR from it; a calculated CKD-EPI 2021 "
-                     "value needs age and sex and must be labelled \"calculated\").")
+                     "(this service does not calculate eGFR from it)")
     else:
         older = inp.chart.newest_any("creatinine")
         lines.append("No usable serum creatinine in the window either" + (
-            f" (last: {tx.lab_text(older) if older.usable else tx.unusable_finding(older)})."
-            if older else " (none on record)."))
-    lines.append("")
-    why = ["Kidney function decides how these drugs are used:"]
+            f" (last: {tx.lab_text(older) if older.usable else tx.unusable_finding(older)})"
+            if older else " (none on record)"))
+    why = []
     if any(d.drug.drug_class == DENOSUMAB for d in concerned):
-        why.append("denosumab carries a boxed warning for severe hypocalcemia when eGFR is below "
-                   "30 or on dialysis (FDA 2024) — evaluate kidney function before prescribing;")
+        why.append("denosumab can cause severe hypocalcemia when kidney function is low")
     if iv:
-        why.append("IV bisphosphonates are renally cleared: zoledronic acid 5 mg is contraindicated "
-                   "with CrCl < 35 and the label asks for creatinine before each dose;")
-    if any(d.drug.is_oral_bisphosphonate or (d.drug.drug_class != DENOSUMAB and not d.drug.is_iv_bisphosphonate)
-           for d in concerned):
-        why.append("oral bisphosphonates are not recommended below CrCl 30–35;")
-    lines.append("**Why it matters.** " + " ".join(why).rstrip(";") + ".")
-    lines.append("")
-    lines.append("**What to do.** Check creatinine with eGFR before the dose"
-                 + (" (within 30 days of an IV bisphosphonate)" if iv else "")
-                 + "; labels use Cockcroft-Gault creatinine clearance (needs weight).")
-    lines.append("")
-    lines.append("**Evidence.** FDA Drug Safety Communication 19 Jan 2024 (Prolia boxed warning); "
-                 "Reclast label (measure CrCl before each dose).")
+        why.append("IV bisphosphonates are cleared by the kidney and need kidney function before each dose")
+    if not why or any(d.drug.drug_class != DENOSUMAB and not d.drug.is_iv_bisphosphonate for d in concerned):
+        why.append("oral bisphosphonates are not recommended below a creatinine clearance of 30–35")
+    evidence = []
+    if any(d.drug.drug_class == DENOSUMAB for d in concerned):
+        evidence.append(tx.EVIDENCE["fda-dsc"] + " (evaluate kidney function before starting Prolia)")
+    if iv or not evidence:
+        evidence.append(tx.EVIDENCE["reclast-renal"] if iv else tx.EVIDENCE["bp-renal"])
+    detail = tx.layout(
+        finding, "Kidney function decides how these drugs are used: " + "; ".join(why) + ".",
+        ["Check creatinine with eGFR before the dose" + (" (within 30 days of an IV bisphosphonate)" if iv else ""),
+         "labels use creatinine clearance (Cockcroft-Gault, needs weight)"],
+        evidence, lines, t=inp.thresholds)
     if iv:
-        source, link = "FDA label: Reclast (measure creatinine clearance before each dose)", tx.label_link(iv)
+        link = tx.label_link(iv)
     elif any(d.drug.drug_class == DENOSUMAB for d in concerned):
-        source, link = "FDA Drug Safety Communication 2024 (Prolia boxed warning)", LINKS["fda-dsc-2024"]
+        link = tx.label_link([d for d in concerned if d.drug.drug_class == DENOSUMAB])
     else:
-        source, link = "FDA label: Fosamax (not recommended with CrCl < 35)", tx.label_link(concerned)
+        link = tx.label_link(concerned)
     return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator=indicator,
-                source_label=source, detail="\n".join(lines), suggestions=[_suggestion(inp.orders)],
+                **tx.source(link), detail=detail, suggestions=[_suggestion(inp.orders)],
                 selection_behavior="any", override_reasons=override_reasons("result-elsewhere", "drawn-today"),
-                links=[link])
+                links=[LINKS["fda-dsc-2024"]] if any(d.drug.drug_class == DENOSUMAB for d in concerned) else [])

@@ -33,9 +33,10 @@ def test_dmab_ckd_card_shape_and_weekly_calcium_suggestion(hook: str) -> None:
                                "hypocalcemia with denosumab")
     assert card["source"]["label"] == "FDA label: Prolia (denosumab) 60 mg"   # v2 (§6.2, A31)
     assert card["source"]["url"].endswith("setid=49e5afe9-a0c7-40c4-af9f-f287a80c5c88")
-    assert override_codes(card) == ["nephrology-supervised", "monitoring-arranged", "benefit-outweighs-risk"]
+    assert override_codes(card) == ["nephrology-supervised", "monitoring-arranged", "benefit-outweighs-risk",
+                                   "specialist-supervised"]   # catalog v2 template
     assert card["selectionBehavior"] == "any"
-    weekly, pth, phos, vitd = suggestion_resources(card)
+    _calcium, _albumin, weekly, pth, phos, vitd = suggestion_resources(card)   # v2: calcium + albumin first
     assert resource_codes(weekly) == ["17861-6"]
     assert weekly["occurrenceTiming"]["repeat"] == {
         "frequency": 1, "period": 1, "periodUnit": "wk", "count": 4,
@@ -150,7 +151,7 @@ def test_a39_unusable_latest_egfr_with_a_diagnosis_names_it_and_uses_the_diagnos
     card = run(RULE, res, drafts=[draft()])
     assert card is not None
     assert (f'The latest eGFR cannot be used (eGFR 13 on {ago(2).isoformat()}: unit not recognised '
-            '("mL/s")); the diagnosis on record is used.') in card["detail"]
+            '("mL/s")); the diagnosis on record is used') in card["detail"]
 
 
 def test_a39_unusable_latest_calcium_is_no_usable_calcium_and_the_card_says_so() -> None:
