@@ -223,3 +223,36 @@ def test_at_most_five_override_reasons_most_likely_first() -> None:
 def test_every_override_code_has_a_display_and_a_mapping() -> None:
     table = _override_value_set()
     assert len(table) >= 59 and all(display and hl7 for display, hl7 in table.values())
+
+
+# ---- record text through the rules (A33) ------------------------------------------------------
+
+EVIL = "[Renew order](https://evil.example/x) <img src=x> **# now**"
+
+
+def test_condition_text_is_escaped_in_the_detail_and_plain_in_the_summary() -> None:
+    from tests.factory import condition, draft, patient
+    from tests.rules._helpers import ago, run
+    card = run("DMAB-ACTIVE-INFECTION", [patient(), condition("68226007", text=EVIL, onset=ago(3))],
+               drafts=[draft()])
+    assert card is not None
+    assert card["summary"].startswith("Active infection on record ([Renew order](https://evil")
+    assert "\\" not in card["summary"] and len(card["summary"]) <= 140   # plain text, one line, cut
+    detail = card["detail"]
+    assert r"\[Renew order\]\(https:\/\/evil\.example" in detail      # never a link
+    assert "<" not in detail and "&lt;i" in detail and "](" not in detail
+    assert card_text_problems(card) == []
+
+
+def test_drug_text_is_escaped_and_cut_in_the_detail() -> None:
+    from tests.factory import condition, draft, patient
+    from tests.rules._helpers import ago, run
+    name = "Prolia 60 mg [click](javascript:alert(1)) " + "x" * 40
+    card = run("DMAB-ACTIVE-INFECTION", [patient(), condition("68226007", text="Cellulitis", onset=ago(3))],
+               drafts=[draft(None, text=name)])
+    assert card is not None
+    assert r"Prolia 60 mg \[click\]\(javascript:alert\(1\)" in card["detail"] and "](" not in card["detail"]
+    label = card["suggestions"][0]["label"]
+    assert label.startswith("Remove the draft Prolia 60 mg [click]") and "\\" not in label
+    assert len(label) <= len("Remove the draft  order") + 40
+    assert card_text_problems(card) == []
