@@ -33,7 +33,7 @@ from . import _definitions as defs
 from . import _text as tx
 
 RULE_ID = "AR-RENAL-FUNCTION-UNKNOWN"
-TITLE = "No recent eGFR"
+TITLE = "No recent kidney function"
 
 
 def window_for(inp: RuleInput, draft: DraftOrder) -> int:

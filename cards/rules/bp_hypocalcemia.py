@@ -24,7 +24,7 @@ from . import _bp_common as bp
 from . import _text as tx
 
 RULE_ID = "BP-HYPOCALCEMIA"
-TITLE = "Low calcium before a bisphosphonate"
+TITLE = "Low calcium with a bisphosphonate"
 
 
 def _summary(j: CalciumJudgement, agent: str) -> str:

@@ -26,7 +26,7 @@ from . import _definitions as defs
 from . import _text as tx
 
 RULE_ID = "DMAB-CKD-CALCIUM-MONITORING"
-TITLE = "Advanced CKD or dialysis with denosumab"
+TITLE = "Predisposed to severe hypocalcemia with denosumab"
 #: The weekly calcium series starts this many days after the dose (catalog: "7 days after").
 MONITORING_START_DAYS = 7
 MONITORING_WEEKS = 4

@@ -27,7 +27,7 @@ from . import _text as tx
 from ._text import BY_TEXT_NOTE
 
 RULE_ID = "DMAB-DOSE-DUE"
-TITLE = "next 6-monthly dose due and no order on file"
+TITLE = "Next 6-monthly dose due and no order on file"
 
 
 @rule(RULE_ID, TITLE, hooks=PATIENT_VIEW, needs=MEDS)

@@ -30,7 +30,7 @@ from . import _text as tx
 from ._text import BY_TEXT_NOTE, cut, escape_record
 
 RULE_ID = "DMAB-DOSE-INDICATION-MISMATCH"
-TITLE = "dose, schedule and indication do not match"
+TITLE = "Dose, schedule and indication do not match"
 #: Schedule limits of RULES.md DMAB-DOSE-INDICATION-MISMATCH (b) (not D10 parameters): a 60 mg
 #: schedule shorter than 5 months, or a 120 mg schedule of 3 months or more, is a mismatch.
 SHORT_60MG_SCHEDULE_MONTHS = Decimal(5)

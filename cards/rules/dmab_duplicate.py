@@ -28,7 +28,7 @@ from . import _text as tx
 from ._text import BY_TEXT_NOTE, cut
 
 RULE_ID = "DMAB-DUPLICATE"
-TITLE = "duplicate or too-early denosumab"
+TITLE = "Duplicate or too-early denosumab"
 
 
 @rule(RULE_ID, TITLE, hooks=ORDER_HOOKS, needs=MEDS)

@@ -32,7 +32,7 @@ from . import _text as tx
 from ._text import BY_TEXT_NOTE, cut
 
 RULE_ID = "DMAB-HYPOCALCEMIA"
-TITLE = "low calcium with denosumab"
+TITLE = "Low calcium with denosumab"
 #: Patient-view look-back for a 120 mg (or unknown-strength) dose: 8 weeks = two 4-weekly
 #: intervals (RULES.md DMAB-HYPOCALCEMIA trigger).
 PV_INTERVALS_120MG = 2

@@ -36,7 +36,7 @@ _STOP_WORDS = {"MedicationRequest": "order", "MedicationStatement": "medication 
                "MedicationDispense": "dispense", "MedicationAdministration": "administration"}
 
 RULE_ID = "DMAB-OVERDUE-TRANSITION"
-TITLE = "denosumab overdue or stopped without a follow-on plan"
+TITLE = "Denosumab overdue or stopped without a follow-on plan"
 #: §6.2 source of every variant (A31) and the card's public evidence (A29).
 SOURCE_KEY = "LBL-PROLIA"
 EVIDENCE = ("Prolia label (vertebral fractures after stopping; missed dose); ECTS position "

@@ -26,7 +26,7 @@ from . import _definitions as defs
 from . import _text as tx
 
 RULE_ID = "DMAB-VITD-NOT-CHECKED"
-TITLE = "No vitamin D level before starting denosumab"
+TITLE = "No vitamin D level before starting"
 
 
 @rule(RULE_ID, TITLE, hooks=ORDER_HOOKS, needs=MEDS | {"Observation"})

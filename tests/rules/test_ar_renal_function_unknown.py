@@ -33,7 +33,7 @@ def test_ar_renal_function_unknown_fires_without_egfr(code, window, indicator):
     assert suggestion_codes(card) == [["2160-0"]]
     res = card["suggestions"][0]["actions"][0]["resource"]
     assert res["resourceType"] == "ServiceRequest" and "eGFR" in res["code"]["text"]
-    assert card["source"]["topic"]["code"] == RID and card["source"]["topic"]["display"] == "No recent eGFR"
+    assert card["source"]["topic"]["code"] == RID and card["source"]["topic"]["display"] == "No recent kidney function"
 
 
 @pytest.mark.parametrize("code, window", [(DMAB60, 365), (ALENDRONATE, 365), (ZOL5, 30)])
