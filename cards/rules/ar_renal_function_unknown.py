@@ -104,9 +104,10 @@ def ar_renal_function_unknown(inp: RuleInput) -> Card | None:
                          f"No usable eGFR in the last {window} days (latest {latest.date.isoformat()}: "
                          f"{why_not}): check kidney function first")
     else:
-        crea = f" (creatinine {creatinine.describe()} on {creatinine.date.isoformat()})" if creatinine else ""
-        summary = tx.fit(f"No eGFR in the last {window} days before {agent}{crea}: check kidney function first",
-                         f"No eGFR in the last {window} days before {agent}: check kidney function first")
+        summary = tx.fit(f"No eGFR or creatinine clearance in the last {window} days before {agent}: "
+                         "check kidney function first",
+                         f"No eGFR or creatinine clearance in the last {window} days: check kidney "
+                         "function first")
 
     start = inp.today - timedelta(days=window)
     lines = [f"Ordered: {tx.draft_list(concerned)}; no active CKD stage 4/5, end-stage renal "

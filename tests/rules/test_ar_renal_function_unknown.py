@@ -4,6 +4,8 @@ record; creatinine without eGFR still fires and is named; warning for IV, info o
 
 from __future__ import annotations
 
+from cards.rules import _text as tx
+
 import pytest
 
 from cards.thresholds import Thresholds
@@ -26,7 +28,7 @@ def base() -> list[dict]:
 def test_ar_renal_function_unknown_fires_without_egfr(code, window, indicator):
     card = run(RID, base(), drafts=[draft(code)])
     assert card is not None and card["indicator"] == indicator
-    assert card["summary"].startswith(f"No eGFR in the last {window} days before ")
+    assert card["summary"].startswith(f"No eGFR or creatinine clearance in the last {window} days before ")
     assert card["summary"].endswith(": check kidney function first")
     assert "none on record" in card["detail"]
     assert override_codes(card) == ["result-elsewhere", "drawn-today"]
@@ -88,15 +90,16 @@ def test_ar_renal_function_unknown_creatinine_without_egfr_is_named(value, unit,
     res = base() + [observation(CREATININE, value, unit, ago(12))]
     card = run(RID, res, drafts=[draft(ZOL5)])
     assert card is not None and card["indicator"] == "warning"
-    assert f"(creatinine {shown} on {ago(12).isoformat()})" in card["summary"]
-    assert f"creatinine {shown} on {ago(12).isoformat()}" in card["detail"]
+    # v2 template: the creatinine is shown in Details, not in the summary
+    assert f"(creatinine {shown}" not in card["summary"]
+    assert f"creatinine {shown} on {ago(12).isoformat()}" in tx.details_part(card["detail"])
     assert "does not calculate eGFR" in card["detail"]
 
 
 def test_ar_renal_function_unknown_stale_creatinine_not_in_summary():
     res = base() + [observation(CREATININE, 1.1, "mg/dL", ago(45))]
     card = run(RID, res, drafts=[draft(ZOL5)])
-    assert "creatinine" not in card["summary"]
+    assert "(creatinine" not in card["summary"]
     assert f"last: 1.1 mg/dL on {ago(45).isoformat()}" in card["detail"]
 
 
@@ -130,13 +133,13 @@ def test_ar_renal_function_unknown_mixed_drafts_names_only_the_unknown_ones():
     res = base() + [observation(EGFR, 64, EGFR_UNIT, ago(100))]
     card = run(RID, res, drafts=[draft(DMAB60), draft(ZOL5)])
     assert card["indicator"] == "warning"
-    assert card["summary"].startswith("No eGFR in the last 30 days before zoledronic acid:")
+    assert card["summary"].startswith("No eGFR or creatinine clearance in the last 30 days before zoledronic acid:")
     assert "denosumab" not in card["summary"]
 
 
 def test_ar_renal_function_unknown_both_unknown_one_card_longest_window():
     card = run(RID, base(), drafts=[draft(DMAB60), draft(ZOL5)])
-    assert card["summary"].startswith("No eGFR in the last 365 days before denosumab and zoledronic acid")
+    assert card["summary"].startswith("No eGFR or creatinine clearance in the last 365 days before denosumab and zoledronic acid")
     assert card["indicator"] == "warning"
 
 
@@ -241,7 +244,7 @@ def test_a39_within_the_window_first():
     the plain "none in the window" card; a usable one inside decides over an unusable older one."""
     res = base() + [_egfr_no_value(ago(40)), observation(EGFR, 70, EGFR_UNIT, ago(60))]
     card = run(RID, res, drafts=[draft(ZOL5)])
-    assert card["summary"].startswith("No eGFR in the last 30 days before zoledronic acid")
+    assert card["summary"].startswith("No eGFR or creatinine clearance in the last 30 days before zoledronic acid")
     assert f"eGFR on {ago(40).isoformat()}: no value (Error) (40 days old), not used" in card["detail"]
     inside = base() + [observation(EGFR, 70, EGFR_UNIT, ago(5)), _egfr_no_value(ago(20))]
     assert run(RID, inside, drafts=[draft(ZOL5)]) is None
