@@ -170,6 +170,18 @@ def lab_request(ctx: OrderContext, lab: str, reason: str, *, weekly_count: int |
     return body
 
 
+def body_weight_request(ctx: OrderContext, reason: str) -> dict[str, Any]:
+    """``ServiceRequest`` for a body weight, a nursing measurement (§6.1: LOINC 29463-7; the
+    Cockcroft-Gault creatinine clearance of an IV bisphosphonate needs it, D5)."""
+    body = ctx.base("ServiceRequest")
+    body["category"] = [{"coding": [{"system": SNOMED, "code": "9632001",
+                                     "display": "Nursing procedure"}]}]
+    body["code"] = {"coding": [{"system": LOINC, "code": "29463-7", "display": "Body weight"}],
+                    "text": "Body weight"}
+    body["reasonCode"] = [{"text": reason}]
+    return body
+
+
 def lab_suggestion(ctx: OrderContext, label: str, labs: Iterable[str], reason: str,
                    **kwargs: Any) -> Suggestion:
     """One suggestion ordering several labs together (one action each)."""

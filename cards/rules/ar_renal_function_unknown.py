@@ -25,7 +25,7 @@ from datetime import timedelta
 
 from cds_service.chart import DENOSUMAB, DraftOrder, Lab, below
 
-from ..builders import LINKS, OrderContext, lab_request, override_reasons
+from ..builders import LINKS, OrderContext, body_weight_request, lab_request, override_reasons
 from ..model import Action, Card, Suggestion
 from ..registry import ORDER_HOOKS, RuleInput, rule
 from . import _ar_common as ar
@@ -48,10 +48,15 @@ def window_for(inp: RuleInput, draft: DraftOrder) -> int:
     return t.egfr_lookback_days_oral_bp
 
 
-def _suggestion(ctx: OrderContext) -> Suggestion:
-    body = lab_request(ctx, "creatinine", "Kidney function before antiresorptive therapy (no recent eGFR)")
+def _suggestion(ctx: OrderContext, weight: bool = False) -> Suggestion:
+    """Creatinine with eGFR; for an IV bisphosphonate also a body weight (Cockcroft-Gault, §6.1)."""
+    reason = "Kidney function before antiresorptive therapy (no recent eGFR)"
+    body = lab_request(ctx, "creatinine", reason)
     body["code"]["text"] = "Creatinine with eGFR (CKD-EPI 2021)"
-    return Suggestion("Order creatinine with eGFR", [Action("Order creatinine with eGFR", body)])
+    actions = [Action("Order creatinine with eGFR", body)]
+    if weight:
+        actions.append(Action("Record body weight", body_weight_request(ctx, reason)))
+    return Suggestion("Order creatinine with eGFR" + (" and body weight" if weight else ""), actions)
 
 
 def _describe_newest(lab: Lab | None, today) -> str:  # noqa: ANN001 - a date
@@ -170,6 +175,6 @@ def ar_renal_function_unknown(inp: RuleInput) -> Card | None:
     else:
         link = tx.label_link(concerned)
     return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator=indicator,
-                **tx.source(link), detail=detail, suggestions=[_suggestion(inp.orders)],
+                **tx.source(link), detail=detail, suggestions=[_suggestion(inp.orders, weight=bool(iv))],
                 selection_behavior="any", override_reasons=override_reasons("result-elsewhere", "drawn-today"),
                 links=[LINKS["fda-dsc-2024"]] if any(d.drug.drug_class == DENOSUMAB for d in concerned) else [])

@@ -32,7 +32,8 @@ def test_ar_renal_function_unknown_fires_without_egfr(code, window, indicator):
     assert card["summary"].endswith(": check kidney function first")
     assert "none on record" in card["detail"]
     assert override_codes(card) == ["result-elsewhere", "drawn-today"]
-    assert suggestion_codes(card) == [["2160-0"]]
+    # IV bisphosphonates: creatinine with eGFR and a body weight (Cockcroft-Gault, §6.1)
+    assert suggestion_codes(card) == ([["2160-0", "29463-7"]] if window == 30 else [["2160-0"]])
     res = card["suggestions"][0]["actions"][0]["resource"]
     assert res["resourceType"] == "ServiceRequest" and "eGFR" in res["code"]["text"]
     assert card["source"]["topic"]["code"] == RID and card["source"]["topic"]["display"] == "No recent kidney function"
