@@ -30,6 +30,9 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 SCENARIO = "org.bone-safety-cds.scenario"
 WORKUP = "AR-PRETREATMENT-WORKUP"
 LAYOUT = re.compile(r"\A\*\*[^\n]+?\.\*\*( [^\n]*)?\n\n\*\*What to do:\*\* [^\n]+\.\n\n\*\*Evidence:\*\* [^\n]+\.\Z")
+#: The merged work-up card has one line per missing item between the finding and what to do.
+LAYOUT_WORKUP = re.compile(r"\A\*\*[^\n]+?\.\*\*( [^\n]*)?\n\n(- [^\n]+\n)+\n\*\*What to do:\*\* [^\n]+\.\n\n"
+                           r"\*\*Evidence:\*\* [^\n]+\.\Z")
 HL7_SYSTEM = "http://terminology.hl7.org/CodeSystem/non-adherence-reason-codes"
 
 
@@ -76,7 +79,7 @@ def card_text_problems(card: dict) -> list[str]:
         problems.append(f"summary of {len(card['summary'])} characters or not one line")
     if len(main) > 700:
         problems.append(f"main part of {len(main)} characters")
-    if not LAYOUT.match(main):
+    if not (LAYOUT_WORKUP if rule == WORKUP else LAYOUT).match(main):
         problems.append(f"main part not in the layout: {main[:120]!r}")
     if details:
         bullets = details.split("\n")[1:]
@@ -117,6 +120,17 @@ def test_layout_is_exactly_the_catalog_layout() -> None:
                     "**Evidence:** Prolia label; AAOMS 2022.\n\n"
                     "#### Details\n- calcium: laboratory result, 2026-11-20\n- window: 30 days")
     assert LAYOUT.match(tx.main_part(text)) and tx.details_part(text).startswith("#### Details")
+
+
+def test_layout_with_item_lines_for_the_work_up_card() -> None:
+    text = tx.layout("2 pre-treatment items missing", "Each guards against a harm.",
+                     ["Complete them before the first dose"], ["Prolia label"],
+                     ["Rules combined: A, B"], items=["Dental check: none", "Recent calcium: none"])
+    assert tx.main_part(text) == ("**2 pre-treatment items missing.** Each guards against a harm.\n\n"
+                                  "- Dental check: none\n- Recent calcium: none\n\n"
+                                  "**What to do:** Complete them before the first dose.\n\n"
+                                  "**Evidence:** Prolia label.")
+    assert LAYOUT_WORKUP.match(tx.main_part(text)) and not LAYOUT.match(tx.main_part(text))
 
 
 def test_layout_without_details_has_no_heading() -> None:

@@ -99,7 +99,7 @@ def _sentence(text: str) -> str:
 
 
 def layout(finding: str, why: str, todo: Sequence[str], evidence: Sequence[str],
-           details: Sequence[str] = (), *, t: object | None = None,
+           details: Sequence[str] = (), *, items: Sequence[str] = (), t: object | None = None,
            main_max: int = DETAIL_MAIN_MAX, details_max: int = DETAIL_DETAILS_MAX) -> str:
     """The card detail in the catalog's layout (§1.2 rule 3, A30)::
 
@@ -112,13 +112,17 @@ def layout(finding: str, why: str, todo: Sequence[str], evidence: Sequence[str],
         #### Details
         - {details} (at most 8 bullets)
 
+    ``items`` (the merged work-up card only: one line per missing item with its finding) are
+    bullet lines between the finding paragraph and "What to do".
     Every argument is markdown: record text in it must already be escaped (:func:`escape_record`).
     The main part is kept within ``main_max`` characters (the "why" sentence is cut or dropped
     first, then the finding) and the Details within ``details_max`` characters and 8 bullets (the longest
     bullets are cut; bullets beyond the eighth are counted in the last one)."""
     todo_text = "; ".join(_sentence(t) for t in todo if t.strip())
     evidence_text = "; ".join(_sentence(e) for e in evidence if e.strip())
-    tail = f"\n\n**What to do:** {todo_text}.\n\n**Evidence:** {evidence_text}."
+    listed = "".join(f"\n- {x}" for x in item_lines)
+    tail = (f"\n{listed}" if listed else "") + \
+        f"\n\n**What to do:** {todo_text}.\n\n**Evidence:** {evidence_text}."
     finding_text = _sentence(finding)
     why_text = why.strip()
 
