@@ -270,3 +270,14 @@ def test_drug_text_is_escaped_and_cut_in_the_detail() -> None:
     assert label.startswith("Remove the draft Prolia 60 mg [click]") and "\\" not in label
     assert len(label) <= len("Remove the draft  order") + 40
     assert card_text_problems(card) == []
+
+
+def test_layout_limits_come_from_the_thresholds_and_hold_after_the_safety_net() -> None:
+    from dataclasses import replace
+    from cards.thresholds import DEFAULT_THRESHOLDS
+    t = replace(DEFAULT_THRESHOLDS, detail_main_max_chars=300, detail_details_max_chars=200)
+    text = tx.layout("eGFR < 30 " * 40, "Why < this.", ["do < that"], ["label: CrCl < 35"],
+                     ["x < y " * 60, "second"], t=t)
+    main, details = tx.main_part(text), tx.details_part(text)
+    assert len(main) <= 300 and len(details) <= 200
+    assert safe_markdown(text) == text        # the card's safety net changes nothing more

@@ -117,8 +117,18 @@ def layout(finding: str, why: str, todo: Sequence[str], evidence: Sequence[str],
     Every argument is markdown: record text in it must already be escaped (:func:`escape_record`).
     The main part is kept within ``main_max`` characters (the "why" sentence is cut or dropped
     first, then the finding) and the Details within ``details_max`` characters and 8 bullets (the longest
-    bullets are cut; bullets beyond the eighth are counted in the last one)."""
-    todo_text = "; ".join(_sentence(t) for t in todo if t.strip())
+    bullets are cut; bullets beyond the eighth are counted in the last one). ``t`` (the
+    Thresholds) supplies ``detail_main_max_chars`` and ``detail_details_max_chars`` when given."""
+    if t is not None:
+        main_max = getattr(t, "detail_main_max_chars", main_max)
+        details_max = getattr(t, "detail_details_max_chars", details_max)
+    # the card's final safety net is idempotent: applied here, the limits hold after it too
+    finding, why = safe_markdown(finding), safe_markdown(why)
+    todo = [safe_markdown(x) for x in todo]
+    evidence = [safe_markdown(x) for x in evidence]
+    details = [safe_markdown(x) for x in details]
+    item_lines = [one_line(safe_markdown(x)) for x in items if x.strip()]
+    todo_text = "; ".join(_sentence(x) for x in todo if x.strip())
     evidence_text = "; ".join(_sentence(e) for e in evidence if e.strip())
     listed = "".join(f"\n- {x}" for x in item_lines)
     tail = (f"\n{listed}" if listed else "") + \
