@@ -52,6 +52,14 @@ def _cards(path: Path, tmp_path: Path) -> list[dict]:
     return [c for c in response.get_json()["cards"] if c["source"]["topic"]["code"] in REGISTRY]
 
 
+#: Value-set names of codes.json with a hyphen (§1.2 rule 1: no value-set name in card text;
+#: names without a hyphen, such as "osteoporosis", are ordinary words).
+VALUE_SET_NAMES = re.compile(r"(?<![\w-])(" + "|".join(sorted(
+    (re.escape(n) for n in json.loads((Path(__file__).resolve().parent.parent / "cds_service" / "data"
+                                       / "codes.json").read_text()) if "-" in n), key=len, reverse=True))
+    + r")(?![\w-])")
+
+
 def card_text_problems(card: dict) -> list[str]:
     """Every §1.1/§1.2/§6 defect of one rendered card (empty: none)."""
     rule = card["source"]["topic"]["code"]
@@ -68,6 +76,10 @@ def card_text_problems(card: dict) -> list[str]:
         strings[f"link {i} label"] = link["label"]
     for i, r in enumerate(card.get("overrideReasons", [])):
         strings[f"override {i} display"] = r.get("display", "")
+    for name, text in [*strings.items(), ("Details", details)]:
+        names = VALUE_SET_NAMES.findall(text)
+        if names:
+            problems.append(f"{name}: value-set name {names}")
     for name, text in strings.items():
         found = tx.internal_references(text)
         if found:

@@ -85,8 +85,8 @@ def dmab_duplicate(inp: RuleInput) -> Card | None:
                              f"{first.isoformat()}), but loading doses are at least "
                              f"{th.dmab120_loading_min_interval_days} days apart.")
                 elif not chart.known("Condition"):
-                    notes.append("The problem list could not be obtained, so a GCTB/hypercalcemia-of-"
-                                 "malignancy loading phase could not be checked.")
+                    notes.append("The problem list could not be obtained, so a loading phase for giant cell "
+                                 "tumor of bone or hypercalcemia of malignancy could not be checked")
                 found.append(line + f" Draft: {tx.escape_record(d.label)}")
                 if summary is None:
                     summary = (f"Denosumab last given {L.isoformat()} ({n} days ago): next 120 mg dose "

@@ -72,7 +72,7 @@ def dmab_pregnancy_status_unverified(inp: RuleInput) -> Card | None:
     lines = [f"Ordered as a start of denosumab: {tx.draft_list(drafts)}; reproductive potential: "
              f"{repro.reason} (inferred from sex, age and no hysterectomy, oophorectomy or menopause "
              "record; override if it does not apply)",
-             f"Looked for: a pregnancy test or pregnancy-status observation between "
+             f"Looked for: a pregnancy test or pregnancy status observation between "
              f"{start.isoformat()} and {inp.today.isoformat()} ({window} days)"]
     finding = f"Pregnancy status not verified in the last {window} days"
     unreadable = sorted(recent, key=lambda lab: lab.date, reverse=True)

@@ -196,4 +196,4 @@ def test_dmab_duplicate_problem_list_unavailable_noted():
     """DMAB-DUPLICATE (d): without the problem list a loading phase cannot be checked; the card says so."""
     cards = run(f.administration(f.DMAB120, ago(7)), drafts=[f.draft(f.DMAB120)],
                 unavailable={"Condition": "timeout"})
-    assert "loading phase could not be checked" in f.card_for(cards, RULE)["detail"]
+    assert "hypercalcemia of malignancy could not be checked" in f.card_for(cards, RULE)["detail"]
