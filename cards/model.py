@@ -59,18 +59,17 @@ class Link:
 
 @dataclass(frozen=True)
 class Action:
-    """ACT-1..3: a ``create`` action carrying a FHIR R4 resource (a draft order), or a ``delete``
-    action naming the draft to remove by ``resource_id`` ("MedicationRequest/id", §6.1)."""
+    """ACT-1..3: a ``create`` action carrying a FHIR R4 resource (a draft order)."""
 
     description: str
     resource: dict[str, Any] = field(default_factory=dict)
     type: str = "create"
+    #: a ``delete`` action names the draft to remove instead of carrying a resource (§6.1)
     resource_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        if self.type == "delete":
-            return _prune({"type": "delete", "description": self.description,
-                           "resourceId": self.resource_id})
+        if self.resource_id is not None:
+            return {"type": self.type, "description": self.description, "resourceId": self.resource_id}
         return {"type": self.type, "description": self.description, "resource": _prune(self.resource)}
 
 
@@ -82,7 +81,8 @@ class Suggestion:
     actions: list[Action] = field(default_factory=list)
     is_recommended: bool | None = None
     uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
-    extension: dict[str, Any] | None = None   # e.g. the member rule of a merged card (§1.1)
+    #: CDS Hooks ``extension`` (e.g. ``urn:bone-safety-cds:member`` on a merged card, RULES.md §1.1)
+    extension: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return _prune({"label": self.label, "uuid": self.uuid, "isRecommended": self.is_recommended,
@@ -135,8 +135,9 @@ class Card:
     override_reasons: list[Coding] = field(default_factory=list)
     links: list[Link] = field(default_factory=list)
     source_url: str | None = None
-    extension: dict[str, Any] | None = None   # e.g. the members of the merged work-up card (§1.1)
     uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    #: CDS Hooks ``extension`` (e.g. ``urn:bone-safety-cds:members`` on a merged card, RULES.md §1.1)
+    extension: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.indicator not in INDICATORS:
