@@ -293,3 +293,8 @@ def test_layout_limits_come_from_the_thresholds_and_hold_after_the_safety_net() 
     main, details = tx.main_part(text), tx.details_part(text)
     assert len(main) <= 300 and len(details) <= 200
     assert safe_markdown(text) == text        # the card's safety net changes nothing more
+
+
+def test_main_length_is_the_uncut_length() -> None:
+    assert tx.main_length("F", "W", ["do"], ["ev"]) == len(tx.layout("F", "W", ["do"], ["ev"]))
+    assert tx.main_length("f" * 800, "W", ["do"], ["ev"]) > 700 >= len(tx.layout("f" * 800, "W", ["do"], ["ev"]))

@@ -156,6 +156,13 @@ def layout(finding: str, why: str, todo: Sequence[str], evidence: Sequence[str],
     return text + "\n\n" + details_section(bullets, details_max=details_max)
 
 
+def main_length(finding: str, why: str, todo: Sequence[str], evidence: Sequence[str], *,
+                items: Sequence[str] = ()) -> int:
+    """Length of the main part :func:`layout` would write before any cutting (a caller can
+    choose a shorter form when it would not fit)."""
+    return len(layout(finding, why, todo, evidence, items=items, main_max=10**9))
+
+
 def details_section(bullets: Sequence[str], *, details_max: int = DETAIL_DETAILS_MAX) -> str:
     """``#### Details`` and at most 8 bullet lines, at most ``details_max`` characters in all
     (§1.2 rule 3)."""
