@@ -145,6 +145,12 @@ def test_layout_with_item_lines_for_the_work_up_card() -> None:
     assert LAYOUT_WORKUP.match(tx.main_part(text)) and not LAYOUT.match(tx.main_part(text))
 
 
+def test_layout_capitalises_and_writes_units_for_a_reader() -> None:
+    text = tx.layout("eGFR 24 mL/min/{1.73_m2} on 2026-10-30", "", ["plan it later", "b"], ["ev"])
+    assert text.startswith("**eGFR 24 mL/min/1.73 m² on 2026-10-30.**")   # eGFR keeps its case
+    assert "mL/min/1.73 m²" in text and "{1.73_m2}" not in text and "**What to do:** Plan it later; b." in text
+
+
 def test_layout_without_details_has_no_heading() -> None:
     text = tx.layout("None on record in the last 30 days", "", ["Order calcium"], ["Prolia label"])
     assert "Details" not in text and text.startswith("**None on record in the last 30 days.**\n\n")
@@ -163,8 +169,11 @@ def test_main_part_never_exceeds_700(extra: int) -> None:
 
 
 def test_long_why_is_cut_before_the_finding() -> None:
-    text = tx.layout("Finding", "why " * 300, ["do"], ["ev"])
-    assert len(text) == 700 and text.startswith("**Finding.** why") and text.endswith("**Evidence:** ev.")
+    text = tx.layout("Finding", "why, " * 300, ["do"], ["ev"])
+    assert len(text) <= 700 and text.startswith("**Finding.** why") and text.endswith("**Evidence:** ev.")
+    assert text.split("\n")[0].endswith("why.")            # cut at a clause boundary, a full stop
+    no_clause = tx.layout("Finding", "w" * 900, ["do"], ["ev"])
+    assert no_clause.startswith("**Finding.**\n\n")        # no clause fits: the sentence is left out
     long = tx.layout("f" * 690, "why", ["do"], ["ev"])
     assert len(long) <= 700 and "why" not in long and "…" in long
 

@@ -98,6 +98,33 @@ def _sentence(text: str) -> str:
     return text.strip().rstrip(".").rstrip()
 
 
+def _shorten_why(why: str, limit: int) -> str:
+    """The "why" sentence within ``limit`` characters, cut at a clause boundary ("; " or ", ")
+    so it still reads as a sentence; "" when no clause of at least 40 characters fits."""
+    if len(why) <= limit:
+        return why
+    head = why[:max(limit - 1, 0)]
+    cut_at = max(head.rfind("; "), head.rfind(", "), head.rfind(": "))
+    return why[:cut_at].rstrip(" ,;:") + "." if cut_at >= 40 else ""
+
+
+#: Canonical UCUM units as a reader writes them (the service's own unit strings, not record text).
+_UNIT_WORDS = {"mL/min/{1.73_m2}": "mL/min/1.73 m²"}
+
+
+def _readable(text: str) -> str:
+    for unit, words in _UNIT_WORDS.items():
+        text = text.replace(unit, words)
+    return text
+
+
+def _capital(text: str) -> str:
+    """The first letter in upper case, unless the first word is written with capitals inside
+    ("eGFR", "mL")."""
+    first = text.split(" ", 1)[0]
+    return text[:1].upper() + text[1:] if first[:1].islower() and first.islower() else text
+
+
 def layout(finding: str, why: str, todo: Sequence[str], evidence: Sequence[str],
            details: Sequence[str] = (), *, items: Sequence[str] = (), t: object | None = None,
            main_max: int = DETAIL_MAIN_MAX, details_max: int = DETAIL_DETAILS_MAX) -> str:
@@ -123,12 +150,12 @@ def layout(finding: str, why: str, todo: Sequence[str], evidence: Sequence[str],
         main_max = getattr(t, "detail_main_max_chars", main_max)
         details_max = getattr(t, "detail_details_max_chars", details_max)
     # the card's final safety net is idempotent: applied here, the limits hold after it too
-    finding, why = safe_markdown(finding), safe_markdown(why)
-    todo = [safe_markdown(x) for x in todo]
+    finding, why = _capital(safe_markdown(_readable(finding))), safe_markdown(_readable(why))
+    todo = [safe_markdown(_readable(x)) for x in todo]
     evidence = [safe_markdown(x) for x in evidence]
-    details = [safe_markdown(x) for x in details]
-    item_lines = [one_line(safe_markdown(x)) for x in items if x.strip()]
-    todo_text = "; ".join(_sentence(x) for x in todo if x.strip())
+    details = [safe_markdown(_readable(x)) for x in details]
+    item_lines = [one_line(safe_markdown(_readable(x))) for x in items if x.strip()]
+    todo_text = _capital("; ".join(_sentence(x) for x in todo if x.strip()))
     evidence_text = "; ".join(_sentence(e) for e in evidence if e.strip())
     listed = "".join(f"\n- {x}" for x in item_lines)
     tail = (f"\n{listed}" if listed else "") + \
@@ -141,7 +168,7 @@ def layout(finding: str, why: str, todo: Sequence[str], evidence: Sequence[str],
 
     over = len(main()) - main_max
     if over > 0:  # the "why" sentence gives way first: the finding is what the card is about
-        why_text = _cut_markdown(why_text, len(why_text) - over) if len(why_text) - over >= 40 else ""
+        why_text = _shorten_why(why_text, len(why_text) - over)
         over = len(main()) - main_max
     if over > 0:
         keep = max(len(finding_text) - over, 60)

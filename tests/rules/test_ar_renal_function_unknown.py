@@ -46,7 +46,7 @@ def test_ar_renal_function_unknown_window_boundary(code, window, offset, fires):
     card = run(RID, res, drafts=[draft(code)])
     assert (card is not None) is fires
     if fires:
-        assert f"70 {EGFR_UNIT} on {ago(window + offset).isoformat()}" in card["detail"]
+        assert f"70 mL/min/1.73 m² on {ago(window + offset).isoformat()}" in card["detail"]   # unit for a reader
         assert "stale" in card["detail"]
 
 
