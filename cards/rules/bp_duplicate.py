@@ -163,9 +163,10 @@ def bp_duplicate(inp: RuleInput) -> Card | None:
             f" (last {main.when.isoformat()})" if main.when else "")
     detail = tx.layout(
         finding,
-        "Two bisphosphonates at once add risk (hypocalcemia, kidney injury, osteonecrosis of the "
-        "jaw) without added benefit; Reclast and zoledronic acid 4 mg are the same ingredient, and "
-        "zoledronic acid 5 mg is given once a year.",
+        ("Zoledronic acid 5 mg is given once a year; an early dose adds the risk of hypocalcemia "
+         "and kidney injury without added benefit." if main.kind == "c" else
+         "Two bisphosphonates at once add risk (hypocalcemia, kidney injury, osteonecrosis of the "
+         "jaw) without added benefit; Reclast and zoledronic acid 4 mg are the same ingredient."),
         ["If this is a switch, stop the previous bisphosphonate order (or document that the "
          "earlier dose was not given)", "otherwise cancel the duplicate order",
          "renewing the same oral bisphosphonate is not a duplicate"],
