@@ -34,18 +34,15 @@ TITLE = "Kidney function below the agent's cut-off"
 
 #: What each label says about renal impairment (detail text).
 LABEL_STATEMENT = {
-    "zoledronic-5mg": "Reclast / zoledronic acid 5 mg label: **contraindicated** with creatinine "
-                      "clearance < 35 mL/min and in acute renal impairment (renal failure, some "
-                      "fatal or needing dialysis, has followed a single infusion)",
-    "zoledronic-4mg": "Zometa label: not recommended for bone metastases in severe renal impairment "
-                      "(CrCl < 30 mL/min); reduced doses for CrCl 30–60; withhold if creatinine rises",
-    "alendronate": "Fosamax label: not recommended with creatinine clearance < 35 mL/min",
-    "risedronate": "Actonel label: not recommended with creatinine clearance < 30 mL/min",
-    "ibandronate": "Boniva label: not recommended with creatinine clearance < 30 mL/min",
-    "pamidronate": "Aredia / pamidronate label: renal toxicity; not recommended in severe renal "
-                   "impairment; check serum creatinine before each dose",
-    "etidronate": "Didronel / etidronate label: renally excreted; not recommended in severe "
-                  "renal impairment",
+    "zoledronic-5mg": "Reclast label, Contraindications (creatinine clearance below 35 mL/min; "
+                      "acute renal impairment)",
+    "zoledronic-4mg": "zoledronic acid 4 mg label, Dosage (not recommended in severe renal "
+                      "impairment; reduced doses for creatinine clearance 30–60 mL/min)",
+    "alendronate": "Fosamax label (not recommended with creatinine clearance below 35 mL/min)",
+    "risedronate": "risedronate label (not recommended with creatinine clearance below 30 mL/min)",
+    "ibandronate": "ibandronate label (not recommended with creatinine clearance below 30 mL/min)",
+    "pamidronate": "pamidronate label, Warnings (renal toxicity; creatinine before each dose)",
+    "etidronate": "etidronate label (renally excreted; not recommended in severe renal impairment)",
 }
 
 
@@ -168,8 +165,8 @@ def bp_renal_contraindication(inp: RuleInput) -> Card | None:
             "warning in advanced kidney disease)"]
     detail = tx.layout(
         f"{finding}: {main.agent} is {verdict}",
-        "Bisphosphonates are cleared by the kidney and can injure it. " + "; ".join(statements[:1]) + ".",
-        todo, [tx.EVIDENCE["bp-renal"]], details, t=inp.thresholds)
+        "Bisphosphonates are cleared by the kidney and can injure it.",
+        todo, statements[:2] or [tx.EVIDENCE["bp-renal"]], details, t=inp.thresholds)
     suggestions = []
     measure = main.egfr
     iv = main.draft.drug.route == "iv"
