@@ -62,6 +62,10 @@ TEXT_PATTERNS: dict[str, str] = {
 }
 
 
+#: System of the codes.json entries that are case-insensitive regular expressions, not codes.
+TEXT_PATTERN_SYSTEM = "urn:bone-safety-cds:text-pattern"
+
+
 class ValueSetError(ValueError):
     """The value-set file is unusable; the message names the file and the entry."""
 
@@ -74,6 +78,20 @@ class Concept:
     code: str
     display: str
     resource: str | None = None
+    match: str | None = None          # "prefix": matches every code starting with ``code``
+
+    @property
+    def is_pattern(self) -> bool:
+        """A text-pattern entry (``urn:bone-safety-cds:text-pattern``), not a code."""
+        return self.system == TEXT_PATTERN_SYSTEM
+
+    def matches(self, system: str, code: str) -> bool:
+        """This entry covers ``(system, code)``: exact, or by prefix (codes.json ``match``)."""
+        if self.system != system or self.is_pattern:
+            return False
+        if self.match == "prefix":
+            return code.upper().startswith(self.code.upper())
+        return code == self.code
 
 
 class ValueSets:
@@ -82,10 +100,22 @@ class ValueSets:
     def __init__(self, sets: Mapping[str, list[Concept]]) -> None:
         self.sets = dict(sets)
         index: dict[tuple[str, str], set[str]] = {}
+        #: codes.json ``match: prefix`` entries by system: (upper-cased prefix, set name)
+        self._prefixes: dict[str, list[tuple[str, str]]] = {}
+        #: codes.json text-pattern entries of condition/procedure sets (not the drug ``-text``
+        #: sets, which the D3 medication matching reads): set name → compiled patterns
+        self.set_patterns: dict[str, list[re.Pattern[str]]] = {}
         for name, concepts in self.sets.items():
             for c in concepts:
+                if c.is_pattern:
+                    if not name.endswith("-text"):
+                        self.set_patterns.setdefault(name, []).append(re.compile(c.code, re.IGNORECASE))
+                    continue
+                if c.match == "prefix":
+                    self._prefixes.setdefault(c.system, []).append((c.code.upper(), name))
                 index.setdefault((c.system, c.code), set()).add(name)
         self._index = {k: frozenset(v) for k, v in index.items()}
+        self._memo: dict[tuple[str, str], frozenset[str]] = {}
         # The patterns are lower case and matched on lower-cased text: the same matches as
         # re.IGNORECASE, about 3x faster (issue "Speed": ~350 searches on a heavy patient).
         self._patterns = {name: re.compile(p) for name, p in TEXT_PATTERNS.items()}
@@ -96,7 +126,35 @@ class ValueSets:
         """Value-set names containing this coding (empty when none)."""
         if not isinstance(system, str) or not isinstance(code, str):
             return frozenset()
-        return self._index.get((system, code), frozenset())
+        exact = self._index.get((system, code), frozenset())
+        prefixes = self._prefixes.get(system)
+        if not prefixes:
+            return exact
+        key = (system, code)
+        hit = self._memo.get(key)
+        if hit is None:
+            upper = code.strip().upper()
+            hit = exact | frozenset(n for p, n in prefixes if upper.startswith(p))
+            if len(self._memo) < 100_000:
+                self._memo[key] = hit
+        return hit
+
+    def entry(self, name: str, system: str | None, code: str | None) -> Concept | None:
+        """The entry of set ``name`` that covers this coding (exact first, then prefix)."""
+        if not isinstance(system, str) or not isinstance(code, str):
+            return None
+        concepts = self.sets.get(name, [])
+        return (next((k for k in concepts if k.system == system and k.code == code), None)
+                or next((k for k in concepts if k.matches(system, code)), None))
+
+    def pattern_matches(self, texts: Iterable[str], among: Iterable[str] | None = None) -> frozenset[str]:
+        """Condition/procedure sets whose codes.json text-pattern entries match any of ``texts``
+        (case-insensitive search, RULES.md "codes.json format"); only ``among`` when given."""
+        items = [t for t in texts if isinstance(t, str) and t]
+        if not items:
+            return frozenset()
+        names = self.set_patterns if among is None else [n for n in among if n in self.set_patterns]
+        return frozenset(n for n in names if any(p.search(t) for p in self.set_patterns[n] for t in items))
 
     def names_for_codings(self, codings: Iterable[Mapping[str, object]]) -> frozenset[str]:
         """Union of :meth:`names_for` over every coding (D3: look at every coding)."""
@@ -153,8 +211,16 @@ def load_value_sets(path: str | Path = DEFAULT_PATH) -> ValueSets:
                     raise ValueSetError(f"{where}: '{key}' must be a non-empty string")
             if not e["system"].startswith(("http://", "https://", "urn:")):
                 raise ValueSetError(f"{where}: system '{e['system']}' is not a URI")
+            if e["system"] == TEXT_PATTERN_SYSTEM:
+                try:
+                    re.compile(e["code"])
+                except re.error as exc:
+                    raise ValueSetError(f"{where}: text pattern is not a valid regular expression: {exc}") from exc
+            match = e.get("match")
+            if match not in (None, "prefix"):
+                raise ValueSetError(f"{where}: match must be \"prefix\" or absent, not {match!r}")
             concepts.append(Concept(e["system"], e["code"], str(e.get("display") or e["code"]),
-                                    e.get("resource")))
+                                    e.get("resource"), match))
         sets[name] = concepts
     missing = [n for n in REQUIRED_SETS if n not in sets]
     if missing:
