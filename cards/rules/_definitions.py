@@ -24,7 +24,7 @@ from cds_service.chart.labs import judge_calcium, within
 
 from ..registry import RuleInput
 from ..thresholds import Thresholds
-from ._text import condition_text, cut, iso
+from ._text import condition_text, cut, fmt_rounded, iso
 
 # ---- catalog parameters --------------------------------------------------------------------
 
@@ -230,6 +230,63 @@ def advanced_ckd(chart: Chart, t: Thresholds) -> AdvancedCkd:
     return AdvancedCkd(egfr=egfr, latest_egfr=latest, records=kidney_records(chart, t))
 
 
+# ---- D9 predisposed to severe hypocalcemia (A16) ------------------------------------------
+
+@dataclass(frozen=True)
+class Predisposition:
+    """One D9 predisposition to severe hypocalcemia: its card name and its evidence in words."""
+
+    kind: str          # advanced-ckd | hypoparathyroidism | parathyroidectomy | total-thyroidectomy |
+    #                    celiac-disease | bariatric-surgery
+    name: str          # the card's {reason} ("eGFR 24 on 2026-11-02", "Dialysis", "Celiac disease")
+    evidence: tuple[str, ...]
+
+
+def _procedure_words(p: ProcedureFact, fallback: str) -> str:
+    return f"{p.display or fallback} performed {iso(p.date)}"
+
+
+def _surgery(chart: Chart, value_set: str, words: str) -> tuple[str, ...]:
+    """A surgery at any date (A16): a completed Procedure in ``value_set``, or a Condition
+    (status or history entry, any clinical status) carrying its code or text."""
+    return (tuple(_procedure_words(p, words) for p in chart.procedures_in(value_set))
+            + tuple(f"{condition_text(c)} on the problem list" for c in chart.conditions_in(value_set)))
+
+
+def predispositions(chart: Chart, t: Thresholds) -> list[Predisposition]:
+    """D9 "Predisposed to severe hypocalcemia" (A16), in the card's order: advanced CKD (eGFR
+    < 30, dialysis, CKD 4/5); an active hypoparathyroidism (E20 prefix, postprocedural E89.2,
+    text); a parathyroidectomy or total/completion thyroidectomy at any date (a partial or
+    unspecified thyroidectomy is not one); an active celiac disease; bariatric surgery at any
+    date, any type (Procedure, or the Z98.84 status / text Condition, any clinical status)."""
+    out: list[Predisposition] = []
+    ckd = advanced_ckd(chart, t)
+    if ckd.present:
+        if ckd.egfr is not None:
+            name = f"eGFR {ckd.egfr.comparator or ''}{fmt_rounded(ckd.egfr.value)} on {ckd.egfr.date.isoformat()}"
+        elif ckd.dialysis:
+            name = "Dialysis"
+        else:
+            name = "CKD stage 4/5"
+        out.append(Predisposition("advanced-ckd", name, tuple(ckd.words())))
+    hypo = chart.conditions_in("hypoparathyroidism", active=True)
+    if hypo:
+        out.append(Predisposition("hypoparathyroidism", "Hypoparathyroidism",
+                                  tuple(f"{condition_text(c)} on the problem list" for c in hypo)))
+    for kind, name in (("parathyroidectomy", "Parathyroidectomy"), ("total-thyroidectomy", "Total thyroidectomy")):
+        ev = _surgery(chart, kind, name.lower())
+        if ev:
+            out.append(Predisposition(kind, name, ev))
+    celiac = chart.conditions_in("celiac-disease", active=True)
+    if celiac:
+        out.append(Predisposition("celiac-disease", "Celiac disease",
+                                  tuple(f"{condition_text(c)} on the problem list" for c in celiac)))
+    bariatric = _surgery(chart, "bariatric-surgery", "bariatric surgery")
+    if bariatric:
+        out.append(Predisposition("bariatric-surgery", "Bariatric surgery", bariatric))
+    return out
+
+
 # ---- D5 / D9 calcium -----------------------------------------------------------------------
 
 def low_calcium_results(chart: Chart, t: Thresholds, days: int) -> list[str]:
@@ -251,10 +308,16 @@ def low_calcium_results(chart: Chart, t: Thresholds, days: int) -> list[str]:
 
 
 def hypocalcemia_prone(chart: Chart, t: Thresholds) -> list[str]:
-    """D9 "Hypocalcemia-prone": advanced CKD, hypoparathyroidism, a low calcium (D5) in the
-    last 365 days, or an active hypocalcemia condition — the evidence in words (empty: none)."""
-    out = [f"advanced CKD ({w})" for w in advanced_ckd(chart, t).words()]
-    out += [condition_text(c) for c in chart.conditions_in("hypoparathyroidism", active=True)]
+    """D9 "Hypocalcemia-prone": predisposed to severe hypocalcemia (:func:`predispositions`:
+    advanced CKD, hypoparathyroidism, parathyroid/total thyroid surgery, celiac disease,
+    bariatric surgery), a low calcium (D5) in the last 365 days, or an active hypocalcemia
+    condition — the evidence in words (empty: none)."""
+    out: list[str] = []
+    for p in predispositions(chart, t):
+        if p.kind == "advanced-ckd":
+            out += [f"advanced CKD ({w})" for w in p.evidence]
+        else:
+            out += list(p.evidence)
     out += low_calcium_results(chart, t, 365)
     out += [condition_text(c) for c in chart.conditions_in("hypocalcemia", active=True)]
     return out
