@@ -20,7 +20,7 @@ from cds_service.chart import (BISPHOSPHONATE, DENOSUMAB, Chart, DoseEvent, Draf
 
 from ..thresholds import Thresholds
 from ._definitions import (Evidence, condition_evidence, condition_evidence_of, draft_reason_evidence,
-                           kidney_records)
+                           hcm_conditions, kidney_records)
 from ._text import cut
 
 #: D4 de-duplication: records of one class less than 4 days apart are one dose (the chart uses
@@ -167,7 +167,12 @@ def deliberate_stop(chart: Chart, last: date) -> MedicationRecord | None:
 def gctb_or_hcm(chart: Chart, drafts: Iterable[DraftOrder] = ()) -> list[Evidence]:
     """Active giant cell tumour of bone or hypercalcemia of malignancy (condition or draft reason)."""
     sets = ("giant-cell-tumor-of-bone", "hypercalcemia-of-malignancy")
+    drafts = list(drafts)
     ev = condition_evidence(chart, *sets, active=True)
+    # A4: an E83.52 "Hypercalcemia" is HCM only with a malignancy (on record or the order's reason)
+    named = {id(c) for c in chart.conditions_in(*sets, active=True)}
+    extra = {id(c): c for d in (drafts or [None]) for c in hcm_conditions(chart, d) if id(c) not in named}
+    ev += [condition_evidence_of(c, ("hypercalcemia-of-malignancy",)) for c in extra.values()]
     for d in drafts:
         ev += draft_reason_evidence(d, sets)
     return ev
