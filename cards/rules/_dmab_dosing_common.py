@@ -226,7 +226,7 @@ def loading_phase(chart: Chart, doses: list[Dose], th: Thresholds, today: date,
     if not evidence:
         return None, []
     first = course_start_120(doses, th.initiation_gap_days)
-    if first is None or not 0 <= (today - first).days <= th.dmab120_interval_days:
+    if first is None or not 0 <= (today - first).days <= th.loading_phase_days:
         return None, []
     return first, evidence
 

@@ -203,3 +203,11 @@ def test_dmab_duplicate_problem_list_unavailable_noted():
     cards = run(f.administration(f.DMAB120, ago(7)), drafts=[f.draft(f.DMAB120)],
                 unavailable={"Condition": "timeout"})
     assert "loading phase could not be checked" in f.card_for(cards, RULE)["detail"]
+
+
+def test_loading_phase_length_from_thresholds():
+    """D9 loading phase: the first 120 mg dose of the course ≤ ``loading_phase_days`` ago."""
+    from cards.thresholds import Thresholds
+    res = [f.administration(f.DMAB120, ago(20)), f.administration(f.DMAB120, ago(7)), GCTB()]
+    assert RULE not in ids(run(*res, drafts=[f.draft(f.DMAB120)]))
+    assert RULE in ids(run(*res, drafts=[f.draft(f.DMAB120)], thresholds=Thresholds(loading_phase_days=14)))

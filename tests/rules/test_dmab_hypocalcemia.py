@@ -269,3 +269,13 @@ def test_a39_latest_usable_calcium_still_decides() -> None:
     assert RULE in ids(sign(ca(7.9, days=1), _no_value(6)))
     assert RULE not in ids(sign(ca(9.1, days=1), ca(7.2, days=6)))   # a later normal value wins
     assert RULE in ids(sign(_no_value(1), ca(7.9, days=1), ca(9.5, days=8)))   # same date: usable decides
+
+
+def test_dmab_hypocalcemia_patient_view_windows_from_thresholds():
+    """D10 ``dmab_pv_calcium_window_months_60mg`` / ``dmab_pv_calcium_window_weeks_120mg``."""
+    t = Thresholds(dmab_pv_calcium_window_months_60mg=3, dmab_pv_calcium_window_weeks_120mg=4)
+    three = add_months(TODAY, -3)
+    assert RULE in ids(pv([f.administration(f.DMAB60, three), ca(8.0)], thresholds=t))
+    assert RULE not in ids(pv([f.administration(f.DMAB60, three - timedelta(days=1)), ca(8.0)], thresholds=t))
+    assert RULE in ids(pv([f.administration(f.DMAB120, ago(28)), ca(8.0)], thresholds=t))
+    assert RULE not in ids(pv([f.administration(f.DMAB120, ago(29)), ca(8.0)], thresholds=t))
