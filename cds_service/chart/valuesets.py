@@ -116,6 +116,9 @@ class ValueSets:
                 index.setdefault((c.system, c.code), set()).add(name)
         self._index = {k: frozenset(v) for k, v in index.items()}
         self._memo: dict[tuple[str, str], frozenset[str]] = {}
+        # one search decides whether any set pattern can match (most problem-list texts match none)
+        self._any_set_pattern = re.compile("|".join(f"(?:{p.pattern})" for ps in self.set_patterns.values()
+                                                    for p in ps) or r"(?!x)x", re.IGNORECASE)
         # The patterns are lower case and matched on lower-cased text: the same matches as
         # re.IGNORECASE, about 3x faster (issue "Speed": ~350 searches on a heavy patient).
         self._patterns = {name: re.compile(p) for name, p in TEXT_PATTERNS.items()}
@@ -150,7 +153,7 @@ class ValueSets:
     def pattern_matches(self, texts: Iterable[str], among: Iterable[str] | None = None) -> frozenset[str]:
         """Condition/procedure sets whose codes.json text-pattern entries match any of ``texts``
         (case-insensitive search, RULES.md "codes.json format"); only ``among`` when given."""
-        items = [t for t in texts if isinstance(t, str) and t]
+        items = [t for t in texts if isinstance(t, str) and t and self._any_set_pattern.search(t)]
         if not items:
             return frozenset()
         names = self.set_patterns if among is None else [n for n in among if n in self.set_patterns]
