@@ -173,3 +173,25 @@ def test_pediatric_ages_from_thresholds(age, fires):
     assert (run("DMAB-PEDIATRIC", [woman(19)], drafts=[draft()], thresholds=t) is not None)
     assert (run("DMAB-PEDIATRIC", [woman(13), condition(None, text="GCTB")], drafts=[draft(f.DMAB120)],
                 thresholds=t) is not None)
+
+
+# ---- D9: hypocalcemia-prone includes every predisposition (A16) ---------------------------------
+
+@pytest.mark.parametrize("resource, word", [
+    (lambda: f.procedure("60240", "http://www.ama-assn.org/go/cpt", ago(3000), text="Total thyroidectomy"),
+     "Total thyroidectomy"),
+    (lambda: condition("Z98.84", ICD10, clinical="resolved", text="Bariatric surgery status"),
+     "Bariatric surgery status"),
+    (lambda: condition("K90.0", ICD10, text="Celiac disease"), "Celiac disease"),
+    (lambda: condition("E20.9", ICD10, text="Hypoparathyroidism"), "Hypoparathyroidism"),
+])
+def test_hypocalcemia_prone_includes_the_predispositions(resource, word):
+    inp = _inp(patient(), resource())
+    prone = defs.hypocalcemia_prone(inp.chart, inp.thresholds)
+    assert any(word in p for p in prone)
+    assert [p.kind for p in defs.predispositions(inp.chart, inp.thresholds)]
+
+
+def test_hypocalcemia_prone_not_for_partial_thyroidectomy():
+    inp = _inp(patient(), f.procedure("60220", "http://www.ama-assn.org/go/cpt", ago(300), text="Thyroid lobectomy"))
+    assert defs.hypocalcemia_prone(inp.chart, inp.thresholds) == []
