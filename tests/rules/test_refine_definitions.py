@@ -195,3 +195,14 @@ def test_hypocalcemia_prone_includes_the_predispositions(resource, word):
 def test_hypocalcemia_prone_not_for_partial_thyroidectomy():
     inp = _inp(patient(), f.procedure("60220", "http://www.ama-assn.org/go/cpt", ago(300), text="Thyroid lobectomy"))
     assert defs.hypocalcemia_prone(inp.chart, inp.thresholds) == []
+
+
+def test_value_set_file_with_bad_pattern_or_match_stops_loading(tmp_path):
+    from cds_service.chart import ValueSetError, load_value_sets
+    p = tmp_path / "codes.json"
+    p.write_text('{"malignancy": [{"system": "urn:bone-safety-cds:text-pattern", "code": "(unclosed"}]}')
+    with pytest.raises(ValueSetError, match=r"malignancy.*entry 0.*regular expression"):
+        load_value_sets(p)
+    p.write_text('{"malignancy": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "C", "match": "suffix"}]}')
+    with pytest.raises(ValueSetError, match=r"malignancy.*entry 0.*match"):
+        load_value_sets(p)
