@@ -106,18 +106,25 @@ def healthz() -> Response:
 @bp.get("/cds-services")
 def discovery() -> Response:
     """DISC-1..3: every service with id, hook, title, description and prefetch."""
-    return json_response({"services": [s.discovery() for s in services()]})
+    profile = current_app.config["SETTINGS"].profile
+    return json_response({"services": [s.discovery() for s in services() if profile.offers(s.hook)]})
 
 
 @bp.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> Response:
     """REQ-1..10, RESP-1..2: run the service's rules and answer the cards."""
     service = service_by_id(service_id)
-    if service is None:
+    profile = current_app.config["SETTINGS"].profile
+    if service is None or not profile.offers(service.hook):
         raise ApiError(404, "unknown_service", f"no CDS service with id '{service_id}'")
     body = _body()
     now = current_app.config["CLOCK"]()
     t0 = time.perf_counter()
+    notes = profile.request_notes(body) if isinstance(body, dict) else {}
+    if service.hook == "patient-view" and isinstance(body, dict) and not profile.answers_patient_view(body):
+        log.info("hook not answered for this trigger", extra={"event": {
+            "hookInstance": str(body.get("hookInstance"))[:64], "service": service.id, "ehr": notes}})
+        return json_response({"cards": []})
     outcome = evaluate_hook(service, body, now=now, fetch=current_app.config["SETTINGS"].fetch,
                             thresholds=current_app.config["SETTINGS"].thresholds,
                             session=current_app.config["HTTP_SESSION"],
@@ -133,9 +140,9 @@ def call_service(service_id: str) -> Response:
         "hookInstance": str(body.get("hookInstance"))[:64], "service": service.id,
         "rules": outcome.fired, "cards": len(outcome.response["cards"]),
         "prefetch": outcome.prefetch, "skipped_resources": outcome.skipped,
-        "excluded_resources": outcome.excluded,
+        "excluded_resources": outcome.excluded, **({"ehr": notes} if notes else {}),
         "ms": round((time.perf_counter() - t0) * 1000, 1)}})
-    return json_response(outcome.response)
+    return json_response(profile.shape(outcome.response))
 
 
 @bp.post("/cds-services/<service_id>/feedback")

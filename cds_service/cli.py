@@ -111,11 +111,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not now_text and isinstance(scenario, dict) and isinstance(scenario.get("now"), str):
         now_text = scenario["now"]
         print(f"bone-cds: evaluating at the fixture's date {now_text} (--now to change)", file=sys.stderr)
+    settings = Settings.from_env()
     try:
-        response = run_hook(service, body, now=_now(now_text), settings=Settings.from_env())
+        response = run_hook(service, body, now=_now(now_text), settings=settings)
     except ApiError as exc:
         print(json.dumps({"status": exc.status, **exc.body()}, indent=2))
         return 1
+    response = settings.profile.shape(response)   # BONE_CDS_EHR_PROFILE=epic shows Epic's wire form
     print(json.dumps(response, indent=2, ensure_ascii=False))
     return 0
 

@@ -16,6 +16,7 @@ from cards.thresholds import DEFAULT_THRESHOLDS, ThresholdError, Thresholds
 
 from .chart.valuesets import DEFAULT_PATH, ValueSetError, load_value_sets
 from .chart.verdicts import DEFAULT_SIZE as VERDICT_CACHE_SIZE
+from .ehr_profiles import STANDARD, EhrProfile, ProfileError, profile_from_env
 from .prefetch import FetchSettings
 
 #: Default of ``BONE_CDS_REQUEST_BUDGET``: seconds of wall time for the evaluation (chart and
@@ -83,6 +84,7 @@ class Settings:
     log_level: str = "INFO"
     validation_cache_size: int = VERDICT_CACHE_SIZE
     request_budget: float = DEFAULT_REQUEST_BUDGET   # seconds for chart + rules (issue 11 §3)
+    profile: EhrProfile = STANDARD                   # the calling EHR's profile (issue 14)
 
     @property
     def feedback_path(self) -> str:
@@ -124,7 +126,17 @@ class Settings:
         level = (env.get("BONE_CDS_LOG_LEVEL") or "INFO").upper()
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"BONE_CDS_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
+        try:
+            raw_items = env.get("BONE_CDS_EPIC_PREFERENCE_ITEMS") or ""
+            items = _json_or_file("BONE_CDS_EPIC_PREFERENCE_ITEMS", raw_items) if raw_items.strip() else {}
+            if not isinstance(items, dict):
+                raise ProfileError("BONE_CDS_EPIC_PREFERENCE_ITEMS must be a JSON object of "
+                                   "'system|code' → preference-list item id")
+            profile = profile_from_env(env, items)
+        except ProfileError as exc:
+            raise ConfigError(str(exc)) from None
         settings = cls(
+            profile=profile,
             data_dir=Path(env.get("BONE_CDS_DATA_DIR") or "data"),
             feedback_db=env.get("BONE_CDS_FEEDBACK_DB") or "",
             feedback_enabled=feedback == "on",
