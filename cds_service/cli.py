@@ -149,6 +149,23 @@ def cmd_feedback_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config_check(args: argparse.Namespace) -> int:
+    """Validate a tenants file without starting the service (exit 2 with file, key and reason)."""
+    from .auth import ConfigError as AuthConfigError
+    from .tenants import load_tenants
+
+    try:
+        tenants = load_tenants(args.file)
+    except AuthConfigError as exc:
+        print(f"bone-cds: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.file}: {len(tenants.by_issuer)} tenants, valid")
+    for t in tenants.by_issuer.values():
+        print(f"  {t.name}: iss {t.issuer}, profile {t.profile.name}, {len(t.fhir_servers)} FHIR server(s), "
+              f"time zone {t.thresholds.clock_time_zone}, sub {'checked' if t.expected_sub else 'not checked'}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bone-cds", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -168,6 +185,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     fr.add_argument("--since", help="only feedback received on or after this ISO date")
     fr.add_argument("--json", action="store_true")
     fr.set_defaults(func=cmd_feedback_report)
+    cfg = sub.add_parser("config", help="configuration tools")
+    cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
+    check = cfg_sub.add_parser("check", help="validate a tenants file (BONE_CDS_TENANTS) without starting")
+    check.add_argument("file", help="a tenants TOML file")
+    check.set_defaults(func=cmd_config_check)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
