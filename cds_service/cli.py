@@ -166,6 +166,18 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rules(args: argparse.Namespace) -> int:
+    """The rule reference: a table, or docs/rules.md with --markdown."""
+    from .rules_doc import markdown, rule_docs
+
+    if args.markdown:
+        sys.stdout.write(markdown())
+        return 0
+    for d in rule_docs():
+        print(f"{d.id:34} {','.join(d.hooks):38} {','.join(d.indicators)}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bone-cds", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -190,6 +202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     check = cfg_sub.add_parser("check", help="validate a tenants file (BONE_CDS_TENANTS) without starting")
     check.add_argument("file", help="a tenants TOML file")
     check.set_defaults(func=cmd_config_check)
+    rules = sub.add_parser("rules", help="list the rules (--markdown: docs/rules.md)")
+    rules.add_argument("--markdown", action="store_true")
+    rules.set_defaults(func=cmd_rules)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
