@@ -27,16 +27,21 @@ def _now(value: str | None) -> datetime:
     return parsed
 
 
-def gunicorn_server(app: Any, *, host: str, port: int, workers: int, threads: int) -> Any:
-    """A gunicorn application serving ``app`` (gthread workers); ``.run()`` blocks until stopped."""
+def gunicorn_server(app: Any, *, host: str, port: int, workers: int, threads: int,
+                    max_body_bytes: int = 10 * 1024 * 1024) -> Any:
+    """A gunicorn application serving the WSGI ``app`` on uvicorn workers (an event loop per
+    worker: slow or idle clients hold no thread, :mod:`cds_service.asgi`); ``threads`` evaluate
+    complete requests. ``.run()`` blocks until stopped."""
     from gunicorn.app.base import BaseApplication
+
+    from .asgi import BufferedWsgi
+    asgi_app = BufferedWsgi(app, max_body_bytes=max_body_bytes, threads=threads)
 
     class _Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
-            self.cfg.set("threads", threads)
-            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("worker_class", "cds_service.asgi.ServiceWorker")
             self.cfg.set("timeout", 30)
             self.cfg.set("graceful_timeout", 10)
             self.cfg.set("accesslog", None)
@@ -47,7 +52,7 @@ def gunicorn_server(app: Any, *, host: str, port: int, workers: int, threads: in
                 self.cfg.set("control_socket_disable", True)
 
         def load(self) -> Any:
-            return app
+            return asgi_app
 
     return _Server()
 
@@ -82,7 +87,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     print(f"bone-cds {args.host}:{args.port}: discovery at http://{args.host}:{args.port}/cds-services",
           file=sys.stderr)
-    gunicorn_server(app, host=args.host, port=args.port, workers=args.workers, threads=args.threads).run()
+    gunicorn_server(app, host=args.host, port=args.port, workers=args.workers, threads=args.threads,
+                    max_body_bytes=settings.max_body_bytes).run()
     return 0
 
 
