@@ -211,3 +211,11 @@ def test_loading_phase_length_from_thresholds():
     res = [f.administration(f.DMAB120, ago(20)), f.administration(f.DMAB120, ago(7)), GCTB()]
     assert RULE not in ids(run(*res, drafts=[f.draft(f.DMAB120)]))
     assert RULE in ids(run(*res, drafts=[f.draft(f.DMAB120)], thresholds=Thresholds(loading_phase_days=14)))
+
+
+def test_a4_e83_52_alone_gives_no_loading_exemption():
+    """D6 (A4): E83.52 "Hypercalcemia" is HCM (loading phase) only with an active malignancy."""
+    e83 = f.condition("E83.52", ICD10, onset="2026-10-20")
+    res = [f.administration(f.DMAB120, ago(7)), e83]
+    assert RULE in ids(run(*res, drafts=[f.draft(f.DMAB120)]))
+    assert RULE not in ids(run(*res, f.condition("C50.911", ICD10), drafts=[f.draft(f.DMAB120)]))
