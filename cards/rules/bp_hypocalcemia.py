@@ -78,8 +78,8 @@ def current_courses(inp: RuleInput) -> list[CurrentCourse]:
     if courses and courses[-1].current and courses[-1].records:
         last = courses[-1]
         out.append(CurrentCourse(last.records[-1].drug,
-                                 f"oral course since {last.start.isoformat()}"
-                                 + (f" ({last.why_current})" if last.why_current else "")))
+                                 f"oral course since {last.start.isoformat()}, covered to "
+                                 f"{last.end.isoformat()}"))
     return out
 
 

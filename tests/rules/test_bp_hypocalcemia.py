@@ -257,3 +257,10 @@ def test_a4_order_reason_e83_52_without_malignancy_is_judged() -> None:
     """A4: a coded E83.52 reason alone is not hypercalcemia of malignancy: calcium is judged."""
     by_code = draft(ZOL4, dose_mg=4, reason=[(ICD10, "E83.52")])
     assert RID in ids(run(_iv(8.2), [by_code]))
+
+
+def test_a6_patient_view_finding_names_the_course_without_record_ids() -> None:
+    import re
+    c = card(_pv(_oral_course(20) + [calcium(8.2, ago(10))]), RID)
+    assert "oral course since" in c["detail"]
+    assert not re.search(r"\b(MedicationRequest|MedicationDispense|MedicationStatement)/", c["detail"])
