@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 from functools import cached_property
 from decimal import Decimal
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from . import clinical, labs, medications
-from .dates import add_months, fhir_date, today_utc
+from .dates import add_months, clock_zone, fhir_date, is_future, today_in
 from .identity import PatientIdentity
 from .medication_refs import medication_index
 from .labs import CalciumJudgement, LabDay, LazyLabs
@@ -60,6 +60,9 @@ class Chart:
     now: datetime
     today: date
     patient: PatientFacts
+    #: the clock zone (§1.3 Clock, A3): record dates were taken here; code that parses a date
+    #: after the build passes it to :func:`~cds_service.chart.dates.fhir_date`
+    zone: tzinfo | None = None
     medications: tuple[MedicationRecord, ...] = ()
     drafts: tuple[DraftOrder, ...] = ()
     triggers: tuple[DraftOrder, ...] = ()
@@ -360,8 +363,15 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
                 draft_orders: Iterable[dict[str, Any]] = (), selections: Iterable[str] = (),
                 unavailable: Mapping[str, str] | None = None, vs: ValueSets | None = None,
                 verdicts: VerdictCache | None = None, identity: PatientIdentity | None = None,
-                medication_urls: Mapping[str, dict[str, Any]] | None = None) -> Chart:
+                medication_urls: Mapping[str, dict[str, Any]] | None = None,
+                zone: tzinfo | None = None, future_skew_minutes: int = 5) -> Chart:
     """Build the :class:`Chart` from FHIR resources (Bundles unpacked, de-duplicated by type+id).
+
+    ``zone`` is the clock zone (``clock_time_zone``, §1.3 Clock, A3; None: UTC): today is the date
+    of ``now`` there, and every record date is taken there. A recorded event later than ``now`` +
+    ``future_skew_minutes`` (a date-only one: later than today) is ignored and reported in
+    ``Chart.skipped`` as "dated in the future" (logged by the service, not here); an active
+    order's planned date is exempt.
 
     ``draft_orders`` are the hook's own orders; the triggers are the selected ones on
     ``order-select`` and all of them on ``order-sign`` (RULES.md §1 "Hooks").
@@ -370,8 +380,26 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
     have given one patient's data, as unit tests of single rules do). ``medication_urls``: the
     Medication entries of the request's Bundles by ``fullUrl`` (D3 resolution (b)).
     """
+    with clock_zone(zone) as tz:
+        chart = _build_chart(resources, now, hook=hook, draft_orders=draft_orders,
+                             selections=selections, unavailable=unavailable, vs=vs,
+                             verdicts=verdicts, identity=identity, medication_urls=medication_urls,
+                             zone=tz, future_skew_minutes=future_skew_minutes)
+    return chart
+
+
+def _build_chart(resources: Iterable[Any], now: datetime, *, hook: str,
+                 draft_orders: Iterable[dict[str, Any]], selections: Iterable[str],
+                 unavailable: Mapping[str, str] | None, vs: ValueSets | None,
+                 verdicts: VerdictCache | None, identity: PatientIdentity | None,
+                 medication_urls: Mapping[str, dict[str, Any]] | None, zone: tzinfo,
+                 future_skew_minutes: int) -> Chart:
+    """:func:`build_chart` inside its clock zone."""
     vs = vs or default_value_sets()
-    today = today_utc(now)
+    today = today_in(now, zone)
+
+    def future(value: Any) -> bool:
+        return is_future(value, now, today, future_skew_minutes, zone)
     skipped: list[Skipped] = []
     excluded: dict[str, int] = {}
     seen: set[tuple[str, str]] = set()
@@ -449,8 +477,9 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
         if res is None:
             return None
         rec = medications.to_record(res, drug)
-        if rec.date is not None and rec.date > today and (rtype != "MedicationRequest" or rec.status != "active"):
-            raise _Skip("dated in the future")
+        if rec.date is not None and (rtype != "MedicationRequest" or rec.status != "active") \
+                and (rec.date > today or future(medications.record_date(res)[0])):
+            raise _Skip("dated in the future")   # an active order's date is a plan (exempt, A3)
         return rec
 
     def observation(raw: dict[str, Any]) -> tuple[date, str, str, dict[str, Any]] | None:
@@ -460,10 +489,10 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
         concept = labs.observation_concept(raw, vs)
         if concept is None:
             return None
-        when = labs.observation_date(raw)
+        when = labs.observation_date(raw, zone)
         if when is None:
             raise _Skip("no readable date")
-        if when > today:
+        if when > today or future(labs.observation_when(raw)):
             raise _Skip("dated in the future")
         return when, concept[0], concept[1], raw
 
@@ -479,6 +508,8 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
     def condition(raw: dict[str, Any]) -> ConditionFact | None:
         if clinical.to_condition(raw, vs) is None:   # cheap: only our value sets are validated
             return None
+        if any(future(raw.get(k)) for k in ("onsetDateTime", "recordedDate")):
+            raise _Skip("dated in the future")   # onset or recording later than now (A3)
         res = valid(raw, what="problem-list entry")
         return clinical.to_condition(res, vs) if res is not None else None
 
@@ -486,7 +517,9 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
         fact = clinical.to_procedure(raw, vs)
         if fact is None:
             return None
-        if fact.date is not None and fact.date > today:
+        period = raw.get("performedPeriod") if isinstance(raw.get("performedPeriod"), dict) else {}
+        performed = raw.get("performedDateTime") or period.get("end") or period.get("start")
+        if fact.date is not None and (fact.date > today or future(performed)):
             raise _Skip("dated in the future")
         res = valid(raw, what="procedure")
         return clinical.to_procedure(res, vs) if res is not None else None
@@ -502,7 +535,7 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
     conditions = list(_read(by_type.get("Condition", []), condition, skipped))
     procedures = list(_read(by_type.get("Procedure", []), procedure, skipped))
 
-    return Chart(now=now, today=today, patient=patient, medications=tuple(records),
+    return Chart(now=now, today=today, zone=zone, patient=patient, medications=tuple(records),
                  drafts=tuple(drafts), triggers=tuple(triggers), results=results,
                  conditions=tuple(conditions), procedures=tuple(procedures),
                  skipped=skipped, unavailable=dict(unavailable or {}), excluded=excluded,

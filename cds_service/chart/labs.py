@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, timedelta, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -41,11 +41,17 @@ CONCEPT_WORDS: dict[str, str] = {
 }
 
 
-def observation_date(resource: Mapping[str, Any]) -> date | None:
+def observation_when(resource: Mapping[str, Any]) -> Any:
+    """The raw date of an Observation: effective[x] (a period's start), else ``issued``."""
     period = resource.get("effectivePeriod") or {}
-    return fhir_date(resource.get("effectiveDateTime") or resource.get("effectiveInstant")
-                     or (period.get("start") if isinstance(period, dict) else None)
-                     or resource.get("issued"))
+    return (resource.get("effectiveDateTime") or resource.get("effectiveInstant")
+            or (period.get("start") if isinstance(period, dict) else None)
+            or resource.get("issued"))
+
+
+def observation_date(resource: Mapping[str, Any], zone: tzinfo | None = None) -> date | None:
+    """The calendar date of an Observation in the clock zone (D1, A3)."""
+    return fhir_date(observation_when(resource), zone)
 
 
 def observation_concept(resource: Mapping[str, Any], vs: ValueSets) -> tuple[str, str] | None:
