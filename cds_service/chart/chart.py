@@ -26,6 +26,7 @@ from .model import (BISPHOSPHONATE, DENOSUMAB, ConditionFact, DoseEvent, DraftOr
 from .valuesets import ValueSets, default_value_sets
 from .verdicts import VerdictCache, validate_r4b
 
+LOINC = "http://loinc.org"
 MEDICATION_TYPES = ("MedicationRequest", "MedicationAdministration", "MedicationStatement",
                     "MedicationDispense")
 #: Resource types the chart reads; anything else in a prefetch is ignored silently.
@@ -63,6 +64,8 @@ class Chart:
     #: the clock zone (§1.3 Clock, A3): record dates were taken here; code that parses a date
     #: after the build passes it to :func:`~cds_service.chart.dates.fhir_date`
     zone: tzinfo | None = None
+    #: eGFR code → ``preference`` rank of ``codes.json`` (D5, A28); None: the catalog's ranks
+    egfr_rank: Mapping[str, int] | None = None
     medications: tuple[MedicationRecord, ...] = ()
     drafts: tuple[DraftOrder, ...] = ()
     triggers: tuple[DraftOrder, ...] = ()
@@ -266,14 +269,23 @@ class Chart:
         """The eGFR to use (D5, A39: the latest date in the window decides, then code preference
         among its usable results); None when none, or none of that date is usable."""
         candidates = labs.newest_usable_day(self.results.get("egfr", ()), self.today, within_days)
-        return labs.select_egfr(candidates, self._pediatric)
+        return labs.select_egfr(candidates, self._pediatric, self.egfr_rank)
 
     def previous_egfr(self, within_days: int | None, before: date) -> Lab | None:
         """The eGFR of the newest date before ``before`` that has a usable one (code preference):
         named by a card when the latest eGFR is unusable (A39), never judged."""
         day = labs.latest_day(self.results.get("egfr", ()), self.today, within_days,
                               before=before, usable_only=True)
-        return labs.select_egfr(day.usable, self._pediatric)
+        return labs.select_egfr(day.usable, self._pediatric, self.egfr_rank)
+
+    def crcl(self, creatinine_days: int, weight_days: int) -> labs.CreatinineClearance:
+        """The Cockcroft-Gault CrCl (actual body weight, mL/min) from the latest serum creatinine
+        (``creatinine-serum``) within ``creatinine_days`` and the latest body weight within
+        ``weight_days`` (D5, A10, A39), or why it is not computable. Only for IV bisphosphonates:
+        it never stands in for an eGFR elsewhere (A35)."""
+        return labs.creatinine_clearance(self.latest_day("creatinine-serum", creatinine_days),
+                                         self.latest_day("body-weight", weight_days),
+                                         self.patient.age, self.patient.sex)
 
     @property
     def _pediatric(self) -> bool:
@@ -501,9 +513,15 @@ def _build_chart(resources: Iterable[Any], now: datetime, *, hook: str,
         res = valid(raw, what=labs.CONCEPT_WORDS.get(concept, concept))
         return labs.to_lab(res, concept, code, when) if res is not None else None
 
+    read_labs: dict[int, Lab | None] = {}
+
     def read_lab(pending: tuple[date, str, str, dict[str, Any]]) -> Lab | None:
-        """Validate one pending result when it is first read (errors reported, never raised)."""
-        return next(_read([pending[3]], lambda _raw: to_lab(pending), skipped), None)
+        """Validate one pending result when it is first read (errors reported, never raised);
+        once, though it may be filed under two concepts (a serum creatinine)."""
+        key = id(pending[3])
+        if key not in read_labs:
+            read_labs[key] = next(_read([pending[3]], lambda _raw: to_lab(pending), skipped), None)
+        return read_labs[key]
 
     def condition(raw: dict[str, Any]) -> ConditionFact | None:
         if clinical.to_condition(raw, vs) is None:   # cheap: only our value sets are validated
@@ -528,6 +546,8 @@ def _build_chart(resources: Iterable[Any], now: datetime, *, hook: str,
     pending: dict[str, list[tuple[date, str, str, dict[str, Any]]]] = {}
     for entry in _read(by_type.get("Observation", []), observation, skipped):
         pending.setdefault(entry[1], []).append(entry)
+        if entry[1] == "creatinine" and "creatinine-serum" in vs.names_for(LOINC, entry[2]):
+            pending.setdefault("creatinine-serum", []).append(entry)   # Cockcroft-Gault input (A10)
     results: dict[str, Sequence[Lab]] = {}
     for concept, entries in pending.items():
         entries.sort(key=lambda e: e[0], reverse=True)
@@ -535,7 +555,8 @@ def _build_chart(resources: Iterable[Any], now: datetime, *, hook: str,
     conditions = list(_read(by_type.get("Condition", []), condition, skipped))
     procedures = list(_read(by_type.get("Procedure", []), procedure, skipped))
 
-    return Chart(now=now, today=today, zone=zone, patient=patient, medications=tuple(records),
+    return Chart(now=now, today=today, zone=zone, egfr_rank=vs.egfr_preference() or None,
+                 patient=patient, medications=tuple(records),
                  drafts=tuple(drafts), triggers=tuple(triggers), results=results,
                  conditions=tuple(conditions), procedures=tuple(procedures),
                  skipped=skipped, unavailable=dict(unavailable or {}), excluded=excluded,

@@ -69,7 +69,7 @@ def test_ar_renal_function_unknown_comparator_egfr_is_usable(kwargs):
     assert run(RID, res, drafts=[draft(ZOL5)]) is None
 
 
-@pytest.mark.parametrize("unit", ["mL/min", "%", None])
+@pytest.mark.parametrize("unit", ["mL/s", "mL/s/1.73m2", "mL/min/m2", "L/min", "mg/dL", "%", None])
 def test_ar_renal_function_unknown_unknown_unit_is_not_usable(unit):
     res = base() + [observation(EGFR, 70, unit, ago(5))]
     card = run(RID, res, drafts=[draft(DMAB60)])

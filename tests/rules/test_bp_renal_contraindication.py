@@ -108,7 +108,9 @@ def test_bp_renal_comparators_and_units() -> None:
     assert RID not in ids(run([egfr(None, ago(3), value_string=">60")], [draft(ALENDRONATE_70)]))
     # unit string without UCUM system is normalised; an unknown unit is not used
     assert RID in ids(run([egfr(33, ago(3), unit="ml/min/1.73m2", ucum=False)], [draft(ALENDRONATE_70)]))
-    assert RID not in ids(run([egfr(33, ago(3), unit="mL/min", ucum=False)], [draft(ALENDRONATE_70)]))
+    # A35: on an eGFR code plain mL/min means mL/min/1.73 m² (used); mL/s is not recognised
+    assert RID in ids(run([egfr(33, ago(3), unit="mL/min", ucum=False)], [draft(ALENDRONATE_70)]))
+    assert RID not in ids(run([egfr(33, ago(3), unit="mL/s", ucum=False)], [draft(ALENDRONATE_70)]))
     # 34.5 rounds half-up to 35: not below 35; 34.4 rounds to 34: below
     assert RID not in ids(run([egfr(34.5, ago(3))], [draft(ALENDRONATE_70)]))
     assert RID in ids(run([egfr(34.4, ago(3))], [draft(ALENDRONATE_70)]))
