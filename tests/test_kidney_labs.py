@@ -180,3 +180,13 @@ def test_the_observation_query_asks_for_weight_whole_blood_calcium_and_serum_cre
                  "33914-3", "50044-7", "70969-1"):
         assert f"http://loinc.org|{code}" in query
     assert "2164-2" not in query                # laboratory creatinine clearance: not used (A35)
+
+
+def test_whole_blood_calcium_drives_the_calcium_rules() -> None:
+    """A36: with 49765-1 only, a low calcium gives the hypocalcemia card and a normal one
+    silences AR-CALCIUM-NOT-CHECKED (before v2 every order saw no calcium at all)."""
+    from tests.factory import DMAB60, draft, evaluate_rules, rule_ids
+    low = evaluate_rules([patient(), observation("49765-1", 7.9, "mg/dL", ago(3))], drafts=[draft(DMAB60)])
+    assert "DMAB-HYPOCALCEMIA" in rule_ids(low) and "AR-CALCIUM-NOT-CHECKED" not in rule_ids(low)
+    ok = evaluate_rules([patient(), observation("49765-1", 9.4, "mg/dL", ago(3))], drafts=[draft(DMAB60)])
+    assert "AR-CALCIUM-NOT-CHECKED" not in rule_ids(ok) and "DMAB-HYPOCALCEMIA" not in rule_ids(ok)

@@ -32,6 +32,9 @@ ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
 TEXT_PATTERN = "urn:bone-safety-cds:text-pattern"
 #: Oncology bone indications other than hypercalcemia of malignancy (D9).
 OTHER_ONCOLOGY = frozenset({"bone-metastases", "multiple-myeloma", "giant-cell-tumor-of-bone"})
+#: Reason texts naming an oncology bone indication other than HCM (D6, D9).
+_OTHER_ONCOLOGY_TEXT = re.compile(r"bone metasta|metasta\w* (to|of|in) (the )?bone|osseous metasta|"
+                                  r"skeletal metasta|myeloma|giant[- ]cell tumou?r|\bgctb\b", re.IGNORECASE)
 #: The one HCM code that is not specific to malignancy (A4).
 NONSPECIFIC_HCM = "E83.52"
 
@@ -204,7 +207,7 @@ def order_is_hcm(inp: RuleInput, draft: DraftOrder) -> bool:
         conds = reason_conditions(inp.chart, draft)
         for c in conds:
             names |= set(c.concepts)
-        if names & OTHER_ONCOLOGY:
+        if names & OTHER_ONCOLOGY or any(_OTHER_ONCOLOGY_TEXT.search(t) for t in draft.reason_texts if t):
             return False
         specific_text = any(p.search(t) for t in draft.reason_texts if t
                             for p in _patterns("hypercalcemia-of-malignancy"))
