@@ -156,3 +156,19 @@ def test_the_service_uses_the_configured_zone(monkeypatch: pytest.MonkeyPatch) -
     out = evaluate_hook(service_by_id("bone-safety-order-sign"), body, now=NOW_TOKYO_MORNING,
                         thresholds=t)
     assert "DMAB-HYPOCALCEMIA" in rule_ids(out.response["cards"])
+
+
+def test_future_records_are_logged_by_the_service_not_shown(caplog: pytest.LogCaptureFixture) -> None:
+    """§1.3 Clock: ignored and logged at the edge (the pipeline), not as a card."""
+    import logging
+    from cds_service.pipeline import evaluate_hook
+    from hooks.services import service_by_id
+    from tests.factory import hook_request
+    now = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    later = observation(CALCIUM_SERUM, 7.0, "mg/dL", "2026-11-23T18:00:00Z")
+    body = hook_request("order-sign", [patient(), later], drafts=[draft(DMAB60)])
+    with caplog.at_level(logging.INFO, logger="cds_service.pipeline"):
+        out = evaluate_hook(service_by_id("bone-safety-order-sign"), body, now=now)
+    assert any("dated in the future" in r.getMessage() for r in caplog.records)
+    assert "DMAB-HYPOCALCEMIA" not in rule_ids(out.response["cards"])
+    assert "AR-CALCIUM-NOT-CHECKED" in rule_ids(out.response["cards"])

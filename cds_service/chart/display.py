@@ -25,29 +25,13 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Union
 
 from .model import Lab
-from .units import normalise_unit
+from .units import DISPLAY_PLACES_BY_UNIT as PLACES, display_places  # noqa: F401
 
 Number = Union[Decimal, int, float, str, None]
 
 EGFR_UNIT_TEXT = "mL/min/1.73 m²"
 CRCL_UNIT_TEXT = "mL/min"
 
-#: Display decimals per analyte and (normalised) unit (§1.2 rule 6); "*" = any other unit.
-PLACES: dict[str, dict[str, int]] = {
-    "calcium-serum": {"mg/dL": 1, "mmol/L": 2, "meq/L": 1, "*": 1},
-    "calcium-corrected": {"mg/dL": 1, "mmol/L": 2, "meq/L": 1, "*": 1},
-    "calcium-ionized": {"mmol/L": 2, "mg/dL": 1, "*": 2},
-    "albumin": {"g/dL": 1, "g/L": 0, "*": 1},
-    "creatinine": {"mg/dL": 2, "umol/L": 0, "*": 2},
-    "creatinine-serum": {"mg/dL": 2, "umol/L": 0, "*": 2},
-    "egfr": {"*": 0},
-    "vitamin-d-25oh": {"ng/mL": 0, "nmol/L": 0, "*": 0},
-    "magnesium": {"mg/dL": 1, "mmol/L": 2, "*": 1},
-    "phosphate": {"mg/dL": 1, "mmol/L": 2, "*": 1},
-    "pth-intact": {"pg/mL": 0, "pmol/L": 1, "*": 0},
-    "pregnancy-test": {"*": 0},
-    "body-weight": {"kg": 1, "[lb_av]": 0, "g": 0, "*": 1},
-}
 #: Canonical unit of each analyte as written on a card.
 UNIT_TEXT: dict[str, str] = {
     "calcium-serum": "mg/dL", "calcium-corrected": "mg/dL", "calcium-ionized": "mmol/L",
@@ -81,9 +65,7 @@ def number(value: Number, places: int) -> str:
 
 def places_for(concept: str, unit: str | None) -> int:
     """Display decimals of ``concept`` in ``unit`` (as sent or normalised)."""
-    table = PLACES.get(concept, {"*": 2})
-    norm = normalise_unit(unit, concept) if unit else None
-    return table.get(norm or "", table.get(unit or "", table["*"]))
+    return display_places(concept, unit)
 
 
 def _with_unit(text: str, unit: str | None) -> str:

@@ -192,7 +192,8 @@ class Lab:
         with its comparator; None without a number."""
         if self.measured is None:
             return None
-        places = DISPLAY_PLACES.get(self.concept, 2)
+        from .units import display_places   # per analyte and unit sent (A40)
+        places = display_places(self.concept, self.measured_unit)
         q = self.measured.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
         return f"{self.comparator or ''}{q:f}"
 

@@ -96,3 +96,29 @@ def convert(concept: str, value: Decimal, unit: str | None) -> Decimal | None:
     if factors is None or norm is None or norm not in factors:
         return None
     return round_half_up(value * factors[norm], CANONICAL[concept][1])
+
+
+#: Display decimals per analyte and (normalised) unit (§1.2 rule 6); "*" = any other unit.
+DISPLAY_PLACES_BY_UNIT: dict[str, dict[str, int]] = {
+    "calcium-serum": {"mg/dL": 1, "mmol/L": 2, "meq/L": 1, "*": 1},
+    "calcium-corrected": {"mg/dL": 1, "mmol/L": 2, "meq/L": 1, "*": 1},
+    "calcium-ionized": {"mmol/L": 2, "mg/dL": 1, "*": 2},
+    "albumin": {"g/dL": 1, "g/L": 0, "*": 1},
+    "creatinine": {"mg/dL": 2, "umol/L": 0, "*": 2},
+    "creatinine-serum": {"mg/dL": 2, "umol/L": 0, "*": 2},
+    "egfr": {"*": 0},
+    "vitamin-d-25oh": {"ng/mL": 0, "nmol/L": 0, "*": 0},
+    "magnesium": {"mg/dL": 1, "mmol/L": 2, "*": 1},
+    "phosphate": {"mg/dL": 1, "mmol/L": 2, "*": 1},
+    "pth-intact": {"pg/mL": 0, "pmol/L": 1, "*": 0},
+    "pregnancy-test": {"*": 0},
+    "body-weight": {"kg": 1, "[lb_av]": 0, "g": 0, "*": 1},
+}
+
+
+def display_places(concept: str, unit: str | None) -> int:
+    """Display decimals of ``concept`` in ``unit`` as sent or normalised (§1.2 rule 6, A40);
+    an unknown unit takes the analyte's default."""
+    table = DISPLAY_PLACES_BY_UNIT.get(concept, {"*": 2})
+    norm = normalise_unit(unit, concept) if unit else None
+    return table.get(norm or "", table.get(unit or "", table["*"]))

@@ -308,3 +308,13 @@ def test_egfr_in_ml_min_counts_as_a_measure() -> None:
     res = [observation("33914-3", 70, "mL/s", ago(10)), calcium(9.4, ago(3))]
     c = card(run(res, [draft(DMAB60)]), UNKNOWN)
     assert c is not None and "unit not recognised" in c["detail"]
+
+
+def test_a_computable_crcl_stands_for_an_unusable_latest_egfr_for_iv_only() -> None:
+    """A39 + A10: the latest eGFR is unusable, but CrCl is computable: an IV agent has its kidney
+    measure (no 'unknown' card); an oral agent does not (CrCl never stands in, A35)."""
+    res = [creatinine(1.0, ago(3)), weight(70), calcium(9.4, ago(3)),
+           observation("98979-8", 13.4, None, ago(2))]
+    assert UNKNOWN not in ids(run(res, [draft(ZOL5)], birth="1960-01-01"))
+    c = card(run(res, [draft(ALENDRONATE_70)], birth="1960-01-01"), UNKNOWN)
+    assert c is not None and "unit not recognised" in c["summary"]
