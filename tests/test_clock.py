@@ -172,3 +172,15 @@ def test_future_records_are_logged_by_the_service_not_shown(caplog: pytest.LogCa
     assert any("dated in the future" in r.getMessage() for r in caplog.records)
     assert "DMAB-HYPOCALCEMIA" not in rule_ids(out.response["cards"])
     assert "AR-CALCIUM-NOT-CHECKED" in rule_ids(out.response["cards"])
+
+
+def test_conditions_and_procedures_recorded_in_the_future_are_ignored() -> None:
+    from tests.factory import ICD10, condition, procedure
+    now = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    ckd_later = condition("N18.4", ICD10, recorded="2026-11-23T12:00:00Z")
+    ckd_now = condition("N18.5", ICD10, recorded="2026-11-23T09:03:00Z")
+    dialysis_later = procedure("302497006", when="2026-11-23T10:00:00Z")
+    chart = _chart([patient(), ckd_later, ckd_now, dialysis_later], now, UTC)
+    assert [c.id for c in chart.conditions] == [ckd_now["id"]]
+    assert chart.procedures == ()
+    assert {s.id for s in chart.skipped} == {ckd_later["id"], dialysis_later["id"]}
