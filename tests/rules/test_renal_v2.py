@@ -318,3 +318,36 @@ def test_a_computable_crcl_stands_for_an_unusable_latest_egfr_for_iv_only() -> N
     assert UNKNOWN not in ids(run(res, [draft(ZOL5)], birth="1960-01-01"))
     c = card(run(res, [draft(ALENDRONATE_70)], birth="1960-01-01"), UNKNOWN)
     assert c is not None and "unit not recognised" in c["summary"]
+
+
+# ---- §1.2 rule 1 (A29) for the kidney cards ---------------------------------------------------
+
+_INTERNAL = [r"(?i)\bseeds?\b", r"\b\d{3}_[0-9a-f]{16}\b", r"RULES\.md", r"codes\.json", "§",
+             r"\(D(10|[1-9])\)", r"\b[a-z][a-z0-9]*(_[a-z0-9]+)+\b",
+             r"\b(Patient|Medication(Request|Administration|Statement|Dispense)?|Observation|Condition|"
+             r"Procedure|ServiceRequest|Encounter)/[A-Za-z0-9.\-]+", r"\burn:",
+             r"\b(DMAB|BP|AR)-[A-Z0-9]+(-[A-Z0-9]+)*\b"]
+
+
+@pytest.mark.parametrize("scenario", [
+    lambda: run(crcl_labs(44), [draft(ZOL5)]),
+    lambda: run([egfr(25, ago(40)), calcium(9.4, ago(3))], [draft(ZOL5)]),
+    lambda: run([condition("N18.4", ICD10)], [draft(ALENDRONATE_70)]),
+    lambda: run([request(ALENDRONATE_70, ago(40)), egfr(30, ago(20))], hook="patient-view"),
+    lambda: run(crcl_labs(60, egfr_value=75) + [MYELOMA], [zol4()], birth="1952-03-14", gender="male"),
+    lambda: run([egfr(45, ago(3)), calcium(9.4, ago(3)), MYELOMA], [zol4()]),
+    lambda: run([creatinine(0.45, ago(3)), calcium(9.4, ago(3))], [draft(ZOL5)]),
+    lambda: run([calcium(9.4, ago(3))], [draft(DMAB60)]),
+    lambda: run([observation("98979-8", 13.4, None, ago(2)), egfr(25, ago(20))], [draft(ALENDRONATE_70)]),
+])
+def test_kidney_cards_carry_no_internal_references(scenario) -> None:
+    import re
+    cards = [c for c in scenario() if c["source"]["topic"]["code"] in (CONTRA, ADJUST, UNKNOWN)]
+    assert cards
+    for c in cards:
+        texts = [c["summary"], c["detail"], c["source"]["label"]]
+        texts += [s["label"] for s in c["suggestions"]]
+        texts += [a["description"] for s in c["suggestions"] for a in s["actions"]]
+        for t in texts:
+            for p in _INTERNAL:
+                assert not re.search(p, t), (c["source"]["topic"]["code"], p, t)
