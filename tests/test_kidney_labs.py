@@ -190,3 +190,11 @@ def test_whole_blood_calcium_drives_the_calcium_rules() -> None:
     assert "DMAB-HYPOCALCEMIA" in rule_ids(low) and "AR-CALCIUM-NOT-CHECKED" not in rule_ids(low)
     ok = evaluate_rules([patient(), observation("49765-1", 9.4, "mg/dL", ago(3))], drafts=[draft(DMAB60)])
     assert "AR-CALCIUM-NOT-CHECKED" not in rule_ids(ok) and "DMAB-HYPOCALCEMIA" not in rule_ids(ok)
+
+
+def test_an_egfr_sent_in_ml_min_keeps_the_egfr_wording() -> None:
+    """A35: "eGFR 28 mL/min/1.73 m²", never "28 mL/min" (which would read as a clearance)."""
+    lab = chart(egfr("33914-3", 28, "mL/min")).egfr(365)
+    assert lab.describe() == "28 mL/min/1.73 m²"
+    bad = chart(egfr("33914-3", 28, "mL/s")).egfr_day(365).results[0]
+    assert bad.describe() == "28 mL/s"            # not recognised: shown as sent

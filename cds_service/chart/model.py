@@ -185,7 +185,10 @@ class Lab:
         if self.measured is None:
             return "result"
         comp = self.comparator or ""
-        return f"{comp}{self.measured.normalize():f} {self.measured_unit or ''}".strip()
+        unit = self.measured_unit or ""
+        if self.concept == "egfr" and self.unit is not None:
+            unit = "mL/min/1.73 m²"   # any accepted eGFR spelling, plain mL/min included (A35)
+        return f"{comp}{self.measured.normalize():f} {unit}".strip()
 
     def shown_value(self) -> str | None:
         """The measured value as sent, rounded to the analyte's display precision (§1.2 rule 6),
