@@ -15,7 +15,7 @@ Pure: reads the chart of the :class:`~cards.registry.RuleInput`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -129,13 +129,15 @@ def recheck_due(inp: RuleInput, measure: KidneyMeasure | None, drug: Drug) -> bo
 
 # ---- suggestions (§6.1, A32) -------------------------------------------------------------------
 
+@dataclass(frozen=True)
 class DeleteAction(Action):
     """A CDS Hooks ``delete`` action: remove the draft (§6.1 "Remove the draft"); the id is in
-    ``resourceId`` only, never in the description."""
+    ``resourceId`` only, never in the description. A dataclass like :class:`Action`, so it can
+    be copied (``dataclasses.replace``) as any action."""
 
-    def __init__(self, description: str, resource_id: str) -> None:
-        super().__init__(description, {}, type="delete")
-        self.resource_id = resource_id
+    resource: dict[str, Any] = field(default_factory=dict)
+    type: str = "delete"
+    resource_id: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {"type": "delete", "description": self.description, "resourceId": self.resource_id}
@@ -144,7 +146,7 @@ class DeleteAction(Action):
 def remove_draft(draft: DraftOrder, drug_words: str) -> Suggestion:
     """Suggestion: remove the draft order (delete)."""
     return Suggestion(f"Remove the draft {drug_words} order",
-                      [DeleteAction(f"Remove the draft {drug_words} order", draft.ref)])
+                      [DeleteAction(f"Remove the draft {drug_words} order", resource_id=draft.ref)])
 
 
 def body_weight_request(ctx: OrderContext, reason: str) -> dict[str, Any]:
