@@ -126,7 +126,8 @@ def _evaluate_hook(service: Service, req: HookRequest, *, now: datetime, fetch: 
         sent_meds, sent_urls = bundle_medications([*req.prefetch.values(), req.context.get("draftOrders")])
         drafts_only = build_chart(sent_meds, now, hook=req.hook, draft_orders=req.draft_orders,
                                   selections=req.selections, verdicts=verdicts, identity=identity,
-                                  medication_urls=sent_urls)
+                                  medication_urls=sent_urls, zone=thresholds.zone,
+                                  future_skew_minutes=thresholds.future_skew_minutes)
         timings["drafts"] = time.perf_counter() - t
         unknown = unresolved_references(req.draft_orders, medication_index(sent_meds + req.draft_orders, sent_urls))
         if not _triggers_antiresorptive(drafts_only) and not drafts_only.unreadable_drafts and not unknown:
@@ -158,8 +159,13 @@ def _evaluate_hook(service: Service, req: HookRequest, *, now: datetime, fetch: 
     t = time.perf_counter()
     chart = build_chart(resources, now, hook=req.hook, draft_orders=req.draft_orders,
                         selections=req.selections, unavailable=missing_types, verdicts=verdicts,
-                        identity=identity, medication_urls=urls)
+                        identity=identity, medication_urls=urls, zone=thresholds.zone,
+                        future_skew_minutes=thresholds.future_skew_minutes)
     timings["chart"] = time.perf_counter() - t
+    future = [f"{s.resource_type}/{s.id}" for s in chart.skipped if s.reason == "dated in the future"]
+    if future:   # §1.3 Clock (A3): ignored by the chart, logged here at the edge
+        log.info("%d records dated in the future ignored (clock zone %s)", len(future),
+                 thresholds.clock_time_zone, extra={"event": {"future_records": future[:20]}})
 
     t = time.perf_counter()
     inp = RuleInput(chart=chart, hook=req.hook, now=now, thresholds=thresholds,

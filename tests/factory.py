@@ -214,6 +214,7 @@ def evaluate_rules(resources: Iterable[dict[str, Any]], *, hook: str = "order-si
     if selections is None:
         selections = [f"MedicationRequest/{d['id']}" for d in drafts]
     chart = build_chart(list(resources), now, hook=hook, draft_orders=drafts, selections=selections,
+                        zone=thresholds.zone, future_skew_minutes=thresholds.future_skew_minutes,
                         unavailable=unavailable, identity=PatientIdentity(PID))
     result = evaluate(RuleInput(chart=chart, hook=hook, now=now, thresholds=thresholds,
                                 patient_id=PID, user_id="Practitioner/prac-1"))

@@ -185,14 +185,18 @@ class Lab:
         if self.measured is None:
             return "result"
         comp = self.comparator or ""
-        return f"{comp}{self.measured.normalize():f} {self.measured_unit or ''}".strip()
+        unit = self.measured_unit or ""
+        if self.concept == "egfr" and self.unit is not None:
+            unit = "mL/min/1.73 m²"   # any accepted eGFR spelling, plain mL/min included (A35)
+        return f"{comp}{self.measured.normalize():f} {unit}".strip()
 
     def shown_value(self) -> str | None:
         """The measured value as sent, rounded to the analyte's display precision (§1.2 rule 6),
         with its comparator; None without a number."""
         if self.measured is None:
             return None
-        places = DISPLAY_PLACES.get(self.concept, 2)
+        from .units import display_places   # per analyte and unit sent (A40)
+        places = display_places(self.concept, self.measured_unit)
         q = self.measured.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
         return f"{self.comparator or ''}{q:f}"
 

@@ -30,13 +30,17 @@ REQUIRED_SETS: tuple[str, ...] = (
     "osteogenesis-imperfecta", "bone-metastases", "multiple-myeloma", "giant-cell-tumor-of-bone",
     "hypercalcemia-of-malignancy", "oncology-bone-indication", "osteoporosis",
     "osteonecrosis-of-jaw", "atypical-femoral-fracture", "active-infection", "dental-evaluation",
-    "dental-referral", "invasive-dental-procedure",
+    "dental-referral", "invasive-dental-procedure", "creatinine-serum", "body-weight",
 )
 
 #: Lab and pregnancy value sets whose LOINC codes the Observation prefetch asks for (§1).
+#: ``calcium-serum`` holds the whole-blood total calcium 49765-1 (A36); ``body-weight`` 29463-7
+#: is asked for the Cockcroft-Gault CrCl (A10); ``creatinine-serum`` is a subset of
+#: ``creatinine`` (its codes are asked for through it).
 OBSERVATION_SETS: tuple[str, ...] = (
     "calcium-serum", "calcium-corrected", "calcium-ionized", "albumin", "egfr", "creatinine",
     "vitamin-d-25oh", "magnesium", "phosphate", "pth-intact", "pregnancy-test", "pregnancy-status",
+    "body-weight",
 )
 
 #: Text fallbacks (RULES.md D3), matched case-insensitively on ``text`` and ``coding.display``.
@@ -79,6 +83,8 @@ class Concept:
     display: str
     resource: str | None = None
     match: str | None = None          # "prefix": matches every code starting with ``code``
+    #: eGFR codes: rank when several eGFR results share a date (1 = preferred; D5, A28)
+    preference: int | None = None
 
     @property
     def is_pattern(self) -> bool:
@@ -173,6 +179,10 @@ class ValueSets:
             return frozenset()
         return frozenset(n for n, p in self._patterns.items() if p.search(joined))
 
+    def egfr_preference(self) -> dict[str, int]:
+        """LOINC code → ``preference`` rank of the ``egfr`` codes (D5, A28)."""
+        return {c.code: c.preference for c in self.sets.get("egfr", []) if c.preference is not None}
+
     def codes(self, name: str) -> list[Concept]:
         return list(self.sets.get(name, []))
 
@@ -222,8 +232,11 @@ def load_value_sets(path: str | Path = DEFAULT_PATH) -> ValueSets:
             match = e.get("match")
             if match not in (None, "prefix"):
                 raise ValueSetError(f"{where}: match must be \"prefix\" or absent, not {match!r}")
+            pref = e.get("preference")
+            if pref is not None and (isinstance(pref, bool) or not isinstance(pref, int) or pref < 1):
+                raise ValueSetError(f"{where}: 'preference' must be a positive whole number")
             concepts.append(Concept(e["system"], e["code"], str(e.get("display") or e["code"]),
-                                    e.get("resource"), match))
+                                    e.get("resource"), match, pref))
         sets[name] = concepts
     missing = [n for n in REQUIRED_SETS if n not in sets]
     if missing:
