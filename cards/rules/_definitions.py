@@ -483,13 +483,22 @@ def draft_has_reason(draft: DraftOrder) -> bool:
                 or draft.resource.get("reasonReference"))
 
 
+#: Reason texts naming an oncology bone indication other than HCM (D6, D9).
+_OTHER_ONCOLOGY_TEXT = re.compile(r"bone metasta|metasta\w* (to|of|in) (the )?bone|osseous metasta|"
+                                  r"skeletal metasta|myeloma|giant[- ]cell tumou?r|\bgctb\b", re.IGNORECASE)
+
+
 def order_indication_is_hcm(chart: Chart, draft: DraftOrder) -> bool:
     """D9 "Indication of a zoledronic acid 4 mg order is hypercalcemia of malignancy" (A5, used
     by BP-RENAL-DOSE-ADJUST): the draft's reason is HCM (:func:`draft_reason_is_hcm`), or the
     draft has no reason and the patient's only active oncology bone indication is HCM (an active
     HCM per A4 and no other active ``oncology-bone-indication`` Condition: bone metastases,
     multiple myeloma, GCTB or its D48.0 proxy). Safe reading: with any other oncology indication
-    the dose reduction is still asked for."""
+    the dose reduction is still asked for — also when the draft's reason names another oncology
+    bone indication beside HCM ("hypercalcemia of malignancy; bone metastases")."""
+    if draft_reason_sets(draft) & {"bone-metastases", "multiple-myeloma", "giant-cell-tumor-of-bone"} \
+            or any(_OTHER_ONCOLOGY_TEXT.search(t) for t in draft.reason_texts if t):
+        return False
     if draft_reason_is_hcm(chart, draft):
         return True
     if draft_has_reason(draft):

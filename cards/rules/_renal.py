@@ -14,29 +14,17 @@ Pure: reads the chart of the :class:`~cards.registry.RuleInput`.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from cds_service.chart import DENOSUMAB, DraftOrder, Drug, Lab, below, default_value_sets, display
+from cds_service.chart import DENOSUMAB, DraftOrder, Drug, Lab, below, display
 from cds_service.chart.labs import CreatinineClearance
 
 from ..builders import LOINC, OrderContext, lab_request
 from ..model import Action, Suggestion
 from ..registry import RuleInput
-from ._definitions import draft_reason_sets, reason_conditions
 
-ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
-TEXT_PATTERN = "urn:bone-safety-cds:text-pattern"
-#: Oncology bone indications other than hypercalcemia of malignancy (D9).
-OTHER_ONCOLOGY = frozenset({"bone-metastases", "multiple-myeloma", "giant-cell-tumor-of-bone"})
-#: Reason texts naming an oncology bone indication other than HCM (D6, D9).
-_OTHER_ONCOLOGY_TEXT = re.compile(r"bone metasta|metasta\w* (to|of|in) (the )?bone|osseous metasta|"
-                                  r"skeletal metasta|myeloma|giant[- ]cell tumou?r|\bgctb\b", re.IGNORECASE)
-#: The one HCM code that is not specific to malignancy (A4).
-NONSPECIFIC_HCM = "E83.52"
 
 
 @dataclass(frozen=True)
@@ -168,54 +156,3 @@ def kidney_lab_order(ctx: OrderContext, reason: str, *, weight: bool = False) ->
         actions.append(Action("Record body weight", body_weight_request(ctx, reason)))
         label += " and a body weight"
     return Suggestion(label, actions)
-
-
-# ---- indication: hypercalcemia of malignancy (D9, A4, A5) --------------------------------------
-
-def _patterns(name: str) -> list[re.Pattern[str]]:
-    return [re.compile(c.code, re.IGNORECASE) for c in default_value_sets().codes(name)
-            if c.system == TEXT_PATTERN]
-
-
-def _malignancy_reason(draft: DraftOrder) -> bool:
-    """The order's reason says malignancy (A4): a code in ``malignancy`` (ICD-10-CM chapter C)
-    or ``hypercalcemia-of-malignancy`` other than E83.52, or a text matching their patterns."""
-    if any(s == ICD10 and c.upper().startswith("C") for s, c in draft.reason_codings):
-        return True
-    names = draft_reason_sets(draft)
-    if "malignancy" in names or names & OTHER_ONCOLOGY:
-        return True
-    pats = _patterns("malignancy") + _patterns("hypercalcemia-of-malignancy")
-    return any(p.search(t) for t in draft.reason_texts if t for p in pats)
-
-
-def _active_malignancy(inp: RuleInput) -> bool:
-    """An active Condition in ``malignancy`` (or a malignant bone indication) (A4)."""
-    return bool(inp.chart.conditions_in("malignancy", "bone-metastases", "multiple-myeloma", active=True))
-
-
-
-def order_is_hcm(inp: RuleInput, draft: DraftOrder) -> bool:
-    """D9 "Indication of a zoledronic acid 4 mg order is hypercalcemia of malignancy" (A5, A4):
-    the draft's reason is HCM — a specific text, or E83.52 with an active malignancy or a
-    malignancy reason — and names no other oncology bone indication; or the draft has no reason
-    and HCM is the patient's only active oncology bone indication. A local reading of the D6/D9
-    facts, kept here until the shared definitions carry them."""
-    has_reason = bool(draft.reason_codings or draft.reason_texts
-                      or draft.resource.get("reasonReference"))
-    malignant = _active_malignancy(inp) or _malignancy_reason(draft)
-    if has_reason:
-        names = draft_reason_sets(draft)
-        conds = reason_conditions(inp.chart, draft)
-        for c in conds:
-            names |= set(c.concepts)
-        if names & OTHER_ONCOLOGY or any(_OTHER_ONCOLOGY_TEXT.search(t) for t in draft.reason_texts if t):
-            return False
-        specific_text = any(p.search(t) for t in draft.reason_texts if t
-                            for p in _patterns("hypercalcemia-of-malignancy"))
-        coded = "hypercalcemia-of-malignancy" in names
-        return specific_text or (coded and malignant)
-    if inp.chart.conditions_in(*OTHER_ONCOLOGY, active=True):
-        return False
-    hcm = inp.chart.conditions_in("hypercalcemia-of-malignancy", active=True)
-    return any(c.by_text or _active_malignancy(inp) for c in hcm)

@@ -27,6 +27,7 @@ from ..builders import RXNORM, SNOMED, UCUM, OrderContext, override_reasons
 from ..model import Action, Card, Suggestion
 from ..registry import ORDER_HOOKS, RuleInput, rule
 from . import _bp_common as bp
+from . import _definitions as defs
 from . import _renal as renal
 from . import _text as tx
 
@@ -87,7 +88,7 @@ def bp_renal_dose_adjust(inp: RuleInput) -> Card | None:
             continue
         if d.dose_mg is not None and d.dose_mg != FULL_DOSE_MG:
             continue  # already adjusted (or another dose chosen on purpose)
-        if renal.order_is_hcm(inp, d):
+        if defs.order_indication_is_hcm(inp.chart, d):
             continue  # A5: no dose reduction in hypercalcemia of malignancy
         targets.append((d, note))
     if not targets:
