@@ -158,7 +158,8 @@ def _evaluate_hook(service: Service, req: HookRequest, *, now: datetime, fetch: 
     t = time.perf_counter()
     chart = build_chart(resources, now, hook=req.hook, draft_orders=req.draft_orders,
                         selections=req.selections, unavailable=missing_types, verdicts=verdicts,
-                        identity=identity, medication_urls=urls)
+                        identity=identity, medication_urls=urls,
+                        dose_dedupe_days=thresholds.dose_dedupe_days)
     timings["chart"] = time.perf_counter() - t
 
     t = time.perf_counter()

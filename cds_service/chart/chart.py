@@ -10,7 +10,7 @@ Three-valued answers: a query about a resource type the request could not supply
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from functools import cached_property
 from decimal import Decimal
@@ -73,6 +73,8 @@ class Chart:
     excluded: dict[str, int] = field(default_factory=dict)
     #: drafts of the hook that could not be read, but are antiresorptives by code or text (D3)
     unreadable_drafts: tuple[Drug, ...] = ()
+    #: D4 de-duplication window (``dose_dedupe_days``): dose records less apart are one dose
+    dose_dedupe_days: int = 4
 
     @property
     def unreadable(self) -> list[Skipped]:
@@ -98,7 +100,21 @@ class Chart:
 
     @cached_property
     def _all_dose_events(self) -> list[DoseEvent]:
-        return medications.dose_events(list(self.medications))
+        return medications.dose_events(list(self.medications), self.dose_dedupe_days)
+
+    @cached_property
+    def _linked_orders(self) -> frozenset[int]:
+        return frozenset(medications.linked_orders(self.medications))
+
+    def is_linked_order(self, record: MedicationRecord) -> bool:
+        """A MedicationRequest that a counting administration or dispense names (D4, A11): the
+        same dose or supply as that record."""
+        return any(self.medications[i] is record for i in self._linked_orders)
+
+    def linked_orders_of(self, record: MedicationRecord) -> list[MedicationRecord]:
+        """The MedicationRequests an administration or dispense names (D4 dose events 3)."""
+        return [r for r in self.medications if r.resource_type == "MedicationRequest"
+                and any(r.named_by(ref) for ref in record.request_refs)] if record.request_refs else []
 
     @cached_property
     def _events_by_class(self) -> dict[str, tuple[DoseEvent, ...]]:
@@ -124,9 +140,9 @@ class Chart:
         """Per class: the dated dose records (D4, :func:`medications.is_dose_record`) sorted by
         date, as (dates, (chart position, record)) for bisection."""
         out: dict[str, list[tuple[date, int, MedicationRecord]]] = {}
-        for i, r in enumerate(self.medications):
-            if r.date is not None and medications.is_dose_record(r):
-                out.setdefault(r.drug.drug_class, []).append((r.date, i, r))
+        position = {id(r): i for i, r in enumerate(self.medications)}
+        for r in medications.dose_records(self.medications):
+            out.setdefault(r.drug.drug_class, []).append((r.date, position[id(r)], r))  # type: ignore[arg-type]
         index = {}
         for cls, entries in out.items():
             entries.sort(key=lambda e: (e[0], e[1]))
@@ -356,11 +372,32 @@ def _flatten(values: Iterable[Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _entry_urls(values: Iterable[Any]) -> dict[tuple[str, str], str]:
+    """``fullUrl`` of each medication record entry of the Bundles, by (type, id): an
+    administration or dispense may name its order by it (D4 dose events 3)."""
+    out: dict[tuple[str, str], str] = {}
+    for value in values:
+        if not isinstance(value, dict) or value.get("resourceType") != "Bundle":
+            continue
+        entries = value.get("entry")
+        for entry in entries if isinstance(entries, list) else []:
+            res = entry.get("resource") if isinstance(entry, dict) else None
+            if not isinstance(res, dict):
+                continue
+            if res.get("resourceType") == "Bundle":
+                out.update(_entry_urls([res]))
+            elif res.get("resourceType") in MEDICATION_TYPES and isinstance(res.get("id"), str) \
+                    and isinstance(entry.get("fullUrl"), str):
+                out.setdefault((res["resourceType"], res["id"]), entry["fullUrl"])
+    return out
+
+
 def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient-view",
                 draft_orders: Iterable[dict[str, Any]] = (), selections: Iterable[str] = (),
                 unavailable: Mapping[str, str] | None = None, vs: ValueSets | None = None,
                 verdicts: VerdictCache | None = None, identity: PatientIdentity | None = None,
-                medication_urls: Mapping[str, dict[str, Any]] | None = None) -> Chart:
+                medication_urls: Mapping[str, dict[str, Any]] | None = None,
+                dose_dedupe_days: int = 4) -> Chart:
     """Build the :class:`Chart` from FHIR resources (Bundles unpacked, de-duplicated by type+id).
 
     ``draft_orders`` are the hook's own orders; the triggers are the selected ones on
@@ -369,8 +406,11 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
     and counted in ``Chart.excluded`` (the service always passes it; None trusts the caller to
     have given one patient's data, as unit tests of single rules do). ``medication_urls``: the
     Medication entries of the request's Bundles by ``fullUrl`` (D3 resolution (b)).
+    ``dose_dedupe_days``: the D4 de-duplication window (D10).
     """
     vs = vs or default_value_sets()
+    resources = list(resources)
+    entry_urls = _entry_urls(resources)
     today = today_utc(now)
     skipped: list[Skipped] = []
     excluded: dict[str, int] = {}
@@ -449,6 +489,9 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
         if res is None:
             return None
         rec = medications.to_record(res, drug)
+        url = entry_urls.get((rtype, str(raw.get("id"))))
+        if url is not None:
+            rec = replace(rec, full_url=url)
         if rec.date is not None and rec.date > today and (rtype != "MedicationRequest" or rec.status != "active"):
             raise _Skip("dated in the future")
         return rec
@@ -506,7 +549,7 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
                  drafts=tuple(drafts), triggers=tuple(triggers), results=results,
                  conditions=tuple(conditions), procedures=tuple(procedures),
                  skipped=skipped, unavailable=dict(unavailable or {}), excluded=excluded,
-                 unreadable_drafts=tuple(unreadable_drafts))
+                 unreadable_drafts=tuple(unreadable_drafts), dose_dedupe_days=dose_dedupe_days)
 
 
 def months_since(d: date, today: date) -> int:

@@ -80,10 +80,33 @@ class MedicationRecord:
     discontinued: bool = False   # statusReason/note of discontinuation
     reason_codings: tuple[tuple[str, str], ...] = ()
     reason_texts: tuple[str, ...] = ()
+    intent: str | None = None    # MedicationRequest.intent (D4 planned follow-on order)
+    #: the orders this record names: ``MedicationAdministration.request`` or
+    #: ``MedicationDispense.authorizingPrescription`` references, as sent (D4, A11)
+    request_refs: tuple[str, ...] = ()
+    full_url: str | None = None  # the Bundle entry's ``fullUrl`` (references may name it, D4)
+    #: MedicationRequest: planned date (``dispenseRequest.validityPeriod.start``, else the
+    #: earliest ``timing.event`` / ``timing.repeat.boundsPeriod.start``; D4, A2), None if unread
+    planned: date | None = None
+    validity_end: date | None = None   # MedicationRequest ``dispenseRequest.validityPeriod.end``
+    #: MedicationRequest: days of supply the order implies (D4 "Order end" (c), A38), or None
+    supply_days: int | None = None
 
     @property
     def ref(self) -> str:
         return f"{self.resource_type}/{self.id}"
+
+    def named_by(self, reference: str) -> bool:
+        """``reference`` names this record: ``Type/{id}``, an absolute URL ending in it (a
+        ``/_history`` version is ignored), or the record's Bundle ``fullUrl`` (D4 dose events 3)."""
+        if not isinstance(reference, str) or not reference:
+            return False
+        if self.full_url and reference == self.full_url:
+            return True
+        if not self.id:
+            return False
+        ref = reference.split("/_history")[0]
+        return ref == self.ref or ref.endswith("/" + self.ref)
 
 
 @dataclass(frozen=True)
