@@ -97,7 +97,7 @@ def dmab_duplicate(inp: RuleInput) -> Card | None:
                 timing_first = timing_first or len(found) == 1
 
     # (b) an order already pending
-    pending = planned_orders_after(chart, L, classes=(DENOSUMAB,))
+    pending = [r for r in planned_orders_after(chart, L, classes=(DENOSUMAB,)) if r.status == "active"]
     if pending:
         p = pending[0]
         when = p.date.isoformat() if p.date else "date unknown"
