@@ -372,7 +372,7 @@ def _days_per_fill(resource: Mapping[str, Any], dispense: Mapping[str, Any]) -> 
         value = _number(dq.get("value"))
         if same and value is not None and value > 0:
             per_dose = value
-    return (amount / (frequency / period * per_dose)).to_integral_value(rounding="ROUND_FLOOR")
+    return (amount * period / (frequency * per_dose)).to_integral_value(rounding="ROUND_FLOOR")
 
 
 def implied_supply_days(resource: Mapping[str, Any]) -> int | None:
