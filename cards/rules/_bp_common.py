@@ -23,7 +23,8 @@ from ..builders import LINKS
 from ..model import Link
 from ..registry import RuleInput
 from ..thresholds import Thresholds
-from ._definitions import catalog_value, draft_reason_sets, kidney_records, oncology_indication, reason_conditions
+from ._definitions import (catalog_value, draft_reason_sets, is_zol5_draft, kidney_records,
+                           last_zoledronic_acid_within, oncology_indication, reason_conditions)
 from ._text import BY_TEXT_NOTE, cut, iso
 
 AGENT_WORDS = {"zoledronic-acid": "zoledronic acid", "bisphosphonate": "bisphosphonate"}
@@ -192,25 +193,36 @@ def kidney_record_phrase(records: list[KidneyRecord]) -> str:
 
 # ---- therapy history ------------------------------------------------------------------------
 
-def any_antiresorptive_within(inp: RuleInput, days: int) -> list[str]:
+def any_antiresorptive_within(inp: RuleInput, days: int, exclude_agent: str | None = None) -> list[str]:
     """Evidence of any antiresorptive (denosumab or bisphosphonate) exposure in the ``days``
-    before today (D4 initiation for BP-DENTAL), in words; empty = initiation.
+    before today (D4 initiation for BP-DENTAL), in words; empty = initiation. ``exclude_agent``:
+    a bisphosphonate ingredient left out ("any *other* antiresorptive", A27).
 
-    The chart's :meth:`~Chart.is_initiation` reads each record on its start date; a medication
-    statement that is still ``active`` (or whose period ends inside the window) and a dispense
-    whose supply reaches into the window are exposure in the window too (D4 "statement period").
+    Dose events and, for oral bisphosphonates, active/completed requests and statements count on
+    their dates (D4 "Initiation"); a medication statement that is still ``active`` (or whose
+    period ends inside the window) and a dispense whose supply reaches into the window are
+    exposure in the window too (D4 "statement period").
     """
-    chart = inp.chart
+    chart, today = inp.chart, inp.today
+    start = today - timedelta(days=days)
+
+    def kept(drug: Drug) -> bool:
+        return drug.drug_class in (DENOSUMAB, BISPHOSPHONATE) and not (
+            exclude_agent and drug.drug_class == BISPHOSPHONATE and drug.agent == exclude_agent)
+
     out: list[str] = []
-    if not chart.is_initiation([DENOSUMAB, BISPHOSPHONATE], days):
-        for cls in (DENOSUMAB, BISPHOSPHONATE):
-            recent = [d for d in chart.exposure_dates(cls) if 0 <= (chart.today - d).days <= days]
-            if recent:
-                out.append(f"{cls} on {recent[-1].isoformat()}")
-    start = chart.today - timedelta(days=days)
+    for cls in (DENOSUMAB, BISPHOSPHONATE):
+        dates = [e.date for e in chart.dose_events(cls) if kept(e.drug)]
+        dates += [r.date for r in chart.records_of(cls) if r.date is not None and kept(r.drug)
+                  and r.drug.is_oral_bisphosphonate
+                  and r.resource_type in ("MedicationRequest", "MedicationStatement")
+                  and r.status in ("active", "completed")]
+        recent = sorted(d for d in dates if start <= d <= today)
+        if recent:
+            out.append(f"{cls} on {recent[-1].isoformat()}")
     default_supply = inp.thresholds.dispense_default_days_supply
     for r in chart.medications:
-        if r.drug.drug_class not in (DENOSUMAB, BISPHOSPHONATE) or r.date is None:
+        if not kept(r.drug) or r.date is None:
             continue
         if r.resource_type == "MedicationStatement" and r.status in ("active", "completed", "stopped"):
             end = r.end or (chart.today if r.status == "active" else None)
@@ -224,6 +236,21 @@ def any_antiresorptive_within(inp: RuleInput, days: int) -> list[str]:
                 out.append(f"{cut(r.drug.name)} (dispensed {r.date.isoformat()}, "
                            f"supply to {end.isoformat()})")
     return out
+
+
+def continuation_evidence(inp: RuleInput, draft: DraftOrder) -> list[str]:
+    """Why an IV bisphosphonate draft is not an initiation for BP-DENTAL (empty = initiation):
+    for zoledronic acid 5 mg, a zoledronic acid dose in the last ``zol5_reinitiation_months``
+    (18, A27) or any other antiresorptive in ``initiation_gap_days``; else any antiresorptive
+    in ``initiation_gap_days`` (D4)."""
+    t = inp.thresholds
+    if is_zol5_draft(inp, draft):
+        out = []
+        last = last_zoledronic_acid_within(inp, t.zol5_reinitiation_months)
+        if last is not None:
+            out.append(f"zoledronic acid on {last.isoformat()}")
+        return out + any_antiresorptive_within(inp, t.initiation_gap_days, exclude_agent="zoledronic-acid")
+    return any_antiresorptive_within(inp, t.initiation_gap_days)
 
 
 def iv_active_until(drug: Drug, regimen: str | None, dose: date,

@@ -32,7 +32,7 @@ TITLE = "Invasive dental procedure in the healing window"
 @rule(RULE_ID, TITLE, hooks=ORDER_HOOKS, needs=MEDS | {"Procedure"})
 def ar_recent_invasive_dental(inp: RuleInput) -> Card | None:
     drafts = [d for d in ar.antiresorptive_drafts(inp, bisphosphonates="iv")
-              if defs.is_initiation(inp, d.drug.drug_class)]
+              if defs.draft_initiation(inp, d)]
     if not drafts:
         return None
     healing = inp.thresholds.dental_healing_days

@@ -189,7 +189,7 @@ def classify(resource: Mapping[str, Any], vs: ValueSets,
     route = _route(resource, med)
 
     if names & {"denosumab-any", "denosumab"}:
-        regimen = _denosumab_regimen(names, dose, dose_text, resource)
+        regimen = _denosumab_regimen(names, dose, dose_text, resource, vs.brand_regimens(texts))
         return Drug(DENOSUMAB, "denosumab", display or "denosumab", regimen, "sc", by_text)
     for vs_name, agent in _BP_AGENT_SETS:
         if vs_name in names:
@@ -219,12 +219,16 @@ def classify(resource: Mapping[str, Any], vs: ValueSets,
 
 
 def _denosumab_regimen(names: frozenset[str], dose: Decimal | None, text: str,
-                       resource: Mapping[str, Any]) -> str | None:
-    """D3 "Strength / regimen of denosumab": code, then dose, then volume, then text."""
+                       resource: Mapping[str, Any], brands: frozenset[str] = frozenset()) -> str | None:
+    """D3 "Strength / regimen of denosumab": code, then brand (A8: a brand of one set alone
+    settles it; brands of both sets go on), then dose, then volume, then text. Nonproprietary
+    suffixes (``-bbdz``) are shared by both strengths and never decide."""
     if "denosumab-60mg" in names:
         return "60mg"
     if "denosumab-120mg" in names:
         return "120mg"
+    if len(brands) == 1:
+        return next(iter(brands))
     if dose is not None:
         if dose == 60:
             return "60mg"

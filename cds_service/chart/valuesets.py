@@ -62,6 +62,19 @@ TEXT_PATTERNS: dict[str, str] = {
 }
 
 
+#: D3 text classes whose patterns are the ``text-pattern`` entries of a ``codes.json`` set when the
+#: file has them (brands included: A8, A25); :data:`TEXT_PATTERNS` is the fallback.
+TEXT_PATTERN_SETS: dict[str, str] = {
+    "denosumab": "denosumab-text",
+    "calcium-supplement": "calcium-supplement-text",
+    "vitamin-d-supplement": "vitamin-d-supplement-text",
+}
+#: D3 strength step 2 (A8): a brand of one set alone settles the denosumab regimen.
+BRAND_REGIMEN_SETS: dict[str, str] = {"60mg": "denosumab-60mg-brand-text",
+                                      "120mg": "denosumab-120mg-brand-text"}
+TEXT_PATTERN_SYSTEM = "urn:bone-safety-cds:text-pattern"
+
+
 class ValueSetError(ValueError):
     """The value-set file is unusable; the message names the file and the entry."""
 
@@ -88,9 +101,19 @@ class ValueSets:
         self._index = {k: frozenset(v) for k, v in index.items()}
         # The patterns are lower case and matched on lower-cased text: the same matches as
         # re.IGNORECASE, about 3x faster (issue "Speed": ~350 searches on a heavy patient).
-        self._patterns = {name: re.compile(p) for name, p in TEXT_PATTERNS.items()}
-        # one search decides whether any class can match (most medication names match none)
-        self._any = re.compile("|".join(f"(?:{p})" for p in TEXT_PATTERNS.values()))
+        patterns = dict(TEXT_PATTERNS)
+        for cls, set_name in TEXT_PATTERN_SETS.items():
+            loaded = self.text_patterns(set_name)
+            if loaded:
+                patterns[cls] = loaded
+        try:
+            self._patterns = {name: re.compile(p) for name, p in patterns.items()}
+            # one search decides whether any class can match (most medication names match none)
+            self._any = re.compile("|".join(f"(?:{p})" for p in patterns.values()))
+            self._brands = {regimen: re.compile(p) for regimen, set_name in BRAND_REGIMEN_SETS.items()
+                            if (p := self.text_patterns(set_name))}
+        except re.error as exc:
+            raise ValueSetError(f"a text pattern does not compile: {exc}") from exc
 
     def names_for(self, system: str | None, code: str | None) -> frozenset[str]:
         """Value-set names containing this coding (empty when none)."""
@@ -111,6 +134,19 @@ class ValueSets:
         if not joined or not self._any.search(joined):
             return frozenset()
         return frozenset(n for n, p in self._patterns.items() if p.search(joined))
+
+    def text_patterns(self, name: str) -> str:
+        """The ``text-pattern`` entries of a set as one lower-case alternation ("" when none)."""
+        codes = [c.code.lower() for c in self.sets.get(name, []) if c.system == TEXT_PATTERN_SYSTEM]
+        return "|".join(f"(?:{c})" for c in codes)
+
+    def brand_regimens(self, texts: Iterable[str]) -> frozenset[str]:
+        """The denosumab regimens (``60mg``/``120mg``) whose brand set any of ``texts`` names
+        (D3 strength step 2, A8); both when brands of both sets are named."""
+        joined = " | ".join(t for t in texts if t).lower()
+        if not joined:
+            return frozenset()
+        return frozenset(r for r, p in self._brands.items() if p.search(joined))
 
     def codes(self, name: str) -> list[Concept]:
         return list(self.sets.get(name, []))
