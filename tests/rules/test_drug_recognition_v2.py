@@ -168,3 +168,24 @@ def test_zol5_initiation_in_other_rules():
     chart = build_chart([f.patient(), f.administration(ZOL5, add_months(f.NOW.date(), -19).isoformat())],
                         f.NOW, hook="order-sign", draft_orders=[f.draft(ZOL5)])
     assert defs.draft_initiation(RuleInput(chart=chart, hook="order-sign", now=f.NOW), chart.triggers[0]) is True
+
+
+# ---- A9: Reference.display is drug text (D3) -------------------------------------------------
+
+def test_unresolved_reference_display_brand_settles_the_regimen():
+    """A9 + A8: a medicationReference that resolves nowhere, display "Xbryk": 120 mg regimen."""
+    dose = f.administration(None, ago(60))
+    del dose["medicationCodeableConcept"]
+    dose["medicationReference"] = {"reference": "Medication/not-sent", "display": "Xbryk"}
+    cards = pv([dose, *normal_labs()])
+    assert "DMAB-ONCOLOGY-INTERVAL" in ids(cards)
+
+
+def test_resolved_medication_code_text_and_reference_display_both_read():
+    """D3: the resolved Medication's code and the reference display are both drug texts."""
+    med = {"resourceType": "Medication", "id": "m-1", "code": {"text": "denosumab-bbdz"}}
+    dose = f.administration(None, add_months(f.NOW.date(), -8))
+    del dose["medicationCodeableConcept"]
+    dose["medicationReference"] = {"reference": "Medication/m-1", "display": "Jubbonti"}
+    cards = pv([med, dose, *normal_labs()])
+    assert "DMAB-OVERDUE-TRANSITION" in ids(cards)
