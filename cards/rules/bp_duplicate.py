@@ -58,7 +58,8 @@ def _active_bisphosphonates(inp: RuleInput) -> list[Active]:
                   f"{r.resource_type} {r.status} {tx.iso(r.date)}"
                   + (f", {r.days_supply} days' supply" if r.resource_type == "MedicationDispense"
                      and r.days_supply else ""))
-           for r in chart.active_records(BISPHOSPHONATE, dispense_default_days=inp.thresholds.dispense_default_days_supply)]
+           for r in chart.active_records(BISPHOSPHONATE,
+                                         dispense_default_days=inp.thresholds.dispense_default_days_supply)]
     for e in chart.dose_events(BISPHOSPHONATE):
         until = bp.iv_active_until(e.drug, e.drug.regimen, e.date, inp.thresholds)
         if until is not None and 0 <= (chart.today - e.date).days and chart.today <= until:

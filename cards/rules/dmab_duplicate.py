@@ -112,7 +112,7 @@ def dmab_duplicate(inp: RuleInput) -> Card | None:
     for d in session:
         if d.drug.regimen:
             strengths.setdefault(d.drug.regimen, []).append(f"draft {cut(d.label)}")
-    for r in chart.active_records(DENOSUMAB):
+    for r in chart.active_records(DENOSUMAB, dispense_default_days=th.dispense_default_days_supply):
         if r.drug.regimen:
             strengths.setdefault(r.drug.regimen, []).append(f"{cut(r.drug.name)} ({r.ref})")
     if "60mg" in strengths and "120mg" in strengths:

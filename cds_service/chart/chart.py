@@ -142,7 +142,8 @@ class Chart:
         out: dict[str, list[tuple[date, int, MedicationRecord]]] = {}
         position = {id(r): i for i, r in enumerate(self.medications)}
         for r in medications.dose_records(self.medications):
-            out.setdefault(r.drug.drug_class, []).append((r.date, position[id(r)], r))  # type: ignore[arg-type]
+            entry = (r.date, position[id(r)], r)
+            out.setdefault(r.drug.drug_class, []).append(entry)  # type: ignore[arg-type]
         index = {}
         for cls, entries in out.items():
             entries.sort(key=lambda e: (e[0], e[1]))

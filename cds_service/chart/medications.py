@@ -532,8 +532,8 @@ def dose_events(records: list[MedicationRecord], dedupe_days: int = 4) -> list[D
     unlinked completed requests). When several records fall within the window, the most
     confident one is kept.
     """
-    raw = [DoseEvent(r.date, r.drug, r.resource_type, _CONFIDENCE[r.resource_type], r)  # type: ignore[arg-type]
-           for r in dose_records(records)]
+    raw = [DoseEvent(r.date, r.drug, r.resource_type,  # type: ignore[arg-type]
+                     _CONFIDENCE[r.resource_type], r) for r in dose_records(records)]
     raw.sort(key=lambda e: (dose_class(e.drug), e.date, -e.confidence))
     out: list[DoseEvent] = []
     for e in raw:

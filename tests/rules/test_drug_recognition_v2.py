@@ -63,7 +63,8 @@ def test_xbryk_without_strength_gives_the_120mg_cards():
 
 
 def test_jubbonti_without_strength_gives_the_60mg_cards():
-    cards = pv([f.administration(None, add_months(f.NOW.date(), -8), text="Jubbonti 1 syringe"), *normal_labs()])
+    dose = f.administration(None, add_months(f.NOW.date(), -8), text="Jubbonti 1 syringe")
+    cards = pv([dose, *normal_labs()])
     assert "DMAB-OVERDUE-TRANSITION" in ids(cards)
 
 
@@ -167,7 +168,8 @@ def test_zol5_initiation_in_other_rules():
     assert defs.draft_initiation(inp, chart.triggers[0]) is False
     chart = build_chart([f.patient(), f.administration(ZOL5, add_months(f.NOW.date(), -19).isoformat())],
                         f.NOW, hook="order-sign", draft_orders=[f.draft(ZOL5)])
-    assert defs.draft_initiation(RuleInput(chart=chart, hook="order-sign", now=f.NOW), chart.triggers[0]) is True
+    inp = RuleInput(chart=chart, hook="order-sign", now=f.NOW)
+    assert defs.draft_initiation(inp, chart.triggers[0]) is True
 
 
 # ---- A9: Reference.display is drug text (D3) -------------------------------------------------
