@@ -190,7 +190,7 @@ def _card(inp: RuleInput, last: Dose, due: date, overdue_after: date, stop,  # n
     egfr = chart.egfr(th.egfr_lookback_days_denosumab)
 
     if planned:
-        p = planned[0]
+        p = max(planned, key=lambda o: o.planned or date.min)   # the most recent plan
         when = p.planned.isoformat() if p.planned else "(no date)"
         summary = (f"Planned transition not given: {planned_drug_words(p)} planned {when}, last "
                    f"denosumab 60 mg {L.isoformat()} ({n_months} mo ago). Give it or re-plan")

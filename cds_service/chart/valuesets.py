@@ -31,6 +31,9 @@ REQUIRED_SETS: tuple[str, ...] = (
     "hypercalcemia-of-malignancy", "oncology-bone-indication", "osteoporosis",
     "osteonecrosis-of-jaw", "atypical-femoral-fracture", "active-infection", "dental-evaluation",
     "dental-referral", "invasive-dental-procedure",
+    # D3 text fallbacks with brands (A8, A25): the patterns live in codes.json only
+    "denosumab-text", "denosumab-60mg-brand-text", "denosumab-120mg-brand-text",
+    "calcium-supplement-text", "vitamin-d-supplement-text",
 )
 
 #: Lab and pregnancy value sets whose LOINC codes the Observation prefetch asks for (§1).
@@ -41,9 +44,6 @@ OBSERVATION_SETS: tuple[str, ...] = (
 
 #: Text fallbacks (RULES.md D3), matched case-insensitively on ``text`` and ``coding.display``.
 TEXT_PATTERNS: dict[str, str] = {
-    "denosumab": r"\bdenosumab\b|prolia|xgeva|jubbonti|wyost|ospomyv|xbryk|stoboclo|osenvelt|"
-                 r"conexxence|bomyntra|bildyos|bilprevda|osvyrti|jubereq|bosaya|aukelso|enoby|"
-                 r"xtrenbo|oziltus",
     "alendronate": r"alendron|fosamax|binosto",
     "risedronate": r"risedron|actonel|atelvia",
     "ibandronate": r"ibandron|boniva",
@@ -51,10 +51,6 @@ TEXT_PATTERNS: dict[str, str] = {
     "pamidronate": r"pamidron|aredia",
     "etidronate": r"etidron|didronel",
     "calcimimetic": r"cinacalcet|sensipar|etelcalcetide|parsabiv|evocalcet",
-    "calcium-supplement": r"\bcalcium (carbonate|citrate|gluconate|lactate|phosphate|acetate)\b|"
-                          r"\bcalcium\b.*\b(tab|chew|supplement)",
-    "vitamin-d-supplement": r"cholecalciferol|ergocalciferol|vitamin d|colecalciferol|calcitriol|"
-                            r"alfacalcidol|paricalcitol|doxercalciferol",
     "osteonecrosis-of-jaw": r"osteonecrosis of (the )?jaw|\bmronj\b|\bbronj\b|\bonj\b",
     "atypical-femoral-fracture": r"atypical (femoral|femur) fracture",
     "giant-cell-tumor-of-bone": r"giant[- ]cell tumou?r of (the )?bone|\bgctb\b",
@@ -62,8 +58,8 @@ TEXT_PATTERNS: dict[str, str] = {
 }
 
 
-#: D3 text classes whose patterns are the ``text-pattern`` entries of a ``codes.json`` set when the
-#: file has them (brands included: A8, A25); :data:`TEXT_PATTERNS` is the fallback.
+#: D3 text classes whose patterns are the ``text-pattern`` entries of a ``codes.json`` set (brands
+#: included: A8, A25; required sets, so a file without them stops start-up).
 TEXT_PATTERN_SETS: dict[str, str] = {
     "denosumab": "denosumab-text",
     "calcium-supplement": "calcium-supplement-text",
@@ -73,6 +69,7 @@ TEXT_PATTERN_SETS: dict[str, str] = {
 BRAND_REGIMEN_SETS: dict[str, str] = {"60mg": "denosumab-60mg-brand-text",
                                       "120mg": "denosumab-120mg-brand-text"}
 TEXT_PATTERN_SYSTEM = "urn:bone-safety-cds:text-pattern"
+_LOADED_PATTERN_SETS = frozenset(TEXT_PATTERN_SETS.values()) | frozenset(BRAND_REGIMEN_SETS.values())
 
 
 class ValueSetError(ValueError):
@@ -106,6 +103,7 @@ class ValueSets:
             loaded = self.text_patterns(set_name)
             if loaded:
                 patterns[cls] = loaded
+        patterns = {k: v for k, v in patterns.items() if v}
         try:
             self._patterns = {name: re.compile(p) for name, p in patterns.items()}
             # one search decides whether any class can match (most medication names match none)
@@ -136,8 +134,9 @@ class ValueSets:
         return frozenset(n for n, p in self._patterns.items() if p.search(joined))
 
     def text_patterns(self, name: str) -> str:
-        """The ``text-pattern`` entries of a set as one lower-case alternation ("" when none)."""
-        codes = [c.code.lower() for c in self.sets.get(name, []) if c.system == TEXT_PATTERN_SYSTEM]
+        """The ``text-pattern`` entries of a set as one alternation ("" when none); they are matched
+        on lower-cased text, so they are written in lower case (checked at load)."""
+        codes = [c.code for c in self.sets.get(name, []) if c.system == TEXT_PATTERN_SYSTEM]
         return "|".join(f"(?:{c})" for c in codes)
 
     def brand_regimens(self, texts: Iterable[str]) -> frozenset[str]:
@@ -189,6 +188,14 @@ def load_value_sets(path: str | Path = DEFAULT_PATH) -> ValueSets:
                     raise ValueSetError(f"{where}: '{key}' must be a non-empty string")
             if not e["system"].startswith(("http://", "https://", "urn:")):
                 raise ValueSetError(f"{where}: system '{e['system']}' is not a URI")
+            if e["system"] == TEXT_PATTERN_SYSTEM and name in _LOADED_PATTERN_SETS:
+                if e["code"] != e["code"].lower():
+                    raise ValueSetError(f"{where}: a text pattern is matched on lower-cased text; "
+                                        "write it in lower case")
+                try:
+                    re.compile(e["code"])
+                except re.error as exc:
+                    raise ValueSetError(f"{where}: text pattern does not compile: {exc}") from exc
             concepts.append(Concept(e["system"], e["code"], str(e.get("display") or e["code"]),
                                     e.get("resource")))
         sets[name] = concepts

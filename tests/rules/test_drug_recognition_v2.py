@@ -93,7 +93,7 @@ def test_supplement_patterns_are_loaded_from_codes_json():
     """A25: the patterns are the text-pattern entries of the codes.json sets (no list in code)."""
     from cds_service.chart.valuesets import TEXT_PATTERNS, ValueSets
 
-    assert "caltrate" not in TEXT_PATTERNS["calcium-supplement"]
+    assert not {"denosumab", "calcium-supplement", "vitamin-d-supplement"} & set(TEXT_PATTERNS)
     sets = dict(VS.sets)
     sets["calcium-supplement-text"] = [s for s in sets["calcium-supplement-text"] if "caltrate" not in s.code]
     trimmed = ValueSets(sets)
@@ -191,3 +191,24 @@ def test_resolved_medication_code_text_and_reference_display_both_read():
     dose["medicationReference"] = {"reference": "Medication/m-1", "display": "Jubbonti"}
     cards = pv([med, dose, *normal_labs()])
     assert "DMAB-OVERDUE-TRANSITION" in ids(cards)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.pop("calcium-supplement-text"), "required value sets missing"),
+    (lambda d: d["denosumab-120mg-brand-text"].append(
+        {"system": "urn:bone-safety-cds:text-pattern", "code": "\\bXbryk\\b"}), "lower case"),
+    (lambda d: d["vitamin-d-supplement-text"].append(
+        {"system": "urn:bone-safety-cds:text-pattern", "code": "(drisdol"}), "does not compile"),
+])
+def test_text_pattern_sets_validated_at_load(tmp_path, change, message):
+    """A25: the patterns are data; a file without them or with a bad one stops start-up."""
+    import json
+
+    from cds_service.chart.valuesets import DEFAULT_PATH, ValueSetError, load_value_sets
+
+    data = json.loads(DEFAULT_PATH.read_text(encoding="utf-8"))
+    change(data)
+    path = tmp_path / "codes.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ValueSetError, match=message):
+        load_value_sets(path)
