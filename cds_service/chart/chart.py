@@ -22,7 +22,7 @@ from .identity import PatientIdentity
 from .medication_refs import medication_index
 from .labs import CalciumJudgement, LabDay, LazyLabs
 from .model import (BISPHOSPHONATE, DENOSUMAB, ConditionFact, DoseEvent, DraftOrder, Drug, Lab,
-                    MedicationRecord, PatientFacts, ProcedureFact, Skipped)
+                    MedicationRecord, PatientFacts, ProcedureFact, Skipped, reference_key)
 from .valuesets import ValueSets, default_value_sets
 from .verdicts import VerdictCache, validate_r4b
 
@@ -106,15 +106,31 @@ class Chart:
     def _linked_orders(self) -> frozenset[int]:
         return frozenset(medications.linked_orders(self.medications))
 
+    @cached_property
+    def _linked_ids(self) -> frozenset[int]:
+        return frozenset(id(self.medications[i]) for i in self._linked_orders)
+
     def is_linked_order(self, record: MedicationRecord) -> bool:
         """A MedicationRequest that a counting administration or dispense names (D4, A11): the
         same dose or supply as that record."""
-        return any(self.medications[i] is record for i in self._linked_orders)
+        return id(record) in self._linked_ids
+
+    @cached_property
+    def _requests_by_key(self) -> dict[str, list[MedicationRecord]]:
+        out: dict[str, list[MedicationRecord]] = {}
+        for r in self.medications:
+            if r.resource_type == "MedicationRequest":
+                for key in r.keys():
+                    out.setdefault(key, []).append(r)
+        return out
 
     def linked_orders_of(self, record: MedicationRecord) -> list[MedicationRecord]:
         """The MedicationRequests an administration or dispense names (D4 dose events 3)."""
-        return [r for r in self.medications if r.resource_type == "MedicationRequest"
-                and any(r.named_by(ref) for ref in record.request_refs)] if record.request_refs else []
+        out: list[MedicationRecord] = []
+        for ref in record.request_refs:
+            for key in {ref, reference_key(ref)}:
+                out += [r for r in self._requests_by_key.get(key, []) if r not in out]
+        return out
 
     @cached_property
     def _events_by_class(self) -> dict[str, tuple[DoseEvent, ...]]:

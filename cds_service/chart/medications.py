@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping
 from .dates import fhir_date
 from .medication_refs import resolve
 from .model import (BISPHOSPHONATE, CALCIMIMETIC, DENOSUMAB, SUPPLEMENT, DoseEvent, Drug,
-                    MedicationRecord, Timing)
+                    MedicationRecord, Timing, reference_key)
 from .valuesets import ValueSets
 
 #: Statuses that count per resource type (D2). MedicationRequest ``draft`` only for the hook's own.
@@ -497,13 +497,13 @@ def linked_orders(records: Iterable[MedicationRecord]) -> set[int]:
     ``request`` or a counting dispense names in ``authorizingPrescription`` (D4 dose events 3,
     A11: the same dose as that record, never a second one)."""
     records = list(records)
-    refs = [ref for r in records if r.request_refs and is_dose_record(r)
+    refs = {key for r in records if r.request_refs and is_dose_record(r)
             and r.resource_type in ("MedicationAdministration", "MedicationDispense")
-            for ref in r.request_refs]
+            for ref in r.request_refs for key in (ref, reference_key(ref))}
     if not refs:
         return set()
     return {i for i, r in enumerate(records) if r.resource_type == "MedicationRequest"
-            and any(r.named_by(ref) for ref in refs)}
+            and refs.intersection(r.keys())}
 
 
 def dose_records(records: Iterable[MedicationRecord]) -> list[MedicationRecord]:

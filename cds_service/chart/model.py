@@ -96,17 +96,26 @@ class MedicationRecord:
     def ref(self) -> str:
         return f"{self.resource_type}/{self.id}"
 
+    def keys(self) -> tuple[str, ...]:
+        """What a reference to this record may say, after :func:`reference_key`: ``Type/{id}``
+        and the Bundle ``fullUrl`` (D4 dose events 3)."""
+        return tuple(k for k in ((self.ref if self.id else ""), self.full_url or "") if k)
+
     def named_by(self, reference: str) -> bool:
         """``reference`` names this record: ``Type/{id}``, an absolute URL ending in it (a
         ``/_history`` version is ignored), or the record's Bundle ``fullUrl`` (D4 dose events 3)."""
-        if not isinstance(reference, str) or not reference:
-            return False
-        if self.full_url and reference == self.full_url:
-            return True
-        if not self.id:
-            return False
-        ref = reference.split("/_history")[0]
-        return ref == self.ref or ref.endswith("/" + self.ref)
+        return isinstance(reference, str) and bool(reference) and (
+            reference_key(reference) in self.keys() or reference in self.keys())
+
+
+def reference_key(reference: str) -> str:
+    """A reference reduced for matching (D4 dose events 3): ``Type/{id}`` for a relative or
+    absolute URL (``/_history/n`` dropped), else the reference as sent (a ``urn:uuid`` fullUrl)."""
+    ref = reference.split("/_history")[0]
+    parts = ref.rsplit("/", 2)
+    if len(parts) >= 2 and parts[-2][:1].isupper() and parts[-2].isalpha() and parts[-1]:
+        return f"{parts[-2]}/{parts[-1]}"
+    return reference
 
 
 @dataclass(frozen=True)
