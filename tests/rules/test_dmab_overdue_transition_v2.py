@@ -269,3 +269,19 @@ def test_linked_completed_order_is_not_a_later_dose():
     assert f"last 60 mg dose {L.isoformat()}" in f.card_for(cards, RULE)["summary"]
     given["request"] = {"reference": "MedicationRequest/other"}       # not linked: a second dose
     assert RULE not in ids(pv([order, given, *normal_labs(TODAY)], TODAY))
+
+
+def test_low_ionized_calcium_shown_in_mmol_per_litre():
+    labs = [f.observation(f.CALCIUM_IONIZED, 1.02, "mmol/L", TODAY - timedelta(days=3)),
+            f.observation(f.EGFR, 72, EGFR_UNIT, TODAY - timedelta(days=10))]
+    card = _card(labs=labs)
+    assert "calcium 1.02 mmol/L" in card["summary"] and "correct calcium first" in card["summary"]
+
+
+def test_grace_does_not_apply_to_oncology_interval():
+    """A2: the grace is not decided for DMAB-ONCOLOGY-INTERVAL: any planned order still silences."""
+    last = TODAY - timedelta(days=60)
+    base = [f.administration(f.DMAB120, last), *normal_labs(TODAY)]
+    assert "DMAB-ONCOLOGY-INTERVAL" in ids(pv(base, TODAY))
+    old_plan = _order(f.DMAB120, last + timedelta(days=1))
+    assert "DMAB-ONCOLOGY-INTERVAL" not in ids(pv([*base, old_plan], TODAY))
