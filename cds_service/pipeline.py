@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Mapping
@@ -160,12 +161,13 @@ def _evaluate_hook(service: Service, req: HookRequest, *, now: datetime, fetch: 
     chart = build_chart(resources, now, hook=req.hook, draft_orders=req.draft_orders,
                         selections=req.selections, unavailable=missing_types, verdicts=verdicts,
                         identity=identity, medication_urls=urls, zone=thresholds.zone,
-                        future_skew_minutes=thresholds.future_skew_minutes)
+                        future_skew_minutes=thresholds.future_skew_minutes,
+                        dose_dedupe_days=thresholds.dose_dedupe_days)
     timings["chart"] = time.perf_counter() - t
-    future = [f"{s.resource_type}/{s.id}" for s in chart.skipped if s.reason == "dated in the future"]
-    if future:   # §1.3 Clock (A3): ignored by the chart, logged here at the edge
-        log.info("%d records dated in the future ignored (clock zone %s)", len(future),
-                 thresholds.clock_time_zone, extra={"event": {"future_records": future[:20]}})
+    future = Counter(s.resource_type for s in chart.skipped if s.reason == "dated in the future")
+    if future:   # §1.3 Clock (A3): ignored by the chart, logged here at the edge (types, no ids)
+        log.info("%d records dated in the future ignored (clock zone %s)", sum(future.values()),
+                 thresholds.clock_time_zone, extra={"event": {"future_records": dict(future)}})
 
     t = time.perf_counter()
     inp = RuleInput(chart=chart, hook=req.hook, now=now, thresholds=thresholds,

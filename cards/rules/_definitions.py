@@ -68,6 +68,33 @@ def is_initiation(inp: RuleInput, drug_class: str) -> bool:
     return inp.chart.is_initiation([drug_class], inp.thresholds.initiation_gap_days)
 
 
+def is_zol5_draft(inp: RuleInput, draft: DraftOrder) -> bool:
+    """A zoledronic acid 5 mg draft: coded/stated 5 mg, or zoledronic acid of unstated strength
+    without an oncology bone indication (read as the 5 mg regimen, D3/D9)."""
+    drug = draft.drug
+    if drug.agent != "zoledronic-acid":
+        return False
+    return drug.regimen == "5mg" or (drug.regimen is None and not oncology_indication(inp.chart, draft))
+
+
+def last_zoledronic_acid_within(inp: RuleInput, months: int) -> date | None:
+    """The latest zoledronic acid dose (D4 dose events, any strength) in the last ``months``
+    calendar months, or None (D4 zoledronic acid 5 mg initiation, A27)."""
+    since = add_months(inp.today, -months)
+    doses = [e.date for e in inp.chart.dose_events(BISPHOSPHONATE, agent="zoledronic-acid")
+             if since <= e.date <= inp.today]
+    return max(doses, default=None)
+
+
+def draft_initiation(inp: RuleInput, draft: DraftOrder) -> bool:
+    """D4 "Initiation" for one draft: a zoledronic acid 5 mg draft after ``zol5_reinitiation_months``
+    (18) without a zoledronic acid dose (a yearly infusion at 13 months continues, A27); any other
+    draft after ``initiation_gap_days`` without a dose of its class."""
+    if is_zol5_draft(inp, draft):
+        return last_zoledronic_acid_within(inp, inp.thresholds.zol5_reinitiation_months) is None
+    return is_initiation(inp, draft.drug.drug_class)
+
+
 def current_records(inp: RuleInput, drug_class: str, *, dispense_days: int,
                     administration_days: int | None = None) -> list[MedicationRecord]:
     """Records that put a drug of ``drug_class`` on the medication list today (RULES.md §3,
@@ -94,9 +121,9 @@ def current_records(inp: RuleInput, drug_class: str, *, dispense_days: int,
 
 def calcimimetic_records(inp: RuleInput) -> list[MedicationRecord]:
     """"Calcimimetic active" (DMAB-CALCIMIMETIC "Data", also read by AR-CALCIUM-NOT-CHECKED):
-    an active calcimimetic request/statement, a dispense within
-    ``supplement_dispense_lookback_days`` (120), or an administration (etelcalcetide) within
-    ``calcimimetic_admin_lookback_days`` (30) (A26)."""
+    an active calcimimetic request/statement, a dispense within ``supplement_dispense_lookback_days``
+    (120), or an administration within ``calcimimetic_admin_lookback_days`` (30; etelcalcetide is
+    given at dialysis, A26)."""
     t = inp.thresholds
     return current_records(inp, CALCIMIMETIC, dispense_days=t.supplement_dispense_lookback_days,
                            administration_days=t.calcimimetic_admin_lookback_days)

@@ -47,7 +47,7 @@ def oncology_regimen(inp: RuleInput, d: DraftOrder) -> bool:
 @rule(RULE_ID, TITLE, hooks=ORDER_HOOKS, needs=MEDS | {"Procedure"})
 def ar_recent_invasive_dental(inp: RuleInput) -> Card | None:
     candidates = ar.antiresorptive_drafts(inp, bisphosphonates="iv")
-    drafts = [d for d in candidates if defs.is_initiation(inp, d.drug.drug_class)]
+    drafts = [d for d in candidates if defs.draft_initiation(inp, d)]
     oncology = [d for d in candidates if d not in drafts and oncology_regimen(inp, d)]
     if not drafts and not oncology:
         return None

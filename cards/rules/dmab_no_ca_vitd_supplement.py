@@ -62,7 +62,7 @@ def dmab_no_ca_vitd_supplement(inp: RuleInput) -> Card | None:
     drafts = dm.dmab_drafts(inp)
     if not drafts:
         return None
-    days = defs.param(inp, "medication_dispense_recent_days")
+    days = inp.thresholds.supplement_dispense_lookback_days
     on_list = defs.supplement_records(inp)
     if on_list or dm.session_drafts(inp, dm.SUPPLEMENT):
         return None

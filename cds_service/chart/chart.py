@@ -10,7 +10,7 @@ Three-valued answers: a query about a resource type the request could not supply
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, tzinfo
 from functools import cached_property
 from decimal import Decimal
@@ -22,7 +22,7 @@ from .identity import PatientIdentity
 from .medication_refs import medication_index
 from .labs import CalciumJudgement, LabDay, LazyLabs
 from .model import (BISPHOSPHONATE, DENOSUMAB, ConditionFact, DoseEvent, DraftOrder, Drug, Lab,
-                    MedicationRecord, PatientFacts, ProcedureFact, Skipped)
+                    MedicationRecord, PatientFacts, ProcedureFact, Skipped, reference_key)
 from .valuesets import ValueSets, default_value_sets
 from .verdicts import VerdictCache, validate_r4b
 
@@ -79,6 +79,8 @@ class Chart:
     excluded: dict[str, int] = field(default_factory=dict)
     #: drafts of the hook that could not be read, but are antiresorptives by code or text (D3)
     unreadable_drafts: tuple[Drug, ...] = ()
+    #: D4 de-duplication window (``dose_dedupe_days``): dose records less apart are one dose
+    dose_dedupe_days: int = 4
 
     @property
     def unreadable(self) -> list[Skipped]:
@@ -104,7 +106,37 @@ class Chart:
 
     @cached_property
     def _all_dose_events(self) -> list[DoseEvent]:
-        return medications.dose_events(list(self.medications))
+        return medications.dose_events(list(self.medications), self.dose_dedupe_days)
+
+    @cached_property
+    def _linked_orders(self) -> frozenset[int]:
+        return frozenset(medications.linked_orders(self.medications))
+
+    @cached_property
+    def _linked_ids(self) -> frozenset[int]:
+        return frozenset(id(self.medications[i]) for i in self._linked_orders)
+
+    def is_linked_order(self, record: MedicationRecord) -> bool:
+        """A MedicationRequest that a counting administration or dispense names (D4, A11): the
+        same dose or supply as that record."""
+        return id(record) in self._linked_ids
+
+    @cached_property
+    def _requests_by_key(self) -> dict[str, list[MedicationRecord]]:
+        out: dict[str, list[MedicationRecord]] = {}
+        for r in self.medications:
+            if r.resource_type == "MedicationRequest":
+                for key in r.keys():
+                    out.setdefault(key, []).append(r)
+        return out
+
+    def linked_orders_of(self, record: MedicationRecord) -> list[MedicationRecord]:
+        """The MedicationRequests an administration or dispense names (D4 dose events 3)."""
+        out: list[MedicationRecord] = []
+        for ref in record.request_refs:
+            for key in {ref, reference_key(ref)}:
+                out += [r for r in self._requests_by_key.get(key, []) if r not in out]
+        return out
 
     @cached_property
     def _events_by_class(self) -> dict[str, tuple[DoseEvent, ...]]:
@@ -130,9 +162,10 @@ class Chart:
         """Per class: the dated dose records (D4, :func:`medications.is_dose_record`) sorted by
         date, as (dates, (chart position, record)) for bisection."""
         out: dict[str, list[tuple[date, int, MedicationRecord]]] = {}
-        for i, r in enumerate(self.medications):
-            if r.date is not None and medications.is_dose_record(r):
-                out.setdefault(r.drug.drug_class, []).append((r.date, i, r))
+        position = {id(r): i for i, r in enumerate(self.medications)}
+        for r in medications.dose_records(self.medications):
+            entry = (r.date, position[id(r)], r)
+            out.setdefault(r.drug.drug_class, []).append(entry)  # type: ignore[arg-type]
         index = {}
         for cls, entries in out.items():
             entries.sort(key=lambda e: (e[0], e[1]))
@@ -371,12 +404,33 @@ def _flatten(values: Iterable[Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _entry_urls(values: Iterable[Any]) -> dict[tuple[str, str], str]:
+    """``fullUrl`` of each medication record entry of the Bundles, by (type, id): an
+    administration or dispense may name its order by it (D4 dose events 3)."""
+    out: dict[tuple[str, str], str] = {}
+    for value in values:
+        if not isinstance(value, dict) or value.get("resourceType") != "Bundle":
+            continue
+        entries = value.get("entry")
+        for entry in entries if isinstance(entries, list) else []:
+            res = entry.get("resource") if isinstance(entry, dict) else None
+            if not isinstance(res, dict):
+                continue
+            if res.get("resourceType") == "Bundle":
+                out.update(_entry_urls([res]))
+            elif res.get("resourceType") in MEDICATION_TYPES and isinstance(res.get("id"), str) \
+                    and isinstance(entry.get("fullUrl"), str):
+                out.setdefault((res["resourceType"], res["id"]), entry["fullUrl"])
+    return out
+
+
 def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient-view",
                 draft_orders: Iterable[dict[str, Any]] = (), selections: Iterable[str] = (),
                 unavailable: Mapping[str, str] | None = None, vs: ValueSets | None = None,
                 verdicts: VerdictCache | None = None, identity: PatientIdentity | None = None,
                 medication_urls: Mapping[str, dict[str, Any]] | None = None,
-                zone: tzinfo | None = None, future_skew_minutes: int = 5) -> Chart:
+                zone: tzinfo | None = None, future_skew_minutes: int = 5,
+                dose_dedupe_days: int = 4) -> Chart:
     """Build the :class:`Chart` from FHIR resources (Bundles unpacked, de-duplicated by type+id).
 
     ``zone`` is the clock zone (``clock_time_zone``, §1.3 Clock, A3; None: UTC): today is the date
@@ -391,12 +445,14 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
     and counted in ``Chart.excluded`` (the service always passes it; None trusts the caller to
     have given one patient's data, as unit tests of single rules do). ``medication_urls``: the
     Medication entries of the request's Bundles by ``fullUrl`` (D3 resolution (b)).
+    ``dose_dedupe_days``: the D4 de-duplication window (D10).
     """
     with clock_zone(zone) as tz:
         chart = _build_chart(resources, now, hook=hook, draft_orders=draft_orders,
                              selections=selections, unavailable=unavailable, vs=vs,
                              verdicts=verdicts, identity=identity, medication_urls=medication_urls,
-                             zone=tz, future_skew_minutes=future_skew_minutes)
+                             zone=tz, future_skew_minutes=future_skew_minutes,
+                             dose_dedupe_days=dose_dedupe_days)
     return chart
 
 
@@ -405,9 +461,11 @@ def _build_chart(resources: Iterable[Any], now: datetime, *, hook: str,
                  unavailable: Mapping[str, str] | None, vs: ValueSets | None,
                  verdicts: VerdictCache | None, identity: PatientIdentity | None,
                  medication_urls: Mapping[str, dict[str, Any]] | None, zone: tzinfo,
-                 future_skew_minutes: int) -> Chart:
+                 future_skew_minutes: int, dose_dedupe_days: int) -> Chart:
     """:func:`build_chart` inside its clock zone."""
     vs = vs or default_value_sets()
+    resources = list(resources)
+    entry_urls = _entry_urls(resources)
     today = today_in(now, zone)
 
     def future(value: Any) -> bool:
@@ -489,6 +547,9 @@ def _build_chart(resources: Iterable[Any], now: datetime, *, hook: str,
         if res is None:
             return None
         rec = medications.to_record(res, drug)
+        url = entry_urls.get((rtype, str(raw.get("id"))))
+        if url is not None:
+            rec = replace(rec, full_url=url)
         if rec.date is not None and (rtype != "MedicationRequest" or rec.status != "active") \
                 and (rec.date > today or future(medications.record_date(res)[0])):
             raise _Skip("dated in the future")   # an active order's date is a plan (exempt, A3)
@@ -560,7 +621,7 @@ def _build_chart(resources: Iterable[Any], now: datetime, *, hook: str,
                  drafts=tuple(drafts), triggers=tuple(triggers), results=results,
                  conditions=tuple(conditions), procedures=tuple(procedures),
                  skipped=skipped, unavailable=dict(unavailable or {}), excluded=excluded,
-                 unreadable_drafts=tuple(unreadable_drafts))
+                 unreadable_drafts=tuple(unreadable_drafts), dose_dedupe_days=dose_dedupe_days)
 
 
 def months_since(d: date, today: date) -> int:

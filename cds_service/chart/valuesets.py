@@ -31,6 +31,9 @@ REQUIRED_SETS: tuple[str, ...] = (
     "hypercalcemia-of-malignancy", "oncology-bone-indication", "osteoporosis",
     "osteonecrosis-of-jaw", "atypical-femoral-fracture", "active-infection", "dental-evaluation",
     "dental-referral", "invasive-dental-procedure", "creatinine-serum", "body-weight",
+    # D3 text fallbacks with brands (A8, A25): the patterns live in codes.json only
+    "denosumab-text", "denosumab-60mg-brand-text", "denosumab-120mg-brand-text",
+    "calcium-supplement-text", "vitamin-d-supplement-text",
 )
 
 #: Lab and pregnancy value sets whose LOINC codes the Observation prefetch asks for (§1).
@@ -45,9 +48,6 @@ OBSERVATION_SETS: tuple[str, ...] = (
 
 #: Text fallbacks (RULES.md D3), matched case-insensitively on ``text`` and ``coding.display``.
 TEXT_PATTERNS: dict[str, str] = {
-    "denosumab": r"\bdenosumab\b|prolia|xgeva|jubbonti|wyost|ospomyv|xbryk|stoboclo|osenvelt|"
-                 r"conexxence|bomyntra|bildyos|bilprevda|osvyrti|jubereq|bosaya|aukelso|enoby|"
-                 r"xtrenbo|oziltus",
     "alendronate": r"alendron|fosamax|binosto",
     "risedronate": r"risedron|actonel|atelvia",
     "ibandronate": r"ibandron|boniva",
@@ -55,10 +55,6 @@ TEXT_PATTERNS: dict[str, str] = {
     "pamidronate": r"pamidron|aredia",
     "etidronate": r"etidron|didronel",
     "calcimimetic": r"cinacalcet|sensipar|etelcalcetide|parsabiv|evocalcet",
-    "calcium-supplement": r"\bcalcium (carbonate|citrate|gluconate|lactate|phosphate|acetate)\b|"
-                          r"\bcalcium\b.*\b(tab|chew|supplement)",
-    "vitamin-d-supplement": r"cholecalciferol|ergocalciferol|vitamin d|colecalciferol|calcitriol|"
-                            r"alfacalcidol|paricalcitol|doxercalciferol",
     "osteonecrosis-of-jaw": r"osteonecrosis of (the )?jaw|\bmronj\b|\bbronj\b|\bonj\b",
     "atypical-femoral-fracture": r"atypical (femoral|femur) fracture",
     "giant-cell-tumor-of-bone": r"giant[- ]cell tumou?r of (the )?bone|\bgctb\b",
@@ -68,6 +64,17 @@ TEXT_PATTERNS: dict[str, str] = {
 
 #: System of the codes.json entries that are case-insensitive regular expressions, not codes.
 TEXT_PATTERN_SYSTEM = "urn:bone-safety-cds:text-pattern"
+#: D3 text classes whose patterns are the ``text-pattern`` entries of a ``codes.json`` set (brands
+#: included: A8, A25; required sets, so a file without them stops start-up).
+TEXT_PATTERN_SETS: dict[str, str] = {
+    "denosumab": "denosumab-text",
+    "calcium-supplement": "calcium-supplement-text",
+    "vitamin-d-supplement": "vitamin-d-supplement-text",
+}
+#: D3 strength step 2 (A8): a brand of one set alone settles the denosumab regimen.
+BRAND_REGIMEN_SETS: dict[str, str] = {"60mg": "denosumab-60mg-brand-text",
+                                      "120mg": "denosumab-120mg-brand-text"}
+_LOADED_PATTERN_SETS = frozenset(TEXT_PATTERN_SETS.values()) | frozenset(BRAND_REGIMEN_SETS.values())
 
 
 class ValueSetError(ValueError):
@@ -127,9 +134,20 @@ class ValueSets:
                                                     for p in ps) or r"(?!x)x", re.IGNORECASE)
         # The patterns are lower case and matched on lower-cased text: the same matches as
         # re.IGNORECASE, about 3x faster (issue "Speed": ~350 searches on a heavy patient).
-        self._patterns = {name: re.compile(p) for name, p in TEXT_PATTERNS.items()}
-        # one search decides whether any class can match (most medication names match none)
-        self._any = re.compile("|".join(f"(?:{p})" for p in TEXT_PATTERNS.values()))
+        patterns = dict(TEXT_PATTERNS)
+        for cls, set_name in TEXT_PATTERN_SETS.items():
+            loaded = self.text_patterns(set_name)
+            if loaded:
+                patterns[cls] = loaded
+        patterns = {k: v for k, v in patterns.items() if v}
+        try:
+            self._patterns = {name: re.compile(p) for name, p in patterns.items()}
+            # one search decides whether any class can match (most medication names match none)
+            self._any = re.compile("|".join(f"(?:{p})" for p in patterns.values()))
+            self._brands = {regimen: re.compile(p) for regimen, set_name in BRAND_REGIMEN_SETS.items()
+                            if (p := self.text_patterns(set_name))}
+        except re.error as exc:
+            raise ValueSetError(f"a text pattern does not compile: {exc}") from exc
 
     def names_for(self, system: str | None, code: str | None) -> frozenset[str]:
         """Value-set names containing this coding (empty when none)."""
@@ -183,6 +201,20 @@ class ValueSets:
         """LOINC code → ``preference`` rank of the ``egfr`` codes (D5, A28)."""
         return {c.code: c.preference for c in self.sets.get("egfr", []) if c.preference is not None}
 
+    def text_patterns(self, name: str) -> str:
+        """The ``text-pattern`` entries of a set as one alternation ("" when none); they are matched
+        on lower-cased text, so they are written in lower case (checked at load)."""
+        codes = [c.code for c in self.sets.get(name, []) if c.system == TEXT_PATTERN_SYSTEM]
+        return "|".join(f"(?:{c})" for c in codes)
+
+    def brand_regimens(self, texts: Iterable[str]) -> frozenset[str]:
+        """The denosumab regimens (``60mg``/``120mg``) whose brand set any of ``texts`` names
+        (D3 strength step 2, A8); both when brands of both sets are named."""
+        joined = " | ".join(t for t in texts if t).lower()
+        if not joined:
+            return frozenset()
+        return frozenset(r for r, p in self._brands.items() if p.search(joined))
+
     def codes(self, name: str) -> list[Concept]:
         return list(self.sets.get(name, []))
 
@@ -225,6 +257,9 @@ def load_value_sets(path: str | Path = DEFAULT_PATH) -> ValueSets:
             if not e["system"].startswith(("http://", "https://", "urn:")):
                 raise ValueSetError(f"{where}: system '{e['system']}' is not a URI")
             if e["system"] == TEXT_PATTERN_SYSTEM:
+                if name in _LOADED_PATTERN_SETS and e["code"] != e["code"].lower():
+                    raise ValueSetError(f"{where}: a text pattern is matched on lower-cased text; "
+                                        "write it in lower case")
                 try:
                     re.compile(e["code"])
                 except re.error as exc:
