@@ -198,7 +198,7 @@ def test_resolved_medication_code_text_and_reference_display_both_read():
     (lambda d: d["denosumab-120mg-brand-text"].append(
         {"system": "urn:bone-safety-cds:text-pattern", "code": "\\bXbryk\\b"}), "lower case"),
     (lambda d: d["vitamin-d-supplement-text"].append(
-        {"system": "urn:bone-safety-cds:text-pattern", "code": "(drisdol"}), "does not compile"),
+        {"system": "urn:bone-safety-cds:text-pattern", "code": "(drisdol"}), "not a valid regular expression"),
 ])
 def test_text_pattern_sets_validated_at_load(tmp_path, change, message):
     """A25: the patterns are data; a file without them or with a bad one stops start-up."""
