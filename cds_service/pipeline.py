@@ -169,9 +169,9 @@ def _evaluate_hook(service: Service, req: HookRequest, *, now: datetime, fetch: 
     if result.out_of_time:
         log.warning("request budget spent: %d rules not run", len(result.out_of_time),
                     extra={"event": {"out_of_time": result.out_of_time}})
-    data_card = build_data_card(result, inp, missing_types, incomplete=data.incomplete,
-                                capped=data.capped,
-                                key_types={k: r.resource_type for k, r in data.keys.items()})
+    data_card = None if result.deceased else build_data_card(  # D8/A37: no card at all
+        result, inp, missing_types, incomplete=data.incomplete, capped=data.capped,
+        key_types={k: r.resource_type for k, r in data.keys.items()})
     if data_card is not None:
         cards.append(data_card)
     timings["rules"] = time.perf_counter() - t
