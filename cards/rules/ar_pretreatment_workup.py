@@ -143,10 +143,11 @@ def _items(ids: list[str]) -> list[str]:
 
 
 def _summary(when: str, agent: str, items: list[str]) -> str:
+    """§5 summary; too long for the card: the agent left out, then the last items counted."""
+    short = "Before starting treatment" if when == "starting" else "Before this dose"
     return tx.fit(f"Before {when} {agent}, missing: {', '.join(items)}",
-                  f"Before {when} this antiresorptive, missing: {', '.join(items)}",
-                  f"Before {when} this antiresorptive, missing: {', '.join(items[:3])} "
-                  f"and {len(items) - 3} more")
+                  f"{short}, missing: {', '.join(items)}",
+                  f"{short}, missing: {', '.join(items[:3])} and {len(items) - 3} more")
 
 
 def _suggestions(by_rule: dict[str, Card]) -> list[Suggestion]:

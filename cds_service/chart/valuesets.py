@@ -59,6 +59,11 @@ TEXT_PATTERNS: dict[str, str] = {
     "atypical-femoral-fracture": r"atypical (femoral|femur) fracture",
     "giant-cell-tumor-of-bone": r"giant[- ]cell tumou?r of (the )?bone|\bgctb\b",
     "hypercalcemia-of-malignancy": r"hypercalc(a)?emia of malignancy|malignant hypercalc",
+    # BP-ORAL-CONTRAINDICATION (A18): the text-pattern entries of these two sets in codes.json
+    "esophageal-emptying-disorder": r"\bachalasia\b|\b(o)?esophag(eal|us)\b.{0,20}\b(stricture|stenosis)\b|"
+                                    r"\b(stricture|stenosis) of (the )?(o)?esophagus\b",
+    "unable-to-sit-upright": r"\b(bed-?bound|bedridden|bed confinement|confined to bed|unable to (sit|stand)"
+                             r"( up| upright)?|cannot (sit|stand)( up| upright)?)\b",
 }
 
 
