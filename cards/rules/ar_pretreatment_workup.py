@@ -167,8 +167,21 @@ def _suggestions(by_rule: dict[str, Card]) -> list[Suggestion]:
             if key in seen:
                 continue
             seen.add(key)
+            if rule_id == "AR-CALCIUM-NOT-CHECKED" and "AR-RENAL-FUNCTION-UNKNOWN" in by_rule:
+                s = _without_creatinine(s)   # the kidney item orders it: not twice
             out.append(replace(s, extension={**s.extension, MEMBER_EXTENSION: rule_id}))
     return out
+
+
+def _without_creatinine(s: Suggestion) -> Suggestion:
+    """The calcium suggestion without its creatinine/eGFR order (LOINC 2160-0)."""
+    def is_creatinine(a) -> bool:  # noqa: ANN001 - an Action
+        codings = (a.resource.get("code") or {}).get("coding") or []
+        return any(c.get("code") == "2160-0" for c in codings)
+    kept = [a for a in s.actions if not is_creatinine(a)]
+    if not kept or len(kept) == len(s.actions):
+        return s
+    return replace(s, actions=kept, label=s.label.replace(" + creatinine/eGFR", ""))
 
 
 @merged_rule(RULE_ID, TITLE, hooks=ORDER_HOOKS, members=MEMBERS)

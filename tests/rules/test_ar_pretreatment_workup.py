@@ -255,3 +255,28 @@ def test_merge_of_synthetic_member_cards_indicator_and_extensions():
     assert m.indicator == "warning" and m.extension == {MEMBERS: ["DMAB-DENTAL-CLEARANCE", "AR-RENAL-FUNCTION-UNKNOWN"]}
     assert m.source_label.startswith("FDA label: Xgeva")
     assert [s.extension[MEMBER] for s in m.suggestions] == ["DMAB-DENTAL-CLEARANCE", "AR-RENAL-FUNCTION-UNKNOWN"]
+
+
+def test_data_card_still_works_with_the_merged_rule_registered():
+    """Observations unavailable: the lab members cannot run (data card, by family), the merged rule
+    is never a "could not run" check, and a member left alone keeps its own card."""
+    from cds_service.data_card import build_data_card
+    chart = build_chart([patient()], NOW, hook="order-sign", draft_orders=[d := draft()],
+                        selections=[f"MedicationRequest/{d['id']}"], unavailable={"Observation": "timeout"})
+    inp = RuleInput(chart=chart, hook="order-sign", now=NOW, patient_id=PID)
+    result = engine.evaluate(inp)
+    assert RID not in result.not_run and "AR-CALCIUM-NOT-CHECKED" in result.not_run
+    assert "BP-VITD-DEFICIENCY" in result.not_run
+    card = build_data_card(result, inp, {"Observation": "timeout"})
+    assert card is not None and card.indicator == "warning"
+    assert REGISTRY["BP-VITD-DEFICIENCY"].title not in card.detail      # bisphosphonate check: not this patient's
+    assert [c.rule_id for c in result.cards] == ["DMAB-DENTAL-CLEARANCE"]   # the one member that ran: alone
+
+
+def test_creatinine_is_ordered_once_when_calcium_and_kidney_items_are_both_missing():
+    c = merged(cards_for([], [draft()]))
+    codes = [a["resource"]["code"]["coding"][0]["code"] for s in c["suggestions"] for a in s["actions"]
+             if a["resource"]["resourceType"] == "ServiceRequest"]
+    assert codes.count("2160-0") == 1 and "17861-6" in codes
+    calcium = next(s for s in c["suggestions"] if s["extension"][MEMBER] == "AR-CALCIUM-NOT-CHECKED")
+    assert "creatinine" not in calcium["label"].lower()
