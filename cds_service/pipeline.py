@@ -58,6 +58,15 @@ def _triggers_antiresorptive(chart: Chart) -> bool:
     return any(d.drug.drug_class in (DENOSUMAB, BISPHOSPHONATE) for d in chart.triggers)
 
 
+def _deceased(resources: list[Any], now: datetime, identity: PatientIdentity,
+              verdicts: VerdictCache | None) -> bool:
+    """The context Patient of ``resources`` is deceased (D8, A37): read from the Patient alone, so
+    that a patient-view for a deceased patient answers no card even when the medication data a
+    living patient's answer needs (412) could not be had."""
+    patients = [r for r in resources if isinstance(r, dict) and r.get("resourceType") == "Patient"]
+    return bool(patients) and build_chart(patients, now, verdicts=verdicts, identity=identity).patient.deceased
+
+
 def bundle_medications(bundles: Any) -> tuple[list[dict], dict[str, dict]]:
     """The Medication entries of ``bundles`` (prefetch values, ``context.draftOrders``), and those
     by ``fullUrl`` (RULES.md D3 resolution (b)); anything that is not a Bundle is skipped."""
@@ -137,6 +146,8 @@ def _evaluate_hook(service: Service, req: HookRequest, *, now: datetime, fetch: 
     timings["prefetch"] = time.perf_counter() - t
     unavailable = data.unavailable
     if unavailable and (set(unavailable) & service.required_keys or set(unavailable) >= set(service.prefetch)):
+        if service.hook == "patient-view" and _deceased(data.resources, now, identity, verdicts):
+            return HookOutcome({"cards": []}, prefetch=data.status_line(), timings=timings)  # D8/A37
         keys = sorted(set(unavailable) & service.required_keys or unavailable)
         raise ApiError(412, "prefetch_unavailable",
                        "required data could not be obtained from prefetch or the FHIR server: "

@@ -110,6 +110,21 @@ def test_service_patient_view_answers_an_empty_card_list_without_the_data_card(c
     assert "DMAB-OVERDUE-TRANSITION" in codes and "SERVICE-DATA-UNAVAILABLE" in codes
 
 
+def test_service_patient_view_deceased_answers_no_card_even_without_the_medication_data(client):
+    """A living patient's patient-view needs the medication keys (412); a deceased one gets no
+    card whatever is missing (A37)."""
+    body = hook_request("patient-view", [dead(deceasedBoolean=True), *_overdue()])
+    del body["prefetch"]["medicationAdministrations"]
+    got = client.post("/cds-services/bone-safety-patient-view", json=body)
+    assert got.status_code == 200 and got.get_json() == {"cards": []}
+    alive = hook_request("patient-view", [patient(), *_overdue()])
+    del alive["prefetch"]["medicationAdministrations"]
+    assert client.post("/cds-services/bone-safety-patient-view", json=alive).status_code == 412
+    other = hook_request("patient-view", [dead(deceasedBoolean=True) | {"id": "someone-else"}, *_overdue()])
+    del other["prefetch"]["medicationAdministrations"]
+    assert client.post("/cds-services/bone-safety-patient-view", json=other).status_code == 412
+
+
 def test_service_order_sign_for_a_deceased_patient_still_answers_its_cards(client):
     body = hook_request("order-sign", [dead(deceasedDateTime="2026-01-05T08:00:00Z")], drafts=[draft()])
     cards = client.post("/cds-services/bone-safety-order-sign", json=body).get_json()["cards"]
