@@ -22,7 +22,7 @@ from dataclasses import replace
 from cds_service.chart import BISPHOSPHONATE, DENOSUMAB, DraftOrder
 
 from ..builders import override_reasons
-from ..model import INDICATORS, Card, Suggestion
+from ..model import INDICATORS, Card, Link, Suggestion
 from ..registry import CATALOG_ORDER, ORDER_HOOKS, RuleInput, merged_rule
 from . import _bp_common as bp
 from . import _definitions as defs
@@ -237,4 +237,14 @@ def combine(inp: RuleInput, member_cards: list[Card]) -> Card | None:
                 override_reasons=override_reasons("work-up-in-progress", "result-elsewhere",
                                                   "dental-eval-done-elsewhere", "urgent-treatment-benefit",
                                                   "patient-declined"),
-                extension={MEMBERS_EXTENSION: ids})
+                links=_links(by_rule, ids), extension={MEMBERS_EXTENSION: ids})
+
+
+def _links(by_rule: dict[str, Card], ids: list[str]) -> list[Link]:
+    """At most two guideline links of the members (§6.2); drug labels are ``source.url``."""
+    out: list[Link] = []
+    for r in ids:
+        for link in by_rule[r].links:
+            if "dailymed" not in link.url and all(link.url != o.url for o in out):
+                out.append(link)
+    return out[:2]

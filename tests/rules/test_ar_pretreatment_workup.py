@@ -280,3 +280,10 @@ def test_creatinine_is_ordered_once_when_calcium_and_kidney_items_are_both_missi
     assert codes.count("2160-0") == 1 and "17861-6" in codes
     calcium = next(s for s in c["suggestions"] if s["extension"][MEMBER] == "AR-CALCIUM-NOT-CHECKED")
     assert "creatinine" not in calcium["label"].lower()
+
+
+def test_guideline_links_of_the_members_at_most_two():
+    c = merged(cards_for([], [draft()]))
+    urls = [l["url"] for l in c.get("links", [])]
+    assert 1 <= len(urls) <= 2 and "https://doi.org/10.1016/j.joms.2022.02.008" in urls
+    assert all("dailymed" not in u for u in urls)
