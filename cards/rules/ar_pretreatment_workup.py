@@ -142,12 +142,20 @@ def _items(ids: list[str]) -> list[str]:
     return [i for i in ITEM_ORDER if i in present]
 
 
+#: Shorter item names for a summary that would not fit with the catalog's names.
+SHORT_ITEMS = {"recent calcium": "calcium", "vitamin D level": "vitamin D",
+               "calcium/vitamin D supplement": "supplement"}
+
+
 def _summary(when: str, agent: str, items: list[str]) -> str:
-    """§5 summary; too long for the card: the agent left out, then the last items counted."""
+    """§5 summary; too long for the card: shorter item names, then the agent left out, then the
+    last items counted."""
     short = "Before starting treatment" if when == "starting" else "Before this dose"
+    brief = [SHORT_ITEMS.get(i, i) for i in items]
     return tx.fit(f"Before {when} {agent}, missing: {', '.join(items)}",
-                  f"{short}, missing: {', '.join(items)}",
-                  f"{short}, missing: {', '.join(items[:3])} and {len(items) - 3} more")
+                  f"Before {when} {agent}, missing: {', '.join(brief)}",
+                  f"{short}, missing: {', '.join(brief)}",
+                  f"{short}, missing: {', '.join(brief[:3])} and {len(items) - 3} more")
 
 
 def _suggestions(by_rule: dict[str, Card]) -> list[Suggestion]:

@@ -133,8 +133,8 @@ def test_iv_bisphosphonate_start_merges_dental_calcium_and_kidney():
 def test_two_drafts_one_card_naming_each_draft_against_its_items():
     c = merged(cards_for([], [draft(), draft(ZOL5)]))
     assert "DMAB-DENTAL-CLEARANCE" in c["extension"][MEMBERS] and "BP-DENTAL" in c["extension"][MEMBERS]
-    assert c["summary"] == ("Before starting treatment, missing: dental check, recent calcium, vitamin D level, "
-                            "calcium/vitamin D supplement, kidney function")   # too long with both agents
+    assert c["summary"] == ("Before starting denosumab and zoledronic acid, missing: dental check, calcium, "
+                            "vitamin D, supplement, kidney function")   # too long with the full item names
     two = merged(cards_for([observation(EGFR, 72, EGFR_UNIT, ago(5)), observation("62292-8", 31, "ng/mL", ago(60)),
                             *supplement()], [draft(), draft(ZOL5)]))
     assert two["summary"] == "Before starting denosumab and zoledronic acid, missing: dental check, recent calcium"
@@ -287,3 +287,13 @@ def test_guideline_links_of_the_members_at_most_two():
     urls = [l["url"] for l in c.get("links", [])]
     assert 1 <= len(urls) <= 2 and "https://doi.org/10.1016/j.joms.2022.02.008" in urls
     assert all("dailymed" not in u for u in urls)
+
+
+def test_six_items_summary_names_every_item_within_the_limit():
+    from tests.rules._dmab_helpers import woman
+    c = merged(evaluate_rules([woman(30)], drafts=[draft()]))
+    assert c["summary"] == ("Before starting denosumab, missing: dental check, calcium, vitamin D, supplement, "
+                            "kidney function, pregnancy test")
+    assert "DMAB-PREGNANCY-STATUS-UNVERIFIED" in c["extension"][MEMBERS]
+    details = c["detail"].split("#### Details\n")[1].split("\n")
+    assert len(details) <= 8 and len(c["detail"].split("#### Details")[0]) <= 700
