@@ -59,6 +59,15 @@ def _triggers_antiresorptive(chart: Chart) -> bool:
     return any(d.drug.drug_class in (DENOSUMAB, BISPHOSPHONATE) for d in chart.triggers)
 
 
+def _deceased(resources: list[Any], now: datetime, identity: PatientIdentity,
+              verdicts: VerdictCache | None) -> bool:
+    """The context Patient of ``resources`` is deceased (D8, A37): read from the Patient alone, so
+    that a patient-view for a deceased patient answers no card even when the medication data a
+    living patient's answer needs (412) could not be had."""
+    patients = [r for r in resources if isinstance(r, dict) and r.get("resourceType") == "Patient"]
+    return bool(patients) and build_chart(patients, now, verdicts=verdicts, identity=identity).patient.deceased
+
+
 def bundle_medications(bundles: Any) -> tuple[list[dict], dict[str, dict]]:
     """The Medication entries of ``bundles`` (prefetch values, ``context.draftOrders``), and those
     by ``fullUrl`` (RULES.md D3 resolution (b)); anything that is not a Bundle is skipped."""
@@ -139,6 +148,8 @@ def _evaluate_hook(service: Service, req: HookRequest, *, now: datetime, fetch: 
     timings["prefetch"] = time.perf_counter() - t
     unavailable = data.unavailable
     if unavailable and (set(unavailable) & service.required_keys or set(unavailable) >= set(service.prefetch)):
+        if service.hook == "patient-view" and _deceased(data.resources, now, identity, verdicts):
+            return HookOutcome({"cards": []}, prefetch=data.status_line(), timings=timings)  # D8/A37
         keys = sorted(set(unavailable) & service.required_keys or unavailable)
         raise ApiError(412, "prefetch_unavailable",
                        "required data could not be obtained from prefetch or the FHIR server: "
@@ -177,9 +188,9 @@ def _evaluate_hook(service: Service, req: HookRequest, *, now: datetime, fetch: 
     if result.out_of_time:
         log.warning("request budget spent: %d rules not run", len(result.out_of_time),
                     extra={"event": {"out_of_time": result.out_of_time}})
-    data_card = build_data_card(result, inp, missing_types, incomplete=data.incomplete,
-                                capped=data.capped,
-                                key_types={k: r.resource_type for k, r in data.keys.items()})
+    data_card = None if result.deceased else build_data_card(  # D8/A37: no card at all
+        result, inp, missing_types, incomplete=data.incomplete, capped=data.capped,
+        key_types={k: r.resource_type for k, r in data.keys.items()})
     if data_card is not None:
         cards.append(data_card)
     timings["rules"] = time.perf_counter() - t

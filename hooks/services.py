@@ -75,7 +75,9 @@ def services() -> tuple[Service, ...]:
                 "Antiresorptive order safety (on selecting the order)",
                 "When denosumab or a bisphosphonate is selected: calcium, kidney function, "
                 "vitamin D, dental clearance, pregnancy, duplicates, dose and indication, "
-                "osteonecrosis of the jaw and atypical femoral fracture history.",
+                "oral bisphosphonate dose schedule and esophageal contraindications, "
+                "osteonecrosis of the jaw and atypical femoral fracture history; missing "
+                "pre-treatment items in one card.",
                 templates, required_keys=frozenset()),
         Service("bone-safety-order-sign", "order-sign",
                 "Antiresorptive order safety (before signing)",

@@ -503,7 +503,7 @@ def _build_chart(resources: Iterable[Any], now: datetime, *, hook: str,
                          memo=memo)
 
     patient_res = next(_read(by_type.get("Patient", [])[:1], valid, skipped), None)
-    patient = clinical.to_patient(patient_res, today)
+    patient = clinical.to_patient(patient_res, today, zone)
 
     # the hook's own draft orders
     draft_ids: set[str] = set()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import re
-from datetime import date
+from datetime import date, datetime, timezone, tzinfo
 from typing import Any, Mapping
 
 from .dates import age_on, fhir_date
@@ -21,6 +22,12 @@ _PAGET_ICD_PREFIX = "M88"
 _PAGET_TEXT = re.compile(r"osteitis deformans|\bpaget", re.IGNORECASE)
 _NOT_BONE_PAGET = re.compile(r"breast|nipple|mammary|vulva|penis|perian|anal\b|skin|carcinoma", re.IGNORECASE)
 _ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
+#: Condition value sets recognised by text as well as by code (D6 "codes + text").
+#: (Sets with text-pattern entries in codes.json, e.g. the A18 ones, are matched by those.)
+_TEXT_CONDITION_SETS = frozenset({"osteonecrosis-of-jaw", "atypical-femoral-fracture", "giant-cell-tumor-of-bone",
+                                  "hypercalcemia-of-malignancy"})
+
+log = logging.getLogger(__name__)
 
 
 def _status_code(concept: Any) -> str | None:
@@ -104,8 +111,7 @@ def _text_names(texts: list[str], vs: ValueSets, resource_type: str) -> set[str]
     if "invasive-dental-procedure" in names and any(_NOT_DENTAL.search(t) for t in texts):
         names.discard("invasive-dental-procedure")
     if resource_type == "Condition":
-        names |= vs.text_matches(texts) & {"osteonecrosis-of-jaw", "atypical-femoral-fracture",
-                                           "giant-cell-tumor-of-bone", "hypercalcemia-of-malignancy"}
+        names |= vs.text_matches(texts) & _TEXT_CONDITION_SETS
     return names
 
 
@@ -172,11 +178,39 @@ def to_procedure(resource: Mapping[str, Any], vs: ValueSets) -> ProcedureFact | 
                          date=fhir_date(when))
 
 
-def to_patient(resource: Mapping[str, Any] | None, today: date) -> PatientFacts:
-    """Age on ``today`` and sex; unknown when absent (D1, D8)."""
+def deceased_on(resource: Mapping[str, Any], today: date, zone: tzinfo = timezone.utc) -> bool:
+    """D8 "Deceased" (A37): ``deceasedBoolean`` true, or a ``deceasedDateTime`` whose date (a
+    time converted to ``zone`` first, D1; a partial date is the first day of its period) is on or
+    before ``today``. False, absent, unreadable or a future date (a data error: logged) = not
+    deceased."""
+    if resource.get("deceasedBoolean") is True:
+        return True
+    value = resource.get("deceasedDateTime")
+    if not isinstance(value, str):
+        return False
+    when = fhir_date(value)
+    if "T" in value:
+        try:
+            instant = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            instant = None
+        if instant is not None and instant.tzinfo is not None:
+            when = instant.astimezone(zone).date()
+    if when is None:
+        return False
+    if when > today:
+        log.info("Patient.deceasedDateTime is after today: ignored (not deceased)")
+        return False
+    return True
+
+
+def to_patient(resource: Mapping[str, Any] | None, today: date,
+               zone: tzinfo = timezone.utc) -> PatientFacts:
+    """Age on ``today``, sex and whether deceased; unknown (not deceased) when absent (D1, D8)."""
     if not resource:
         return PatientFacts(age=None, sex=None)
     birth = fhir_date(resource.get("birthDate"))
     gender = resource.get("gender")
     return PatientFacts(age=age_on(birth, today) if birth and birth <= today else None,
-                        sex=gender if gender in ("female", "male") else None, birth_date=birth)
+                        sex=gender if gender in ("female", "male") else None, birth_date=birth,
+                        deceased=deceased_on(resource, today, zone))

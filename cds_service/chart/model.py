@@ -296,6 +296,8 @@ class PatientFacts:
     age: int | None
     sex: str | None           # "female", "male" or None (unknown)
     birth_date: date | None = None
+    #: D8 "Deceased" (A37): deceasedBoolean true, or a deceasedDateTime on or before today
+    deceased: bool = False
 
 
 @dataclass(frozen=True)
