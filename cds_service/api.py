@@ -98,6 +98,12 @@ def _body() -> Any:
     return body
 
 
+def _caller_settings() -> Any:
+    """The settings for this call: the calling tenant's when a tenants file is configured."""
+    caller = request.environ.get("bone_cds.caller") or {}
+    return current_app.config["SETTINGS"].for_caller(caller.get("iss"))
+
+
 @bp.get("/healthz")
 def healthz() -> Response:
     return json_response({"status": "ok", "service": "bone-safety-cds", "version": __version__})
@@ -106,23 +112,31 @@ def healthz() -> Response:
 @bp.get("/cds-services")
 def discovery() -> Response:
     """DISC-1..3: every service with id, hook, title, description and prefetch."""
-    return json_response({"services": [s.discovery() for s in services()]})
+    profile = _caller_settings().profile
+    return json_response({"services": [s.discovery() for s in services() if profile.offers(s.hook)]})
 
 
 @bp.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> Response:
     """REQ-1..10, RESP-1..2: run the service's rules and answer the cards."""
     service = service_by_id(service_id)
-    if service is None:
+    settings = _caller_settings()
+    profile = settings.profile
+    if service is None or not profile.offers(service.hook):
         raise ApiError(404, "unknown_service", f"no CDS service with id '{service_id}'")
     body = _body()
     now = current_app.config["CLOCK"]()
     t0 = time.perf_counter()
-    outcome = evaluate_hook(service, body, now=now, fetch=current_app.config["SETTINGS"].fetch,
-                            thresholds=current_app.config["SETTINGS"].thresholds,
+    notes = profile.request_notes(body) if isinstance(body, dict) else {}
+    if service.hook == "patient-view" and isinstance(body, dict) and not profile.answers_patient_view(body):
+        log.info("hook not answered for this trigger", extra={"event": {
+            "hookInstance": str(body.get("hookInstance"))[:64], "service": service.id, "ehr": notes}})
+        return json_response({"cards": []})
+    outcome = evaluate_hook(service, body, now=now, fetch=settings.fetch,
+                            thresholds=settings.thresholds,
                             session=current_app.config["HTTP_SESSION"],
                             verdicts=current_app.config["VERDICTS"],
-                            budget=current_app.config["SETTINGS"].request_budget)
+                            budget=settings.request_budget)
     store = current_app.config.get("FEEDBACK_STORE")
     if store is not None and outcome.response["cards"]:
         try:
@@ -133,9 +147,9 @@ def call_service(service_id: str) -> Response:
         "hookInstance": str(body.get("hookInstance"))[:64], "service": service.id,
         "rules": outcome.fired, "cards": len(outcome.response["cards"]),
         "prefetch": outcome.prefetch, "skipped_resources": outcome.skipped,
-        "excluded_resources": outcome.excluded,
+        "excluded_resources": outcome.excluded, **({"ehr": notes} if notes else {}),
         "ms": round((time.perf_counter() - t0) * 1000, 1)}})
-    return json_response(outcome.response)
+    return json_response(profile.shape(outcome.response))
 
 
 @bp.post("/cds-services/<service_id>/feedback")

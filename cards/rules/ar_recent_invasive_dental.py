@@ -9,6 +9,8 @@ mucosal coverage).
 Fires (``warning``) for a denosumab draft or an IV bisphosphonate draft that is an initiation
 (no dose of the same drug class in ``initiation_gap_days``, D4) when a completed Procedure in
 ``invasive-dental-procedure`` is dated within ``dental_healing_days`` before today (inclusive, D1).
+A22: also (``info``) for a continuation dose of an oncology regimen (D9: denosumab 120 mg,
+zoledronic acid 4 mg, pamidronate); an initiation in the same request keeps the card ``warning``.
 Suggested earliest start = procedure date + ``dental_healing_days``. An extraction is not a dental
 evaluation: DMAB-DENTAL-CLEARANCE / BP-DENTAL may fire alongside only when no evaluation is on
 record (they decide that themselves).
@@ -21,7 +23,10 @@ from datetime import timedelta
 from ..builders import dental_referral, override_reasons
 from ..model import Card
 from ..registry import MEDS, ORDER_HOOKS, RuleInput, rule
+from cds_service.chart import DENOSUMAB, DraftOrder
+
 from . import _ar_common as ar
+from . import _bp_common as bp
 from . import _definitions as defs
 from . import _text as tx
 
@@ -29,11 +34,22 @@ RULE_ID = "AR-RECENT-INVASIVE-DENTAL"
 TITLE = "Invasive dental procedure in the healing window"
 
 
+def oncology_regimen(inp: RuleInput, d: DraftOrder) -> bool:
+    """D9 "Oncology regimen" (A22): denosumab 120 mg, zoledronic acid 4 mg (a zoledronic acid of
+    unstated strength is read as the bisphosphonate rules read it), or pamidronate."""
+    if d.drug.drug_class == DENOSUMAB:
+        return d.drug.regimen == "120mg"
+    if d.drug.agent == "pamidronate":
+        return True
+    return d.drug.agent == "zoledronic-acid" and bp.zoledronic_regimen(inp, d)[0] == "4mg"
+
+
 @rule(RULE_ID, TITLE, hooks=ORDER_HOOKS, needs=MEDS | {"Procedure"})
 def ar_recent_invasive_dental(inp: RuleInput) -> Card | None:
-    drafts = [d for d in ar.antiresorptive_drafts(inp, bisphosphonates="iv")
-              if defs.is_initiation(inp, d.drug.drug_class)]
-    if not drafts:
+    candidates = ar.antiresorptive_drafts(inp, bisphosphonates="iv")
+    drafts = [d for d in candidates if defs.draft_initiation(inp, d)]
+    oncology = [d for d in candidates if d not in drafts and oncology_regimen(inp, d)]
+    if not drafts and not oncology:
         return None
     healing = inp.thresholds.dental_healing_days
     recent = [p for p in inp.chart.procedures_in("invasive-dental-procedure", within_days=healing)
@@ -46,14 +62,24 @@ def ar_recent_invasive_dental(inp: RuleInput) -> Card | None:
     earliest = newest.date + timedelta(days=healing)
     name = tx.plain(newest.display) or "Invasive dental procedure"
     name = name[0].upper() + name[1:]
-    agent = ar.agents_phrase(d.drug for d in drafts)
-    summary = tx.fit(f"{name} on {newest.date.isoformat()} ({n} days ago): allow 2–4 weeks of healing "
-                     f"before starting {agent}",
-                     f"{name} on {newest.date.isoformat()} ({n} days ago): allow 2–4 weeks of healing "
-                     "before starting")
-
-    details = [f"Ordered as a first dose: {tx.draft_list(drafts)} (no dose of the same drug class "
-               f"in the last {inp.thresholds.initiation_gap_days} days)"]
+    if drafts:
+        agent = ar.agents_phrase(d.drug for d in drafts)
+        summary = tx.fit(f"{name} on {newest.date.isoformat()} ({n} days ago): allow 2–4 weeks of "
+                         f"healing before starting {agent}",
+                         f"{name} on {newest.date.isoformat()} ({n} days ago): allow 2–4 weeks of "
+                         "healing before starting")
+        details = [f"Ordered as a first dose: {tx.draft_list(drafts)} (no dose of the same drug "
+                   f"class in the last {inp.thresholds.initiation_gap_days} days)"]
+        if oncology:
+            details.append(f"Also ordered: {tx.draft_list(oncology)}, a continuation dose of an "
+                           "oncology regimen")
+    else:
+        agent = ar.agents_phrase(d.drug for d in oncology)
+        summary = tx.fit(f"{name} on {newest.date.isoformat()}: consider delaying this {agent} dose "
+                         "until healed",
+                         f"{name} on {newest.date.isoformat()}: consider delaying this dose until healed")
+        details = [f"Ordered as a continuation dose of an oncology regimen: {tx.draft_list(oncology)} "
+                   "(higher risk of osteonecrosis of the jaw than osteoporosis dosing)"]
     for p in recent:
         assert p.date is not None
         details.append(f"Procedure record: {tx.escape_record(p.display or 'invasive dental procedure')} "
@@ -61,15 +87,18 @@ def ar_recent_invasive_dental(inp: RuleInput) -> Card | None:
                        f"{healing} days)")
     shown = tx.escape_record(newest.display) if newest.display else "Invasive dental procedure"
     detail = tx.layout(
-        f"{shown} on {newest.date.isoformat()}, {n} days ago. Suggested earliest start: "
-        f"{earliest.isoformat()}",
-        "Starting an antiresorptive while an extraction socket or implant site is still healing "
-        "raises the risk of osteonecrosis of the jaw.",
+        f"{shown} on {newest.date.isoformat()}, {n} days ago. Suggested earliest "
+        f"{'start' if drafts else 'next dose'}: {earliest.isoformat()}",
+        "Starting or continuing an antiresorptive while an extraction socket or implant site is "
+        "still healing raises the risk of osteonecrosis of the jaw.",
         [f"Defer the first dose until the site has mucosal coverage on examination (earliest "
          f"{earliest.isoformat()}, {healing} days after the procedure)",
-         "start earlier only if an urgent oncology start outweighs the risk"],
+         "start earlier only if an urgent oncology start outweighs the risk"] if drafts else
+        [f"Consider delaying this dose until the site has healed on examination (earliest "
+         f"{earliest.isoformat()})", "weigh this against the oncology benefit of keeping the schedule"],
         [tx.EVIDENCE["aaoms"], tx.EVIDENCE["xgeva-zol-dental"]], details, t=inp.thresholds)
-    return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator="warning",
+    return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary,
+                indicator="warning" if drafts else "info",
                 **tx.source("AAOMS-2022"), detail=detail,
                 suggestions=[dental_referral(inp.orders, label="Refer for dental review of healing",
                                              reason="Review of healing after invasive dental "

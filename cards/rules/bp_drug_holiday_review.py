@@ -29,11 +29,6 @@ from . import _text as tx
 
 RULE_ID = "BP-DRUG-HOLIDAY-REVIEW"
 TITLE = "Long bisphosphonate exposure"
-#: D4: course gaps and currency (not D10 parameters: fixed by the catalog's definitions).
-ORAL_GAP_DAYS = 365
-ORAL_CURRENT_DAYS = 90
-IV_GAP_MONTHS = 24
-IV_CURRENT_MONTHS = 18
 
 
 def dxa_request(ctx: OrderContext) -> Suggestion:
@@ -63,8 +58,8 @@ def _course_line(c: bp.Course) -> str:
 def bp_drug_holiday_review(inp: RuleInput) -> Card | None:
     t = inp.thresholds
     today = inp.today
-    oral = bp.oral_courses(inp, ORAL_GAP_DAYS, ORAL_CURRENT_DAYS)
-    zol = bp.zoledronic_5mg_courses(inp, IV_GAP_MONTHS, IV_CURRENT_MONTHS)
+    oral = bp.oral_courses(inp)
+    zol = bp.zoledronic_5mg_courses(inp)
     skipped: list[str] = []
 
     oral_due = None
@@ -113,12 +108,14 @@ def bp_drug_holiday_review(inp: RuleInput) -> Card | None:
                    f"(review at {t.bp_iv_holiday_infusions})")
         finding = iv_text if oral_due is None else f"{finding}; {iv_text}"
         details.append(f"Zoledronic acid 5 mg infusions: {dates}")
-    details.append("How the course was counted: orders, dispenses (30 days' supply when not "
-                   "stated) and statement periods pooled across oral agents (switching agent "
-                   f"continues the course); a gap of more than {ORAL_GAP_DAYS} days starts a new "
-                   f"course; current while an order or statement is active or a supply ended "
-                   f"within {ORAL_CURRENT_DAYS} days; zoledronic acid 5 mg infusions per course "
-                   f"(gap over {IV_GAP_MONTHS} months starts a new one); oncology doses not counted")
+    details.append("How the course was counted: dispenses (their days' supply, "
+                   f"{t.dispense_default_days_supply} days when not stated), orders over the supply "
+                   f"they state ({t.oral_order_default_days} days when none) and statement periods, "
+                   "pooled across oral agents (switching agent continues the course); a gap of more "
+                   f"than {t.oral_course_gap_days} days starts a new course; current while a "
+                   "statement is active or a supply ended within "
+                   f"{t.oral_course_current_days} days; zoledronic acid 5 mg infusions per course "
+                   f"(gap over {t.iv_course_gap_months} months starts a new one); oncology doses not counted")
     if len(oral) > 1:
         details.append("Earlier oral courses (not counted in the current one): "
                        + "; ".join(_course_line(c) for c in oral[:-1]))

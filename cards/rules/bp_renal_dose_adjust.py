@@ -7,10 +7,13 @@ for multiple myeloma and bone metastases (baseline CrCl > 60 → 4 mg; 50–60 �
 (bisphosphonates are renally cleared); seed 000_01a4571caa474e4a.txt (myeloma and bone
 metastases as bisphosphonate indications).
 
-Fires for a zoledronic acid 4 mg (oncology) draft whose latest eGFR within 30 days is 30–60
-inclusive (eGFR as the surrogate for the label's CrCl) and whose ordered dose is 4 mg or not
-stated. Below 30 is BP-RENAL-CONTRAINDICATION's finding; an eGFR with a comparator (">60")
-cannot be placed in a band and does not fire. The suggestion is the same order at the reduced dose.
+Fires for a zoledronic acid 4 mg (oncology) draft whose kidney function is in the band
+``zol4_dose_band_low``–``zol4_dose_band_high`` (30–60) inclusive and whose ordered dose is 4 mg
+or not stated. Kidney function (D5, A10): the Cockcroft-Gault CrCl (actual body weight) when
+computable, else the eGFR of 30 days. Below the band is BP-RENAL-CONTRAINDICATION's finding; an
+eGFR with a comparator (">60") cannot be placed in a band and does not fire. Not when the
+order's indication is hypercalcemia of malignancy (D9, A5: the label needs no adjustment there).
+Suggestions (``at-most-one``): the same order at the reduced dose; remove the draft (A32).
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from cds_service.chart import DraftOrder, Lab
+from cds_service.chart import DraftOrder, display
 
 from ..builders import RXNORM, SNOMED, UCUM, OrderContext, override_reasons
 from ..model import Action, Card, Suggestion
 from ..registry import ORDER_HOOKS, RuleInput, rule
 from . import _bp_common as bp
+from . import _definitions as defs
+from . import _renal as renal
 from . import _text as tx
 
 RULE_ID = "BP-RENAL-DOSE-ADJUST"
@@ -38,9 +43,10 @@ FULL_DOSE_MG = Decimal(4)
 ZOL4_VIAL = {"system": RXNORM, "code": "351114", "display": "5 ML zoledronic acid 0.8 MG/ML Injection"}
 
 
-def adjusted_dose(egfr: int, lower: int) -> Decimal | None:
-    """The label dose for an eGFR in [lower, 60], else None."""
-    if egfr > FULL_DOSE_ABOVE or egfr < lower:
+def adjusted_dose(egfr: int, lower: int, upper: int = FULL_DOSE_ABOVE) -> Decimal | None:
+    """The label dose for a kidney function in [lower, upper] (``zol4_dose_band_low``/``_high``),
+    else None."""
+    if egfr > upper or egfr < lower:
         return None
     for floor, dose in DOSE_TABLE:
         if egfr >= floor:
@@ -75,14 +81,6 @@ def reduced_dose_order(ctx: OrderContext, draft: DraftOrder, dose: Decimal) -> S
 def bp_renal_dose_adjust(inp: RuleInput) -> Card | None:
     t = inp.thresholds
     window = t.egfr_lookback_days_iv_bp
-    lower = t.egfr_cutoff_zoledronic_4mg
-    egfr: Lab | None = inp.chart.egfr(window)
-    if egfr is None or egfr.value is None or egfr.comparator is not None:
-        return None
-    value = int(egfr.value)
-    dose = adjusted_dose(value, lower)
-    if dose is None:
-        return None
     targets: list[tuple[DraftOrder, str]] = []
     for d in bp.bp_drafts(inp):
         regimen, note = bp.zoledronic_regimen(inp, d)
@@ -90,39 +88,50 @@ def bp_renal_dose_adjust(inp: RuleInput) -> Card | None:
             continue
         if d.dose_mg is not None and d.dose_mg != FULL_DOSE_MG:
             continue  # already adjusted (or another dose chosen on purpose)
+        if defs.order_indication_is_hcm(inp.chart, d):
+            continue  # A5: no dose reduction in hypercalcemia of malignancy
         targets.append((d, note))
     if not targets:
         return None
+    measure = renal.kidney_function(inp, targets[0][0].drug)
+    if measure is None or measure.comparator is not None:
+        return None
+    value = int(measure.value)
+    dose = adjusted_dose(value, t.zol4_dose_band_low, t.zol4_dose_band_high)
+    if dose is None:
+        return None
 
-    summary = (f"eGFR {value} on {egfr.date.isoformat()}: zoledronic acid (oncology) dose should be "
-               f"{dose:.1f} mg, not 4 mg")
-    hcm = [d for d, _ in targets if bp.hcm_indication(inp, d)]
+    summary = (f"{measure.name} {value} on {measure.date.isoformat()}: zoledronic acid (oncology) dose "
+               f"should be {dose:.1f} mg, not 4 mg")
     stated = ("the stated dose of 4 mg" if any(d.dose_mg for d, _ in targets)
               else "an unstated dose (read as 4 mg)")
     details = [f"Ordered: {bp.draft_names(d for d, _ in targets)}, zoledronic acid 4 mg (oncology) "
-               f"at {stated}",
-               f"Latest eGFR {tx.lab_desc(egfr)} (LOINC {egfr.code}) on {egfr.date.isoformat()}, "
-               f"within the {window}-day window, rounded to {value}",
-               "Dose table (creatinine clearance, laboratory eGFR used as its surrogate): above 60 → "
-               f"4 mg; 50–60 → 3.5 mg; 40–49 → 3.3 mg; 30–39 → 3.0 mg; eGFR {value} → {dose:.1f} mg"]
+               f"at {stated}"]
     for d, note in targets:
         if note:
             details.append(f"{tx.escape_record(bp.draft_title(d))}: {note}")
-    if hcm:
-        details.append("This order's indication is hypercalcemia of malignancy; the reduction "
-                       "table is written for multiple myeloma and bone metastases")
+    if measure.kind == "crcl":
+        details.append(measure.inputs())
+    else:
+        eg = measure.egfr
+        crcl = renal.crcl_of(inp)
+        if eg is not None:
+            details.append(f"eGFR reported as {display.lab_measured(eg)} (LOINC {eg.code}) on "
+                           f"{eg.date.isoformat()}, within {window} days; Cockcroft-Gault creatinine "
+                           f"clearance could not be computed ({crcl.reason}), so the eGFR was used")
+    details.append("Dose table (creatinine clearance): above 60 → 4 mg; 50–60 → 3.5 mg; 40–49 → "
+                   f"3.3 mg; 30–39 → 3.0 mg; {measure.name} {value} → {dose:.1f} mg")
     detail = tx.layout(
-        f"eGFR {value} on {egfr.date.isoformat()}: the oncology dose of zoledronic acid should be "
-        f"{dose:.1f} mg, not 4 mg",
+        f"{measure.words()} on {measure.date.isoformat()}: the oncology dose of zoledronic acid "
+        f"should be {dose:.1f} mg, not 4 mg",
         "Zoledronic acid is cleared by the kidney; full doses at reduced clearance raise the risk "
         "of kidney injury with repeated 3–4-weekly dosing.",
-        [f"Order {dose:.1f} mg instead of 4 mg, or calculate creatinine clearance with today's "
-         "weight (above 60 mL/min: 4 mg is right)", "check serum creatinine before each dose and "
-         "withhold it if creatinine has risen"],
-        [tx.EVIDENCE["zol4-dose"]], details, t=inp.thresholds)
+        [f"Order {dose:.1f} mg instead of 4 mg (above 60 mL/min creatinine clearance, 4 mg is right)",
+         "check serum creatinine before each dose and withhold it if creatinine has risen"],
+        [tx.EVIDENCE["zol4-dose"], "Cockcroft DW, Gault MH, Nephron 1976"], details, t=inp.thresholds)
     return Card(rule_id=RULE_ID, rule_title=TITLE, summary=tx.summary(summary), indicator="warning",
                 **tx.source("LBL-ZOL4"), detail=detail,
                 suggestions=[reduced_dose_order(inp.orders, targets[0][0], dose),
-                             *tx.remove_drafts(d for d, _ in targets)],
+                             renal.remove_draft(targets[0][0], "zoledronic acid")],
                 selection_behavior="at-most-one",
                 override_reasons=override_reasons("crcl-above-60", "specialist-decision"))

@@ -26,27 +26,25 @@ from ..builders import calcium_vitamin_d_order, lab_suggestion, override_reasons
 from ..model import Card
 from ..registry import ALL_HOOKS, RuleInput, rule
 from ..thresholds import Thresholds
-from ._definitions import advanced_ckd, calcimimetic_records, param, supplement_records
+from ._definitions import advanced_ckd, calcimimetic_records, supplement_records
 from ._dmab_dosing_common import (Dose, denosumab_doses, lab_summary, sections, severe_kidney_records)
 from . import _text as tx
 from ._text import BY_TEXT_NOTE, cut
 
 RULE_ID = "DMAB-HYPOCALCEMIA"
 TITLE = "Low calcium with denosumab"
-#: Patient-view look-back for a 120 mg (or unknown-strength) dose: 8 weeks = two 4-weekly
-#: intervals (RULES.md DMAB-HYPOCALCEMIA trigger).
-PV_INTERVALS_120MG = 2
 
 def recent_doses(doses: list[Dose], today: date, th: Thresholds) -> list[Dose]:
-    """Patient-view trigger: doses within 6 calendar months (60 mg) or 8 weeks (other)."""
+    """Patient-view trigger: doses within ``dmab_pv_calcium_window_months_60mg`` (6) calendar
+    months (60 mg) or ``dmab_pv_calcium_window_weeks_120mg`` (8) weeks (120 mg or unknown)."""
     out = []
     for d in doses:
         if d.date > today:
             continue
         if d.regimen == "60mg":
-            if today <= add_months(d.date, th.dmab60_interval_months):
+            if today <= add_months(d.date, th.dmab_pv_calcium_window_months_60mg):
                 out.append(d)
-        elif (today - d.date).days <= PV_INTERVALS_120MG * th.dmab120_interval_days:
+        elif (today - d.date).days <= 7 * th.dmab_pv_calcium_window_weeks_120mg:
             out.append(d)
     return out
 
