@@ -99,10 +99,17 @@ def test_two_members_merge_and_the_indicator_is_the_highest_member():
     assert c["summary"] == "Before this dose of denosumab, missing: calcium/vitamin D supplement, kidney function"
     unmerged = cards_for(res, [draft()], thresholds=replace(DEFAULT_THRESHOLDS, workup_min_members=99))
     assert {x["indicator"] for x in unmerged} == {"info"}
+    # hypocalcemia-prone by an earlier low calcium (D9), no calcium in 30 days: the calcium item
+    # is a warning. (A predisposing condition such as hypoparathyroidism instead gives the
+    # predisposition card, which wins over the calcium item, E2, and leaves one member only.)
     prone = [*continuation(), observation("62292-8", 31, "ng/mL", ago(60)), observation(EGFR, 72, EGFR_UNIT, ago(10)),
-             condition("E20.9", ICD10, text="Hypoparathyroidism")]
+             observation(CALCIUM_SERUM, 7.9, "mg/dL", ago(200))]
     c = merged(cards_for(prone, [draft()]))
     assert c is not None and c["indicator"] == "warning"
+    predisposed = [*continuation(), observation("62292-8", 31, "ng/mL", ago(60)),
+                   observation(EGFR, 72, EGFR_UNIT, ago(10)), condition("E20.9", ICD10, text="Hypoparathyroidism")]
+    assert sorted(card_ids(cards_for(predisposed, [draft()]))) == ["DMAB-CKD-CALCIUM-MONITORING",
+                                                                  "DMAB-NO-CA-VITD-SUPPLEMENT"]
 
 
 def test_workup_min_members_is_the_threshold():

@@ -12,6 +12,7 @@ from tests.factory import (ICD10, administration, condition, draft, evaluate_rul
                            patient, request)
 from tests.rules._bp_helpers import (ALENDRONATE_70, IBANDRONATE_IV, PAMIDRONATE, ZOL4, ZOL5, ago,
                                      calcium, card, creatinine, egfr, ids)
+from tests.rules._helpers import UNMERGED
 from tests.rules._helpers import run as run_rule
 
 CONTRA = "BP-RENAL-CONTRAINDICATION"
@@ -28,7 +29,9 @@ def weight(kg: float | None, days: int = 30, unit: str | None = "kg", **kw: Any)
 
 def run(resources: list, drafts: list = (), *, birth: str = "1940-06-01", gender: str = "female",
         hook: str = "order-sign", **kw: Any) -> list[dict[str, Any]]:
-    """Age 86 on the tests' today (the A10 example patient) unless told."""
+    """Age 86 on the tests' today (the A10 example patient) unless told; the member cards of the
+    work-up card are read one by one (A12 merge off: these tests read the kidney cards' text)."""
+    kw.setdefault("thresholds", UNMERGED)
     return evaluate_rules([patient(birth, gender), *resources], hook=hook, drafts=list(drafts), **kw)
 
 
