@@ -268,6 +268,9 @@ EVIDENCE: dict[str, str] = {
     "prolia-boxed": "Prolia label, Boxed Warning and Warnings (severe hypocalcemia in advanced "
                     "kidney disease)",
     "fda-dsc": "FDA Drug Safety Communication, January 2024",
+    "prolia-predisposed": "Prolia label, Warnings (hypocalcemia: monitor calcium in predisposed "
+                          "patients, such as after thyroid or parathyroid surgery or with "
+                          "malabsorption)",
     "xgeva-renal": "Xgeva label, Warnings (hypocalcemia: creatinine clearance below 30 mL/min "
                    "or dialysis)",
     "prolia-supplement": "Prolia label, Dosage and Administration (all patients should receive "

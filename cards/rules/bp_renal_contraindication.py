@@ -161,7 +161,6 @@ def bp_renal_contraindication(inp: RuleInput) -> Card | None:
     details.append("How this was judged: " + _how(inp, main).rstrip("."))
     finding = (f"{_measure_text(main)}, below {main.cutoff}" if main.low and m is not None
                else f"{bp.kidney_record_phrase(records)} on record")
-    finding = finding[:1].upper() + finding[1:]
     statements = []
     for f in findings:
         s = LABEL_STATEMENT.get(_label_key(f))

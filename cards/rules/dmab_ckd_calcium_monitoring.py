@@ -45,6 +45,15 @@ def usable_calcium_within(inp: RuleInput, days: int) -> bool:
     return bool(day.usable)
 
 
+def _predisposition_words(p: "defs.Predisposition") -> str:
+    """A predisposition for the finding: its evidence when that names it (an eGFR, a dated
+    procedure), else its name with the evidence that adds to it."""
+    parts = [e for e in p.evidence if not e.startswith("condition (")]
+    if parts and parts[0].split()[:2] == p.name.split()[:2]:
+        return "; ".join(parts)
+    return p.name + (f" ({'; '.join(parts)})" if parts else "")
+
+
 @rule(RULE_ID, TITLE, hooks=ORDER_HOOKS, needs={"Observation", "Condition", "Procedure"})
 def dmab_ckd_calcium_monitoring(inp: RuleInput) -> Card | None:
     drafts = dm.dmab_drafts(inp)
@@ -70,8 +79,7 @@ def dmab_ckd_calcium_monitoring(inp: RuleInput) -> Card | None:
                          "this denosumab dose")
 
     ckd = defs.advanced_ckd(chart, t)
-    finding = ("Predisposed to severe hypocalcemia: "
-               + "; ".join(f"{p.name} ({'; '.join(p.evidence)})" if p.evidence else p.name for p in found))
+    finding = "Predisposed to severe hypocalcemia: " + "; ".join(_predisposition_words(p) for p in found)
     lines = [f"Ordered: {tx.draft_list(drafts)} ({'initiation' if initiation else 'continuation'})"]
     latest = ckd.latest_egfr
     if ckd.present and latest is not None and ckd.egfr is None:
@@ -128,7 +136,8 @@ def dmab_ckd_calcium_monitoring(inp: RuleInput) -> Card | None:
          "ensure adequate calcium and (active) vitamin D",
          "after the dose check calcium " + ("weekly for the first month, then monthly" if ckd_first
                                             else "10–14 days after the injection")],
-        [tx.EVIDENCE["prolia-boxed"], tx.EVIDENCE["fda-dsc"]]
+        ([tx.EVIDENCE["prolia-boxed"], tx.EVIDENCE["fda-dsc"]] if ckd_first else
+         [tx.EVIDENCE["prolia-predisposed"]])
         + ([tx.EVIDENCE["xgeva-renal"]] if any(d.drug.regimen == "120mg" for d in drafts) else []),
         lines, t=t)
 
