@@ -134,4 +134,4 @@ def bp_renal_dose_adjust(inp: RuleInput) -> Card | None:
                 suggestions=[reduced_dose_order(inp.orders, targets[0][0], dose),
                              renal.remove_draft(targets[0][0], "zoledronic acid")],
                 selection_behavior="at-most-one",
-                override_reasons=override_reasons("crcl-above-60", "specialist-decision"))
+                override_reasons=override_reasons("crcl-above-60", "specialist-decision", "hcm-indication"))

@@ -183,6 +183,9 @@ def dmab_dose_indication_mismatch(inp: RuleInput) -> Card | None:
         reasons = ("indication-not-coded", "intended-regimen", "cancer-treatment-bone-loss")
     else:
         reasons = ("intended-regimen", "indication-not-coded", "cancer-treatment-bone-loss")
+    # the catalog's fourth reason; first for a long 120 mg interval (a de-escalated schedule)
+    long_120 = top.kind == "b" and top.suggest == "120mg"
+    reasons = ("intentional-deescalation", *reasons) if long_120 else (*reasons, "intentional-deescalation")
     key = "LBL-PROLIA" if top.kind == "b1" or (top.kind == "b" and top.suggest == "60mg") else "LBL-XGEVA"
     return Card(rule_id=RULE_ID, rule_title=TITLE, summary=tx.summary(top.summary), indicator=top.indicator,
                 **tx.source(key), detail=detail, suggestions=suggestions,

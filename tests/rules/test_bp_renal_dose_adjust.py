@@ -33,7 +33,7 @@ def test_bp_dose_adjust_egfr_45_suggests_3_3_mg() -> None:
     c = card(run(_labs(45), [d]), RID)
     assert c is not None and c["indicator"] == "warning"
     assert c["summary"] == f"eGFR 45 on {ago(10)}: zoledronic acid (oncology) dose should be 3.3 mg, not 4 mg"
-    assert override_codes(c) == ["crcl-above-60", "specialist-decision"]
+    assert override_codes(c) == ["crcl-above-60", "specialist-decision", "hcm-indication"]   # catalog v2
     assert c["selectionBehavior"] == "at-most-one"
     res = c["suggestions"][0]["actions"][0]["resource"]
     assert res["resourceType"] == "MedicationRequest"

@@ -50,7 +50,8 @@ def test_dmab_dose_indication_mismatch_120mg_without_oncology_indication(extra, 
         assert card["summary"] == ("Denosumab 120 mg ordered without a recorded oncology indication: "
                                    "osteoporosis dose is 60 mg every 6 months")
         assert codes_of(card) == ["993452"]
-        assert override_codes(card) == ["indication-not-coded", "intended-regimen", "cancer-treatment-bone-loss"]
+        assert override_codes(card) == ["indication-not-coded", "intended-regimen", "cancer-treatment-bone-loss",
+                                       "intentional-deescalation"]   # catalog v2: the four reasons
 
 
 def test_dmab_dose_indication_mismatch_reason_text_on_draft():
