@@ -99,6 +99,9 @@ def card_text_problems(card: dict) -> list[str]:
             problems.append(f"Details of {len(details)} characters / {len(bullets)} lines")
     if not card.get("suggestions"):
         problems.append("no suggestion")
+    links = card.get("links", [])
+    if len(links) > 2 or any(not l["url"].startswith("https://") or "search.cfm" in l["url"] for l in links):
+        problems.append(f"links {[l['url'] for l in links]}")   # §6.2: at most two, absolute
     url = card["source"].get("url", "")
     if not url.startswith("https://") or "search.cfm" in url or "query=" in url:
         problems.append(f"source.url {url!r}")
