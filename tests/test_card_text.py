@@ -310,3 +310,12 @@ def test_layout_limits_come_from_the_thresholds_and_hold_after_the_safety_net() 
 def test_main_length_is_the_uncut_length() -> None:
     assert tx.main_length("F", "W", ["do"], ["ev"]) == len(tx.layout("F", "W", ["do"], ["ev"]))
     assert tx.main_length("f" * 800, "W", ["do"], ["ev"]) > 700 >= len(tx.layout("f" * 800, "W", ["do"], ["ev"]))
+
+
+@pytest.mark.parametrize("value, shown", [("17.0", "17"), ("19.4", "19"), ("19.6", "19.6"), ("20.0", "20"),
+                                          ("11.6", "11.6"), ("12.4", "12"), ("8", "8")])
+def test_vitamin_d_shown_as_an_integer_except_next_to_a_cut_off(value: str, shown: str) -> None:
+    """§1.2 rule 6 (A40): 19.5–19.9 would read "20" against the 20 ng/mL cut-off, 11.5–11.9 "12"."""
+    from decimal import Decimal
+    assert tx.vitamin_d_value(Decimal(value), Decimal(20), Decimal(12)) == shown
+    assert tx.vitamin_d_value(Decimal(8), Decimal(20), comparator="<") == "<8"

@@ -17,7 +17,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Iterable, Sequence
 
-from cds_service.chart import DENOSUMAB, ConditionFact, DraftOrder, Lab
+from cds_service.chart import DENOSUMAB, ConditionFact, DraftOrder, Lab, display
 
 from ..builders import SOURCES
 from ..model import MAX_SUMMARY, Action, Link, Suggestion, safe_markdown
@@ -326,6 +326,20 @@ def fmt_rounded(value: Decimal | None) -> str:
 def window_words(days: int) -> str:
     """A look-back window as a card names it: "12 months" for 365 days, else "N days"."""
     return "12 months" if days == 365 else f"{days} days"
+
+
+def vitamin_d_value(value: Decimal | None, *thresholds: Decimal, comparator: str | None = None) -> str:
+    """A 25-OH vitamin D in ng/mL as a card shows it (§1.2 rule 6, A40): an integer, one decimal
+    where the integer would reach or cross one of the ``thresholds`` the card states (19.6 against
+    20), "?" without a value. The number only, without its unit."""
+    if value is None:
+        return "?"
+    shown = display.vitamin_d(value, unit="", comparator=comparator).strip()
+    for limit in thresholds:
+        near = display.vitamin_d(value, unit="", threshold=limit, comparator=comparator).strip()
+        if near != shown:
+            return near
+    return shown
 
 
 def iso(d: date | None) -> str:

@@ -43,7 +43,8 @@ def dmab_vitd_deficiency(inp: RuleInput) -> Card | None:
     initiation = defs.is_initiation(inp, dm.DENOSUMAB)
     severe = dm.below(lab, t.vitd_severe_ng_ml)
     indicator = "warning" if initiation or severe else "info"
-    value = f"{lab.comparator or ''}{tx.fmt_rounded(lab.value)}"
+    value = tx.vitamin_d_value(lab.value, t.vitd_deficient_ng_ml, t.vitd_severe_ng_ml,
+                               comparator=lab.comparator)   # A40: integer, one decimal near a cut-off
     when = "before starting" if initiation else "alongside"
     summary = tx.fit(f"25-OH vitamin D {value} ng/mL on {lab.date.isoformat()}: correct deficiency "
                      f"{when} denosumab")
@@ -59,7 +60,7 @@ def dmab_vitd_deficiency(inp: RuleInput) -> Card | None:
                if vit_d else "none found (active orders and statements, recent dispenses)")]
     detail = tx.layout(
         f"25-OH vitamin D {value} ng/mL on {lab.date.isoformat()}, below "
-        f"{tx.fmt_rounded(t.vitd_deficient_ng_ml)} ng/mL" + (" (severe deficiency)" if severe else ""),
+        f"{tx.fmt(t.vitd_deficient_ng_ml)} ng/mL" + (" (severe deficiency)" if severe else ""),
         "Vitamin D deficiency increases the risk of hypocalcemia after denosumab, which can be severe.",
         ["Replete vitamin D per local protocol, then maintain 400–800 IU daily with 1,200–1,500 mg "
          "of total calcium intake", f"recheck 25-OH vitamin D in {RECHECK_WEEKS[0]}–{RECHECK_WEEKS[1]} weeks"],

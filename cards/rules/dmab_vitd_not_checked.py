@@ -53,11 +53,11 @@ def dmab_vitd_not_checked(inp: RuleInput) -> Card | None:
         lines = [f"Ordered as a start of denosumab: {tx.draft_list(drafts)}"]
         previous = chart.previous_usable("vitamin-d-25oh", latest.date, window)
         if previous is not None:
-            lines.append(f"Previous usable result: 25-OH vitamin D {tx.fmt_rounded(previous.value)} ng/mL "
+            lines.append(f"Previous usable result: 25-OH vitamin D {tx.vitamin_d_value(previous.value, inp.thresholds.vitd_deficient_ng_ml)} ng/mL "
                          f"on {previous.date.isoformat()} — not used: a newer result exists.")
         stale = previous or chart.previous_usable("vitamin-d-25oh", latest.date)
         if previous is None and stale is not None:
-            lines.append(f"Last usable result: {tx.lab_text(stale)} ({tx.fmt_rounded(stale.value)} ng/mL) — "
+            lines.append(f"Last usable result: {tx.lab_text(stale)} ({tx.vitamin_d_value(stale.value, inp.thresholds.vitd_deficient_ng_ml)} ng/mL) — "
                          f"stale ({(inp.today - stale.date).days} days old), not used.")
     else:
         summary = ("No 25-OH vitamin D result in the last 12 months before starting denosumab"
@@ -73,7 +73,7 @@ def dmab_vitd_not_checked(inp: RuleInput) -> Card | None:
             lines.append(f"Last result: {tx.unusable_finding(newest)} — stale "
                          f"({(inp.today - newest.date).days} days old), not used.")
         if stale is not None:
-            lines.append(f"Last usable result: {tx.lab_text(stale)} ({tx.fmt_rounded(stale.value)} ng/mL) — "
+            lines.append(f"Last usable result: {tx.lab_text(stale)} ({tx.vitamin_d_value(stale.value, inp.thresholds.vitd_deficient_ng_ml)} ng/mL) — "
                          f"stale ({(inp.today - stale.date).days} days old), not used.")
         elif newest is None:
             lines.append("No 25-OH vitamin D result of any age is on record (results entered in error "

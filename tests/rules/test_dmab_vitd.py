@@ -35,7 +35,7 @@ def test_dmab_vitd_deficiency_initiation_is_warning_with_value_and_date(hook: st
     card = run(DEF, [patient(), _vitd(15.2, days_ago=40)], hook=hook, drafts=[draft()])
     assert card is not None
     assert card["indicator"] == "warning"
-    assert card["summary"] == (f"25-OH vitamin D 15.2 ng/mL on {ago(40).isoformat()}: correct deficiency "
+    assert card["summary"] == (f"25-OH vitamin D 15 ng/mL on {ago(40).isoformat()}: correct deficiency "
                                "before starting denosumab")
     assert override_codes(card) == ["repletion-in-progress", "recent-result-elsewhere"]
     chole, recheck = suggestion_resources(card)
@@ -57,7 +57,7 @@ def test_dmab_vitd_deficiency_continuation_is_info_unless_severe() -> None:
 def test_dmab_vitd_deficiency_si_value_shown_as_measured_and_converted() -> None:
     card = run(DEF, [patient(), _vitd(25, "nmol/L")], drafts=[draft()])
     assert card is not None
-    assert "10.0 ng/mL" in card["summary"]
+    assert "25-OH vitamin D 10 ng/mL" in card["summary"]   # A40: an integer
     assert "25 nmol/L" in card["detail"]
 
 
@@ -157,7 +157,7 @@ def test_a39_unusable_latest_vitd_at_initiation_falls_back_to_not_checked(latest
     assert card["summary"] == (f"No usable 25-OH vitamin D in the last 12 months (latest {ago(5).isoformat()}: "
                                f"{reason}) before starting denosumab")
     assert words in card["detail"].split("\n")[0]
-    assert (f"Previous usable result: 25-OH vitamin D {older:.1f} ng/mL on {ago(100).isoformat()} — "
+    assert (f"Previous usable result: 25-OH vitamin D {older:.0f} ng/mL on {ago(100).isoformat()} — "
             "not used: a newer result exists") in card["detail"]
     ids = rule_ids(evaluate_rules(res, drafts=[draft()]))
     assert NOT in ids and DEF not in ids                 # the older 10.0 is not judged
