@@ -319,3 +319,12 @@ def test_vitamin_d_shown_as_an_integer_except_next_to_a_cut_off(value: str, show
     from decimal import Decimal
     assert tx.vitamin_d_value(Decimal(value), Decimal(20), Decimal(12)) == shown
     assert tx.vitamin_d_value(Decimal(8), Decimal(20), comparator="<") == "<8"
+
+
+def test_bp_hypocalcemia_summary_keeps_the_decimal() -> None:
+    """§1.2 rule 6 (A40): "8.0 mg/dL", never "8 mg/dL"."""
+    from tests.factory import CALCIUM_SERUM, draft, observation, patient
+    from tests.rules._helpers import ago, run
+    card = run("BP-HYPOCALCEMIA", [patient(), observation(CALCIUM_SERUM, 8.0, "mg/dL", ago(3))],
+               drafts=[draft("904396")])   # alendronate 70 mg
+    assert card is not None and card["summary"].startswith("Calcium 8.0 mg/dL on ")

@@ -37,11 +37,11 @@ TITLE = "Low calcium with a bisphosphonate"
 
 def _summary(j: CalciumJudgement, agent: str, patient_view: bool = False) -> str:
     if j.kind == "ionized":
-        head = f"Ionized calcium {tx.fmt(j.value)} mmol/L on {j.date.isoformat()}"
+        head = f"Ionized calcium {j.value:f} mmol/L on {j.date.isoformat()}"   # D5 precision (A40)
     else:
         corrected = " (albumin-corrected)" if j.kind == "albumin-corrected" else \
             " (corrected)" if j.kind == "lab-corrected" else ""
-        head = f"Calcium {tx.fmt(j.value)} mg/dL{corrected} on {j.date.isoformat()}"
+        head = f"Calcium {j.value:f} mg/dL{corrected} on {j.date.isoformat()}"   # "9.0", not "9" (A40)
     return tx.summary(f"{head} while on {agent}: correct hypocalcemia before the next dose" if patient_view
                       else f"{head}: correct hypocalcemia before giving {agent}")
 
