@@ -328,3 +328,15 @@ def test_bp_hypocalcemia_summary_keeps_the_decimal() -> None:
     card = run("BP-HYPOCALCEMIA", [patient(), observation(CALCIUM_SERUM, 8.0, "mg/dL", ago(3))],
                drafts=[draft("904396")])   # alendronate 70 mg
     assert card is not None and card["summary"].startswith("Calcium 8.0 mg/dL on ")
+
+
+def test_lab_text_is_rounded_for_display_and_the_sent_unit_escaped() -> None:
+    from datetime import date
+    from decimal import Decimal
+    from cds_service.chart import Lab
+    creat = Lab("creatinine", "2160-0", date(2026, 11, 20), "final", Decimal("0.45"), "mg/dL",
+                Decimal("0.4522232972528771"), "mg/dL")
+    assert tx.lab_text(creat) == "0.45 mg/dL on 2026-11-20"
+    odd = Lab("calcium-serum", "17861-6", date(2026, 11, 20), "final", None, None,
+              Decimal("9.44"), "[mg]_dL*")
+    assert tx.lab_shown(odd).startswith("9.4 ") and tx.lab_shown(odd).endswith(r"\[mg\]\_dL\*")

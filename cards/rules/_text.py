@@ -347,16 +347,26 @@ def iso(d: date | None) -> str:
     return d.isoformat() if d else "date unknown"
 
 
+def lab_shown(lab: Lab) -> str:
+    """A result as sent, for markdown: the value rounded for display (§1.2 rule 6, A40) and the
+    unit as sent escaped (record text, §1.2 rule 4); an eGFR's unit written for a reader
+    ("28 mL/min/1.73 m²", "0.45 mg/dL", "2.11 mmol/L")."""
+    text = display.lab_measured(lab)
+    unit = lab.measured_unit
+    if unit and text.endswith(" " + unit):
+        text = text[: -len(unit)] + escape_record(unit)
+    return text
+
+
 def lab_text(lab: Lab) -> str:
     """"<measured value and unit> on <date>" of a result as sent (D5: the card shows the
-    measured value and the unit sent)."""
-    return f"{lab.describe()} on {lab.date.isoformat()}"
+    measured value and the unit sent; rounded for display, A40)."""
+    return f"{lab_shown(lab)} on {lab.date.isoformat()}"
 
 
 def lab_desc(lab: Lab) -> str:
-    """A result as sent, with the eGFR unit written for a reader ("28 mL/min/1.73 m²",
-    "<15 mL/min/1.73 m²", "2.05 mmol/L")."""
-    return lab.describe().replace("{1.73_m2}", "1.73 m²")
+    """A result as sent (:func:`lab_shown`)."""
+    return lab_shown(lab)
 
 
 def condition_text(c: ConditionFact) -> str:
