@@ -24,7 +24,7 @@ from cds_service.chart.labs import judge_calcium, within
 
 from ..registry import RuleInput
 from ..thresholds import Thresholds
-from ._text import condition_text, cut, escape_record, fmt_rounded, iso
+from ._text import condition_text, cut, escape_record, fmt_rounded, iso, lab_shown
 
 # ---- catalog parameters --------------------------------------------------------------------
 
@@ -239,7 +239,7 @@ class AdvancedCkd:
         which evidence was used")."""
         out: list[str] = []
         if self.egfr is not None:
-            out.append(f"eGFR {self.egfr.describe()} on {self.egfr.date.isoformat()}")
+            out.append(f"eGFR {lab_shown(self.egfr)} on {self.egfr.date.isoformat()}")
         out += [f"{condition_text(c)} on the problem list" for c in self.dialysis_conditions]
         out += [f"{p.display or 'dialysis'} performed {iso(p.date)}" for p in self.dialysis_procedures]
         out += [f"{condition_text(c)} on the problem list" for c in self.ckd_conditions

@@ -19,7 +19,7 @@ from cds_service.chart.labs import within
 
 from ..registry import RuleInput
 from ._definitions import param
-from ._text import BY_TEXT_NOTE, condition_text, cut, escape_record, fmt, iso
+from ._text import BY_TEXT_NOTE, condition_text, cut, escape_record, fmt, iso, lab_shown
 
 #: Re-exported for the rule modules (``dm.DENOSUMAB``, ``dm.below`` …).
 REEXPORTS = (CALCIMIMETIC, DENOSUMAB, SUPPLEMENT, below)
@@ -175,7 +175,7 @@ def pregnancy_evidence(inp: RuleInput) -> list[PregnancyFinding]:
              for lab in within(chart.labs("pregnancy-test"), chart.today, window)]
     positive = _on_newest_day(tests, "positive")
     if positive is not None:
-        shown = positive.describe() if positive.measured is not None else "coded result"
+        shown = lab_shown(positive) if positive.measured is not None else "coded result"
         found.append(PregnancyFinding("test", positive.date, _hcg_words(positive),
                                       f"pregnancy test {_hcg_words(positive)} ({shown}) on "
                                       f"{positive.date.isoformat()}, the latest readable test in "

@@ -136,7 +136,7 @@ def bp_hypocalcemia(inp: RuleInput) -> Card | None:
     if lab.reference_range:
         details.append(f"Laboratory reference range: {tx.escape_record(lab.reference_range)}")
     if judged.kind == "albumin-corrected" and judged.albumin is not None:
-        details.append(f"Corrected with albumin {judged.albumin.describe()} on "
+        details.append(f"Corrected with albumin {tx.lab_shown(judged.albumin)} on "
                        f"{judged.albumin.date.isoformat()}: Ca + 0.8 × (4.0 − albumin g/dL)")
     elif judged.kind == "measured" and judged.albumin_unusable is not None:
         details.append(judged.albumin_note(tx.escape_record) + " (the measured value is judged)")  # A39

@@ -89,7 +89,7 @@ def dmab_no_ca_vitd_supplement(inp: RuleInput) -> Card | None:
     if prone:
         reasons.append("prone to hypocalcemia: " + "; ".join(prone))
     if deficient and vitd is not None:
-        reasons.append(f"25-OH vitamin D {vitd.describe()} on {vitd.date.isoformat()} "
+        reasons.append(f"25-OH vitamin D {tx.lab_shown(vitd)} on {vitd.date.isoformat()} "
                        f"({tx.vitamin_d_value(vitd.value, t.vitd_deficient_ng_ml)} ng/mL)")
     if reasons:
         details.append("Raised risk: " + "; ".join(reasons))

@@ -54,7 +54,7 @@ def dmab_vitd_deficiency(inp: RuleInput) -> Card | None:
     converted = "" if lab.unit == "ng/mL" else f" = {value} ng/mL after conversion"
     details = [f"Ordered: {tx.draft_list(drafts)}, "
                + ("a start of denosumab" if initiation else "a continuation dose"),
-               f"Result: {lab.describe()}{converted} on {lab.date.isoformat()} "
+               f"Result: {tx.lab_shown(lab)}{converted} on {lab.date.isoformat()} "
                f"({(inp.today - lab.date).days} days ago; look-back {t.vitd_lookback_days} days)",
                "Vitamin D on the medication list: " + ("; ".join(dm.record_text(r) for r in vit_d)
                if vit_d else "none found (active orders and statements, recent dispenses)")]
