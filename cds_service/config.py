@@ -117,6 +117,8 @@ class Settings:
     request_budget: float = DEFAULT_REQUEST_BUDGET   # seconds for chart + rules (issue 11 §3)
     profile: EhrProfile = STANDARD                   # the calling EHR's profile (issue 14)
     tenants: Any = None                              # cds_service.tenants.Tenants (BONE_CDS_TENANTS)
+    patient_key_secret: str = field(default="", repr=False)   # BONE_CDS_PATIENT_KEY_SECRET (issue 16)
+    admin_token: str = field(default="", repr=False)          # BONE_CDS_ADMIN_TOKEN: /admin/report
 
     def for_caller(self, iss: str | None) -> "Settings":
         """The settings of the tenant whose verified token made this call (its FHIR servers only,
@@ -194,6 +196,8 @@ class Settings:
             log_level=level,
             validation_cache_size=_int(env, "BONE_CDS_VALIDATION_CACHE", VERDICT_CACHE_SIZE),
             request_budget=_seconds(env, "BONE_CDS_REQUEST_BUDGET", DEFAULT_REQUEST_BUDGET),
+            patient_key_secret=env.get("BONE_CDS_PATIENT_KEY_SECRET") or "",
+            admin_token=(env.get("BONE_CDS_ADMIN_TOKEN") or "").strip(),
         )
         if overrides:
             from dataclasses import replace
