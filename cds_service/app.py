@@ -16,6 +16,7 @@ from .chart.verdicts import VerdictCache
 from .config import ConfigError, Settings
 from .feedback import FeedbackStore, FeedbackStoreError
 from .governance.patient_key import patient_keyer
+from .governance.routes import bp as governance_bp
 from .logs import configure_logging
 
 log = logging.getLogger("cds_service")
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         return response
 
     app.register_blueprint(bp)
+    app.register_blueprint(governance_bp)
     register_errors(app)
 
     @app.get("/")

@@ -132,6 +132,20 @@ def cmd_feedback_report(args: argparse.Namespace) -> int:
     except FeedbackStoreError as exc:
         print(f"bone-cds: {exc}", file=sys.stderr)
         return 2
+    if args.html:
+        from .governance.page import render_page
+        from .governance.report import build_report
+        try:
+            report = build_report(store, now=datetime.now(timezone.utc), days=args.days,
+                                  codes_path=settings.value_sets_path)
+            Path(args.html).write_text(render_page(report, links=False), encoding="utf-8")
+        except OSError as exc:
+            print(f"bone-cds: cannot write {args.html}: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            store.close()
+        print(f"bone-cds: governance report ({args.days} days) written to {args.html}", file=sys.stderr)
+        return 0
     try:
         rows = store.report(args.since)
     except ValueError as exc:
@@ -196,6 +210,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     fr = sub.add_parser("feedback-report", help="feedback per rule (alert-fatigue review)")
     fr.add_argument("--since", help="only feedback received on or after this ISO date")
     fr.add_argument("--json", action="store_true")
+    fr.add_argument("--html", metavar="FILE", help="write the governance report page (GET /admin/report) "
+                    "as a static HTML file instead")
+    fr.add_argument("--days", type=int, choices=(7, 30, 90), default=30, help="window of --html (default 30)")
     fr.set_defaults(func=cmd_feedback_report)
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)

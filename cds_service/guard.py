@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cds_service.auth")
 
-EXEMPT_PATHS = frozenset({"/healthz", "/"})
+EXEMPT_PATHS = frozenset({"/healthz", "/", "/metrics"})
+#: Routes with a credential of their own (``BONE_CDS_ADMIN_TOKEN``), not a CDS Hooks JWT.
+EXEMPT_PREFIXES = ("/admin/",)
 
 
 def _tenant_refusal(tenants: "Tenants", claims: dict[str, Any], path: str) -> str | None:
@@ -45,7 +47,7 @@ def install_auth(app: Flask, settings: AuthSettings, verifier: JwtVerifier | Non
 
     @app.before_request
     def _check_caller() -> Response | None:
-        if request.method == "OPTIONS" or request.path in EXEMPT_PATHS:
+        if request.method == "OPTIONS" or request.path in EXEMPT_PATHS or request.path.startswith(EXEMPT_PREFIXES):
             return None
         audiences = audiences_for(request.path, settings.audience_base_urls)
         try:
