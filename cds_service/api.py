@@ -21,6 +21,7 @@ from .errors import ApiError
 from .feedback import FeedbackStoreError, parse_feedback
 from .governance.record import record_issued
 from .logs import exception_summary
+from .metrics import count_cards, feedback_stored
 from .pipeline import evaluate_hook
 
 bp = Blueprint("cds", __name__)
@@ -139,6 +140,7 @@ def call_service(service_id: str) -> Response:
                             verdicts=current_app.config["VERDICTS"],
                             budget=settings.request_budget)
     wire = profile.shape(outcome.response)
+    count_cards(outcome.response["cards"])
     elapsed_ms = (time.perf_counter() - t0) * 1000
     store = current_app.config.get("FEEDBACK_STORE")
     if store is not None and outcome.response["cards"]:
@@ -174,6 +176,7 @@ def feedback(service_id: str) -> Response:
         raise ApiError(503, "feedback_store_unavailable",
                        "the feedback could not be stored; nothing was kept, send it again later") from None
     log.info("feedback stored", extra={"event": {"service": service_id, "items": stored}})
+    feedback_stored(service_id, stored)
     return json_response({"stored": stored})
 
 

@@ -17,6 +17,7 @@ from .config import ConfigError, Settings
 from .feedback import FeedbackStore, FeedbackStoreError
 from .governance.patient_key import patient_keyer
 from .governance.routes import bp as governance_bp
+from .metrics import install as install_metrics
 from .logs import configure_logging
 
 log = logging.getLogger("cds_service")
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
 
     app.register_blueprint(bp)
     app.register_blueprint(governance_bp)
+    install_metrics(app)
     register_errors(app)
 
     @app.get("/")

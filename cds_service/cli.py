@@ -27,7 +27,8 @@ def _now(value: str | None) -> datetime:
     return parsed
 
 
-def gunicorn_server(app: Any, *, host: str, port: int, workers: int, threads: int) -> Any:
+def gunicorn_server(app: Any, *, host: str, port: int, workers: int, threads: int,
+                    child_exit: Any = None) -> Any:
     """A gunicorn application serving ``app`` (gthread workers); ``.run()`` blocks until stopped."""
     from gunicorn.app.base import BaseApplication
 
@@ -45,6 +46,8 @@ def gunicorn_server(app: Any, *, host: str, port: int, workers: int, threads: in
             # two instances would share it and stopping one removes the other's (issue 12)
             if "control_socket_disable" in self.cfg.settings:
                 self.cfg.set("control_socket_disable", True)
+            if child_exit is not None:
+                self.cfg.set("child_exit", child_exit)
 
         def load(self) -> Any:
             return app
@@ -52,11 +55,24 @@ def gunicorn_server(app: Any, *, host: str, port: int, workers: int, threads: in
     return _Server()
 
 
+def _prepare_metrics_dir(env: dict[str, str]) -> None:
+    """``PROMETHEUS_MULTIPROC_DIR`` for ``/metrics`` under several workers (issue 16): the one
+    set, else ``<data dir>/prometheus``; emptied of an earlier run's files. Must run before
+    prometheus-client is imported: it picks its multiprocess mode at import."""
+    path = Path(env.get("PROMETHEUS_MULTIPROC_DIR") or Path(env.get("BONE_CDS_DATA_DIR") or "data") / "prometheus")
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+    env["PROMETHEUS_MULTIPROC_DIR"] = os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the app under gunicorn (production WSGI server) with ``create_app`` as the factory."""
-    from .app import create_app
-
     env = dict(os.environ)
+    _prepare_metrics_dir(env)   # before prometheus-client is imported (by the app)
+    from .app import create_app
+    from .metrics import mark_worker_dead
+
     if args.workers > 1 and not (env.get("BONE_CDS_REPLAY_DB") or "").strip():
         # SEC-10: with several workers the jti replay store must be shared, so it is by default:
         # a SQLite file in the data folder (issue 12: Docker's 2 workers accepted a jti twice)
@@ -82,7 +98,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     print(f"bone-cds {args.host}:{args.port}: discovery at http://{args.host}:{args.port}/cds-services",
           file=sys.stderr)
-    gunicorn_server(app, host=args.host, port=args.port, workers=args.workers, threads=args.threads).run()
+    gunicorn_server(app, host=args.host, port=args.port, workers=args.workers, threads=args.threads,
+                    child_exit=lambda _server, worker: mark_worker_dead(worker.pid)).run()
     return 0
 
 

@@ -58,6 +58,8 @@ def install_auth(app: Flask, settings: AuthSettings, verifier: JwtVerifier | Non
                 raise AuthError(refusal, iss=claims.get("iss"))
         except AuthError as exc:
             from .api import json_response
+            from .metrics import jwt_rejected
+            jwt_rejected(exc.reason)
             response = json_response({"error": "unauthorized", "message": exc.public_message}, 401)
             response.headers["WWW-Authenticate"] = exc.www_authenticate
             return response
