@@ -20,6 +20,7 @@ from . import __version__, jsonio
 from .errors import ApiError
 from .feedback import FeedbackStoreError, parse_feedback
 from .governance.record import record_issued
+from .governance.suppression import suppress_repeats
 from .logs import exception_summary
 from .metrics import count_cards, feedback_stored
 from .pipeline import evaluate_hook
@@ -139,6 +140,7 @@ def call_service(service_id: str) -> Response:
                             session=current_app.config["HTTP_SESSION"],
                             verdicts=current_app.config["VERDICTS"],
                             budget=settings.request_budget)
+    outcome.response = suppress_repeats(current_app.config, service.hook, body, outcome.response, now)
     wire = profile.shape(outcome.response)
     count_cards(outcome.response["cards"])
     elapsed_ms = (time.perf_counter() - t0) * 1000

@@ -99,6 +99,15 @@ def _tenants_and_auth(env: Mapping[str, str], thresholds: Thresholds, auth: Any)
                             audience_base_urls=tenants.audience_base_urls)
 
 
+def _suppression(env: Mapping[str, str]) -> Any:
+    """The repeat-suppression settings (issue 16; cds_service.governance.suppression)."""
+    from .governance.suppression import SuppressionSettings
+    try:
+        return SuppressionSettings.from_env(env)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 @dataclass(frozen=True)
 class Settings:
     """The service's configuration (see README "Configuration")."""
@@ -119,6 +128,7 @@ class Settings:
     tenants: Any = None                              # cds_service.tenants.Tenants (BONE_CDS_TENANTS)
     patient_key_secret: str = field(default="", repr=False)   # BONE_CDS_PATIENT_KEY_SECRET (issue 16)
     admin_token: str = field(default="", repr=False)          # BONE_CDS_ADMIN_TOKEN: /admin/report
+    suppression: Any = None   # governance.suppression.SuppressionSettings (BONE_CDS_SUPPRESS_*, _SNOOZE_*)
 
     def for_caller(self, iss: str | None) -> "Settings":
         """The settings of the tenant whose verified token made this call (its FHIR servers only,
@@ -198,6 +208,7 @@ class Settings:
             request_budget=_seconds(env, "BONE_CDS_REQUEST_BUDGET", DEFAULT_REQUEST_BUDGET),
             patient_key_secret=env.get("BONE_CDS_PATIENT_KEY_SECRET") or "",
             admin_token=(env.get("BONE_CDS_ADMIN_TOKEN") or "").strip(),
+            suppression=_suppression(env),
         )
         if overrides:
             from dataclasses import replace

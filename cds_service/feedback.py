@@ -101,6 +101,7 @@ issued_cards_table = Table(
     Column("patient_key", Text),     # HMAC-SHA256 of the patient id (governance.patient_key)
     Column("call_id", Text),         # one random id per hook call (its cards share it)
     Column("latency_ms", Float),     # the hook call's evaluation time
+    Column("draft_keys", Text),      # order-select: keys of the selected drafts (governance.suppression)
     Index("issued_rule", "rule_id", "issued_at"),
 )
 
@@ -116,7 +117,7 @@ issued_suggestions_table = Table(
 
 #: Columns added to an existing ``issued_cards`` table when missing (the store's migration).
 _ADDED_COLUMNS = {"hook": "TEXT", "tenant": "TEXT", "patient_key": "TEXT", "call_id": "TEXT",
-                  "latency_ms": "DOUBLE PRECISION"}
+                  "latency_ms": "DOUBLE PRECISION", "draft_keys": "TEXT"}
 #: Indexes created on existing tables when missing.
 _ADDED_INDEXES = (
     Index("issued_issued_at", issued_cards_table.c.issued_at),
@@ -455,7 +456,7 @@ class FeedbackStore:
         self, service_id: str, cards: Iterable[dict[str, Any]], now: datetime | None = None, *,
         hook: str | None = None, tenant: str | None = None, patient_key: str | None = None,
         call_id: str | None = None, latency_ms: float | None = None,
-        wire_cards: Iterable[dict[str, Any]] | None = None,
+        wire_cards: Iterable[dict[str, Any]] | None = None, draft_keys: Iterable[str] = (),
     ) -> None:
         """Remember each issued card: its rule (for attribution and "cards shown"), the hook,
         tenant and pseudonymous patient key of the call, and the suggestions it offered.
@@ -465,6 +466,7 @@ class FeedbackStore:
         uuids): the offered suggestions are taken from them, matched by card uuid, so that an
         accepted suggestion's uuid is found. A card already recorded is left as it was."""
         issued_at = _timestamp(now)
+        drafts = " ".join(sorted(set(draft_keys))) or None
         wire = {c.get("uuid"): c for c in (wire_cards if wire_cards is not None else [])}
         rows, offered = [], []
         for c in cards:
@@ -482,6 +484,7 @@ class FeedbackStore:
                         "patient_key": patient_key,
                         "call_id": call_id,
                         "latency_ms": latency_ms,
+                        "draft_keys": drafts,
                     }
                 )
                 sent = wire.get(c["uuid"], c)
@@ -594,6 +597,32 @@ class FeedbackStore:
                 select(func.count()).select_from(fb).where(
                     fb.c.rule_id.is_(None), fb.c.received_at >= lo, fb.c.received_at < hi)).scalar_one()
         return {"cards": cards, "feedback": feedback, "suggestions": offered, "unknown_feedback": unknown}
+
+    def recent_for_patient(self, patient_key: str, rules: Iterable[str], hook: str,
+                           since: datetime) -> list[dict[str, Any]]:
+        """Cards of ``rules`` issued on ``hook`` to the patient with this key since ``since``,
+        each with its latest feedback (``outcome``, ``override_code``, ``received_at``; None
+        when unanswered). For the suppression of repeats."""
+        ic, fb = issued_cards_table, feedback_table
+        rules = sorted(set(rules))
+        if not rules:
+            return []
+        with self._read() as conn:
+            cards = [dict(r) for r in conn.execute(
+                select(ic.c.card_uuid, ic.c.rule_id, ic.c.indicator, ic.c.issued_at, ic.c.draft_keys).where(
+                    ic.c.patient_key == patient_key, ic.c.rule_id.in_(rules), ic.c.hook == hook,
+                    ic.c.issued_at >= _timestamp(since))).mappings()]
+            latest: dict[str, dict[str, Any]] = {}
+            uuids = [c["card_uuid"] for c in cards]
+            for start in range(0, len(uuids), _LOOKUP_CHUNK):
+                for r in conn.execute(
+                        select(fb.c.card_uuid, fb.c.outcome, fb.c.override_code, fb.c.received_at)
+                        .where(fb.c.card_uuid.in_(uuids[start:start + _LOOKUP_CHUNK])).order_by(fb.c.id)).mappings():
+                    latest[r["card_uuid"]] = dict(r)
+        for c in cards:
+            f = latest.get(c["card_uuid"]) or {}
+            c.update(outcome=f.get("outcome"), override_code=f.get("override_code"), received_at=f.get("received_at"))
+        return cards
 
     def weekly_counts(self, start: datetime, end: datetime) -> list[tuple[str, str]]:
         """(rule id, issued_at) of every card issued in ``[start, end)`` (for weekly series)."""

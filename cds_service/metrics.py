@@ -14,7 +14,8 @@ Metrics: ``bone_cds_http_requests_total{route,method,status}``,
 ``bone_cds_hook_duration_seconds{service}`` (histogram), ``bone_cds_cards_total{rule,indicator}``,
 ``bone_cds_feedback_stored_total{service}``, ``bone_cds_jwt_rejections_total{reason}``,
 ``bone_cds_fhir_reads_total{outcome}`` (ok, timeout, unauthorized, unavailable, capped),
-``bone_cds_validation_cache_total{result}`` (hit, miss).
+``bone_cds_validation_cache_total{result}`` (hit, miss),
+``bone_cds_cards_suppressed_total{rule,reason}`` (repeats left out).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ HTTP_REQUESTS = Counter("bone_cds_http_requests", "HTTP requests answered", ["ro
 HOOK_DURATION = Histogram("bone_cds_hook_duration_seconds", "Hook call latency (request to answer)",
                           ["service"], buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 CARDS = Counter("bone_cds_cards", "Cards issued", ["rule", "indicator"])
+SUPPRESSED = Counter("bone_cds_cards_suppressed", "Repeated cards not shown (governance.suppression)",
+                     ["rule", "reason"])
 FEEDBACK = Counter("bone_cds_feedback_stored", "Feedback items stored", ["service"])
 JWT_REJECTIONS = Counter("bone_cds_jwt_rejections", "JWT rejections (401) by failed check", ["reason"])
 FHIR_READS = Counter("bone_cds_fhir_reads", "Prefetch keys read from a FHIR server, by outcome", ["outcome"])
@@ -70,6 +73,14 @@ def count_cards(cards: Iterable[dict[str, Any]]) -> None:
         rule = ((c.get("source") or {}).get("topic") or {}).get("code")
         indicator = c.get("indicator")
         CARDS.labels(rule if rule in rules else "other", indicator if indicator in INDICATORS else "other").inc()
+
+
+def cards_suppressed(cards: Iterable[dict[str, Any]], reason: str) -> None:
+    """Count repeated cards left out, by rule and why (``order-select-override``, ``snooze``)."""
+    rules = _known_rules()
+    for c in cards:
+        rule = ((c.get("source") or {}).get("topic") or {}).get("code")
+        SUPPRESSED.labels(rule if rule in rules else "other", reason).inc()
 
 
 def feedback_stored(service_id: str, items: int) -> None:

@@ -28,5 +28,7 @@ def record_issued(store: FeedbackStore, keyer: PatientKeyer | None, *, service_i
     caller = environ.get("bone_cds.caller") or {}
     tenant = caller.get("tenant") if isinstance(caller, Mapping) else None
     key = keyer.key(patient_id_of(body)) if keyer is not None else None
+    from .suppression import selected_draft_keys
     store.record_cards(service_id, cards, now, hook=hook, tenant=tenant, patient_key=key,
-                       call_id=uuid.uuid4().hex, latency_ms=round(latency_ms, 3), wire_cards=wire_cards)
+                       call_id=uuid.uuid4().hex, latency_ms=round(latency_ms, 3), wire_cards=wire_cards,
+                       draft_keys=selected_draft_keys(keyer, hook, body))
