@@ -121,8 +121,8 @@ _ADDED_COLUMNS = {"hook": "TEXT", "tenant": "TEXT", "patient_key": "TEXT", "call
 #: Indexes created on existing tables when missing.
 _ADDED_INDEXES = (
     Index("issued_issued_at", issued_cards_table.c.issued_at),
-    Index("issued_patient_rule", issued_cards_table.c.patient_key, issued_cards_table.c.rule_id,
-          issued_cards_table.c.issued_at),
+    Index("issued_patient_hook_rule", issued_cards_table.c.patient_key, issued_cards_table.c.hook,
+          issued_cards_table.c.rule_id, issued_cards_table.c.issued_at),
     Index("feedback_card", feedback_table.c.card_uuid),
 )
 
@@ -624,13 +624,16 @@ class FeedbackStore:
             c.update(outcome=f.get("outcome"), override_code=f.get("override_code"), received_at=f.get("received_at"))
         return cards
 
-    def weekly_counts(self, start: datetime, end: datetime) -> list[tuple[str, str]]:
-        """(rule id, issued_at) of every card issued in ``[start, end)`` (for weekly series)."""
+    def daily_counts(self, start: datetime, end: datetime) -> list[tuple[str, str, int]]:
+        """(rule id, UTC day ``YYYY-MM-DD``, cards) for the cards issued in ``[start, end)``,
+        counted by the database (for the weekly series; stored times are UTC ISO text)."""
         ic = issued_cards_table
+        day = func.substr(ic.c.issued_at, 1, 10)
         with self._read() as conn:
-            return [(r, t) for r, t in conn.execute(
-                select(ic.c.rule_id, ic.c.issued_at).where(
-                    ic.c.issued_at >= _timestamp(start), ic.c.issued_at < _timestamp(end)))]
+            return [(r, d, n) for r, d, n in conn.execute(
+                select(ic.c.rule_id, day, func.count()).where(
+                    ic.c.issued_at >= _timestamp(start), ic.c.issued_at < _timestamp(end))
+                .group_by(ic.c.rule_id, day))]
 
     def report(self, since: str | date | datetime | None = None) -> list[dict[str, Any]]:
         """Per rule: cards shown, cards accepted, cards overridden, top three override reasons.

@@ -188,3 +188,22 @@ def test_an_old_schema_postgres_store_is_migrated(postgres_url) -> None:
     assert [r["card_uuid"] for r in store.issued()] == ["old-card"]
     engine.dispose()
     store.close()
+
+
+def test_recent_for_patient_gives_each_card_its_latest_feedback(db) -> None:
+    """The suppression's one read, on both databases."""
+    from cds_service.feedback import parse_feedback
+    store = FeedbackStore(db)
+    card = {"uuid": "c1", "indicator": "info", "source": {"topic": {"code": "R"}}}
+    store.record_cards("svc", [card], NOW, hook="order-select", patient_key="k", draft_keys=["b", "a"])
+    store.record_cards("svc", [dict(card, uuid="c2")], NOW, hook="order-select", patient_key="other")
+    store.record_cards("svc", [dict(card, uuid="c3")], NOW - timedelta(days=2), hook="order-select", patient_key="k")
+    for outcome in ("overridden", "accepted"):
+        entry = {"card": "c1", "outcome": outcome, "outcomeTimestamp": "2026-11-23T15:00:00Z"}
+        if outcome == "accepted":
+            entry["acceptedSuggestions"] = [{"id": "s"}]
+        store.add("svc", parse_feedback({"feedback": [entry]}), NOW)
+    [row] = store.recent_for_patient("k", ["R"], "order-select", NOW - timedelta(hours=12))
+    assert (row["card_uuid"], row["outcome"], row["draft_keys"]) == ("c1", "accepted", "a b")
+    assert store.recent_for_patient("k", ["R"], "order-sign", NOW - timedelta(hours=12)) == []
+    store.close()

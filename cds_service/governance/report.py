@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import statistics
 from collections import Counter, defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -167,8 +167,9 @@ def build_report(store: FeedbackStore, *, now: datetime, days: int = DEFAULT_DAY
     weeks = [first_week + timedelta(weeks=i) for i in range(SERIES_WEEKS)]
     week_keys = [w.date().isoformat() for w in weeks]
     weekly: dict[str, list[int]] = defaultdict(lambda: [0] * SERIES_WEEKS)
-    for rule, ts in store.weekly_counts(first_week, this_week):
-        weekly[rule][(week_start(_parse(ts)) - first_week).days // 7] += 1
+    first_day = first_week.date()
+    for rule, day, n in store.daily_counts(first_week, this_week):
+        weekly[rule][(date.fromisoformat(day) - first_day).days // 7] += n
     recent_from = week_keys[-RECENT_WEEKS]
 
     by_rule: dict[str, list[dict[str, Any]]] = defaultdict(list)
