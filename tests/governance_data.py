@@ -42,7 +42,18 @@ def answer(store: FeedbackStore, c: dict[str, Any], outcome: str, when: datetime
     store.add(f"bone-safety-{'order-sign'}", parse_feedback({"feedback": [e]}), when)
 
 
-def scenario(store: FeedbackStore, now: datetime) -> None:
+def history(store: FeedbackStore, now: datetime) -> None:
+    """Older weeks (more than 30 days ago), so the weekly chart has a past: DMAB-DOSE-DUE 12 cards
+    a week from 25 to 12 weeks ago, then 5 a week (a change point down), AR-CALCIUM-NOT-CHECKED
+    3 a week. One write per week and rule."""
+    for weeks_ago in range(25, 5, -1):
+        when = now - timedelta(weeks=weeks_ago)
+        for rule, n in (("DMAB-DOSE-DUE", 12 if weeks_ago >= 12 else 5), ("AR-CALCIUM-NOT-CHECKED", 3)):
+            store.record_cards("bone-safety-order-sign", [card(rule) for _ in range(n)], when, hook="order-sign",
+                               patient_key=f"key-h{weeks_ago % 7}", call_id=uuid.uuid4().hex, latency_ms=30.0)
+
+
+def scenario(store: FeedbackStore, now: datetime, *, with_history: bool = True) -> None:
     """Three rules in the last 30 days with known figures (see the tests):
 
     * DMAB-DOSE-DUE: 25 cards (patients p0..p9), 24 answered — 23 overridden (10 patient-declined,
@@ -50,7 +61,11 @@ def scenario(store: FeedbackStore, now: datetime) -> None:
       order-sign; 5 from tenant north. Flag: override rate 96% of 24.
     * AR-CALCIUM-NOT-CHECKED: 10 cards, 1 answered (accepted "Order calcium"). Flag: coverage 10%.
     * DMAB-VITD-NOT-CHECKED: 4 cards, 4 answered: 2 accepted, 2 overridden without a reason.
+
+    ``with_history``: plus :func:`history` (outside the 30-day window).
     """
+    if with_history:
+        history(store, now)
     t = now - timedelta(days=3)
     for i in range(25):
         hook = "order-select" if i < 10 else "order-sign"
