@@ -195,6 +195,9 @@ class Settings:
             profile = profile_from_env(env, items)
         except ProfileError as exc:
             raise ConfigError(str(exc)) from None
+        admin_token = (env.get("BONE_CDS_ADMIN_TOKEN") or "").strip()
+        if admin_token and len(admin_token) < 16:
+            raise ConfigError("BONE_CDS_ADMIN_TOKEN must be at least 16 characters (e.g. openssl rand -hex 32)")
         settings = cls(
             profile=profile, tenants=tenants,
             data_dir=Path(env.get("BONE_CDS_DATA_DIR") or "data"),
@@ -207,7 +210,7 @@ class Settings:
             validation_cache_size=_int(env, "BONE_CDS_VALIDATION_CACHE", VERDICT_CACHE_SIZE),
             request_budget=_seconds(env, "BONE_CDS_REQUEST_BUDGET", DEFAULT_REQUEST_BUDGET),
             patient_key_secret=env.get("BONE_CDS_PATIENT_KEY_SECRET") or "",
-            admin_token=(env.get("BONE_CDS_ADMIN_TOKEN") or "").strip(),
+            admin_token=admin_token,
             suppression=_suppression(env),
         )
         if overrides:

@@ -221,3 +221,9 @@ def test_cli_writes_the_same_page_as_a_static_file(tmp_path, monkeypatch, capsys
     html = out.read_text()
     assert 'data-rule="AR-CALCIUM-NOT-CHECKED"' in html and html.count("<svg") == 4 and "?days=" not in html
     assert cli.main(["feedback-report", "--html", str(tmp_path / "no" / "such" / "dir.html")]) == 2
+
+
+def test_a_short_admin_token_stops_start_up() -> None:
+    from cds_service.config import ConfigError
+    with pytest.raises(ConfigError, match="BONE_CDS_ADMIN_TOKEN"):
+        Settings.from_env({"BONE_CDS_ADMIN_TOKEN": "change-me"})
