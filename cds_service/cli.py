@@ -28,16 +28,21 @@ def _now(value: str | None) -> datetime:
 
 
 def gunicorn_server(app: Any, *, host: str, port: int, workers: int, threads: int,
-                    child_exit: Any = None) -> Any:
-    """A gunicorn application serving ``app`` (gthread workers); ``.run()`` blocks until stopped."""
+                    max_body_bytes: int = 10 * 1024 * 1024, child_exit: Any = None) -> Any:
+    """A gunicorn application serving the WSGI ``app`` on uvicorn workers (an event loop per
+    worker: slow or idle clients hold no thread, :mod:`cds_service.asgi`); ``threads`` evaluate
+    complete requests; ``child_exit``: gunicorn's hook when a worker exits. ``.run()`` blocks
+    until stopped."""
     from gunicorn.app.base import BaseApplication
+
+    from .asgi import BufferedWsgi
+    asgi_app = BufferedWsgi(app, max_body_bytes=max_body_bytes, threads=threads)
 
     class _Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
-            self.cfg.set("threads", threads)
-            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("worker_class", "cds_service.asgi.ServiceWorker")
             self.cfg.set("timeout", 30)
             self.cfg.set("graceful_timeout", 10)
             self.cfg.set("accesslog", None)
@@ -50,7 +55,7 @@ def gunicorn_server(app: Any, *, host: str, port: int, workers: int, threads: in
                 self.cfg.set("child_exit", child_exit)
 
         def load(self) -> Any:
-            return app
+            return asgi_app
 
     return _Server()
 
@@ -99,6 +104,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"bone-cds {args.host}:{args.port}: discovery at http://{args.host}:{args.port}/cds-services",
           file=sys.stderr)
     gunicorn_server(app, host=args.host, port=args.port, workers=args.workers, threads=args.threads,
+                    max_body_bytes=settings.max_body_bytes,
                     child_exit=lambda _server, worker: mark_worker_dead(worker.pid)).run()
     return 0
 

@@ -68,9 +68,22 @@ def _json_or_file(name: str, raw: str) -> Any:
         raise ConfigError(f"{name}: invalid JSON: {exc}") from None
 
 
+#: Issuers a profile trusts when no ``BONE_CDS_TRUSTED_ISSUERS`` is given (Oracle Health CDS Hooks
+#: draft documentation: issuer and JWK Set URL). Epic has none: each organisation is its own issuer.
+TRUST_DEFAULTS = {"oracle": {"https://cds-hooks.cerner.com": {"jwks_uri": "https://authorization.cerner.com/jwk"}}}
+
 #: Trust variables that a tenants file replaces (one source of truth for who may call and read).
 TENANT_REPLACES = ("BONE_CDS_TRUSTED_ISSUERS", "BONE_CDS_AUDIENCE_BASE_URLS", "BONE_CDS_ALLOWED_FHIR_SERVERS",
                    "BONE_CDS_EHR_PROFILE", "BONE_CDS_EPIC_PATIENT_VIEW_TRIGGERS", "BONE_CDS_EPIC_PREFERENCE_ITEMS")
+
+
+def _with_profile_trust_defaults(env: Mapping[str, str]) -> Mapping[str, str]:
+    """``BONE_CDS_EHR_PROFILE=oracle`` with ``BONE_CDS_AUTH=jwt`` and no trusted issuers: trust
+    Oracle Health's CDS Hooks issuer and key set (its draft documentation)."""
+    profile = (env.get("BONE_CDS_EHR_PROFILE") or "").strip().lower()
+    if profile in TRUST_DEFAULTS and not (env.get("BONE_CDS_TRUSTED_ISSUERS") or "").strip():
+        return {**env, "BONE_CDS_TRUSTED_ISSUERS": json.dumps(TRUST_DEFAULTS[profile])}
+    return env
 
 
 def _check_no_tenant_conflicts(env: Mapping[str, str]) -> None:
@@ -173,7 +186,7 @@ class Settings:
             AuthSettings = None  # type: ignore[assignment]
         if AuthSettings is not None:
             try:
-                auth = AuthSettings.from_env(env)
+                auth = AuthSettings.from_env(_with_profile_trust_defaults(env))
             except AuthConfigError as exc:
                 raise ConfigError(str(exc)) from None
         tenants = None

@@ -96,6 +96,12 @@ def rule_docs() -> list[RuleDoc]:
         docs.append(RuleDoc(rule_id, spec.title, tuple(sorted(spec.hooks)),
                             tuple(i for i in INDICATORS if i in _indicators(trees)),
                             tuple(sorted(_parameters(trees))), _trigger(module)))
+    by_id = {d.id: d for d in docs}
+    for i, d in enumerate(docs):
+        spec = REGISTRY[d.id]
+        if spec.merged:   # a merged card takes the highest indicator of its members (§7)
+            found = set(d.indicators).union(*(by_id[m].indicators for m in spec.members if m in by_id))
+            docs[i] = dataclasses.replace(d, indicators=tuple(x for x in INDICATORS if x in found))
     return docs
 
 
