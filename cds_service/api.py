@@ -19,7 +19,10 @@ from hooks.services import service_by_id, services
 from . import __version__, jsonio
 from .errors import ApiError
 from .feedback import FeedbackStoreError, parse_feedback
+from .governance.record import record_issued
+from .governance.suppression import suppress_repeats
 from .logs import exception_summary
+from .metrics import count_cards, feedback_stored
 from .pipeline import evaluate_hook
 
 bp = Blueprint("cds", __name__)
@@ -137,10 +140,16 @@ def call_service(service_id: str) -> Response:
                             session=current_app.config["HTTP_SESSION"],
                             verdicts=current_app.config["VERDICTS"],
                             budget=settings.request_budget)
+    outcome.response = suppress_repeats(current_app.config, service.hook, body, outcome.response, now)
+    wire = profile.shape(outcome.response)
+    count_cards(outcome.response["cards"])
+    elapsed_ms = (time.perf_counter() - t0) * 1000
     store = current_app.config.get("FEEDBACK_STORE")
     if store is not None and outcome.response["cards"]:
         try:
-            store.record_cards(service.id, outcome.response["cards"], now)
+            record_issued(store, current_app.config.get("PATIENT_KEYER"), service_id=service.id,
+                          hook=service.hook, body=body, cards=outcome.response["cards"],
+                          wire_cards=wire["cards"], environ=request.environ, now=now, latency_ms=elapsed_ms)
         except Exception as exc:  # noqa: BLE001 - the cards matter more than their bookkeeping
             log.error("could not record issued cards", extra={"event": exception_summary(exc)})
     log.info("hook answered", extra={"event": {
@@ -148,8 +157,8 @@ def call_service(service_id: str) -> Response:
         "rules": outcome.fired, "cards": len(outcome.response["cards"]),
         "prefetch": outcome.prefetch, "skipped_resources": outcome.skipped,
         "excluded_resources": outcome.excluded, **({"ehr": notes} if notes else {}),
-        "ms": round((time.perf_counter() - t0) * 1000, 1)}})
-    return json_response(profile.shape(outcome.response))
+        "ms": round(elapsed_ms, 1)}})
+    return json_response(wire)
 
 
 @bp.post("/cds-services/<service_id>/feedback")
@@ -169,6 +178,7 @@ def feedback(service_id: str) -> Response:
         raise ApiError(503, "feedback_store_unavailable",
                        "the feedback could not be stored; nothing was kept, send it again later") from None
     log.info("feedback stored", extra={"event": {"service": service_id, "items": stored}})
+    feedback_stored(service_id, stored)
     return json_response({"stored": stored})
 
 

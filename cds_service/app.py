@@ -15,6 +15,9 @@ from .api import bp, json_response, register_errors
 from .chart.verdicts import VerdictCache
 from .config import ConfigError, Settings
 from .feedback import FeedbackStore, FeedbackStoreError
+from .governance.patient_key import patient_keyer
+from .governance.routes import bp as governance_bp
+from .metrics import install as install_metrics
 from .logs import configure_logging
 
 log = logging.getLogger("cds_service")
@@ -64,6 +67,11 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
                                         if settings.feedback_enabled else None)
     except FeedbackStoreError as exc:
         raise ConfigError(f"BONE_CDS_FEEDBACK_DB: {exc}") from None
+    if app.config["FEEDBACK_STORE"] is not None:
+        try:
+            app.config["PATIENT_KEYER"] = patient_keyer(settings.patient_key_secret, settings.data_dir)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"BONE_CDS_PATIENT_KEY_SECRET: {exc}") from None
 
     if settings.auth is not None and getattr(settings.auth, "mode", "none") == "jwt":
         from .guard import install_auth
@@ -97,6 +105,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         return response
 
     app.register_blueprint(bp)
+    app.register_blueprint(governance_bp)
+    install_metrics(app)
     register_errors(app)
 
     @app.get("/")

@@ -28,10 +28,11 @@ def _now(value: str | None) -> datetime:
 
 
 def gunicorn_server(app: Any, *, host: str, port: int, workers: int, threads: int,
-                    max_body_bytes: int = 10 * 1024 * 1024) -> Any:
+                    max_body_bytes: int = 10 * 1024 * 1024, child_exit: Any = None) -> Any:
     """A gunicorn application serving the WSGI ``app`` on uvicorn workers (an event loop per
     worker: slow or idle clients hold no thread, :mod:`cds_service.asgi`); ``threads`` evaluate
-    complete requests. ``.run()`` blocks until stopped."""
+    complete requests; ``child_exit``: gunicorn's hook when a worker exits. ``.run()`` blocks
+    until stopped."""
     from gunicorn.app.base import BaseApplication
 
     from .asgi import BufferedWsgi
@@ -50,6 +51,8 @@ def gunicorn_server(app: Any, *, host: str, port: int, workers: int, threads: in
             # two instances would share it and stopping one removes the other's (issue 12)
             if "control_socket_disable" in self.cfg.settings:
                 self.cfg.set("control_socket_disable", True)
+            if child_exit is not None:
+                self.cfg.set("child_exit", child_exit)
 
         def load(self) -> Any:
             return asgi_app
@@ -57,11 +60,24 @@ def gunicorn_server(app: Any, *, host: str, port: int, workers: int, threads: in
     return _Server()
 
 
+def _prepare_metrics_dir(env: dict[str, str]) -> None:
+    """``PROMETHEUS_MULTIPROC_DIR`` for ``/metrics`` under several workers (issue 16): the one
+    set, else ``<data dir>/prometheus``; emptied of an earlier run's files. Must run before
+    prometheus-client is imported: it picks its multiprocess mode at import."""
+    path = Path(env.get("PROMETHEUS_MULTIPROC_DIR") or Path(env.get("BONE_CDS_DATA_DIR") or "data") / "prometheus")
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+    env["PROMETHEUS_MULTIPROC_DIR"] = os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the app under gunicorn (production WSGI server) with ``create_app`` as the factory."""
-    from .app import create_app
-
     env = dict(os.environ)
+    _prepare_metrics_dir(env)   # before prometheus-client is imported (by the app)
+    from .app import create_app
+    from .metrics import mark_worker_dead
+
     if args.workers > 1 and not (env.get("BONE_CDS_REPLAY_DB") or "").strip():
         # SEC-10: with several workers the jti replay store must be shared, so it is by default:
         # a SQLite file in the data folder (issue 12: Docker's 2 workers accepted a jti twice)
@@ -88,7 +104,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"bone-cds {args.host}:{args.port}: discovery at http://{args.host}:{args.port}/cds-services",
           file=sys.stderr)
     gunicorn_server(app, host=args.host, port=args.port, workers=args.workers, threads=args.threads,
-                    max_body_bytes=settings.max_body_bytes).run()
+                    max_body_bytes=settings.max_body_bytes,
+                    child_exit=lambda _server, worker: mark_worker_dead(worker.pid)).run()
     return 0
 
 
@@ -138,6 +155,20 @@ def cmd_feedback_report(args: argparse.Namespace) -> int:
     except FeedbackStoreError as exc:
         print(f"bone-cds: {exc}", file=sys.stderr)
         return 2
+    if args.html:
+        from .governance.page import render_page
+        from .governance.report import build_report
+        try:
+            report = build_report(store, now=datetime.now(timezone.utc), days=args.days,
+                                  codes_path=settings.value_sets_path)
+            Path(args.html).write_text(render_page(report, links=False), encoding="utf-8")
+        except OSError as exc:
+            print(f"bone-cds: cannot write {args.html}: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            store.close()
+        print(f"bone-cds: governance report ({args.days} days) written to {args.html}", file=sys.stderr)
+        return 0
     try:
         rows = store.report(args.since)
     except ValueError as exc:
@@ -202,6 +233,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     fr = sub.add_parser("feedback-report", help="feedback per rule (alert-fatigue review)")
     fr.add_argument("--since", help="only feedback received on or after this ISO date")
     fr.add_argument("--json", action="store_true")
+    fr.add_argument("--html", metavar="FILE", help="write the governance report page (GET /admin/report) "
+                    "as a static HTML file instead")
+    fr.add_argument("--days", type=int, choices=(7, 30, 90), default=30, help="window of --html (default 30)")
     fr.set_defaults(func=cmd_feedback_report)
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)

@@ -112,6 +112,15 @@ def _tenants_and_auth(env: Mapping[str, str], thresholds: Thresholds, auth: Any)
                             audience_base_urls=tenants.audience_base_urls)
 
 
+def _suppression(env: Mapping[str, str]) -> Any:
+    """The repeat-suppression settings (issue 16; cds_service.governance.suppression)."""
+    from .governance.suppression import SuppressionSettings
+    try:
+        return SuppressionSettings.from_env(env)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 @dataclass(frozen=True)
 class Settings:
     """The service's configuration (see README "Configuration")."""
@@ -130,6 +139,9 @@ class Settings:
     request_budget: float = DEFAULT_REQUEST_BUDGET   # seconds for chart + rules (issue 11 §3)
     profile: EhrProfile = STANDARD                   # the calling EHR's profile (issue 14)
     tenants: Any = None                              # cds_service.tenants.Tenants (BONE_CDS_TENANTS)
+    patient_key_secret: str = field(default="", repr=False)   # BONE_CDS_PATIENT_KEY_SECRET (issue 16)
+    admin_token: str = field(default="", repr=False)          # BONE_CDS_ADMIN_TOKEN: /admin/report
+    suppression: Any = None   # governance.suppression.SuppressionSettings (BONE_CDS_SUPPRESS_*, _SNOOZE_*)
 
     def for_caller(self, iss: str | None) -> "Settings":
         """The settings of the tenant whose verified token made this call (its FHIR servers only,
@@ -196,6 +208,9 @@ class Settings:
             profile = profile_from_env(env, items)
         except ProfileError as exc:
             raise ConfigError(str(exc)) from None
+        admin_token = (env.get("BONE_CDS_ADMIN_TOKEN") or "").strip()
+        if admin_token and len(admin_token) < 16:
+            raise ConfigError("BONE_CDS_ADMIN_TOKEN must be at least 16 characters (e.g. openssl rand -hex 32)")
         settings = cls(
             profile=profile, tenants=tenants,
             data_dir=Path(env.get("BONE_CDS_DATA_DIR") or "data"),
@@ -207,6 +222,9 @@ class Settings:
             log_level=level,
             validation_cache_size=_int(env, "BONE_CDS_VALIDATION_CACHE", VERDICT_CACHE_SIZE),
             request_budget=_seconds(env, "BONE_CDS_REQUEST_BUDGET", DEFAULT_REQUEST_BUDGET),
+            patient_key_secret=env.get("BONE_CDS_PATIENT_KEY_SECRET") or "",
+            admin_token=admin_token,
+            suppression=_suppression(env),
         )
         if overrides:
             from dataclasses import replace

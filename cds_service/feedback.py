@@ -34,6 +34,7 @@ from typing import Any, Iterable
 from sqlalchemy import (
     BigInteger,
     Column,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -43,6 +44,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -93,7 +95,35 @@ issued_cards_table = Table(
     Column("service_id", Text, nullable=False),
     Column("indicator", String(16), nullable=False),
     Column("issued_at", Text, nullable=False),
+    # issue 16 (governance); NULL on rows written before these columns existed
+    Column("hook", Text),
+    Column("tenant", Text),
+    Column("patient_key", Text),     # HMAC-SHA256 of the patient id (governance.patient_key)
+    Column("call_id", Text),         # one random id per hook call (its cards share it)
+    Column("latency_ms", Float),     # the hook call's evaluation time
+    Column("draft_keys", Text),      # order-select: keys of the selected drafts (governance.suppression)
     Index("issued_rule", "rule_id", "issued_at"),
+)
+
+issued_suggestions_table = Table(
+    "issued_suggestions",
+    metadata,
+    Column("card_uuid", Text, primary_key=True),
+    Column("position", Integer, primary_key=True, autoincrement=False),
+    Column("suggestion_uuid", Text),
+    Column("label", Text, nullable=False),
+    Index("issued_suggestion_uuid", "suggestion_uuid"),
+)
+
+#: Columns added to an existing ``issued_cards`` table when missing (the store's migration).
+_ADDED_COLUMNS = {"hook": "TEXT", "tenant": "TEXT", "patient_key": "TEXT", "call_id": "TEXT",
+                  "latency_ms": "DOUBLE PRECISION", "draft_keys": "TEXT"}
+#: Indexes created on existing tables when missing.
+_ADDED_INDEXES = (
+    Index("issued_issued_at", issued_cards_table.c.issued_at),
+    Index("issued_patient_hook_rule", issued_cards_table.c.patient_key, issued_cards_table.c.hook,
+          issued_cards_table.c.rule_id, issued_cards_table.c.issued_at),
+    Index("feedback_card", feedback_table.c.card_uuid),
 )
 
 
@@ -392,6 +422,7 @@ class FeedbackStore:
         _live_engines.add(self.engine)
         try:
             metadata.create_all(self.engine, checkfirst=True)
+            self._migrate()
         except SQLAlchemyError as exc:
             raise FeedbackStoreError(
                 f"cannot create the feedback tables in {self.display}: " f"{type(exc).__name__}: {exc}"
@@ -403,16 +434,44 @@ class FeedbackStore:
     def __repr__(self) -> str:
         return f"FeedbackStore({self.display!r})"
 
+    def _migrate(self) -> None:
+        """Bring a store written by an older version up to this schema: add the missing
+        ``issued_cards`` columns (NULL on old rows) and indexes. Idempotent; safe when two
+        processes start at once (SQLite: one write transaction; PostgreSQL: ``IF NOT EXISTS``)."""
+        with self.engine.begin() as conn:
+            have = {c["name"] for c in inspect(conn).get_columns("issued_cards")}
+            for name, sql_type in _ADDED_COLUMNS.items():
+                if name in have:
+                    continue
+                if self.dialect == "postgresql":
+                    conn.exec_driver_sql(f"ALTER TABLE issued_cards ADD COLUMN IF NOT EXISTS {name} {sql_type}")
+                else:
+                    conn.exec_driver_sql(f"ALTER TABLE issued_cards ADD COLUMN {name} {sql_type}")
+                log.info("feedback store migrated: issued_cards.%s added", name)
+            for index in _ADDED_INDEXES:
+                index.create(conn, checkfirst=True)
+
     def _insert(self, table: Table) -> Any:
         dialect = postgresql if self.dialect == "postgresql" else sqlite
         return dialect.insert(table)
 
     def record_cards(
-        self, service_id: str, cards: Iterable[dict[str, Any]], now: datetime | None = None
+        self, service_id: str, cards: Iterable[dict[str, Any]], now: datetime | None = None, *,
+        hook: str | None = None, tenant: str | None = None, patient_key: str | None = None,
+        call_id: str | None = None, latency_ms: float | None = None,
+        wire_cards: Iterable[dict[str, Any]] | None = None, draft_keys: Iterable[str] = (),
     ) -> None:
-        """Remember which rule each issued card came from (for attribution and "cards shown")."""
+        """Remember each issued card: its rule (for attribution and "cards shown"), the hook,
+        tenant and pseudonymous patient key of the call, and the suggestions it offered.
+
+        ``cards`` carry the rule in ``source.topic``; ``wire_cards`` (default: ``cards``) are the
+        same cards as sent to the EHR (an EHR profile may split suggestions and give them new
+        uuids): the offered suggestions are taken from them, matched by card uuid, so that an
+        accepted suggestion's uuid is found. A card already recorded is left as it was."""
         issued_at = _timestamp(now)
-        rows = []
+        drafts = " ".join(sorted(set(draft_keys))) or None
+        wire = {c.get("uuid"): c for c in (wire_cards if wire_cards is not None else [])}
+        rows, offered = [], []
         for c in cards:
             topic = (c.get("source") or {}).get("topic") or {}
             if c.get("uuid") and topic.get("code"):
@@ -423,14 +482,32 @@ class FeedbackStore:
                         "service_id": service_id,
                         "indicator": c.get("indicator", ""),
                         "issued_at": issued_at,
+                        "hook": hook,
+                        "tenant": tenant,
+                        "patient_key": patient_key,
+                        "call_id": call_id,
+                        "latency_ms": latency_ms,
+                        "draft_keys": drafts,
                     }
                 )
+                sent = wire.get(c["uuid"], c)
+                for i, sug in enumerate(sent.get("suggestions") or []):
+                    if isinstance(sug, dict):
+                        offered.append({"card_uuid": c["uuid"], "position": i,
+                                        "suggestion_uuid": sug.get("uuid"),
+                                        "label": str(sug.get("label") or "")})
         if not rows:
             return
         stmt = self._insert(issued_cards_table).on_conflict_do_nothing(index_elements=["card_uuid"])
         try:
             with self.engine.begin() as conn:
                 conn.execute(stmt, rows)
+                if offered:
+                    conn.execute(
+                        self._insert(issued_suggestions_table).on_conflict_do_nothing(
+                            index_elements=["card_uuid", "position"]),
+                        offered,
+                    )
         except SQLAlchemyError as exc:
             raise FeedbackStoreError(f"could not record issued cards ({type(exc).__name__})") from None
 
@@ -497,6 +574,70 @@ class FeedbackStore:
             )
             return [dict(r) for r in result.mappings()]
 
+    def suggestions(self) -> list[dict[str, Any]]:
+        """Every offered-suggestion record (card uuid, position, suggestion uuid, label)."""
+        with self._read() as conn:
+            t = issued_suggestions_table
+            result = conn.execute(select(t).order_by(t.c.card_uuid, t.c.position))
+            return [dict(r) for r in result.mappings()]
+
+    def window(self, start: datetime, end: datetime | None = None) -> dict[str, list[dict[str, Any]]]:
+        """Cards issued in ``[start, end)`` (``end`` default: open) with what joins to them: their
+        feedback (any time), their offered suggestions; plus the count of feedback received in
+        the window for cards this service never issued. The governance report's one read."""
+        lo, hi = _timestamp(start), _timestamp(end) if end is not None else "9999"
+        ic, fb, sg = issued_cards_table, feedback_table, issued_suggestions_table
+        in_window = (ic.c.issued_at >= lo) & (ic.c.issued_at < hi)
+        with self._read() as conn:
+            cards = [dict(r) for r in conn.execute(select(ic).where(in_window)).mappings()]
+            feedback = [dict(r) for r in conn.execute(
+                select(fb.c.id, fb.c.card_uuid, fb.c.received_at, fb.c.outcome, fb.c.outcome_timestamp,
+                       fb.c.accepted_suggestions, fb.c.override_system, fb.c.override_code)
+                .join(ic, ic.c.card_uuid == fb.c.card_uuid).where(in_window).order_by(fb.c.id)).mappings()]
+            offered = [dict(r) for r in conn.execute(
+                select(sg).join(ic, ic.c.card_uuid == sg.c.card_uuid).where(in_window)).mappings()]
+            unknown = conn.execute(
+                select(func.count()).select_from(fb).where(
+                    fb.c.rule_id.is_(None), fb.c.received_at >= lo, fb.c.received_at < hi)).scalar_one()
+        return {"cards": cards, "feedback": feedback, "suggestions": offered, "unknown_feedback": unknown}
+
+    def recent_for_patient(self, patient_key: str, rules: Iterable[str], hook: str,
+                           since: datetime) -> list[dict[str, Any]]:
+        """Cards of ``rules`` issued on ``hook`` to the patient with this key since ``since``,
+        each with its latest feedback (``outcome``, ``override_code``, ``received_at``; None
+        when unanswered). For the suppression of repeats."""
+        ic, fb = issued_cards_table, feedback_table
+        rules = sorted(set(rules))
+        if not rules:
+            return []
+        with self._read() as conn:
+            cards = [dict(r) for r in conn.execute(
+                select(ic.c.card_uuid, ic.c.rule_id, ic.c.indicator, ic.c.issued_at, ic.c.draft_keys).where(
+                    ic.c.patient_key == patient_key, ic.c.rule_id.in_(rules), ic.c.hook == hook,
+                    ic.c.issued_at >= _timestamp(since))).mappings()]
+            latest: dict[str, dict[str, Any]] = {}
+            uuids = [c["card_uuid"] for c in cards]
+            for start in range(0, len(uuids), _LOOKUP_CHUNK):
+                for r in conn.execute(
+                        select(fb.c.card_uuid, fb.c.outcome, fb.c.override_code, fb.c.received_at)
+                        .where(fb.c.card_uuid.in_(uuids[start:start + _LOOKUP_CHUNK])).order_by(fb.c.id)).mappings():
+                    latest[r["card_uuid"]] = dict(r)
+        for c in cards:
+            f = latest.get(c["card_uuid"]) or {}
+            c.update(outcome=f.get("outcome"), override_code=f.get("override_code"), received_at=f.get("received_at"))
+        return cards
+
+    def daily_counts(self, start: datetime, end: datetime) -> list[tuple[str, str, int]]:
+        """(rule id, UTC day ``YYYY-MM-DD``, cards) for the cards issued in ``[start, end)``,
+        counted by the database (for the weekly series; stored times are UTC ISO text)."""
+        ic = issued_cards_table
+        day = func.substr(ic.c.issued_at, 1, 10)
+        with self._read() as conn:
+            return [(r, d, n) for r, d, n in conn.execute(
+                select(ic.c.rule_id, day, func.count()).where(
+                    ic.c.issued_at >= _timestamp(start), ic.c.issued_at < _timestamp(end))
+                .group_by(ic.c.rule_id, day))]
+
     def report(self, since: str | date | datetime | None = None) -> list[dict[str, Any]]:
         """Per rule: cards shown, cards accepted, cards overridden, top three override reasons.
 
@@ -554,4 +695,5 @@ __all__ = [
     "since_bound",
     "feedback_table",
     "issued_cards_table",
+    "issued_suggestions_table",
 ]

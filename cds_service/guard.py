@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cds_service.auth")
 
-EXEMPT_PATHS = frozenset({"/healthz", "/"})
+EXEMPT_PATHS = frozenset({"/healthz", "/", "/metrics"})
+#: Routes with a credential of their own (``BONE_CDS_ADMIN_TOKEN``), not a CDS Hooks JWT.
+EXEMPT_PREFIXES = ("/admin/",)
 
 
 def _tenant_refusal(tenants: "Tenants", claims: dict[str, Any], path: str) -> str | None:
@@ -45,7 +47,7 @@ def install_auth(app: Flask, settings: AuthSettings, verifier: JwtVerifier | Non
 
     @app.before_request
     def _check_caller() -> Response | None:
-        if request.method == "OPTIONS" or request.path in EXEMPT_PATHS:
+        if request.method == "OPTIONS" or request.path in EXEMPT_PATHS or request.path.startswith(EXEMPT_PREFIXES):
             return None
         audiences = audiences_for(request.path, settings.audience_base_urls)
         try:
@@ -56,6 +58,8 @@ def install_auth(app: Flask, settings: AuthSettings, verifier: JwtVerifier | Non
                 raise AuthError(refusal, iss=claims.get("iss"))
         except AuthError as exc:
             from .api import json_response
+            from .metrics import jwt_rejected
+            jwt_rejected(exc.reason)
             response = json_response({"error": "unauthorized", "message": exc.public_message}, 401)
             response.headers["WWW-Authenticate"] = exc.www_authenticate
             return response

@@ -26,7 +26,7 @@ import re
 import time
 from concurrent.futures import ALL_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
 import requests
@@ -657,6 +657,21 @@ def _host_of(url: str) -> str:
         return "(unparseable)"
 
 
+#: Called with the outcome of every key read from a FHIR server (:func:`read_outcome`); the
+#: metrics module registers here (issue 16), so this module imports nothing of it.
+READ_OBSERVERS: list[Callable[[str], None]] = []
+
+
+def read_outcome(result: KeyResult) -> str:
+    """``ok``, ``capped`` (the per-key cap left resources out), ``timeout`` (read timeout or the
+    request's deadline), ``unauthorized`` (401/403) or ``unavailable`` (anything else)."""
+    if result.source != "unavailable":
+        return "capped" if result.capped else "ok"
+    if result.reason in ("timeout", "deadline"):
+        return "timeout"
+    return "unauthorized" if result.reason in ("unauthorized", "forbidden") else "unavailable"
+
+
 def _fetch_all(pending: Mapping[str, tuple[str, str]], base: str, request: HookRequest,
                settings: FetchSettings, session: requests.Session | None,
                stop_at: float) -> dict[str, KeyResult]:
@@ -684,6 +699,8 @@ def _fetch_all(pending: Mapping[str, tuple[str, str]], base: str, request: HookR
         else:
             result = KeyResult(key, rtype, "unavailable", [], "deadline")
         out[key] = result
+        for observe in READ_OBSERVERS:
+            observe(read_outcome(result))
         log.debug("prefetch key %s: %s%s (%d page(s))", key, result.source,
                   f":{result.reason}" if result.reason else "", result.pages)
     return out
