@@ -1,0 +1,113 @@
+"""One patient of the sweep: records → the patient-view rules (the service's own code) → rows.
+
+Pure: the records, the clock and the thresholds come in, worklist rows go out. The chart and the
+rules are :func:`hooks.evaluation.assess`, exactly what the ``patient-view`` service runs after its
+prefetch: the same identity check (only records naming ``Patient/{id}``), the same chart, the
+same rules, the same §7 exclusions.
+
+The data-availability card (``SERVICE-DATA-UNAVAILABLE``, :mod:`cds_service.data_card`) is not a
+finding about the patient's therapy but about records that could not be read: it is never a
+worklist row; the patient is counted in ``summary.json`` (``patients_with_unreadable_records``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Iterable
+
+from cards.thresholds import DEFAULT_THRESHOLDS, Thresholds
+from cds_service.chart import BISPHOSPHONATE, DENOSUMAB, Chart, add_months
+from cds_service.chart.identity import PatientIdentity
+from cds_service.chart.verdicts import VerdictCache
+from cds_service.data_card import build_data_card
+from hooks.evaluation import assess
+
+HOOK = "patient-view"
+MR_SYSTEM = "http://terminology.hl7.org/CodeSystem/v2-0203"
+
+#: Worklist columns, in order (README "Population sweep").
+COLUMNS = ("patient_id", "mrn", "rule_id", "indicator", "summary", "key_date", "due_date",
+           "days_overdue", "suggested_action")
+_RANK = {"critical": 0, "warning": 1, "info": 2}
+
+
+def mrn_of(patient: dict | None) -> str:
+    """The value of the Patient's first identifier of type ``MR`` (HL7 v2-0203), or ""."""
+    for ident in (patient or {}).get("identifier") or []:
+        if not isinstance(ident, dict) or not isinstance(ident.get("value"), str):
+            continue
+        codings = ((ident.get("type") or {}).get("coding") or []) if isinstance(ident.get("type"), dict) else []
+        if any(isinstance(c, dict) and c.get("code") == "MR" and c.get("system") in (None, MR_SYSTEM)
+               for c in codings):
+            return ident["value"]
+    return ""
+
+
+def _key_dates(rule_id: str, chart: Chart, th: Thresholds) -> tuple[date | None, date | None]:
+    """(key date, due date) of a finding: the last dose of the rule's drug class (D4) and, for the
+    interval rules, the date the next dose was due."""
+    drug_class = BISPHOSPHONATE if rule_id.startswith("BP-") else DENOSUMAB if rule_id.startswith("DMAB-") else None
+    if drug_class is None:
+        events = [e for c in (DENOSUMAB, BISPHOSPHONATE) for e in chart.dose_events(c)]
+        last = max((e.date for e in events), default=None)
+        return last, None
+    event = chart.last_dose(drug_class)
+    if event is None:
+        return None, None
+    if rule_id in ("DMAB-OVERDUE-TRANSITION", "DMAB-DOSE-DUE"):
+        return event.date, add_months(event.date, th.dmab60_interval_months)
+    if rule_id == "DMAB-ONCOLOGY-INTERVAL":
+        return event.date, event.date + timedelta(days=th.dmab120_interval_days)
+    return event.date, None
+
+
+def _action(card: Any) -> str:
+    """The label of the recommended suggestion, else of the first one, else ""."""
+    suggestions = list(card.suggestions)
+    best = next((s for s in suggestions if s.is_recommended), suggestions[0] if suggestions else None)
+    return best.label if best is not None else ""
+
+
+@dataclass
+class PatientResult:
+    """What one patient gave: worklist rows and whether the data card would have been shown."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    unreadable: bool = False
+
+
+def evaluate_patient(patient_id: str, resources: Iterable[dict], *, now: datetime,
+                     thresholds: Thresholds = DEFAULT_THRESHOLDS,
+                     verdicts: VerdictCache | None = None) -> PatientResult:
+    """The patient-view rules over one patient's records at ``now``; one row per card."""
+    resources = list(resources)
+    identity = PatientIdentity(patient_id)
+    done = assess(resources, hook=HOOK, now=now, identity=identity, thresholds=thresholds,
+                  verdicts=verdicts)
+    out = PatientResult(unreadable=build_data_card(done.result, done.input, {}) is not None)
+    if not done.result.cards:
+        return out
+    patient = next((r for r in resources if r.get("resourceType") == "Patient" and r.get("id") == patient_id), None)
+    mrn = mrn_of(patient)
+    today = done.chart.today
+    for card in done.result.cards:
+        key, due = _key_dates(card.rule_id, done.chart, thresholds)
+        out.rows.append({
+            "patient_id": patient_id, "mrn": mrn, "rule_id": card.rule_id,
+            "indicator": card.indicator, "summary": card.summary,
+            "key_date": key.isoformat() if key else None,
+            "due_date": due.isoformat() if due else None,
+            "days_overdue": (today - due).days if due else None,
+            "suggested_action": _action(card),
+        })
+    return out
+
+
+def sort_key(row: dict[str, Any]) -> tuple:
+    """Urgency: critical, warning, info; then most days overdue first; then patient and rule."""
+    overdue = row.get("days_overdue")
+    return (_RANK.get(row["indicator"], 3), overdue is None, -(overdue or 0), row["patient_id"], row["rule_id"])
+
+
+__all__ = ["COLUMNS", "PatientResult", "evaluate_patient", "mrn_of", "sort_key"]
