@@ -13,7 +13,7 @@ worklist row; the patient is counted in ``summary.json`` (``patients_with_unread
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any, Iterable
 
 from cards.thresholds import DEFAULT_THRESHOLDS, Thresholds
@@ -58,8 +58,18 @@ def _key_dates(rule_id: str, chart: Chart, th: Thresholds) -> tuple[date | None,
     if rule_id in ("DMAB-OVERDUE-TRANSITION", "DMAB-DOSE-DUE"):
         return event.date, add_months(event.date, th.dmab60_interval_months)
     if rule_id == "DMAB-ONCOLOGY-INTERVAL":
-        return event.date, event.date + timedelta(days=th.dmab120_interval_days)
+        return event.date, _oncology_expected(chart, th)
     return event.date, None
+
+
+def _oncology_expected(chart: Chart, th: Thresholds) -> date | None:
+    """The date the rule itself expected the next 120 mg dose (loading days 8/15/29 included),
+    from the rule module's own helper; None (no due date shown) if that helper cannot be used."""
+    try:
+        from cards.rules.dmab_oncology_interval import denosumab_doses, expected_next, gctb_or_hcm
+        return expected_next(denosumab_doses(chart), gctb_or_hcm(chart), th)[0]
+    except Exception:  # noqa: BLE001 - a missing due date, never a wrong one or a failed sweep
+        return None
 
 
 def _action(card: Any) -> str:
