@@ -180,3 +180,14 @@ def test_the_sweep_path_imports_no_web_stack(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == ""
     assert (tmp_path / "out" / "worklist.csv").exists()
+
+
+def test_the_readme_command_over_the_committed_sample(tmp_path: Path, capsys) -> None:
+    """``bone-cds sweep fixtures/bulk --as-of 2026-11-23 --out …`` (README "Population sweep")."""
+    rc = main(["sweep", str(ROOT / "fixtures" / "bulk"), "--as-of", "2026-11-23",
+               "--out", str(tmp_path / "out"), "--quiet"])
+    assert rc == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["patients_seen"] >= 30 and summary["findings"] >= 5
+    assert summary["rejected"]["count"] == 0
+    assert "worklist:" in capsys.readouterr().err
