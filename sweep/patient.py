@@ -5,6 +5,11 @@ rules are :func:`hooks.evaluation.assess`, exactly what the ``patient-view`` ser
 prefetch: the same identity check (only records naming ``Patient/{id}``), the same chart, the
 same rules, the same §7 exclusions.
 
+What the chart is given is what the service's prefetch would bring: a Bulk Data export holds
+every Observation, the ``patient-view`` prefetch only those of the Observation template's LOINC
+codes (``hooks/services.py``), so Observations of other codes are left out here too
+(:func:`as_prefetched`). Every other type is taken whole, as the templates ask for it.
+
 The data-availability card (``SERVICE-DATA-UNAVAILABLE``, :mod:`cds_service.data_card`) is not a
 finding about the patient's therapy but about records that could not be read: it is never a
 worklist row; the patient is counted in ``summary.json`` (``patients_with_unreadable_records``).
@@ -14,7 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any, Iterable
+from urllib.parse import parse_qs
 
 from cards.thresholds import DEFAULT_THRESHOLDS, Thresholds
 from cds_service.chart import BISPHOSPHONATE, DENOSUMAB, Chart, add_months
@@ -22,6 +29,7 @@ from cds_service.chart.identity import PatientIdentity
 from cds_service.chart.verdicts import VerdictCache
 from cds_service.data_card import build_data_card
 from hooks.evaluation import assess
+from hooks.services import services
 
 HOOK = "patient-view"
 MR_SYSTEM = "http://terminology.hl7.org/CodeSystem/v2-0203"
@@ -79,6 +87,40 @@ def _action(card: Any) -> str:
     return best.label if best is not None else ""
 
 
+@lru_cache(maxsize=1)
+def _observation_codes() -> frozenset[tuple[str | None, str]] | None:
+    """``(system, code)`` tokens of the patient-view Observation template (system None: any), or
+    None when the template has no code filter."""
+    service = next(s for s in services() if s.hook == HOOK)
+    for template in service.prefetch.values():
+        if template.startswith("Observation?"):
+            codes = parse_qs(template.split("?", 1)[1]).get("code")
+            if not codes:
+                return None
+            tokens = [t.split("|", 1) if "|" in t else [None, t] for t in codes[0].split(",")]
+            return frozenset((system or None, code) for system, code in tokens)
+    return None
+
+
+def _searched(observation: dict, wanted: frozenset[tuple[str | None, str]]) -> bool:
+    """A token search on ``Observation.code`` finds it: one of its codings has a listed
+    ``system|code`` (or a listed code without a system)."""
+    code = observation.get("code")
+    codings = code.get("coding") if isinstance(code, dict) else None
+    for c in codings if isinstance(codings, list) else ():
+        if isinstance(c, dict) and ((c.get("system"), c.get("code")) in wanted or (None, c.get("code")) in wanted):
+            return True
+    return False
+
+
+def as_prefetched(resources: Iterable[dict]) -> list[dict]:
+    """``resources`` without the Observations the patient-view prefetch would not have asked for."""
+    wanted = _observation_codes()
+    if wanted is None:
+        return list(resources)
+    return [r for r in resources if r.get("resourceType") != "Observation" or _searched(r, wanted)]
+
+
 @dataclass
 class PatientResult:
     """What one patient gave: worklist rows and whether the data card would have been shown."""
@@ -91,7 +133,7 @@ def evaluate_patient(patient_id: str, resources: Iterable[dict], *, now: datetim
                      thresholds: Thresholds = DEFAULT_THRESHOLDS,
                      verdicts: VerdictCache | None = None) -> PatientResult:
     """The patient-view rules over one patient's records at ``now``; one row per card."""
-    resources = list(resources)
+    resources = as_prefetched(resources)
     identity = PatientIdentity(patient_id)
     done = assess(resources, hook=HOOK, now=now, identity=identity, thresholds=thresholds,
                   verdicts=verdicts)

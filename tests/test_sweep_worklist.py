@@ -191,3 +191,13 @@ def test_the_readme_command_over_the_committed_sample(tmp_path: Path, capsys) ->
     assert summary["patients_seen"] >= 30 and summary["findings"] >= 5
     assert summary["rejected"]["count"] == 0
     assert "worklist:" in capsys.readouterr().err
+
+
+def test_observations_are_those_the_prefetch_would_bring() -> None:
+    from sweep.patient import as_prefetched
+    calcium = {"resourceType": "Observation", "code": {"coding": [
+        {"system": "http://example.org/local", "code": "CA"}, {"system": "http://loinc.org", "code": "17861-6"}]}}
+    heart_rate = {"resourceType": "Observation", "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}}
+    no_code = {"resourceType": "Observation", "valueQuantity": {"value": 8.0}}
+    condition = {"resourceType": "Condition"}
+    assert as_prefetched([calcium, heart_rate, no_code, condition]) == [calcium, condition]
