@@ -1,22 +1,26 @@
 """The local engine: stream the export, partition by patient to disk, evaluate in a process pool.
 
-1. **Read** every NDJSON line once (:mod:`sweep.records`): each usable line goes, with a small
-   header (its patient, type, prefilter verdict), to one of N hash partitions (NDJSON files in a
-   temporary folder); Medications (which name no patient) go to a SQLite table by id.
-2. **Evaluate** the partitions in a pool of ``workers`` processes: each groups its lines by
-   patient, skips the patients the prefilter rules out (:mod:`sweep.prefilter`) and those deceased
-   on or before the as-of date (A37), and runs the patient-view rules over the rest
-   (:func:`sweep.patient.evaluate_patient`).
+1. **Read** (:func:`read_file`, one task per export file, in the pool): every line is parsed
+   once (:mod:`sweep.records`) and goes, with a small header (its patient, type, prefilter
+   verdict), to one of N hash partitions (``f{file}-p{partition}`` NDJSON in a temporary folder);
+   Medications (which name no patient) and rejected lines go to per-file side files.
+2. **Merge** (main process, file order): the Medications into one SQLite table by id (the first
+   kept), the rejected lines into ``rejected.ndjson``.
+3. **Evaluate** (:func:`evaluate_partition`, one task per partition, in the pool): a partition's
+   lines, in file order, grouped by patient; the patients the prefilter rules out
+   (:mod:`sweep.prefilter`) and those deceased on or before the as-of date (A37) are counted and
+   skipped, the others go through the patient-view rules (:func:`sweep.patient.evaluate_patient`).
 
 Memory is bounded by one partition (about :data:`PARTITION_BYTES` of the export each), not by the
-export. The worklist is sorted by a total order, so any number of workers or partitions gives the
-same files.
+export. Lines reach a patient in file order whatever the number of workers, and the worklist is
+sorted by a total order, so any number of workers or partitions gives the same files (tested).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+from contextlib import nullcontext
 import sqlite3
 import tempfile
 import time
@@ -24,7 +28,8 @@ import zlib
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -86,7 +91,7 @@ class MedicationStore:
 class Task:
     """One partition to evaluate (pickled to a worker)."""
 
-    path: str
+    paths: list[str]
     medications: str
     now: datetime
     thresholds: Thresholds
@@ -109,24 +114,29 @@ def _cache() -> Any:
     return _verdicts
 
 
+def _lines(paths: list[str]) -> Iterator[bytes]:
+    for path in paths:
+        with open(path, "rb") as f:
+            yield from f
+
+
 def evaluate_partition(task: Task) -> PartitionResult:
     """Group one partition's lines by patient and evaluate the patients that need it."""
     from .patient import evaluate_patient
 
     groups: dict[str, dict[str, Any]] = {}
-    with open(task.path, "rb") as f:
-        for line in f:
-            header, raw = line.rstrip(b"\n").split(b"\t", 1)
-            key, rtype, candidate, refs, deceased = orjson.loads(header)
-            g = groups.get(key)
-            if g is None:
-                g = groups[key] = {"lines": [], "patient": False, "deceased": False,
-                                   "candidate": False, "refs": set()}
-            g["lines"].append(raw)
-            if rtype == "Patient" and not g["patient"]:
-                g["patient"], g["deceased"] = True, bool(deceased)
-            g["candidate"] = g["candidate"] or bool(candidate)
-            g["refs"].update(refs)
+    for line in _lines(task.paths):
+        header, raw = line.rstrip(b"\n").split(b"\t", 1)
+        key, rtype, candidate, refs, deceased = orjson.loads(header)
+        g = groups.get(key)
+        if g is None:
+            g = groups[key] = {"lines": [], "patient": False, "deceased": False,
+                               "candidate": False, "refs": set()}
+        g["lines"].append(raw)
+        if rtype == "Patient" and not g["patient"]:
+            g["patient"], g["deceased"] = True, bool(deceased)
+        g["candidate"] = g["candidate"] or bool(candidate)
+        g["refs"].update(refs)
     out = PartitionResult()
     meds = MedicationStore(Path(task.medications), readonly=True)
     try:
@@ -158,78 +168,137 @@ def evaluate_partition(task: Task) -> PartitionResult:
 
 
 @dataclass
-class ReadStats:
-    files: list[dict[str, Any]] = field(default_factory=list)
+class ReadTask:
+    """One export file to read into partitions (pickled to a worker)."""
+
+    index: int
+    path: str
+    name: str
+    tmp: str
+    partitions: int
+    today: date
+    zone: str
+
+
+@dataclass
+class FileStats:
+    """What reading one file gave (counts only; rejected lines and Medications are on disk)."""
+
+    index: int
+    name: str
+    lines: int = 0
     by_type: Counter = field(default_factory=Counter)
     ignored: Counter = field(default_factory=Counter)
     rejected: Counter = field(default_factory=Counter)
     blank: int = 0
 
 
-def _partition(files: list[Path], root: Path, tmp: Path, n: int, now: datetime, thresholds: Thresholds,
-               progress: Progress, rejected_out: Any) -> tuple[ReadStats, int]:
-    """Step 1: every line of every file to its partition (or the Medication table, or rejected)."""
-    hit = Prefilter().hit
-    today, zone = now.astimezone(thresholds.zone).date(), thresholds.zone
-    stats = ReadStats()
-    outs = [open(tmp / f"part-{i:04d}.ndjson", "wb", buffering=256 * 1024) for i in range(n)]
-    meds = MedicationStore(tmp / "medications.sqlite3")
-    progress.reading(len(files))
+_prefilter: Prefilter | None = None
+
+
+def _hit(line: bytes) -> bool:
+    global _prefilter
+    if _prefilter is None:
+        _prefilter = Prefilter()
+    return _prefilter.hit(line)
+
+
+def part_path(tmp: str | Path, file_index: int, partition: int) -> Path:
+    return Path(tmp) / f"f{file_index:05d}-p{partition:04d}.ndjson"
+
+
+def read_file(task: ReadTask) -> FileStats:
+    """Step 1, one file: every line to its patient's partition (``f{file}-p{partition}``), the
+    Medications to ``f{file}-med``, the rejected lines to ``f{file}-rejected`` (all NDJSON)."""
+    stats = FileStats(task.index, task.name)
+    zone = ZoneInfo(task.zone)
+    tmp = Path(task.tmp)
+    outs: dict[int, Any] = {}
+    meds = (tmp / f"f{task.index:05d}-med.ndjson").open("wb")
+    rejected = (tmp / f"f{task.index:05d}-rejected.ndjson").open("wb")
     try:
-        for path in files:
-            name = str(path.relative_to(root)) if path != root else path.name
-            progress.file(name)
-            count = 0
-            for item in records.read_lines(path, name):
-                if isinstance(item, records.Rejection):
-                    stats.rejected[item.reason] += 1
-                    rejected_out.write(orjson.dumps(item.to_json()) + b"\n")
-                    continue
-                lineno, raw = item
-                count += 1
-                if count % 4096 == 0:
-                    progress.lines(4096)
-                routed = records.route(raw, hit=hit, today=today, zone=zone)
-                if routed is None:
-                    stats.blank += 1
-                    continue
-                if isinstance(routed, str):
-                    stats.rejected[routed] += 1
-                    rejected_out.write(orjson.dumps(records.Rejection(name, lineno, routed).to_json()) + b"\n")
-                    continue
-                if not routed.key:       # a type the rules never read, or a Medication without id
-                    stats.ignored[routed.resource_type] += 1
-                    continue
-                stats.by_type[routed.resource_type] += 1
-                raw = raw.strip()
-                if routed.resource_type == "Medication":
-                    meds.add(routed.key, routed.candidate, raw)
-                    continue
-                header = orjson.dumps([routed.key, routed.resource_type, int(routed.candidate),
-                                       list(routed.refs), int(routed.deceased)])
-                outs[zlib.crc32(routed.key.encode()) % n].write(header + b"\t" + raw + b"\n")
-            progress.lines(count % 4096)
-            stats.files.append({"file": name, "lines": count})
+        for item in records.read_lines(Path(task.path), task.name):
+            if isinstance(item, records.Rejection):
+                stats.rejected[item.reason] += 1
+                rejected.write(orjson.dumps(item.to_json()) + b"\n")
+                continue
+            lineno, raw = item
+            stats.lines += 1
+            routed = records.route(raw, hit=_hit, today=task.today, zone=zone)
+            if routed is None:
+                stats.blank += 1
+                continue
+            if isinstance(routed, str):
+                stats.rejected[routed] += 1
+                rejected.write(orjson.dumps(records.Rejection(task.name, lineno, routed).to_json()) + b"\n")
+                continue
+            if not routed.key:       # a type the rules never read, or a Medication without id
+                stats.ignored[routed.resource_type] += 1
+                continue
+            stats.by_type[routed.resource_type] += 1
+            raw = raw.strip()
+            if routed.resource_type == "Medication":
+                meds.write(orjson.dumps([routed.key, int(routed.candidate)]) + b"\t" + raw + b"\n")
+                continue
+            header = orjson.dumps([routed.key, routed.resource_type, int(routed.candidate),
+                                   list(routed.refs), int(routed.deceased)])
+            i = zlib.crc32(routed.key.encode()) % task.partitions
+            out = outs.get(i)
+            if out is None:
+                out = outs[i] = part_path(tmp, task.index, i).open("wb", buffering=256 * 1024)
+            out.write(header + b"\t" + raw + b"\n")
     finally:
-        for f in outs:
+        for f in (*outs.values(), meds, rejected):
             f.close()
-        meds.close()
-    return stats, meds.count
+    return stats
 
 
-def _evaluate(tasks: list[Task], workers: int, progress: Progress) -> Iterator[PartitionResult]:
-    progress.evaluating(len(tasks))
-    if workers <= 1:
-        for t in tasks:
-            r = evaluate_partition(t)
-            progress.partition_done(r.counts["patients_seen"])
-            yield r
-        return
+def _pool(workers: int) -> Any:
     ctx = multiprocessing.get_context("spawn")   # no fork of a process holding threads or files
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        for r in pool.map(evaluate_partition, tasks):
-            progress.partition_done(r.counts["patients_seen"])
-            yield r
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+
+
+def _read_all(tasks: list[ReadTask], pool: Any, progress: Progress) -> list[FileStats]:
+    """Every file, largest first when in parallel; the stats in file order."""
+    progress.reading(len(tasks))
+    done: dict[int, FileStats] = {}
+    if pool is None:
+        for t in tasks:
+            progress.file(t.name)
+            done[t.index] = read_file(t)
+            progress.lines(done[t.index].lines)
+    else:
+        by_size = sorted(tasks, key=lambda t: -Path(t.path).stat().st_size)
+        for stats in pool.map(read_file, by_size):
+            done[stats.index] = stats
+            progress.file(stats.name)
+            progress.lines(stats.lines)
+    return [done[t.index] for t in tasks]
+
+
+def _merge(tasks: list[ReadTask], tmp: Path, out_dir: Path) -> int:
+    """The Medications of every file into one table (the first by file order kept) and the
+    rejected lines into ``rejected.ndjson`` (file order); the number of Medications."""
+    store = MedicationStore(tmp / "medications.sqlite3")
+    with (out_dir / "rejected.ndjson").open("wb") as rejected:
+        for t in tasks:
+            with (tmp / f"f{t.index:05d}-med.ndjson").open("rb") as f:
+                for line in f:
+                    header, raw = line.rstrip(b"\n").split(b"\t", 1)
+                    rid, candidate = orjson.loads(header)
+                    store.add(rid, bool(candidate), raw)
+            with (tmp / f"f{t.index:05d}-rejected.ndjson").open("rb") as f:
+                rejected.write(f.read())
+    store.close()
+    return store.count
+
+
+def _evaluate(tasks: list[Task], pool: Any, progress: Progress) -> Iterator[PartitionResult]:
+    progress.evaluating(len(tasks))
+    results = map(evaluate_partition, tasks) if pool is None else pool.map(evaluate_partition, tasks)
+    for r in results:
+        progress.partition_done(r.counts["patients_seen"])
+        yield r
 
 
 def run(input_path: Path, out_dir: Path, *, now: datetime, thresholds: Thresholds = DEFAULT_THRESHOLDS,
@@ -247,23 +316,50 @@ def run(input_path: Path, out_dir: Path, *, now: datetime, thresholds: Threshold
     n = partitions or partition_count(files, workers)
     rows: list[dict[str, Any]] = []
     counts: Counter = Counter()
-    with tempfile.TemporaryDirectory(prefix="bone-cds-sweep-") as tmpdir:
+    today = now.astimezone(thresholds.zone).date()
+    with tempfile.TemporaryDirectory(prefix="bone-cds-sweep-") as tmpdir, \
+            (_pool(workers) if workers > 1 else nullcontext()) as pool:
         tmp = Path(tmpdir)
-        with (out_dir / "rejected.ndjson").open("wb") as rejected_out:
-            stats, medications = _partition(files, input_path, tmp, n, now, thresholds, progress, rejected_out)
-        tasks = [Task(str(tmp / f"part-{i:04d}.ndjson"), str(tmp / "medications.sqlite3"), now, thresholds)
-                 for i in range(n)]
-        for r in _evaluate(tasks, workers, progress):
+        reads = [ReadTask(k, str(p), str(p.relative_to(input_path)) if p != input_path else p.name,
+                          tmpdir, n, today, thresholds.clock_time_zone) for k, p in enumerate(files)]
+        per_file = _read_all(reads, pool, progress)
+        medications = _merge(reads, tmp, out_dir)
+        tasks = [Task([str(part_path(tmp, r.index, i)) for r in reads if part_path(tmp, r.index, i).exists()],
+                      str(tmp / "medications.sqlite3"), now, thresholds) for i in range(n)]
+        for r in _evaluate(tasks, pool, progress):
             rows.extend(r.rows)
             counts.update(r.counts)
+    stats = ReadStats.of(per_file)
     progress.close()
     csv_path, ndjson_path = write_worklist(rows, out_dir)
     elapsed = time.monotonic() - started
     read = sum(stats.by_type.values()) + sum(stats.ignored.values())
-    summary = _summary(now.astimezone(thresholds.zone).date().isoformat(), input_path, stats, counts,
+    summary = _summary(today.isoformat(), input_path, stats, counts,
                        rows, medications, read, elapsed, csv_path, ndjson_path, out_dir)
     write_summary(summary, out_dir)
     return summary
+
+
+@dataclass
+class ReadStats:
+    """The read step's counts over all files."""
+
+    files: list[dict[str, Any]] = field(default_factory=list)
+    by_type: Counter = field(default_factory=Counter)
+    ignored: Counter = field(default_factory=Counter)
+    rejected: Counter = field(default_factory=Counter)
+    blank: int = 0
+
+    @classmethod
+    def of(cls, per_file: list[FileStats]) -> "ReadStats":
+        out = cls()
+        for f in per_file:
+            out.files.append({"file": f.name, "lines": f.lines})
+            out.by_type.update(f.by_type)
+            out.ignored.update(f.ignored)
+            out.rejected.update(f.rejected)
+            out.blank += f.blank
+        return out
 
 
 def _listed_rejections(out_dir: Path) -> list[dict[str, Any]]:
