@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import orjson
 
@@ -120,48 +120,67 @@ def _lines(paths: list[str]) -> Iterator[bytes]:
             yield from f
 
 
-def evaluate_partition(task: Task) -> PartitionResult:
-    """Group one partition's lines by patient and evaluate the patients that need it."""
+@dataclass
+class Group:
+    """One patient's lines of the export, and what their headers say."""
+
+    lines: list[bytes] = field(default_factory=list)
+    patient: bool = False
+    deceased: bool = False
+    candidate: bool = False
+    refs: set[str] = field(default_factory=set)
+
+    def add(self, rtype: str, candidate: Any, refs: Any, deceased: Any, raw: bytes) -> None:
+        self.lines.append(raw)
+        if rtype == "Patient" and not self.patient:
+            self.patient, self.deceased = True, bool(deceased)
+        self.candidate = self.candidate or bool(candidate)
+        self.refs.update(refs)
+
+
+def sweep_patient(key: str, group: Group, medication: Callable[[str], tuple[bool, bytes] | None],
+                  now: datetime, thresholds: Thresholds, counts: Counter) -> list[dict[str, Any]]:
+    """One patient, whatever the engine: counted, skipped (no Patient resource, deceased, no
+    antiresorptive) or evaluated; its worklist rows. ``medication``: Medication id → (prefilter
+    verdict, raw line), or None when the export has none of that id."""
     from .patient import evaluate_patient
 
-    groups: dict[str, dict[str, Any]] = {}
+    if not group.patient:
+        counts["unknown_patients"] += 1
+        counts["unknown_patient_resources"] += len(group.lines)
+        return []
+    counts["patients_seen"] += 1
+    if group.deceased:
+        counts["patients_deceased"] += 1
+        return []
+    found = {ref: medication(ref) for ref in sorted(group.refs)}
+    if not group.candidate and not any(v is None or v[0] for v in found.values()):
+        counts["patients_without_antiresorptive"] += 1
+        return []
+    resources = [orjson.loads(raw) for raw in group.lines]
+    resources += [orjson.loads(v[1]) for v in found.values() if v is not None]
+    result = evaluate_patient(key, resources, now=now, thresholds=thresholds, verdicts=_cache())
+    counts["patients_evaluated"] += 1
+    counts["patients_with_unreadable_records"] += result.unreadable
+    counts["patients_with_findings"] += bool(result.rows)
+    return result.rows
+
+
+def evaluate_partition(task: Task) -> PartitionResult:
+    """Group one partition's lines by patient (file order) and sweep each patient."""
+    groups: dict[str, Group] = {}
     for line in _lines(task.paths):
         header, raw = line.rstrip(b"\n").split(b"\t", 1)
         key, rtype, candidate, refs, deceased = orjson.loads(header)
-        g = groups.get(key)
-        if g is None:
-            g = groups[key] = {"lines": [], "patient": False, "deceased": False,
-                               "candidate": False, "refs": set()}
-        g["lines"].append(raw)
-        if rtype == "Patient" and not g["patient"]:
-            g["patient"], g["deceased"] = True, bool(deceased)
-        g["candidate"] = g["candidate"] or bool(candidate)
-        g["refs"].update(refs)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = Group()
+        group.add(rtype, candidate, refs, deceased, raw)
     out = PartitionResult()
     meds = MedicationStore(Path(task.medications), readonly=True)
     try:
         for key in sorted(groups):
-            g = groups[key]
-            if not g["patient"]:
-                out.counts["unknown_patients"] += 1
-                out.counts["unknown_patient_resources"] += len(g["lines"])
-                continue
-            out.counts["patients_seen"] += 1
-            if g["deceased"]:
-                out.counts["patients_deceased"] += 1
-                continue
-            found = {ref: meds.get(ref) for ref in sorted(g["refs"])}
-            if not g["candidate"] and not any(v is None or v[0] for v in found.values()):
-                out.counts["patients_without_antiresorptive"] += 1
-                continue
-            resources = [orjson.loads(raw) for raw in g["lines"]]
-            resources += [orjson.loads(v[1]) for v in found.values() if v is not None]
-            result = evaluate_patient(key, resources, now=task.now, thresholds=task.thresholds,
-                                      verdicts=_cache())
-            out.counts["patients_evaluated"] += 1
-            out.counts["patients_with_unreadable_records"] += result.unreadable
-            out.counts["patients_with_findings"] += bool(result.rows)
-            out.rows.extend(result.rows)
+            out.rows.extend(sweep_patient(key, groups[key], meds.get, task.now, task.thresholds, out.counts))
     finally:
         meds.db.close()
     return out

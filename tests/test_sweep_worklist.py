@@ -201,3 +201,23 @@ def test_observations_are_those_the_prefetch_would_bring() -> None:
     no_code = {"resourceType": "Observation", "valueQuantity": {"value": 8.0}}
     condition = {"resourceType": "Condition"}
     assert as_prefetched([calcium, heart_rate, no_code, condition]) == [calcium, condition]
+
+
+def test_progress_is_a_bar_on_a_terminal_and_plain_lines_otherwise(tmp_path: Path) -> None:
+    import io
+
+    from sweep import progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+    write_population(tmp_path / "in", [OVERDUE])
+    tty, pipe = Terminal(), io.StringIO()
+    assert isinstance(progress.for_stream(tty), progress.BarProgress)
+    local.run(tmp_path / "in", tmp_path / "a", now=NOW, workers=1, progress=progress.for_stream(tty))
+    local.run(tmp_path / "in", tmp_path / "b", now=NOW, workers=1, progress=progress.for_stream(pipe))
+    assert "evaluating" in tty.getvalue() and "\r" in tty.getvalue()
+    plain = pipe.getvalue().splitlines()
+    assert plain and all(line.startswith("sweep: ") for line in plain)
+    assert not any("fx1-pat-1" in text for text in (tty.getvalue(), pipe.getvalue()))
+    assert progress.for_stream(tty, quiet=True).__class__ is progress.Progress
