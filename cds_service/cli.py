@@ -140,9 +140,20 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     thresholds = Settings.from_env().thresholds
     # A37: the as-of date is "today"; the whole day counts (its last second in the clock zone)
     now = datetime.combine(as_of, dtime(23, 59, 59), tzinfo=thresholds.zone)
+    shown = progress.for_stream(sys.stderr, args.quiet)
     try:
-        s = local.run(Path(args.input), Path(args.out), now=now, thresholds=thresholds,
-                      workers=args.workers, progress=progress.for_stream(sys.stderr, args.quiet))
+        if args.engine == "spark":
+            try:
+                from sweep import spark
+            except ImportError:
+                print("bone-cds: --engine spark needs PySpark: pip install '.[spark]' (and a Java runtime)",
+                      file=sys.stderr)
+                return 2
+            s = spark.run(Path(args.input), Path(args.out), now=now, thresholds=thresholds,
+                          master=args.master, progress=shown)
+        else:
+            s = local.run(Path(args.input), Path(args.out), now=now, thresholds=thresholds,
+                          workers=args.workers, progress=shown)
     except FileNotFoundError as exc:
         print(f"bone-cds: {exc}", file=sys.stderr)
         return 2
@@ -206,8 +217,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "Type.1.ndjson.gz), or one NDJSON file")
     sw.add_argument("--as-of", required=True, help="the date the worklist is for (YYYY-MM-DD): today")
     sw.add_argument("--out", required=True, help="folder for the worklist and the summary")
-    sw.add_argument("--engine", choices=["local"], default="local",
-                    help="local: partitions on disk, a process pool (default)")
+    sw.add_argument("--engine", choices=["local", "spark"], default="local",
+                    help="local: partitions on disk, a process pool (default); spark: Apache Spark "
+                    "(PySpark, the 'spark' extra)")
+    sw.add_argument("--master", default="local[*]",
+                    help="Spark master URL with --engine spark (default: local[*], embedded)")
     sw.add_argument("--workers", type=int, help="processes evaluating patients (default: the CPU count)")
     sw.add_argument("--quiet", action="store_true", help="no progress output (the final line is kept)")
     sw.set_defaults(func=cmd_sweep)

@@ -226,46 +226,55 @@ def part_path(tmp: str | Path, file_index: int, partition: int) -> Path:
     return Path(tmp) / f"f{file_index:05d}-p{partition:04d}.ndjson"
 
 
+def routed_lines(path: Path, name: str, today: date, zone: ZoneInfo, stats: FileStats
+                 ) -> Iterator[tuple[int, records.Routed | records.Rejection, bytes]]:
+    """The lines of one file for an engine: ``(line, Routed, raw)`` for a usable resource of a
+    type the rules read, ``(line, Rejection, b"")`` for a rejected one; ``stats`` counts all."""
+    for item in records.read_lines(path, name):
+        if isinstance(item, records.Rejection):
+            stats.rejected[item.reason] += 1
+            yield item.line, item, b""
+            continue
+        lineno, raw = item
+        stats.lines += 1
+        routed = records.route(raw, hit=_hit, today=today, zone=zone)
+        if routed is None:
+            stats.blank += 1
+        elif isinstance(routed, str):
+            stats.rejected[routed] += 1
+            yield lineno, records.Rejection(name, lineno, routed), b""
+        elif not routed.key:       # a type the rules never read, or a Medication without id
+            stats.ignored[routed.resource_type] += 1
+        else:
+            stats.by_type[routed.resource_type] += 1
+            yield lineno, routed, raw.strip()
+
+
+def header_of(routed: records.Routed) -> list[Any]:
+    """What the per-patient step needs of a line besides its bytes (see :meth:`Group.add`)."""
+    return [routed.key, routed.resource_type, int(routed.candidate), list(routed.refs), int(routed.deceased)]
+
+
 def read_file(task: ReadTask) -> FileStats:
     """Step 1, one file: every line to its patient's partition (``f{file}-p{partition}``), the
     Medications to ``f{file}-med``, the rejected lines to ``f{file}-rejected`` (all NDJSON)."""
     stats = FileStats(task.index, task.name)
-    zone = ZoneInfo(task.zone)
     tmp = Path(task.tmp)
     outs: dict[int, Any] = {}
     meds = (tmp / f"f{task.index:05d}-med.ndjson").open("wb")
     rejected = (tmp / f"f{task.index:05d}-rejected.ndjson").open("wb")
     try:
-        for item in records.read_lines(Path(task.path), task.name):
-            if isinstance(item, records.Rejection):
-                stats.rejected[item.reason] += 1
-                rejected.write(orjson.dumps(item.to_json()) + b"\n")
-                continue
-            lineno, raw = item
-            stats.lines += 1
-            routed = records.route(raw, hit=_hit, today=task.today, zone=zone)
-            if routed is None:
-                stats.blank += 1
-                continue
-            if isinstance(routed, str):
-                stats.rejected[routed] += 1
-                rejected.write(orjson.dumps(records.Rejection(task.name, lineno, routed).to_json()) + b"\n")
-                continue
-            if not routed.key:       # a type the rules never read, or a Medication without id
-                stats.ignored[routed.resource_type] += 1
-                continue
-            stats.by_type[routed.resource_type] += 1
-            raw = raw.strip()
-            if routed.resource_type == "Medication":
+        for _, routed, raw in routed_lines(Path(task.path), task.name, task.today, ZoneInfo(task.zone), stats):
+            if isinstance(routed, records.Rejection):
+                rejected.write(orjson.dumps(routed.to_json()) + b"\n")
+            elif routed.resource_type == "Medication":
                 meds.write(orjson.dumps([routed.key, int(routed.candidate)]) + b"\t" + raw + b"\n")
-                continue
-            header = orjson.dumps([routed.key, routed.resource_type, int(routed.candidate),
-                                   list(routed.refs), int(routed.deceased)])
-            i = zlib.crc32(routed.key.encode()) % task.partitions
-            out = outs.get(i)
-            if out is None:
-                out = outs[i] = part_path(tmp, task.index, i).open("wb", buffering=256 * 1024)
-            out.write(header + b"\t" + raw + b"\n")
+            else:
+                i = zlib.crc32(routed.key.encode()) % task.partitions
+                out = outs.get(i)
+                if out is None:
+                    out = outs[i] = part_path(tmp, task.index, i).open("wb", buffering=256 * 1024)
+                out.write(orjson.dumps(header_of(routed)) + b"\t" + raw + b"\n")
     finally:
         for f in (*outs.values(), meds, rejected):
             f.close()
