@@ -6,7 +6,9 @@ alendronate for years) is written as Bulk Data NDJSON, one type per file, at eac
 100k resources by default; ``--sizes 10000,100000,1000000``). Per size, each in a fresh process:
 
 * **floor**: read every line of every file and ``orjson.loads`` it (the least any sweep does);
-* **local**: ``sweep.local.run`` with ``--workers`` processes (default 2).
+* **local**: ``sweep.local.run`` with ``--workers`` processes (default 2);
+* **spark** (``--engines local,spark``): ``sweep.spark.run`` on ``local[N]`` (N = ``--workers``),
+  session start included; its ratio to the local engine is reported (target ≤ 3× at 1M).
 
 Reported: seconds, resources/s, patients/s and patients/s per core, the ratio of the sweep's
 throughput to the floor's (target ≥ 0.20), peak memory (the main process and the largest worker,
@@ -170,10 +172,22 @@ def _local(src: Path, out: Path, workers: int) -> dict[str, Any]:
             "resources": summary["resources_read"]}
 
 
+def _spark(src: Path, out: Path, workers: int) -> dict[str, Any]:
+    from sweep import spark
+    t = time.perf_counter()
+    summary = spark.run(src, out, now=NOW, master=f"local[{workers}]")
+    return {"seconds": time.perf_counter() - t, "patients": summary["patients_seen"],
+            "evaluated": summary["patients_evaluated"], "findings": summary["findings"],
+            "resources": summary["resources_read"]}
+
+
 def measure_one(kind: str, src: Path, workers: int) -> dict[str, Any]:
     """One measurement in this process (called in a fresh subprocess by :func:`measure`)."""
     if kind == "floor":
         result = _floor(src)
+    elif kind == "spark":
+        with tempfile.TemporaryDirectory() as out:
+            result = _spark(src, Path(out), workers)
     else:
         with tempfile.TemporaryDirectory() as out:
             result = _local(src, Path(out), workers)
@@ -195,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default="10000,100000", help="resources per population, comma-separated")
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--engines", default="local", help="local, or local,spark")
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -216,12 +231,19 @@ def main(argv: list[str] | None = None) -> int:
             if results:
                 prev = results[-1]
                 row["growth"] = (run["seconds"] / prev["local"]["seconds"]) / (size / prev["size"]) * 10
+            if "spark" in args.engines.split(","):
+                row["spark"] = measure("spark", src, args.workers)
+                row["spark_vs_local"] = row["spark"]["seconds"] / run["seconds"]
+                assert row["spark"]["findings"] == run["findings"], "engines disagree"
             results.append(row)
             print(f"{size:>10,} {counts['patients']:>9,} {run['evaluated']:>6,} {floor['seconds']:>8.2f} "
                   f"{run['seconds']:>8.2f} {row['resources_per_s']:>8,.0f} {row['patients_per_s_per_core']:>10,.0f} "
                   f"{ratio:>8.2f} {run['max_rss_mb']:>7.0f} {run['max_worker_rss_mb']:>9.0f} "
-                  f"{row.get('growth', float('nan')):>6.1f}x", flush=True)
-    print("targets: throughput >= 0.20 of the floor; growth <= 11x per 10x; memory flat with size")
+                  f"{row.get('growth', float('nan')):>6.1f}x"
+                  + (f"  spark {row['spark']['seconds']:.2f}s = {row['spark_vs_local']:.1f}x local"
+                     if "spark" in row else ""), flush=True)
+    print("targets: throughput >= 0.20 of the floor; growth <= 11x per 10x; memory flat with size; "
+          "spark <= 3x local at 1M")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0
