@@ -73,8 +73,7 @@ def read_lines(path: Path, name: str) -> Iterator[tuple[int, bytes] | Rejection]
         with opener(path, "rb") as f:
             for lineno, line in enumerate(f, 1):
                 yield lineno, line
-    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        del exc
+    except (EOFError, gzip.BadGzipFile, zlib.error):
         yield Rejection(name, lineno + 1, TRUNCATED)
     except OSError:
         yield Rejection(name, lineno + 1, UNREADABLE)
