@@ -162,6 +162,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
           f"{s['patients_evaluated']:,} evaluated, {s['patients_deceased_not_evaluated']:,} deceased not "
           f"evaluated; {s['findings']:,} findings; {s['rejected']['count']:,} lines rejected; "
           f"worklist: {s['worklist']['csv']}", file=sys.stderr)
+    if s["patients_failed"]["count"]:
+        print(f"bone-cds sweep: the evaluation of {s['patients_failed']['count']:,} patient(s) failed "
+              "(a bug: they have no rows); see patients_failed in summary.json", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -18,6 +18,7 @@ sorted by a total order, so any number of workers or partitions gives the same f
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 from contextlib import nullcontext
@@ -41,6 +42,8 @@ from . import records
 from .output import write_rejected, write_summary, write_worklist
 from .prefilter import Prefilter
 from .progress import Progress
+
+log = logging.getLogger(__name__)
 
 #: Target size of one partition file: the most one worker holds in memory at a time.
 PARTITION_BYTES = 32 * 1024 * 1024
@@ -101,6 +104,7 @@ class Task:
 class PartitionResult:
     rows: list[dict[str, Any]] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
+    failed: list[str] = field(default_factory=list)   # patients whose evaluation raised
 
 
 _verdicts: Any = None
@@ -139,9 +143,9 @@ class Group:
 
 
 def sweep_patient(key: str, group: Group, medication: Callable[[str], tuple[bool, bytes] | None],
-                  now: datetime, thresholds: Thresholds, counts: Counter) -> list[dict[str, Any]]:
+                  now: datetime, thresholds: Thresholds, counts: Counter) -> list[dict[str, Any]] | None:
     """One patient, whatever the engine: counted, skipped (no Patient resource, deceased, no
-    antiresorptive) or evaluated; its worklist rows. ``medication``: Medication id → (prefilter
+    antiresorptive) or evaluated; its worklist rows, or None when its evaluation failed. ``medication``: Medication id → (prefilter
     verdict, raw line), or None when the export has none of that id."""
     from .patient import evaluate_patient
 
@@ -159,7 +163,13 @@ def sweep_patient(key: str, group: Group, medication: Callable[[str], tuple[bool
         return []
     resources = [orjson.loads(raw) for raw in group.lines]
     resources += [orjson.loads(v[1]) for v in found.values() if v is not None]
-    result = evaluate_patient(key, resources, now=now, thresholds=thresholds, verdicts=_cache())
+    try:
+        result = evaluate_patient(key, resources, now=now, thresholds=thresholds, verdicts=_cache())
+    except Exception as exc:  # noqa: BLE001 - one patient (our bug) must not stop the population
+        # the type only: a message could quote record content; the id goes to summary.json
+        log.error("a patient's evaluation failed (%s); listed in summary.json", type(exc).__name__)
+        counts["patients_failed"] += 1
+        return None
     counts["patients_evaluated"] += 1
     counts["patients_with_unreadable_records"] += result.unreadable
     counts["patients_with_findings"] += bool(result.rows)
@@ -180,7 +190,11 @@ def evaluate_partition(task: Task) -> PartitionResult:
     meds = MedicationStore(Path(task.medications), readonly=True)
     try:
         for key in sorted(groups):
-            out.rows.extend(sweep_patient(key, groups[key], meds.get, task.now, task.thresholds, out.counts))
+            rows = sweep_patient(key, groups[key], meds.get, task.now, task.thresholds, out.counts)
+            if rows is None:
+                out.failed.append(key)
+            else:
+                out.rows.extend(rows)
     finally:
         meds.db.close()
     return out
@@ -354,16 +368,18 @@ def run(input_path: Path, out_dir: Path, *, now: datetime, thresholds: Threshold
         medications = _merge(reads, tmp, out_dir)
         tasks = [Task([str(part_path(tmp, r.index, i)) for r in reads if part_path(tmp, r.index, i).exists()],
                       str(tmp / "medications.sqlite3"), now, thresholds) for i in range(n)]
+        failed: list[str] = []
         for r in _evaluate(tasks, pool, progress):
             rows.extend(r.rows)
             counts.update(r.counts)
+            failed.extend(r.failed)
     stats = ReadStats.of(per_file)
     progress.close()
     csv_path, ndjson_path = write_worklist(rows, out_dir)
     elapsed = time.monotonic() - started
     read = sum(stats.by_type.values()) + sum(stats.ignored.values())
-    summary = _summary(today.isoformat(), input_path, stats, counts,
-                       rows, medications, read, elapsed, csv_path, ndjson_path, out_dir)
+    summary = _summary(today.isoformat(), input_path, stats, counts, rows, medications, read, elapsed,
+                       csv_path, ndjson_path, out_dir, failed)
     write_summary(summary, out_dir)
     return summary
 
@@ -402,7 +418,7 @@ def _listed_rejections(out_dir: Path) -> list[dict[str, Any]]:
 
 def _summary(as_of: str, input_path: Path, stats: ReadStats, counts: Counter, rows: list[dict],
              medications: int, read: int, elapsed: float, csv_path: Path, ndjson_path: Path,
-             out_dir: Path) -> dict[str, Any]:
+             out_dir: Path, failed: list[str]) -> dict[str, Any]:
     rejected = sum(stats.rejected.values())
     return {
         "as_of": as_of,
@@ -421,6 +437,8 @@ def _summary(as_of: str, input_path: Path, stats: ReadStats, counts: Counter, ro
         "patients_evaluated": counts["patients_evaluated"],
         "patients_with_findings": counts["patients_with_findings"],
         "patients_with_unreadable_records": counts["patients_with_unreadable_records"],
+        # our bug, never the data's: no row could be made; the ids (sorted) to look into
+        "patients_failed": {"count": len(failed), "ids": sorted(failed)[:LISTED_REJECTIONS]},
         "unknown_patient": {"patients": counts["unknown_patients"],
                             "resources": counts["unknown_patient_resources"]},
         "findings": len(rows),

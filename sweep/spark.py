@@ -62,7 +62,10 @@ def _patients(items: Iterator[tuple[str, Any]], medications: Any, now: datetime,
         for _, _, header, raw in sorted(lines, key=lambda x: (x[0], x[1])):
             _, rtype, candidate, refs, deceased = header
             group.add(rtype, candidate, refs, deceased, raw)
-        for row in sweep_patient(key, group, meds.get, now, thresholds, counts):
+        rows = sweep_patient(key, group, meds.get, now, thresholds, counts)
+        if rows is None:
+            yield "failed", key
+        for row in rows or ():
             yield "row", row
     yield "counts", dict(counts)
 
@@ -127,8 +130,9 @@ def run(input_path: Path, out_dir: Path, *, now: datetime, thresholds: Threshold
     csv_path, ndjson_path = write_worklist(rows, out_dir)
     elapsed = time.monotonic() - started
     read = sum(stats.by_type.values()) + sum(stats.ignored.values())
+    failed = [v for kind, v in results if kind == "failed"]
     summary = _summary(today.isoformat(), input_path, stats, counts, rows, len(first), read, elapsed,
-                       csv_path, ndjson_path, out_dir)
+                       csv_path, ndjson_path, out_dir, failed)
     write_summary(summary, out_dir)
     return summary
 

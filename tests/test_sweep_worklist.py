@@ -221,3 +221,25 @@ def test_progress_is_a_bar_on_a_terminal_and_plain_lines_otherwise(tmp_path: Pat
     assert plain and all(line.startswith("sweep: ") for line in plain)
     assert not any("fx1-pat-1" in text for text in (tty.getvalue(), pipe.getvalue()))
     assert progress.for_stream(tty, quiet=True).__class__ is progress.Progress
+
+
+def test_a_patient_whose_evaluation_fails_is_listed_and_the_others_still_get_rows(tmp_path: Path, monkeypatch,
+                                                                                  capsys) -> None:
+    import sweep.patient as patient_mod
+
+    patients = write_population(tmp_path / "in", [OVERDUE, OVERDUE])
+    original = patient_mod.evaluate_patient
+
+    def flaky(key, resources, **kw):
+        if key == patients[0].patient_id:
+            raise RuntimeError("a bug quoting record content")
+        return original(key, resources, **kw)
+    monkeypatch.setattr(patient_mod, "evaluate_patient", flaky)
+    rc = main(["sweep", str(tmp_path / "in"), "--as-of", "2026-11-23", "--out", str(tmp_path / "out"),
+               "--workers", "1", "--quiet"])
+    assert rc == 1
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["patients_failed"] == {"count": 1, "ids": [patients[0].patient_id]}
+    assert [r["patient_id"] for r in _rows(tmp_path / "out")] == [patients[1].patient_id]
+    err = capsys.readouterr().err
+    assert "record content" not in err and patients[0].patient_id not in err
