@@ -162,6 +162,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
           f"{s['patients_evaluated']:,} evaluated, {s['patients_deceased_not_evaluated']:,} deceased not "
           f"evaluated; {s['findings']:,} findings; {s['rejected']['count']:,} lines rejected; "
           f"worklist: {s['worklist']['csv']}", file=sys.stderr)
+    if args.tasks:
+        from sweep.output import write_tasks
+        print(f"bone-cds sweep: FHIR Tasks: {write_tasks(Path(args.out), s['as_of'])}", file=sys.stderr)
     if s["patients_failed"]["count"]:
         print(f"bone-cds sweep: the evaluation of {s['patients_failed']['count']:,} patient(s) failed "
               "(a bug: they have no rows); see patients_failed in summary.json", file=sys.stderr)
@@ -227,6 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sw.add_argument("--master", default="local[*]",
                     help="Spark master URL with --engine spark (default: local[*], embedded)")
     sw.add_argument("--workers", type=int, help="processes evaluating patients (default: the CPU count)")
+    sw.add_argument("--tasks", action="store_true",
+                    help="also write OUT/tasks.ndjson: one FHIR R4 Task per row, to load into an EHR worklist")
     sw.add_argument("--quiet", action="store_true", help="no progress output (the final line is kept)")
     sw.set_defaults(func=cmd_sweep)
     fr = sub.add_parser("feedback-report", help="feedback per rule (alert-fatigue review)")

@@ -243,3 +243,23 @@ def test_a_patient_whose_evaluation_fails_is_listed_and_the_others_still_get_row
     assert [r["patient_id"] for r in _rows(tmp_path / "out")] == [patients[1].patient_id]
     err = capsys.readouterr().err
     assert "record content" not in err and patients[0].patient_id not in err
+
+
+def test_tasks_are_valid_fhir_r4_and_stable_across_runs(tmp_path: Path) -> None:
+    from fhir.resources.R4B.task import Task
+
+    write_population(tmp_path / "in")
+    for out in ("a", "b"):
+        assert main(["sweep", str(tmp_path / "in"), "--as-of", "2026-11-23", "--out", str(tmp_path / out),
+                     "--workers", "1", "--quiet", "--tasks"]) == 0
+    lines = (tmp_path / "a" / "tasks.ndjson").read_bytes().splitlines()
+    assert lines == (tmp_path / "b" / "tasks.ndjson").read_bytes().splitlines()
+    rows = _rows(tmp_path / "a")
+    assert len(lines) == len(rows) >= 10
+    tasks = [orjson.loads(l) for l in lines]
+    for task, row in zip(tasks, rows):
+        Task.model_validate(task)
+        assert task["for"]["reference"] == f"Patient/{row['patient_id']}"
+        assert task["code"]["coding"][0]["code"] == row["rule_id"]
+    assert len({t["id"] for t in tasks}) == len(tasks)
+    assert {t["priority"] for t in tasks} <= {"asap", "urgent", "routine"}
