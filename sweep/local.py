@@ -40,6 +40,7 @@ from cards.thresholds import DEFAULT_THRESHOLDS, Thresholds
 
 from . import records
 from .output import write_rejected, write_summary, write_worklist
+from .patient import prefetched_observation
 from .prefilter import Prefilter
 from .progress import Progress
 
@@ -251,13 +252,14 @@ def routed_lines(path: Path, name: str, today: date, zone: ZoneInfo, stats: File
             continue
         lineno, raw = item
         stats.lines += 1
-        routed = records.route(raw, hit=_hit, today=today, zone=zone)
+        routed = records.route(raw, hit=_hit, today=today, zone=zone, keep_observation=prefetched_observation)
         if routed is None:
             stats.blank += 1
         elif isinstance(routed, str):
             stats.rejected[routed] += 1
             yield lineno, records.Rejection(name, lineno, routed), b""
-        elif not routed.key:       # a type the rules never read, or a Medication without id
+        elif not routed.key:   # a type the rules never read, an Observation the prefetch would not
+            # bring (not a code of its template), or a Medication without id
             stats.ignored[routed.resource_type] += 1
         else:
             stats.by_type[routed.resource_type] += 1

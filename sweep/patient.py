@@ -113,6 +113,12 @@ def _searched(observation: dict, wanted: frozenset[tuple[str | None, str]]) -> b
     return False
 
 
+def prefetched_observation(observation: dict) -> bool:
+    """The patient-view prefetch would bring this Observation (its template's code filter)."""
+    wanted = _observation_codes()
+    return wanted is None or _searched(observation, wanted)
+
+
 def as_prefetched(resources: Iterable[dict]) -> list[dict]:
     """``resources`` without the Observations the patient-view prefetch would not have asked for."""
     wanted = _observation_codes()
@@ -162,4 +168,5 @@ def sort_key(row: dict[str, Any]) -> tuple:
     return (_RANK.get(row["indicator"], 3), overdue is None, -(overdue or 0), row["patient_id"], row["rule_id"])
 
 
-__all__ = ["COLUMNS", "PatientResult", "evaluate_patient", "mrn_of", "sort_key"]
+__all__ = ["COLUMNS", "PatientResult", "as_prefetched", "evaluate_patient", "mrn_of",
+           "prefetched_observation", "sort_key"]

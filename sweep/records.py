@@ -141,9 +141,11 @@ class Routed:
     deceased: bool = False     # a Patient deceased on or before the as-of date (A37)
 
 
-def route(raw: bytes, *, hit: Any, today: date, zone: ZoneInfo) -> Routed | str | None:
-    """Where one raw line goes: :class:`Routed`, a rejection reason, or None (a blank line, or a
-    resource of a type the patient-view rules never read, counted apart by the caller)."""
+def route(raw: bytes, *, hit: Any, today: date, zone: ZoneInfo,
+          keep_observation: Any = None) -> Routed | str | None:
+    """Where one raw line goes: :class:`Routed`, a rejection reason, or None for a blank line.
+    A resource the patient-view rules never read (another type; an Observation that
+    ``keep_observation`` turns down) is a :class:`Routed` without a key, counted apart."""
     stripped = raw.strip()
     if not stripped:
         return None
@@ -169,6 +171,8 @@ def route(raw: bytes, *, hit: Any, today: date, zone: ZoneInfo) -> Routed | str 
     key = patient_key(res.get("subject")) or patient_key(res.get("patient"))
     if key is None:
         return NO_PATIENT
+    if rtype == "Observation" and keep_observation is not None and not keep_observation(res):
+        return Routed("", rtype)
     if rtype in MEDICATION_RECORD_TYPES:
         return Routed(key, rtype, candidate=hit(stripped), refs=tuple(medication_ids(res)))
     return Routed(key, rtype)
