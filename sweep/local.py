@@ -39,7 +39,7 @@ import orjson
 from cards.thresholds import DEFAULT_THRESHOLDS, Thresholds
 
 from . import records
-from .output import write_rejected, write_summary, write_worklist
+from .output import write_summary, write_worklist
 from .patient import prefetched_observation
 from .prefilter import Prefilter
 from .progress import Progress

@@ -70,19 +70,10 @@ def write_tasks(out: Path, as_of: str) -> Path:
     return path
 
 
-def write_rejected(rejections: Iterable[dict[str, Any]], out: Path) -> Path:
-    """Every rejected line (file, line, reason; never its content) to ``rejected.ndjson``."""
-    path = out / "rejected.ndjson"
-    with path.open("wb") as f:
-        for r in rejections:
-            f.write(orjson.dumps(r) + b"\n")
-    return path
-
-
 def write_summary(summary: dict[str, Any], out: Path) -> Path:
     path = out / "summary.json"
     path.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
 
 
-__all__ = ["task_of", "write_rejected", "write_summary", "write_tasks", "write_worklist"]
+__all__ = ["task_of", "write_summary", "write_tasks", "write_worklist"]

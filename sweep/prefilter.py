@@ -28,7 +28,6 @@ It looks at the whole line, not only the elements D3 reads, so it can only say y
 from __future__ import annotations
 
 import re
-from typing import Iterable
 
 try:  # Python ≥ 3.11
     import re._parser as sre_parse  # type: ignore[import-not-found]
