@@ -75,6 +75,11 @@ OVERRIDE_DISPLAY: dict[str, str] = {
     "switch-in-progress": "Switch in progress",
     "specialist-combination": "Combination by specialist",
     "end-of-life-care": "End-of-life care",
+    "condition-treated": "Esophageal condition treated (dilated or operated)",
+    "can-sit-upright": "Patient can stay upright for the required time",
+    "iv-alternative-planned": "IV alternative planned",
+    "paget-regimen": "Paget's disease regimen",
+    "work-up-in-progress": "Work-up already ordered",
 }
 
 

@@ -59,10 +59,14 @@ class Action:
     """ACT-1..3: a ``create`` action carrying a FHIR R4 resource (a draft order)."""
 
     description: str
-    resource: dict[str, Any]
+    resource: dict[str, Any] = field(default_factory=dict)
     type: str = "create"
+    #: a ``delete`` action names the draft to remove instead of carrying a resource (§6.1)
+    resource_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
+        if self.resource_id is not None:
+            return {"type": self.type, "description": self.description, "resourceId": self.resource_id}
         return {"type": self.type, "description": self.description, "resource": _prune(self.resource)}
 
 
@@ -74,10 +78,12 @@ class Suggestion:
     actions: list[Action] = field(default_factory=list)
     is_recommended: bool | None = None
     uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    #: CDS Hooks ``extension`` (e.g. ``urn:bone-safety-cds:member`` on a merged card, RULES.md §1.1)
+    extension: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return _prune({"label": self.label, "uuid": self.uuid, "isRecommended": self.is_recommended,
-                       "actions": [a.to_json() for a in self.actions]})
+                       "actions": [a.to_json() for a in self.actions], "extension": self.extension})
 
 
 _LINKISH = re.compile(r"(?i)(://|\bwww\.)")
@@ -112,6 +118,8 @@ class Card:
     links: list[Link] = field(default_factory=list)
     source_url: str | None = None
     uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    #: CDS Hooks ``extension`` (e.g. ``urn:bone-safety-cds:members`` on a merged card, RULES.md §1.1)
+    extension: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.indicator not in INDICATORS:
@@ -142,6 +150,7 @@ class Card:
             "selectionBehavior": behaviour if self.suggestions else None,
             "overrideReasons": [r.to_json() for r in self.override_reasons],
             "links": [l.to_json() for l in self.links],
+            "extension": self.extension,
         }
         return _prune(body)
 

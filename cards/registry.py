@@ -33,9 +33,10 @@ CATALOG_ORDER: list[str] = [
     "DMAB-PREGNANCY-STATUS-UNVERIFIED", "DMAB-PEDIATRIC", "DMAB-ACTIVE-INFECTION",
     "DMAB-DOSE-INDICATION-MISMATCH", "DMAB-DUPLICATE", "DMAB-CALCIMIMETIC",
     "BP-RENAL-CONTRAINDICATION", "BP-RENAL-DOSE-ADJUST", "BP-HYPOCALCEMIA",
-    "BP-DRUG-HOLIDAY-REVIEW", "BP-DENTAL", "BP-DUPLICATE", "AR-CALCIUM-NOT-CHECKED",
+    "BP-DRUG-HOLIDAY-REVIEW", "BP-DENTAL", "BP-DUPLICATE", "BP-ORAL-CONTRAINDICATION",
+    "BP-DOSE-SCHEDULE", "BP-VITD-DEFICIENCY", "AR-CALCIUM-NOT-CHECKED",
     "AR-RENAL-FUNCTION-UNKNOWN", "AR-ONJ-HISTORY", "AR-AFF-HISTORY", "AR-RECENT-INVASIVE-DENTAL",
-    "AR-CONCURRENT-ANTIRESORPTIVE",
+    "AR-CONCURRENT-ANTIRESORPTIVE", "AR-PRETREATMENT-WORKUP",
 ]
 
 
@@ -68,6 +69,13 @@ class RuleInput:
 
 
 RuleFn = Callable[[RuleInput], "Card | None"]
+#: A merged rule (§7): from the member cards that fired, the one card that replaces them.
+CombineFn = Callable[[RuleInput, "list[Card]"], "Card | None"]
+
+
+def _never(_inp: RuleInput) -> None:
+    """The per-rule function of a merged rule: it fires only by merging (engine step 3, §7)."""
+    return None
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,13 @@ class RuleSpec:
     hooks: frozenset[str]
     needs: frozenset[str]
     fn: RuleFn
+    #: a merged rule (RULES.md §7 "work-up merge"): the member rule IDs whose cards it replaces
+    members: tuple[str, ...] = ()
+    combine: CombineFn | None = None
+
+    @property
+    def merged(self) -> bool:
+        return bool(self.members)
 
 
 REGISTRY: dict[str, RuleSpec] = {}
@@ -95,10 +110,34 @@ def rule(rule_id: str, title: str, hooks: frozenset[str], needs: frozenset[str] 
     return register
 
 
+def merged_rule(rule_id: str, title: str, hooks: frozenset[str], members: tuple[str, ...]):
+    """Register a merged rule (§7): ``combine(inp, member_cards)`` builds the one card that
+    replaces the member cards; the engine calls it after the exclusive pairs (A12)."""
+    if rule_id not in CATALOG_ORDER or any(m not in CATALOG_ORDER for m in members):
+        raise ValueError(f"{rule_id} or one of its members is not a rule of the catalog")
+
+    def register(fn: CombineFn) -> CombineFn:
+        if rule_id in REGISTRY:
+            raise ValueError(f"{rule_id} registered twice")
+        REGISTRY[rule_id] = RuleSpec(rule_id, title, frozenset(hooks), frozenset(), _never,
+                                     members=tuple(members), combine=fn)
+        return fn
+    return register
+
+
 def rules_for(hook: str) -> list[RuleSpec]:
-    """Registered rules that run on ``hook``, in catalog order."""
+    """Registered rules that run on ``hook``, in catalog order (merged rules excluded: they are
+    not evaluated on their own, see :func:`merges_for`)."""
     load_rules()
-    return [REGISTRY[r] for r in CATALOG_ORDER if r in REGISTRY and hook in REGISTRY[r].hooks]
+    return [REGISTRY[r] for r in CATALOG_ORDER
+            if r in REGISTRY and hook in REGISTRY[r].hooks and not REGISTRY[r].merged]
+
+
+def merges_for(hook: str) -> list[RuleSpec]:
+    """Registered merged rules of ``hook``, in catalog order."""
+    load_rules()
+    return [REGISTRY[r] for r in CATALOG_ORDER
+            if r in REGISTRY and hook in REGISTRY[r].hooks and REGISTRY[r].merged]
 
 
 _loaded = False

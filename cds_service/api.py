@@ -98,6 +98,12 @@ def _body() -> Any:
     return body
 
 
+def _caller_settings() -> Any:
+    """The settings for this call: the calling tenant's when a tenants file is configured."""
+    caller = request.environ.get("bone_cds.caller") or {}
+    return current_app.config["SETTINGS"].for_caller(caller.get("iss"))
+
+
 @bp.get("/healthz")
 def healthz() -> Response:
     return json_response({"status": "ok", "service": "bone-safety-cds", "version": __version__})
@@ -106,7 +112,7 @@ def healthz() -> Response:
 @bp.get("/cds-services")
 def discovery() -> Response:
     """DISC-1..3: every service with id, hook, title, description and prefetch."""
-    profile = current_app.config["SETTINGS"].profile
+    profile = _caller_settings().profile
     return json_response({"services": [s.discovery() for s in services() if profile.offers(s.hook)]})
 
 
@@ -114,7 +120,8 @@ def discovery() -> Response:
 def call_service(service_id: str) -> Response:
     """REQ-1..10, RESP-1..2: run the service's rules and answer the cards."""
     service = service_by_id(service_id)
-    profile = current_app.config["SETTINGS"].profile
+    settings = _caller_settings()
+    profile = settings.profile
     if service is None or not profile.offers(service.hook):
         raise ApiError(404, "unknown_service", f"no CDS service with id '{service_id}'")
     body = _body()
@@ -125,11 +132,11 @@ def call_service(service_id: str) -> Response:
         log.info("hook not answered for this trigger", extra={"event": {
             "hookInstance": str(body.get("hookInstance"))[:64], "service": service.id, "ehr": notes}})
         return json_response({"cards": []})
-    outcome = evaluate_hook(service, body, now=now, fetch=current_app.config["SETTINGS"].fetch,
-                            thresholds=current_app.config["SETTINGS"].thresholds,
+    outcome = evaluate_hook(service, body, now=now, fetch=settings.fetch,
+                            thresholds=settings.thresholds,
                             session=current_app.config["HTTP_SESSION"],
                             verdicts=current_app.config["VERDICTS"],
-                            budget=current_app.config["SETTINGS"].request_budget)
+                            budget=settings.request_budget)
     store = current_app.config.get("FEEDBACK_STORE")
     if store is not None and outcome.response["cards"]:
         try:

@@ -67,7 +67,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
 
     if settings.auth is not None and getattr(settings.auth, "mode", "none") == "jwt":
         from .guard import install_auth
-        install_auth(app, settings.auth)
+        install_auth(app, settings.auth, tenants=settings.tenants)
     else:
         log.warning("caller authentication is OFF (BONE_CDS_AUTH=none): anyone who can reach "
                     "this port can call the service; set BONE_CDS_AUTH=jwt in production")

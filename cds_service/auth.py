@@ -204,46 +204,73 @@ def _parse_trusted_issuers(raw: str) -> dict[str, dict]:
 
     issuers: dict[str, dict] = {}
     for iss, spec in data.items():
-        where = f"{source}[{iss!r}]"
         if not iss.strip():
             raise ConfigError(f"{source}: an issuer (iss) must be a non-empty string")
-        if not isinstance(spec, dict):
-            raise ConfigError(f"{where}: must be an object with one of {', '.join(_KEY_SOURCE_FIELDS)}")
-        unknown = sorted(set(spec) - set(_KEY_SOURCE_FIELDS) - {"jku"})
-        if unknown:
-            raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}")
-        given = [f for f in _KEY_SOURCE_FIELDS if f in spec]
-        if len(given) != 1:
-            raise ConfigError(
-                f"{where}: needs exactly one key source ({', '.join(_KEY_SOURCE_FIELDS)}), got "
-                f"{', '.join(given) or 'none'}"
-            )
-        kind = given[0]
-        if "jku" in spec and kind == "jwks_uri":
-            raise ConfigError(f"{where}: jku goes with pinned keys (jwks_file or jwks); with jwks_uri "
-                              "the token's jku must equal the jwks_uri")
-        if kind == "jwks_uri":
-            issuers[iss] = {"jwks_uri": _check_jwks_uri(spec["jwks_uri"], where)}
-        elif kind == "jwks_file":
-            value = spec["jwks_file"]
-            if not isinstance(value, str) or not value.strip():
-                raise ConfigError(f"{where}: jwks_file must be a non-empty path")
-            path = Path(value).expanduser()
-            if not path.is_absolute():
-                path = base_dir / path
-            if not path.is_file():
-                raise ConfigError(f"{where}: jwks_file {str(path)!r} does not exist")
-            issuers[iss] = {"jwks_file": str(path)}
-        else:
-            value = spec["jwks"]
-            if not isinstance(value, dict) or not isinstance(value.get("keys"), list):
-                raise ConfigError(f"{where}: jwks must be a JWK Set object with a 'keys' list")
-            issuers[iss] = {"jwks": value}
-        if "jku" in spec:
-            # pinned keys and the jku the issuer's tokens carry (the CDS Hooks sandbox always sends
-            # one): a token with exactly this jku is verified with the pinned keys, never fetched
-            issuers[iss]["jku"] = _check_jwks_uri(spec["jku"], f"{where} jku")
+        issuers[iss] = key_source(spec, f"{source}[{iss!r}]", base_dir)
     return issuers
+
+
+def key_source(spec: Any, where: str, base_dir: Path, extra: Iterable[str] = ()) -> dict:
+    """One issuer's key source (``jwks_uri``, ``jwks_file`` (+ ``jku``) or ``jwks`` (+ ``jku``)),
+    checked; ``where`` names it in errors; ``extra`` fields are allowed and ignored here."""
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where}: must be an object with one of {', '.join(_KEY_SOURCE_FIELDS)}")
+    unknown = sorted(set(spec) - set(_KEY_SOURCE_FIELDS) - {"jku"} - set(extra))
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}")
+    given = [f for f in _KEY_SOURCE_FIELDS if f in spec]
+    if len(given) != 1:
+        raise ConfigError(
+            f"{where}: needs exactly one key source ({', '.join(_KEY_SOURCE_FIELDS)}), got "
+            f"{', '.join(given) or 'none'}"
+        )
+    kind = given[0]
+    if "jku" in spec and kind == "jwks_uri":
+        raise ConfigError(f"{where}: jku goes with pinned keys (jwks_file or jwks); with jwks_uri "
+                          "the token's jku must equal the jwks_uri")
+    if kind == "jwks_uri":
+        out: dict = {"jwks_uri": _check_jwks_uri(spec["jwks_uri"], where)}
+    elif kind == "jwks_file":
+        value = spec["jwks_file"]
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{where}: jwks_file must be a non-empty path")
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            path = base_dir / path
+        if not path.is_file():
+            raise ConfigError(f"{where}: jwks_file {str(path)!r} does not exist")
+        out = {"jwks_file": str(path)}
+    else:
+        value = spec["jwks"]
+        if not isinstance(value, dict) or not isinstance(value.get("keys"), list):
+            raise ConfigError(f"{where}: jwks must be a JWK Set object with a 'keys' list")
+        out = {"jwks": value}
+    if "jku" in spec:
+        # pinned keys and the jku the issuer's tokens carry (the CDS Hooks sandbox always sends
+        # one): a token with exactly this jku is verified with the pinned keys, never fetched
+        out["jku"] = _check_jwks_uri(spec["jku"], f"{where} jku")
+    return out
+
+
+def parse_base_urls(raw: Iterable[Any], where: str) -> tuple[str, ...]:
+    """Absolute http(s) base URLs, normalised and de-duplicated; ConfigError names ``where``."""
+    bases: list[str] = []
+    for item in raw:
+        text = item.strip() if isinstance(item, str) else ""
+        if not text:
+            if isinstance(item, str):
+                continue
+            raise ConfigError(f"{where}: {item!r} is not an absolute http(s) base URL")
+        try:
+            parts = urlsplit(text)
+            normalised = _normalise_url(text)
+        except ValueError:
+            parts, normalised = urlsplit(""), ""
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+            raise ConfigError(f"{where}: {text!r} is not an absolute http(s) base URL")
+        if normalised not in bases:
+            bases.append(normalised)
+    return tuple(bases)
 
 
 def _int_env(env: Mapping[str, str], var: str, default: int, low: int, high: int) -> int:
@@ -295,21 +322,7 @@ class AuthSettings:
         if mode == "jwt" and not trusted:
             raise ConfigError(f"{ENV_TRUSTED_ISSUERS}: required when {ENV_AUTH}=jwt")
 
-        bases: list[str] = []
-        for raw in env.get(ENV_AUDIENCE_BASE_URLS, "").split(","):
-            if not raw.strip():
-                continue
-            try:
-                parts = urlsplit(raw.strip())
-                normalised = _normalise_url(raw.strip())
-            except ValueError:
-                parts, normalised = urlsplit(""), ""
-            if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-                raise ConfigError(
-                    f"{ENV_AUDIENCE_BASE_URLS}: {raw.strip()!r} is not an absolute http(s) base URL"
-                )
-            if normalised not in bases:
-                bases.append(normalised)
+        bases = list(parse_base_urls(env.get(ENV_AUDIENCE_BASE_URLS, "").split(","), ENV_AUDIENCE_BASE_URLS))
         if mode == "jwt" and not bases:
             # the accepted audiences come from configuration only, never from the request's Host
             # (issue 12: a token for another vendor's URL was accepted with a forged Host header)
@@ -369,6 +382,18 @@ def audiences_for(path: str, external_bases: Iterable[str]) -> list[str]:
         if base and base.strip():
             add(base.strip().rstrip("/") + ("/" + suffix if suffix else ""))
     return result
+
+
+def aud_names(aud: Any, urls: Iterable[str]) -> bool:
+    """True when the ``aud`` claim names one of ``urls`` (compared normalised)."""
+    accepted = set()
+    for url in urls:
+        try:
+            accepted.add(_normalise_url(url))
+        except ValueError:
+            continue
+    accepted.discard("")
+    return _aud_matches(aud, accepted)
 
 
 def _aud_matches(aud: Any, audiences: set[str]) -> bool:

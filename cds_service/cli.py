@@ -28,16 +28,21 @@ def _now(value: str | None) -> datetime:
     return parsed
 
 
-def gunicorn_server(app: Any, *, host: str, port: int, workers: int, threads: int) -> Any:
-    """A gunicorn application serving ``app`` (gthread workers); ``.run()`` blocks until stopped."""
+def gunicorn_server(app: Any, *, host: str, port: int, workers: int, threads: int,
+                    max_body_bytes: int = 10 * 1024 * 1024) -> Any:
+    """A gunicorn application serving the WSGI ``app`` on uvicorn workers (an event loop per
+    worker: slow or idle clients hold no thread, :mod:`cds_service.asgi`); ``threads`` evaluate
+    complete requests. ``.run()`` blocks until stopped."""
     from gunicorn.app.base import BaseApplication
+
+    from .asgi import BufferedWsgi
+    asgi_app = BufferedWsgi(app, max_body_bytes=max_body_bytes, threads=threads)
 
     class _Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
-            self.cfg.set("threads", threads)
-            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("worker_class", "cds_service.asgi.ServiceWorker")
             self.cfg.set("timeout", 30)
             self.cfg.set("graceful_timeout", 10)
             self.cfg.set("accesslog", None)
@@ -48,7 +53,7 @@ def gunicorn_server(app: Any, *, host: str, port: int, workers: int, threads: in
                 self.cfg.set("control_socket_disable", True)
 
         def load(self) -> Any:
-            return app
+            return asgi_app
 
     return _Server()
 
@@ -83,7 +88,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     print(f"bone-cds {args.host}:{args.port}: discovery at http://{args.host}:{args.port}/cds-services",
           file=sys.stderr)
-    gunicorn_server(app, host=args.host, port=args.port, workers=args.workers, threads=args.threads).run()
+    gunicorn_server(app, host=args.host, port=args.port, workers=args.workers, threads=args.threads,
+                    max_body_bytes=settings.max_body_bytes).run()
     return 0
 
 
@@ -199,6 +205,35 @@ def cmd_feedback_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config_check(args: argparse.Namespace) -> int:
+    """Validate a tenants file without starting the service (exit 2 with file, key and reason)."""
+    from .auth import ConfigError as AuthConfigError
+    from .tenants import load_tenants
+
+    try:
+        tenants = load_tenants(args.file)
+    except AuthConfigError as exc:
+        print(f"bone-cds: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.file}: {len(tenants.by_issuer)} tenants, valid")
+    for t in tenants.by_issuer.values():
+        print(f"  {t.name}: iss {t.issuer}, profile {t.profile.name}, {len(t.fhir_servers)} FHIR server(s), "
+              f"time zone {t.thresholds.clock_time_zone}, sub {'checked' if t.expected_sub else 'not checked'}")
+    return 0
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    """The rule reference: a table, or docs/rules.md with --markdown."""
+    from .rules_doc import markdown, rule_docs
+
+    if args.markdown:
+        sys.stdout.write(markdown())
+        return 0
+    for d in rule_docs():
+        print(f"{d.id:34} {','.join(d.hooks):38} {','.join(d.indicators)}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bone-cds", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -238,6 +273,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     fr.add_argument("--since", help="only feedback received on or after this ISO date")
     fr.add_argument("--json", action="store_true")
     fr.set_defaults(func=cmd_feedback_report)
+    cfg = sub.add_parser("config", help="configuration tools")
+    cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
+    check = cfg_sub.add_parser("check", help="validate a tenants file (BONE_CDS_TENANTS) without starting")
+    check.add_argument("file", help="a tenants TOML file")
+    check.set_defaults(func=cmd_config_check)
+    rules = sub.add_parser("rules", help="list the rules (--markdown: docs/rules.md)")
+    rules.add_argument("--markdown", action="store_true")
+    rules.set_defaults(func=cmd_rules)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

@@ -68,6 +68,50 @@ def _json_or_file(name: str, raw: str) -> Any:
         raise ConfigError(f"{name}: invalid JSON: {exc}") from None
 
 
+#: Issuers a profile trusts when no ``BONE_CDS_TRUSTED_ISSUERS`` is given (Oracle Health CDS Hooks
+#: draft documentation: issuer and JWK Set URL). Epic has none: each organisation is its own issuer.
+TRUST_DEFAULTS = {"oracle": {"https://cds-hooks.cerner.com": {"jwks_uri": "https://authorization.cerner.com/jwk"}}}
+
+#: Trust variables that a tenants file replaces (one source of truth for who may call and read).
+TENANT_REPLACES = ("BONE_CDS_TRUSTED_ISSUERS", "BONE_CDS_AUDIENCE_BASE_URLS", "BONE_CDS_ALLOWED_FHIR_SERVERS",
+                   "BONE_CDS_EHR_PROFILE", "BONE_CDS_EPIC_PATIENT_VIEW_TRIGGERS", "BONE_CDS_EPIC_PREFERENCE_ITEMS")
+
+
+def _with_profile_trust_defaults(env: Mapping[str, str]) -> Mapping[str, str]:
+    """``BONE_CDS_EHR_PROFILE=oracle`` with ``BONE_CDS_AUTH=jwt`` and no trusted issuers: trust
+    Oracle Health's CDS Hooks issuer and key set (its draft documentation)."""
+    profile = (env.get("BONE_CDS_EHR_PROFILE") or "").strip().lower()
+    if profile in TRUST_DEFAULTS and not (env.get("BONE_CDS_TRUSTED_ISSUERS") or "").strip():
+        return {**env, "BONE_CDS_TRUSTED_ISSUERS": json.dumps(TRUST_DEFAULTS[profile])}
+    return env
+
+
+def _check_no_tenant_conflicts(env: Mapping[str, str]) -> None:
+    if not (env.get("BONE_CDS_TENANTS") or "").strip():
+        return
+    both = [name for name in TENANT_REPLACES if (env.get(name) or "").strip()]
+    if both:
+        raise ConfigError(f"BONE_CDS_TENANTS replaces {', '.join(both)}: set them per tenant in the file")
+    if (env.get("BONE_CDS_AUTH") or "jwt").strip().lower() != "jwt":
+        raise ConfigError("BONE_CDS_TENANTS: tenants are matched by their verified JWT; BONE_CDS_AUTH must be "
+                          "jwt or unset")
+
+
+def _tenants_and_auth(env: Mapping[str, str], thresholds: Thresholds, auth: Any) -> tuple[Any, Any]:
+    """``BONE_CDS_TENANTS``: the tenants file, and JWT authentication trusting exactly its issuers."""
+    from dataclasses import replace
+
+    from .auth import ConfigError as AuthConfigError
+    from .tenants import load_tenants
+
+    try:
+        tenants = load_tenants(env["BONE_CDS_TENANTS"].strip(), thresholds)
+    except AuthConfigError as exc:
+        raise ConfigError(f"BONE_CDS_TENANTS: {exc}") from None
+    return tenants, replace(auth, mode="jwt", trusted_issuers=tenants.trusted_issuers,
+                            audience_base_urls=tenants.audience_base_urls)
+
+
 @dataclass(frozen=True)
 class Settings:
     """The service's configuration (see README "Configuration")."""
@@ -85,6 +129,19 @@ class Settings:
     validation_cache_size: int = VERDICT_CACHE_SIZE
     request_budget: float = DEFAULT_REQUEST_BUDGET   # seconds for chart + rules (issue 11 §3)
     profile: EhrProfile = STANDARD                   # the calling EHR's profile (issue 14)
+    tenants: Any = None                              # cds_service.tenants.Tenants (BONE_CDS_TENANTS)
+
+    def for_caller(self, iss: str | None) -> "Settings":
+        """The settings of the tenant whose verified token made this call (its FHIR servers only,
+        its profile and thresholds); without tenants, these settings."""
+        if self.tenants is None:
+            return self
+        from dataclasses import replace
+        tenant = self.tenants.for_issuer(iss)
+        if tenant is None:   # authentication would have refused the call: allow nothing
+            return replace(self, fetch=replace(self.fetch, allowed_servers=()))
+        return replace(self, fetch=replace(self.fetch, allowed_servers=tenant.fhir_servers),
+                       profile=tenant.profile, thresholds=tenant.thresholds)
 
     @property
     def feedback_path(self) -> str:
@@ -94,6 +151,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
         """Settings from ``env`` (default ``os.environ``), then keyword overrides (tests)."""
         env = os.environ if env is None else env
+        _check_no_tenant_conflicts(env)
         try:
             fetch = FetchSettings.from_env(env)
         except ValueError as exc:
@@ -116,9 +174,12 @@ class Settings:
             AuthSettings = None  # type: ignore[assignment]
         if AuthSettings is not None:
             try:
-                auth = AuthSettings.from_env(env)
+                auth = AuthSettings.from_env(_with_profile_trust_defaults(env))
             except AuthConfigError as exc:
                 raise ConfigError(str(exc)) from None
+        tenants = None
+        if (env.get("BONE_CDS_TENANTS") or "").strip():
+            tenants, auth = _tenants_and_auth(env, thresholds, auth)
         origins = tuple(o.strip() for o in (env.get("BONE_CDS_CORS_ORIGINS") or "*").split(",") if o.strip())
         feedback = (env.get("BONE_CDS_FEEDBACK", "on") or "on").lower()
         if feedback not in ("on", "off"):
@@ -136,7 +197,7 @@ class Settings:
         except ProfileError as exc:
             raise ConfigError(str(exc)) from None
         settings = cls(
-            profile=profile,
+            profile=profile, tenants=tenants,
             data_dir=Path(env.get("BONE_CDS_DATA_DIR") or "data"),
             feedback_db=env.get("BONE_CDS_FEEDBACK_DB") or "",
             feedback_enabled=feedback == "on",

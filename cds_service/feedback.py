@@ -158,6 +158,29 @@ def _clean_str(value: Any, where: str) -> str:
 MAX_FEEDBACK_ITEMS = 1000
 
 
+def _override_reason(reason: Any, at: str) -> tuple[str | None, str | None, str | None]:
+    """``(system, code, userComment)`` of one override reason object (FB-3; IOP-4: the sandbox
+    sends only ``code``, and ``system`` when the card had one); ApiError 400 naming ``at``."""
+    if not isinstance(reason, dict):
+        raise ApiError(400, "invalid_field", f"'{at}' must be an object", field=at)
+    system = code = comment = None
+    coding = reason.get("reason")
+    if coding is not None:
+        if not isinstance(coding, dict) or not isinstance(coding.get("code"), str):
+            raise ApiError(400, "invalid_field", f"'{at}.reason' must be a Coding with a code",
+                           field=f"{at}.reason")
+        code = _clean_str(coding["code"], f"{at}.reason.code")
+        system = coding.get("system") if isinstance(coding.get("system"), str) else None
+        if system is not None:
+            _clean_str(system, f"{at}.reason.system")
+    if reason.get("userComment") is not None:
+        if not isinstance(reason["userComment"], str):
+            raise ApiError(400, "invalid_field", f"'{at}.userComment' must be a string",
+                           field=f"{at}.userComment")
+        comment = _clean_str(reason["userComment"], f"{at}.userComment")
+    return system, code, comment
+
+
 def parse_feedback(body: Any) -> list[FeedbackItem]:
     """Validate a feedback body ``{"feedback": [...]}``; ApiError 400 naming the entry and field."""
     if not isinstance(body, dict):
@@ -229,36 +252,16 @@ def parse_feedback(body: Any) -> list[FeedbackItem]:
         system = code = comment = None
         reason = e.get("overrideReason")
         if reason is not None:
-            if not isinstance(reason, dict):
-                raise ApiError(
-                    400,
-                    "invalid_field",
-                    f"'{where}.overrideReason' must be an object",
-                    field=f"{where}.overrideReason",
-                )
-            coding = reason.get("reason")
-            if coding is not None:
-                # IOP-4: the sandbox sends only ``code`` (and ``system`` when the card had one).
-                if not isinstance(coding, dict) or not isinstance(coding.get("code"), str):
-                    raise ApiError(
-                        400,
-                        "invalid_field",
-                        f"'{where}.overrideReason.reason' must be a Coding with a code",
-                        field=f"{where}.overrideReason.reason",
-                    )
-                code = _clean_str(coding["code"], f"{where}.overrideReason.reason.code")
-                system = coding.get("system") if isinstance(coding.get("system"), str) else None
-                if system is not None:
-                    _clean_str(system, f"{where}.overrideReason.reason.system")
-            if reason.get("userComment") is not None:
-                if not isinstance(reason["userComment"], str):
-                    raise ApiError(
-                        400,
-                        "invalid_field",
-                        f"'{where}.overrideReason.userComment' must be a string",
-                        field=f"{where}.overrideReason.userComment",
-                    )
-                comment = _clean_str(reason["userComment"], f"{where}.overrideReason.userComment")
+            system, code, comment = _override_reason(reason, f"{where}.overrideReason")
+        elif e.get("overrideReasons") is not None:
+            # Epic sends a list (``overrideReasons``): each is checked, the first with a code is the
+            # reason counted; every one is kept in the stored entry as sent
+            reasons = e["overrideReasons"]
+            if not isinstance(reasons, list):
+                raise ApiError(400, "invalid_field", f"'{where}.overrideReasons' must be a list of objects",
+                               field=f"{where}.overrideReasons")
+            parsed = [_override_reason(r, f"{where}.overrideReasons[{j}]") for j, r in enumerate(reasons)]
+            system, code, comment = next((p for p in parsed if p[1]), parsed[0] if parsed else (None, None, None))
         try:
             # ensure_ascii: NUL and lone surrogates anywhere else in the entry become \u escapes.
             raw_json = json.dumps(e, separators=(",", ":"), ensure_ascii=True)

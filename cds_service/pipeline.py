@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Mapping
@@ -55,6 +56,15 @@ class HookOutcome:
 
 def _triggers_antiresorptive(chart: Chart) -> bool:
     return any(d.drug.drug_class in (DENOSUMAB, BISPHOSPHONATE) for d in chart.triggers)
+
+
+def _deceased(resources: list[Any], now: datetime, identity: PatientIdentity,
+              verdicts: VerdictCache | None) -> bool:
+    """The context Patient of ``resources`` is deceased (D8, A37): read from the Patient alone, so
+    that a patient-view for a deceased patient answers no card even when the medication data a
+    living patient's answer needs (412) could not be had."""
+    patients = [r for r in resources if isinstance(r, dict) and r.get("resourceType") == "Patient"]
+    return bool(patients) and build_chart(patients, now, verdicts=verdicts, identity=identity).patient.deceased
 
 
 def bundle_medications(bundles: Any) -> tuple[list[dict], dict[str, dict]]:
@@ -125,7 +135,8 @@ def _evaluate_hook(service: Service, req: HookRequest, *, now: datetime, fetch: 
         sent_meds, sent_urls = bundle_medications([*req.prefetch.values(), req.context.get("draftOrders")])
         drafts_only = build_chart(sent_meds, now, hook=req.hook, draft_orders=req.draft_orders,
                                   selections=req.selections, verdicts=verdicts, identity=identity,
-                                  medication_urls=sent_urls)
+                                  medication_urls=sent_urls, zone=thresholds.zone,
+                                  future_skew_minutes=thresholds.future_skew_minutes)
         timings["drafts"] = time.perf_counter() - t
         unknown = unresolved_references(req.draft_orders, medication_index(sent_meds + req.draft_orders, sent_urls))
         if not _triggers_antiresorptive(drafts_only) and not drafts_only.unreadable_drafts and not unknown:
@@ -136,6 +147,8 @@ def _evaluate_hook(service: Service, req: HookRequest, *, now: datetime, fetch: 
     timings["prefetch"] = time.perf_counter() - t
     unavailable = data.unavailable
     if unavailable and (set(unavailable) & service.required_keys or set(unavailable) >= set(service.prefetch)):
+        if service.hook == "patient-view" and _deceased(data.resources, now, identity, verdicts):
+            return HookOutcome({"cards": []}, prefetch=data.status_line(), timings=timings)  # D8/A37
         keys = sorted(set(unavailable) & service.required_keys or unavailable)
         raise ApiError(412, "prefetch_unavailable",
                        "required data could not be obtained from prefetch or the FHIR server: "
@@ -159,15 +172,19 @@ def _evaluate_hook(service: Service, req: HookRequest, *, now: datetime, fetch: 
                   verdicts=verdicts, medication_urls=urls, user_id=req.user_id, deadline=deadline)
     chart, inp, result = done.chart, done.input, done.result
     timings["chart"] = done.chart_s
+    future = Counter(s.resource_type for s in chart.skipped if s.reason == "dated in the future")
+    if future:   # §1.3 Clock (A3): ignored by the chart, logged here at the edge (types, no ids)
+        log.info("%d records dated in the future ignored (clock zone %s)", sum(future.values()),
+                 thresholds.clock_time_zone, extra={"event": {"future_records": dict(future)}})
 
     t = time.perf_counter() - done.rules_s
     cards = list(result.cards)
     if result.out_of_time:
         log.warning("request budget spent: %d rules not run", len(result.out_of_time),
                     extra={"event": {"out_of_time": result.out_of_time}})
-    data_card = build_data_card(result, inp, missing_types, incomplete=data.incomplete,
-                                capped=data.capped,
-                                key_types={k: r.resource_type for k, r in data.keys.items()})
+    data_card = None if result.deceased else build_data_card(  # D8/A37: no card at all
+        result, inp, missing_types, incomplete=data.incomplete, capped=data.capped,
+        key_types={k: r.resource_type for k, r in data.keys.items()})
     if data_card is not None:
         cards.append(data_card)
     timings["rules"] = time.perf_counter() - t

@@ -45,7 +45,9 @@ def assess(resources: Iterable[Any], *, hook: str, now: datetime, identity: Pati
     t = time.perf_counter()
     chart = build_chart(resources, now, hook=hook, draft_orders=draft_orders, selections=selections,
                         unavailable=unavailable, verdicts=verdicts, identity=identity,
-                        medication_urls=medication_urls)
+                        medication_urls=medication_urls, zone=thresholds.zone,
+                        future_skew_minutes=thresholds.future_skew_minutes,
+                        dose_dedupe_days=thresholds.dose_dedupe_days)
     chart_s = time.perf_counter() - t
     t = time.perf_counter()
     inp = RuleInput(chart=chart, hook=hook, now=now, thresholds=thresholds,

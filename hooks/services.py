@@ -2,8 +2,9 @@
 
 Checklist DISC-1..7, PF-1..3 and RULES.md §1 "Prefetch contract": one template per query, all
 for ``{{context.patientId}}``; medications without a code filter (text fallback, D3); one
-Observation search limited to the LOINC codes of the lab and pregnancy value sets, written out
-as ``system|code`` tokens; Condition and Procedure without a code filter; no status filters.
+Observation search limited to the LOINC codes of the lab, pregnancy and body-weight value sets
+(the whole-blood calcium 49765-1 included, A36; body weight 29463-7 for Cockcroft-Gault, A10),
+written out as ``system|code`` tokens; Condition and Procedure without a code filter; no status filters.
 """
 
 from __future__ import annotations
@@ -74,7 +75,9 @@ def services() -> tuple[Service, ...]:
                 "Antiresorptive order safety (on selecting the order)",
                 "When denosumab or a bisphosphonate is selected: calcium, kidney function, "
                 "vitamin D, dental clearance, pregnancy, duplicates, dose and indication, "
-                "osteonecrosis of the jaw and atypical femoral fracture history.",
+                "oral bisphosphonate dose schedule and esophageal contraindications, "
+                "osteonecrosis of the jaw and atypical femoral fracture history; missing "
+                "pre-treatment items in one card.",
                 templates, required_keys=frozenset()),
         Service("bone-safety-order-sign", "order-sign",
                 "Antiresorptive order safety (before signing)",

@@ -131,14 +131,15 @@ class Group:
 
     lines: list[bytes] = field(default_factory=list)
     patient: bool = False
-    deceased: bool = False
+    patient_line: int = -1     # index in ``lines`` of the first Patient line
+    deceased: bool = False     # its raw resource says deceased (confirmed on the chart)
     candidate: bool = False
     refs: set[str] = field(default_factory=set)
 
     def add(self, rtype: str, candidate: Any, refs: Any, deceased: Any, raw: bytes) -> None:
         self.lines.append(raw)
         if rtype == "Patient" and not self.patient:
-            self.patient, self.deceased = True, bool(deceased)
+            self.patient, self.deceased, self.patient_line = True, bool(deceased), len(self.lines) - 1
         self.candidate = self.candidate or bool(candidate)
         self.refs.update(refs)
 
@@ -148,14 +149,15 @@ def sweep_patient(key: str, group: Group, medication: Callable[[str], tuple[bool
     """One patient, whatever the engine: counted, skipped (no Patient resource, deceased, no
     antiresorptive) or evaluated; its worklist rows, or None when its evaluation failed. ``medication``: Medication id → (prefilter
     verdict, raw line), or None when the export has none of that id."""
-    from .patient import evaluate_patient
+    from .patient import evaluate_patient, is_deceased
 
     if not group.patient:
         counts["unknown_patients"] += 1
         counts["unknown_patient_resources"] += len(group.lines)
         return []
     counts["patients_seen"] += 1
-    if group.deceased:
+    if group.deceased and is_deceased(key, orjson.loads(group.lines[group.patient_line]), now=now,
+                                      thresholds=thresholds):
         counts["patients_deceased"] += 1
         return []
     found = {ref: medication(ref) for ref in sorted(group.refs)}
@@ -171,6 +173,9 @@ def sweep_patient(key: str, group: Group, medication: Callable[[str], tuple[bool
         log.error("a patient's evaluation failed (%s); listed in summary.json", type(exc).__name__)
         counts["patients_failed"] += 1
         return None
+    if result.deceased:   # the chart says so though the raw Patient did not (A37): no rule ran
+        counts["patients_deceased"] += 1
+        return []
     counts["patients_evaluated"] += 1
     counts["patients_with_unreadable_records"] += result.unreadable
     counts["patients_with_findings"] += bool(result.rows)

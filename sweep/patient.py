@@ -129,10 +129,19 @@ def as_prefetched(resources: Iterable[dict]) -> list[dict]:
 
 @dataclass
 class PatientResult:
-    """What one patient gave: worklist rows and whether the data card would have been shown."""
+    """What one patient gave: worklist rows, whether the data card would have been shown, and
+    whether the chart found the patient deceased (A37: then no rule ran)."""
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     unreadable: bool = False
+    deceased: bool = False
+
+
+def is_deceased(patient_id: str, patient: dict, *, now: datetime,
+                thresholds: Thresholds = DEFAULT_THRESHOLDS) -> bool:
+    """D8/A37 as the chart reads it, from the Patient alone (as the service decides it)."""
+    done = assess([patient], hook=HOOK, now=now, identity=PatientIdentity(patient_id), thresholds=thresholds)
+    return done.chart.patient.deceased
 
 
 def evaluate_patient(patient_id: str, resources: Iterable[dict], *, now: datetime,
@@ -143,6 +152,8 @@ def evaluate_patient(patient_id: str, resources: Iterable[dict], *, now: datetim
     identity = PatientIdentity(patient_id)
     done = assess(resources, hook=HOOK, now=now, identity=identity, thresholds=thresholds,
                   verdicts=verdicts)
+    if done.result.deceased:
+        return PatientResult(deceased=True)
     out = PatientResult(unreadable=build_data_card(done.result, done.input, {}) is not None)
     if not done.result.cards:
         return out
@@ -168,5 +179,5 @@ def sort_key(row: dict[str, Any]) -> tuple:
     return (_RANK.get(row["indicator"], 3), overdue is None, -(overdue or 0), row["patient_id"], row["rule_id"])
 
 
-__all__ = ["COLUMNS", "PatientResult", "as_prefetched", "evaluate_patient", "mrn_of",
+__all__ = ["COLUMNS", "PatientResult", "as_prefetched", "evaluate_patient", "is_deceased", "mrn_of",
            "prefetched_observation", "sort_key"]

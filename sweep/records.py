@@ -11,7 +11,7 @@ import gzip
 import re
 import zlib
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from cds_service.chart import fhir_date
 from cds_service.chart.chart import READ_TYPES
+from cds_service.chart.clinical import deceased_on
 from cds_service.chart.medication_refs import MEDICATION_RECORD_TYPES
 
 #: Reasons a line is rejected (summary.json ``rejected.by_reason``).
@@ -112,24 +112,6 @@ def medication_ids(resource: dict) -> list[str]:
     return [parts[-1]] if len(parts) >= 2 and parts[-2] == "Medication" else [target]
 
 
-def deceased_on(patient: dict, today: date, zone: ZoneInfo) -> bool:
-    """RULES.md D8 / A37: ``deceasedBoolean`` true, or a ``deceasedDateTime`` whose date (in the
-    clock zone; a partial date is the first day of its period) is on or before ``today``. A value
-    that cannot be read is not known to mean deceased."""
-    if patient.get("deceasedBoolean") is True:
-        return True
-    value = patient.get("deceasedDateTime")
-    if not isinstance(value, str):
-        return False
-    when: date | None
-    try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        when = parsed.astimezone(zone).date() if parsed.tzinfo is not None and "T" in value else parsed.date()
-    except ValueError:
-        when = fhir_date(value)
-    return when is not None and when <= today
-
-
 @dataclass(frozen=True)
 class Routed:
     """A usable line: whose it is and what the engine needs to know without parsing it again."""
@@ -138,7 +120,9 @@ class Routed:
     resource_type: str
     candidate: bool = False    # a medication record the prefilter passed
     refs: tuple[str, ...] = ()  # Medication ids a medication record refers to
-    deceased: bool = False     # a Patient deceased on or before the as-of date (A37)
+    #: a Patient whose raw resource says deceased on or before the as-of date (D8 of the chart,
+    #: ``clinical.deceased_on``); confirmed on the chart before the patient is skipped (A37)
+    deceased: bool = False
 
 
 def route(raw: bytes, *, hit: Any, today: date, zone: ZoneInfo,
@@ -178,6 +162,6 @@ def route(raw: bytes, *, hit: Any, today: date, zone: ZoneInfo,
     return Routed(key, rtype)
 
 
-__all__ = ["Rejection", "Routed", "deceased_on", "input_files", "patient_key", "read_lines", "route",
+__all__ = ["Rejection", "Routed", "input_files", "patient_key", "read_lines", "route",
            "MALFORMED", "NOT_A_RESOURCE", "NO_TYPE", "UNKNOWN_TYPE", "NO_PATIENT", "TRUNCATED",
            "UNREADABLE"]

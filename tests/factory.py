@@ -214,13 +214,30 @@ def evaluate_rules(resources: Iterable[dict[str, Any]], *, hook: str = "order-si
     if selections is None:
         selections = [f"MedicationRequest/{d['id']}" for d in drafts]
     chart = build_chart(list(resources), now, hook=hook, draft_orders=drafts, selections=selections,
+                        zone=thresholds.zone, future_skew_minutes=thresholds.future_skew_minutes,
                         unavailable=unavailable, identity=PatientIdentity(PID))
     result = evaluate(RuleInput(chart=chart, hook=hook, now=now, thresholds=thresholds,
                                 patient_id=PID, user_id="Practitioner/prac-1"))
     return [c.to_json() for c in result.cards]
 
 
+#: The merged work-up card's extension naming the member rules it replaced (RULES.md §1.1, A12).
+MEMBERS_EXTENSION = "urn:bone-safety-cds:members"
+
+
 def rule_ids(cards: Iterable[dict[str, Any]]) -> list[str]:
+    """Rule IDs of card JSONs; a merged work-up card (A12) counts as its own ID followed by each
+    member rule it replaced, so a member finding is "in the answer" whether it has its own card
+    or sits in the merged one (:func:`card_ids` gives the cards' own IDs only)."""
+    out: list[str] = []
+    for c in cards:
+        out.append(c["source"]["topic"]["code"])
+        out += c.get("extension", {}).get(MEMBERS_EXTENSION, [])
+    return out
+
+
+def card_ids(cards: Iterable[dict[str, Any]]) -> list[str]:
+    """The ``source.topic.code`` of each card, merged cards not expanded."""
     return [c["source"]["topic"]["code"] for c in cards]
 
 

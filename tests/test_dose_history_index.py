@@ -9,11 +9,12 @@ from datetime import date, timedelta
 
 import pytest
 
-from cards.rules._dmab_dosing_common import DEDUPE_DAYS, denosumab_doses
+from cards.rules._dmab_dosing_common import denosumab_doses
 from cds_service.chart import BISPHOSPHONATE, DENOSUMAB, Chart, Drug, MedicationRecord, PatientFacts
 from tests.factory import NOW
 
 TODAY = NOW.date()
+DEDUPE_DAYS = 4   # D10 dose_dedupe_days
 TYPES = ("MedicationAdministration", "MedicationDispense", "MedicationStatement", "MedicationRequest")
 STATUSES = ("completed", "in-progress", "active", "stopped", "on-hold")
 CONFIDENCE = {"MedicationAdministration": 4, "MedicationDispense": 3, "MedicationStatement": 2,
@@ -41,26 +42,43 @@ def _is_dose(r: MedicationRecord) -> bool:
         or (r.resource_type == "MedicationRequest" and r.status == "completed"))
 
 
+def _cls(r: MedicationRecord) -> str:
+    """D4 drug class: denosumab, else the bisphosphonate ingredient."""
+    return r.drug.drug_class if r.drug.drug_class == DENOSUMAB else r.drug.agent
+
+
+def _counts(r: MedicationRecord, records) -> bool:
+    """A dose record after A1: a statement of an injectable (every drug here but alendronate)
+    only when its class has no administration, dispense or completed order."""
+    if not _is_dose(r):
+        return False
+    if r.resource_type != "MedicationStatement" or r.drug.agent == "alendronate":
+        return True
+    return not any(_cls(o) == _cls(r) and o.resource_type != "MedicationStatement" and o.date is not None
+                   and _is_dose(o) for o in records)
+
+
 def reference_events(records) -> list[tuple[date, str, str]]:
     """D4 de-duplication, written plainly: per class, oldest first, a record less than 4 days
     after the current dose joins it (and dates it when more confident), else starts a new dose."""
     out = []
-    for cls in sorted({r.drug.drug_class for r in records}):
+    for cls in sorted({_cls(r) for r in records}):
         doses: list[MedicationRecord] = []
-        for r in sorted((r for r in records if r.drug.drug_class == cls and _is_dose(r)),
+        for r in sorted((r for r in records if _cls(r) == cls and _counts(r, records)),
                         key=lambda r: (r.date, -CONFIDENCE[r.resource_type])):
             if doses and (r.date - doses[-1].date).days < DEDUPE_DAYS:
                 if CONFIDENCE[r.resource_type] > CONFIDENCE[doses[-1].resource_type]:
                     doses[-1] = r
                 continue
             doses.append(r)
-        out += [(d.date, cls, d.ref) for d in doses]
+        out += [(d.date, d.drug.drug_class, d.ref) for d in doses]
     return sorted(out)
 
 
 def reference_clusters(chart: Chart) -> list[tuple[str, ...]]:
     """The records behind each denosumab dose, by scanning every record (the old quadratic way)."""
-    records = [r for r in chart.medications if r.drug.drug_class == DENOSUMAB and _is_dose(r)]
+    records = [r for r in chart.medications if r.drug.drug_class == DENOSUMAB
+               and _counts(r, chart.medications)]
     out = []
     for e in chart.dose_events(DENOSUMAB):
         cluster = [r for r in records if abs((r.date - e.date).days) < DEDUPE_DAYS]

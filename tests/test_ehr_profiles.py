@@ -180,3 +180,15 @@ def test_feedback_store_keeps_our_rule_ids_in_the_epic_profile(tmp_path: Path) -
 def test_invalid_profile_settings_stop_start_up(env: dict, needle: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(needle)):
         Settings.from_env(env)
+
+
+def test_oracle_profile_trusts_oracles_issuer_by_default() -> None:
+    env = {"BONE_CDS_EHR_PROFILE": "oracle", "BONE_CDS_AUTH": "jwt",
+           "BONE_CDS_AUDIENCE_BASE_URLS": "https://cds.example.org"}
+    trusted = Settings.from_env(env).auth.trusted_issuers
+    assert trusted == {"https://cds-hooks.cerner.com": {"jwks_uri": "https://authorization.cerner.com/jwk"}}
+    # a site's own list wins; without the oracle profile nothing is trusted by default
+    own = Settings.from_env({**env, "BONE_CDS_TRUSTED_ISSUERS": '{"https://i.example": {"jwks_uri": "https://i.example/k"}}'})
+    assert list(own.auth.trusted_issuers) == ["https://i.example"]
+    with pytest.raises(ConfigError, match="BONE_CDS_TRUSTED_ISSUERS"):
+        Settings.from_env({**env, "BONE_CDS_EHR_PROFILE": "epic"})

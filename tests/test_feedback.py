@@ -474,3 +474,25 @@ def test_parse_feedback_is_usable_without_the_app() -> None:
     with pytest.raises(ApiError) as err:
         parse_feedback({"feedback": [item(outcome="accepted", acceptedSuggestions=None)]})
     assert err.value.status == 400
+
+
+def test_epic_plural_override_reasons_are_accepted_and_the_first_coded_one_counts(client, app) -> None:
+    """Issue 12: Epic sends ``overrideReasons`` (a list); each is checked, the first with a code
+    is the one counted, and the entry is stored as sent."""
+    entry = item(overrideReasons=[{"userComment": "see note"},
+                                  {"reason": {"code": "patient-declined", "system": "urn:bone-safety-cds:override-reason"}},
+                                  {"reason": {"code": "edentulous"}}])
+    assert post_feedback(client, entry).status_code == 200
+    row = app.config["FEEDBACK_STORE"].rows()[-1]
+    assert row["override_code"] == "patient-declined"
+    assert json.loads(row["raw"])["overrideReasons"][2]["reason"]["code"] == "edentulous"
+
+
+@pytest.mark.parametrize("bad,field", [
+    ({"overrideReasons": {"reason": {"code": "x"}}}, "feedback[0].overrideReasons"),
+    ({"overrideReasons": ["x"]}, "feedback[0].overrideReasons[0]"),
+    ({"overrideReasons": [{"reason": {"system": "s"}}]}, "feedback[0].overrideReasons[0].reason"),
+])
+def test_malformed_plural_override_reasons_are_a_400_naming_the_entry(client, bad, field) -> None:
+    r = post_feedback(client, item(**bad))
+    assert r.status_code == 400 and r.get_json()["field"] == field

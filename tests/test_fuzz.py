@@ -483,3 +483,24 @@ def test_json_response_never_fails_on_text_it_cannot_encode(app) -> None:
     with app.app_context():
         r = json_response({"error": "x", "message": "bad \ud800 value"}, 400)
     assert json.loads(r.get_data()) == {"error": "x", "message": "bad \ud800 value"}
+
+
+# ---- malformed FHIR server URLs, and malformed HTTP framing on a real server (issue 12) --------
+
+URL_PIECES = st.sampled_from(["http://", "https://", "ftp://", "http:/", "//", "[", "]", "[::1", "::1]",
+                              "127.0.0.1", ":", ":99999", ":-1", "@", "%", "%zz", "/fhir", "/../", "?", "#",
+                              " ", "\x00", "é", "xn--", "localhost", "fhir.example.org"])
+MALFORMED_URLS = st.lists(URL_PIECES, min_size=1, max_size=7).map("".join) | st.text(max_size=40)
+
+
+@FUZZ
+@given(server=MALFORMED_URLS, hook=st.sampled_from(list(HOOKS)), with_token=st.booleans())
+def test_malformed_fhir_server_urls_never_5xx_and_never_fetch(client, server, hook, with_token) -> None:
+    """``fhirServer: "http://[::1/fhir"`` gave a 500 (issue 12): any such URL is a 400 or "not
+    allowed", and nothing is fetched (responses refuses every URL it does not know)."""
+    body = hook_request(hook, _resources(), drafts=[draft(DMAB60)], prefetch=False)
+    body["fhirServer"] = server
+    if with_token:
+        body["fhirAuthorization"] = {"access_token": "tok", "token_type": "Bearer", "expires_in": 300,
+                                     "scope": "patient/*.read", "subject": "cds"}
+    post(client, f"/cds-services/{HOOKS[hook]}", body)

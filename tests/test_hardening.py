@@ -150,18 +150,21 @@ def test_read_byte_limit_setting_is_validated() -> None:
     assert FetchSettings.from_env({"BONE_CDS_FHIR_MAX_READ_BYTES": "1000"}).max_read_bytes == 1000
 
 
-def test_gunicorn_warnings_never_quote_request_bytes(tmp_path) -> None:
-    """gunicorn's "Invalid request" warnings quoted header and body bytes; they are withheld."""
+def test_server_warnings_never_quote_request_bytes(tmp_path) -> None:
+    """gunicorn's "Invalid request" warnings quoted header and body bytes; the server's warnings
+    about malformed requests now name no request data, and each is answered with a JSON 400."""
     from tests.trust_helpers import live_server
     with live_server(tmp_path, workers=1, threads=2) as server:
         for raw in (b"POST /cds-services HTTP/1.1\r\nHost: x\r\nContent-Length: 12PIDSENTINEL7731\r\n\r\n",
                     b"GET /PIDSENTINEL7731\x00 HTTP/1.1\r\nHost: x\r\n\r\n",
                     b"GET / HTTP/1.1\r\nHost: x\r\nBad Header PIDSENTINEL7731: y\r\n\r\n"):
-            _raw_http(server.base, raw)
+            answer = _raw_http(server.base, raw)
+            assert b" 400 " in answer.split(b"\r\n", 1)[0], answer[:200]
+            assert b'"error": "invalid_body"' in answer and b"PIDSENTINEL" not in answer
         import time as _time
         _time.sleep(0.3)
         log = server.log()
-    assert "Invalid request" in log          # the warning itself is kept
+    assert "Invalid HTTP request" in log     # the warning itself is kept
     assert "PIDSENTINEL7731" not in log
 
 

@@ -60,11 +60,22 @@ def test_a_referenced_medication_line_passes_by_itself() -> None:
     assert PF.hit(orjson.dumps(med))
 
 
-@pytest.mark.parametrize("key", sorted(TEXT_PATTERNS))
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+#: Every D3 name pattern: the built-in fallbacks and every codes.json text-pattern entry.
+PATTERNS = sorted({**{f"builtin:{k}": v for k, v in TEXT_PATTERNS.items()},
+                   **{f"{name}:{c.code}": c.code for name, cs in VS.sets.items() for c in cs
+                      if c.system == "urn:bone-safety-cds:text-pattern"}}.items())
+
+
+def test_the_denosumab_names_of_codes_json_are_among_the_patterns() -> None:
+    assert any(key.startswith("denosumab-text:") for key, _ in PATTERNS)
+
+
+@pytest.mark.parametrize("key,pattern", PATTERNS, ids=[k for k, _ in PATTERNS])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
-def test_texts_matching_any_d3_pattern_pass_when_the_chart_calls_them_antiresorptive(key: str, data) -> None:
-    text = data.draw(st.from_regex(TEXT_PATTERNS[key], fullmatch=False)
+def test_texts_matching_any_d3_pattern_pass_when_the_chart_calls_them_antiresorptive(key: str, pattern: str,
+                                                                                    data) -> None:
+    text = data.draw(st.from_regex(pattern, fullmatch=False)
                      .filter(lambda t: "\n" not in t and len(t) < 200))
     upper = data.draw(st.booleans())
     text = text.upper() if upper else text
@@ -89,6 +100,7 @@ def test_an_escaped_name_is_a_candidate() -> None:
 
 def test_anchors_of_the_antiresorptive_patterns() -> None:
     assert anchors(TEXT_PATTERNS["alendronate"]) == ["alendron", "fosamax", "binosto"]
+    assert anchors(r"\bprolia\b") == ["prolia"]
     assert anchors(r"\bcalcium (carbonate|citrate)\b") == ["calcium "]
     assert anchors(r"(zole|pami)dron") == ["dron"]
     assert anchors(r"a.b") is None

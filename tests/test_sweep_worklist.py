@@ -15,7 +15,6 @@ import orjson
 from cds_service.cli import main
 from sweep import local
 from sweep.patient import sort_key
-from sweep.records import deceased_on
 from tests.sweep_helpers import FIXTURES, ROOT, patient_view_fixtures, write_population
 
 NOW = datetime(2026, 11, 23, 15, tzinfo=timezone.utc)
@@ -97,13 +96,20 @@ def test_deceased_patients_get_no_row_and_are_counted(tmp_path: Path) -> None:
     assert summary["patients_seen"] == 5 and summary["patients_evaluated"] == 2
 
 
-def test_deceased_date_time_is_read_in_the_clock_zone() -> None:
-    utc, ny = ZoneInfo("UTC"), ZoneInfo("America/New_York")
-    late = {"deceasedDateTime": "2026-11-23T23:30:00-05:00"}       # 2026-11-24 04:30 UTC
-    assert not deceased_on(late, date(2026, 11, 23), utc)
-    assert deceased_on(late, date(2026, 11, 23), ny)
-    assert not deceased_on({"deceasedDateTime": "not a date"}, date(2026, 11, 23), utc)
-    assert not deceased_on({"deceasedBoolean": "true"}, date(2026, 11, 23), utc)
+def test_deceased_date_time_is_read_in_the_clock_zone(tmp_path: Path) -> None:
+    """The chart's own D8 decides (clock_time_zone), not a copy of it."""
+    from cards.thresholds import Thresholds
+
+    patients = write_population(tmp_path / "in", [OVERDUE])
+    _edit(tmp_path / "in" / "Patient.ndjson",
+          lambda p: {**p, "deceasedDateTime": "2026-11-23T23:30:00-05:00"})   # 2026-11-24 04:30 UTC
+    now_ny = datetime(2026, 11, 23, 23, 59, 59, tzinfo=ZoneInfo("America/New_York"))
+    utc = local.run(tmp_path / "in", tmp_path / "utc", now=NOW, workers=1)
+    ny = local.run(tmp_path / "in", tmp_path / "ny", now=now_ny, workers=1,
+                   thresholds=Thresholds(clock_time_zone="America/New_York"))
+    assert utc["patients_deceased_not_evaluated"] == 0 and len(_rows(tmp_path / "utc")) == 1
+    assert ny["patients_deceased_not_evaluated"] == 1 and _rows(tmp_path / "ny") == []
+    assert patients[0].patient_id not in json.dumps(ny)
 
 
 def test_medications_by_reference_and_the_prefilter(tmp_path: Path) -> None:

@@ -23,15 +23,9 @@ from ..builders import LINKS
 from ..model import Link
 from ..registry import RuleInput
 from ..thresholds import Thresholds
-from ._definitions import catalog_value, draft_reason_sets, kidney_records, oncology_indication, reason_conditions
+from ._definitions import (catalog_value, draft_reason_sets, is_zol5_draft, kidney_records,
+                           last_zoledronic_acid_within, oncology_indication, reason_conditions)
 from ._text import BY_TEXT_NOTE, cut, iso
-
-#: D4 "Active therapy" dosing intervals of IV agents (zoledronic acid 5 mg 12 months, 4 mg
-#: 4 weeks, ibandronate IV 3 months); pamidronate is dosed like zoledronic acid 4 mg (3–4 weeks).
-IV_ACTIVE_MONTHS = {"5mg": 12, "ibandronate": 3}
-IV_ACTIVE_DAYS = {"4mg": 28, "pamidronate": 28}
-#: D4 oral course: a dispense without ``daysSupply`` covers 30 days.
-DISPENSE_DEFAULT_DAYS = 30
 
 AGENT_WORDS = {"zoledronic-acid": "zoledronic acid", "bisphosphonate": "bisphosphonate"}
 PAGET_CONCEPT = "paget-disease-of-bone"
@@ -199,24 +193,36 @@ def kidney_record_phrase(records: list[KidneyRecord]) -> str:
 
 # ---- therapy history ------------------------------------------------------------------------
 
-def any_antiresorptive_within(inp: RuleInput, days: int) -> list[str]:
+def any_antiresorptive_within(inp: RuleInput, days: int, exclude_agent: str | None = None) -> list[str]:
     """Evidence of any antiresorptive (denosumab or bisphosphonate) exposure in the ``days``
-    before today (D4 initiation for BP-DENTAL), in words; empty = initiation.
+    before today (D4 initiation for BP-DENTAL), in words; empty = initiation. ``exclude_agent``:
+    a bisphosphonate ingredient left out ("any *other* antiresorptive", A27).
 
-    The chart's :meth:`~Chart.is_initiation` reads each record on its start date; a medication
-    statement that is still ``active`` (or whose period ends inside the window) and a dispense
-    whose supply reaches into the window are exposure in the window too (D4 "statement period").
+    Dose events and, for oral bisphosphonates, active/completed requests and statements count on
+    their dates (D4 "Initiation"); a medication statement that is still ``active`` (or whose
+    period ends inside the window) and a dispense whose supply reaches into the window are
+    exposure in the window too (D4 "statement period").
     """
-    chart = inp.chart
+    chart, today = inp.chart, inp.today
+    start = today - timedelta(days=days)
+
+    def kept(drug: Drug) -> bool:
+        return drug.drug_class in (DENOSUMAB, BISPHOSPHONATE) and not (
+            exclude_agent and drug.drug_class == BISPHOSPHONATE and drug.agent == exclude_agent)
+
     out: list[str] = []
-    if not chart.is_initiation([DENOSUMAB, BISPHOSPHONATE], days):
-        for cls in (DENOSUMAB, BISPHOSPHONATE):
-            recent = [d for d in chart.exposure_dates(cls) if 0 <= (chart.today - d).days <= days]
-            if recent:
-                out.append(f"{cls} on {recent[-1].isoformat()}")
-    start = chart.today - timedelta(days=days)
+    for cls in (DENOSUMAB, BISPHOSPHONATE):
+        dates = [e.date for e in chart.dose_events(cls) if kept(e.drug)]
+        dates += [r.date for r in chart.records_of(cls) if r.date is not None and kept(r.drug)
+                  and r.drug.is_oral_bisphosphonate
+                  and r.resource_type in ("MedicationRequest", "MedicationStatement")
+                  and r.status in ("active", "completed")]
+        recent = sorted(d for d in dates if start <= d <= today)
+        if recent:
+            out.append(f"{cls} on {recent[-1].isoformat()}")
+    default_supply = inp.thresholds.dispense_default_days_supply
     for r in chart.medications:
-        if r.drug.drug_class not in (DENOSUMAB, BISPHOSPHONATE) or r.date is None:
+        if not kept(r.drug) or r.date is None:
             continue
         if r.resource_type == "MedicationStatement" and r.status in ("active", "completed", "stopped"):
             end = r.end or (chart.today if r.status == "active" else None)
@@ -224,7 +230,7 @@ def any_antiresorptive_within(inp: RuleInput, days: int) -> list[str]:
                 out.append(f"{cut(r.drug.name)} (statement {r.date.isoformat()} – "
                            f"{'ongoing' if r.end is None else r.end.isoformat()})")
         elif r.resource_type == "MedicationDispense" and r.status == "completed":
-            supply = r.days_supply if r.days_supply is not None else DISPENSE_DEFAULT_DAYS
+            supply = r.days_supply if r.days_supply is not None else default_supply
             end = r.date + timedelta(days=supply)
             if end >= start and r.date < start:
                 out.append(f"{cut(r.drug.name)} (dispensed {r.date.isoformat()}, "
@@ -232,16 +238,35 @@ def any_antiresorptive_within(inp: RuleInput, days: int) -> list[str]:
     return out
 
 
-def iv_active_until(drug: Drug, regimen: str | None, dose: date) -> date | None:
-    """End of the D4 "active therapy" interval after an IV dose, or None (not an IV agent)."""
+def continuation_evidence(inp: RuleInput, draft: DraftOrder) -> list[str]:
+    """Why an IV bisphosphonate draft is not an initiation for BP-DENTAL (empty = initiation):
+    for zoledronic acid 5 mg, a zoledronic acid dose in the last ``zol5_reinitiation_months``
+    (18, A27) or any other antiresorptive in ``initiation_gap_days``; else any antiresorptive
+    in ``initiation_gap_days`` (D4)."""
+    t = inp.thresholds
+    if is_zol5_draft(inp, draft):
+        out = []
+        last = last_zoledronic_acid_within(inp, t.zol5_reinitiation_months)
+        if last is not None:
+            out.append(f"zoledronic acid on {last.isoformat()}")
+        return out + any_antiresorptive_within(inp, t.initiation_gap_days, exclude_agent="zoledronic-acid")
+    return any_antiresorptive_within(inp, t.initiation_gap_days)
+
+
+def iv_active_until(drug: Drug, regimen: str | None, dose: date,
+                    t: Thresholds | None = None) -> date | None:
+    """End of the D4 "active therapy" interval after an IV dose (``zol5_active_months``,
+    ``zol4_active_days``, ``ibandronate_iv_active_months``, ``pamidronate_active_days``), or None
+    (not an IV agent)."""
+    t = t or Thresholds()
     if drug.agent == "zoledronic-acid" and regimen == "5mg":
-        return add_months(dose, IV_ACTIVE_MONTHS["5mg"])
+        return add_months(dose, t.zol5_active_months)
     if drug.agent == "zoledronic-acid" and regimen == "4mg":
-        return dose + timedelta(days=IV_ACTIVE_DAYS["4mg"])
+        return dose + timedelta(days=t.zol4_active_days)
     if drug.agent == "ibandronate" and drug.route == "iv":
-        return add_months(dose, IV_ACTIVE_MONTHS["ibandronate"])
+        return add_months(dose, t.ibandronate_iv_active_months)
     if drug.agent == "pamidronate":
-        return dose + timedelta(days=IV_ACTIVE_DAYS["pamidronate"])
+        return dose + timedelta(days=t.pamidronate_active_days)
     return None
 
 
@@ -287,17 +312,37 @@ class Course:
         return out
 
 
-def _oral_interval(r: MedicationRecord, today: date) -> tuple[date, date] | None:
-    """D4 "Oral bisphosphonate exposure": the span of evidence of one record."""
+def order_end(r: MedicationRecord, today: date, default_days: int) -> date:
+    """D4 "Order end" (A38) of an oral order with a date: the earliest of today, its
+    ``validityPeriod.end`` and ``authoredOn`` + the supply it implies; when neither of the last two
+    can be read, ``authoredOn`` + ``default_days`` (``oral_order_default_days``) instead. Never
+    before ``authoredOn``."""
+    assert r.date is not None
+    bounds = [today]
+    stated = [d for d in (r.validity_end,
+                          r.date + timedelta(days=r.supply_days) if r.supply_days is not None else None)
+              if d is not None]
+    bounds += stated or [r.date + timedelta(days=default_days)]
+    return max(min(bounds), r.date)
+
+
+def _oral_interval(r: MedicationRecord, today: date, t: Thresholds,
+                   linked: bool = False) -> tuple[date, date] | None:
+    """D4 "Oral bisphosphonate exposure" (A38): the exposure span of one record. ``linked``: an
+    order that a counting dispense or administration names (its date only)."""
     if r.date is None:
         return None
     start = min(r.date, today)
     if r.resource_type == "MedicationRequest":
-        return (start, start) if r.status in ("active", "completed", "stopped") else None
+        if r.status == "stopped" or (linked and r.status in ("active", "completed")):
+            return start, start   # discontinued at an unknown date / the linked records carry the supply
+        if r.status in ("active", "completed"):
+            return start, max(start, order_end(r, today, t.oral_order_default_days))
+        return None
     if r.resource_type == "MedicationDispense":
         if r.status != "completed":
             return None
-        supply = r.days_supply if r.days_supply is not None else DISPENSE_DEFAULT_DAYS
+        supply = r.days_supply if r.days_supply is not None else t.dispense_default_days_supply
         return start, start + timedelta(days=supply)
     if r.resource_type == "MedicationStatement":
         if r.status not in ("active", "completed", "stopped"):
@@ -309,23 +354,31 @@ def _oral_interval(r: MedicationRecord, today: date) -> tuple[date, date] | None
     return None
 
 
-def oral_courses(inp: RuleInput, gap_days: int = 365, current_days: int = 90) -> list[Course]:
-    """Oral bisphosphonate courses, oldest first (D4): the evidence of every oral agent pooled
-    ("across agents": a switch from one oral agent to another continues the course); a gap of
-    more than ``gap_days`` between the end of one piece of evidence and the start of the next
-    starts a new course. The latest course is current with an active request/statement or a
-    dispense whose supply ended within ``current_days``."""
-    today = inp.today
+def oral_courses(inp: RuleInput, gap_days: int | None = None,
+                 current_days: int | None = None) -> list[Course]:
+    """Oral bisphosphonate courses, oldest first (D4 as amended by A38): the exposure spans of
+    every oral agent pooled (a switch from one oral agent to another continues the course); a
+    span starting more than ``gap_days`` (``oral_course_gap_days``) after the latest end so far
+    starts a new course. The latest course is current when it holds an ``active`` statement, or
+    when the latest end of its order and dispense spans is on or after today −
+    ``current_days`` (``oral_course_current_days``); a stopped order never makes it current, nor
+    does an ``active`` order status alone."""
+    t, today, chart = inp.thresholds, inp.today, inp.chart
+    gap_days = t.oral_course_gap_days if gap_days is None else gap_days
+    current_days = t.oral_course_current_days if current_days is None else current_days
     spans = []
-    for r in inp.chart.medications:
+    for r in chart.medications:
         if not is_oral(r.drug):
             continue
-        span = _oral_interval(r, today)
+        span = _oral_interval(r, today, t, linked=r.resource_type == "MedicationRequest"
+                              and chart.is_linked_order(r))
         if span is not None:
             spans.append((span[0], span[1], r))
     spans.sort(key=lambda s: (s[0], s[1]))
     courses: list[Course] = []
+    ends: dict[int, date] = {}
     for start, end, r in spans:
+        ends[id(r)] = end
         if courses and (start - courses[-1].end).days <= gap_days:
             courses[-1].end = max(courses[-1].end, end)
             courses[-1].records.append(r)
@@ -333,25 +386,33 @@ def oral_courses(inp: RuleInput, gap_days: int = 365, current_days: int = 90) ->
             courses.append(Course(start, end, [r]))
     if courses:
         last = courses[-1]
-        for r in last.records:
-            if r.resource_type in ("MedicationRequest", "MedicationStatement") and r.status == "active":
-                last.current, last.why_current = True, f"active {r.resource_type} ({r.ref}, {iso(r.date)})"
-                break
+        statement = next((r for r in last.records
+                          if r.resource_type == "MedicationStatement" and r.status == "active"), None)
+        if statement is not None:
+            last.current, last.why_current = True, f"active medication statement since {iso(statement.date)}"
         else:
-            for r in sorted(last.records, key=lambda r: r.date or date.min, reverse=True):
-                if r.resource_type == "MedicationDispense":
-                    span = _oral_interval(r, today)
-                    if span and (today - span[1]).days <= current_days:
-                        last.current = True
-                        last.why_current = (f"dispensed {iso(r.date)}, supply to {span[1].isoformat()}")
-                        break
+            supply = [(ends[id(r)], r) for r in last.records
+                      if r.resource_type == "MedicationDispense"
+                      or (r.resource_type == "MedicationRequest" and r.status != "stopped")]
+            if supply:
+                end, r = max(supply, key=lambda e: e[0])
+                if (today - end).days <= current_days:
+                    last.current = True
+                    last.why_current = (f"dispensed {iso(r.date)}, supply to {end.isoformat()}"
+                                        if r.resource_type == "MedicationDispense" else
+                                        f"order of {iso(r.date)} covering to {end.isoformat()}")
     return courses
 
 
-def zoledronic_5mg_courses(inp: RuleInput, gap_months: int = 24, current_months: int = 18) -> list[Course]:
-    """Zoledronic acid 5 mg infusion courses (D4): distinct 5 mg dose events (de-duplicated
-    within 4 days by the chart); a gap of more than ``gap_months`` starts a new course; the
-    latest course is current when its last infusion was at most ``current_months`` ago."""
+def zoledronic_5mg_courses(inp: RuleInput, gap_months: int | None = None,
+                           current_months: int | None = None) -> list[Course]:
+    """Zoledronic acid 5 mg infusion courses (D4): distinct 5 mg dose events (de-duplicated by the
+    chart, linked orders left out, A11); a gap of more than ``gap_months``
+    (``iv_course_gap_months``) starts a new course; the latest course is current when its last
+    infusion was at most ``current_months`` (``iv_course_current_months``) ago."""
+    t = inp.thresholds
+    gap_months = t.iv_course_gap_months if gap_months is None else gap_months
+    current_months = t.iv_course_current_months if current_months is None else current_months
     events = inp.chart.dose_events(BISPHOSPHONATE, agent="zoledronic-acid", regimen="5mg")
     courses: list[Course] = []
     for e in events:

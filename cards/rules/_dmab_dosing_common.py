@@ -16,16 +16,14 @@ from datetime import date, timedelta
 from typing import Iterable
 
 from cds_service.chart import (BISPHOSPHONATE, DENOSUMAB, Chart, DoseEvent, DraftOrder, Lab,
-                               MedicationRecord)
+                               MedicationRecord, add_months)
+from cds_service.chart.medications import dose_class
 
 from ..thresholds import Thresholds
 from ._definitions import (Evidence, condition_evidence, condition_evidence_of, draft_reason_evidence,
-                           kidney_records)
+                           hcm_conditions, kidney_records)
 from ._text import cut
 
-#: D4 de-duplication: records of one class less than 4 days apart are one dose (the chart uses
-#: the same window in ``Chart.dose_events``).
-DEDUPE_DAYS = 4
 #: Xgeva label (GCTB, hypercalcemia of malignancy): extra 120 mg doses on days 8 and 15 of the
 #: first month, i.e. 7 and 14 days after the first dose (a dosing fact of the label, not a
 #: configurable threshold).
@@ -101,9 +99,11 @@ def denosumab_doses(chart: Chart) -> list[Dose]:
     """Every de-duplicated denosumab dose, oldest first, with its regimen (D3, D4)."""
     out = []
     for event in chart.dose_events(DENOSUMAB):
-        # the records of this dose: dated less than DEDUPE_DAYS from it, in chart order (an
-        # index lookup, not a scan of every record per dose: issue 11 §3)
-        cluster = chart.dose_records_near(DENOSUMAB, event.date, DEDUPE_DAYS)
+        # the records of this dose: dated less than the de-duplication window from it, in chart
+        # order (an index lookup, not a scan of every record per dose: issue 11 §3), plus the
+        # orders the dose record names (the same dose, A11)
+        cluster = chart.dose_records_near(DENOSUMAB, event.date, chart.dose_dedupe_days)
+        cluster += [r for r in chart.linked_orders_of(event.record) if r not in cluster]
         cluster.sort(key=lambda r: -_CONFIDENCE.get(r.resource_type, 0))
         regimen = event.drug.regimen or next((r.drug.regimen for r in cluster if r.drug.regimen), None)
         out.append(Dose(event, regimen, tuple(cluster)))
@@ -117,30 +117,76 @@ def last_denosumab_dose(chart: Chart) -> Dose | None:
 
 
 def followon_after(chart: Chart, last: date) -> list[str]:
-    """Follow-on antiresorptive after the last denosumab dose (D4): any bisphosphonate dose
-    event, or an active/completed bisphosphonate MedicationRequest/MedicationStatement, dated
-    after ``last``. Cancelled, entered-in-error and not-done records never reach the chart (D2)."""
+    """Follow-on antiresorptive after the last denosumab dose (D4): a bisphosphonate dose event
+    dated after ``last`` (an IV statement counts only in a statement-only history, A1), and for
+    an oral bisphosphonate also an active/completed request or statement dated after it. An IV
+    order that is not given is a planned follow-on order, not a follow-on (A2). Cancelled,
+    entered-in-error and not-done records never reach the chart (D2)."""
     found: list[str] = []
     for e in chart.dose_events(BISPHOSPHONATE):
         if e.date > last:
             found.append(f"{cut(e.drug.name)} on {e.date.isoformat()} ({e.record.ref})")
     for r in chart.records_after(BISPHOSPHONATE, last, ("active", "completed"),
                                  ("MedicationRequest", "MedicationStatement")):
+        if not r.drug.is_oral_bisphosphonate:
+            continue
         text = f"{cut(r.drug.name)} {r.status} {r.resource_type} dated {r.date.isoformat()} ({r.ref})"  # type: ignore[union-attr]
         if not any(r.ref in f for f in found):
             found.append(text)
     return found
 
 
+#: D4 planned follow-on order: the intents of an order (not a proposal or a reflex order).
+PLANNED_INTENTS = frozenset({"order", "plan", "original-order"})
+
+
+@dataclass(frozen=True)
+class PlannedOrder:
+    """A planned follow-on order (D4, A2) and its planned date ``P`` (None: none readable)."""
+
+    record: MedicationRecord
+    planned: date | None
+
+    def silences_until(self, last: date, th: Thresholds) -> date:
+        """Last day this order silences DMAB-OVERDUE-TRANSITION: ``P + planned_followon_grace_days``;
+        without any readable planned date, ``add_months(L, dmab60_overdue_months)`` (D4)."""
+        if self.planned is None:
+            return add_months(last, th.dmab60_overdue_months)
+        return self.planned + timedelta(days=th.planned_followon_grace_days)
+
+
+def _given(chart: Chart, r: MedicationRecord, since: date) -> bool:
+    """A dose event of the ordered drug class dated on or after ``since`` (D4 "not given")."""
+    cls = dose_class(r.drug)
+    return any(e.date >= since for e in chart.dose_events(r.drug.drug_class) if dose_class(e.drug) == cls)
+
+
+def planned_followons(chart: Chart, last: date | None,
+                      classes: Iterable[str] = (DENOSUMAB, BISPHOSPHONATE)) -> list[PlannedOrder]:
+    """Planned follow-on orders (D4, A2): an ``active`` or ``on-hold`` MedicationRequest, intent
+    ``order``/``plan``/``original-order``, for denosumab or a bisphosphonate, authored on or
+    after the last dose ``last`` (any when there is no dose; an order without ``authoredOn`` is
+    not known to be older), and not given: no dose event of its drug class on or after its
+    ``authoredOn`` (after ``last`` when undated). ``P`` = ``validityPeriod.start``, else the
+    earliest timing event / bounds start, else ``authoredOn``."""
+    wanted = set(classes)
+    out: list[PlannedOrder] = []
+    for r in chart.medications:
+        if r.resource_type != "MedicationRequest" or r.status not in ("active", "on-hold") \
+                or r.drug.drug_class not in wanted or r.intent not in PLANNED_INTENTS:
+            continue
+        if last is not None and r.date is not None and r.date < last:
+            continue
+        if r.date is not None and _given(chart, r, r.date):
+            continue   # undated: nothing can be dated after the last dose, so not given
+        out.append(PlannedOrder(r, r.planned or r.date))
+    return out
+
+
 def planned_orders_after(chart: Chart, last: date | None,
                          classes: Iterable[str] = (DENOSUMAB, BISPHOSPHONATE)) -> list[MedicationRecord]:
-    """Planned follow-on order (D4): an ``active`` MedicationRequest for denosumab or a
-    bisphosphonate authored after ``last`` (any active one when there is no dose at all)."""
-    wanted = set(classes)
-    return [r for r in chart.medications
-            if r.resource_type == "MedicationRequest" and r.status == "active"
-            and r.drug.drug_class in wanted
-            and (last is None or (r.date is not None and r.date > last))]
+    """The records of :func:`planned_followons` (DMAB-DOSE-DUE: any of them silences)."""
+    return [p.record for p in planned_followons(chart, last, classes)]
 
 
 def deliberate_stop(chart: Chart, last: date) -> MedicationRecord | None:
@@ -157,7 +203,7 @@ def deliberate_stop(chart: Chart, last: date) -> MedicationRecord | None:
             if when is not None and when > last:
                 return r
         if r.resource_type == "MedicationRequest" and r.status == "completed" and r.discontinued \
-                and r.date is not None and (last - r.date).days < DEDUPE_DAYS:
+                and r.date is not None and (last - r.date).days < chart.dose_dedupe_days:
             return r
     return None
 
@@ -167,7 +213,12 @@ def deliberate_stop(chart: Chart, last: date) -> MedicationRecord | None:
 def gctb_or_hcm(chart: Chart, drafts: Iterable[DraftOrder] = ()) -> list[Evidence]:
     """Active giant cell tumour of bone or hypercalcemia of malignancy (condition or draft reason)."""
     sets = ("giant-cell-tumor-of-bone", "hypercalcemia-of-malignancy")
+    drafts = list(drafts)
     ev = condition_evidence(chart, *sets, active=True)
+    # A4: an E83.52 "Hypercalcemia" is HCM only with a malignancy (on record or the order's reason)
+    named = {id(c) for c in chart.conditions_in(*sets, active=True)}
+    extra = {id(c): c for d in (drafts or [None]) for c in hcm_conditions(chart, d) if id(c) not in named}
+    ev += [condition_evidence_of(c, ("hypercalcemia-of-malignancy",)) for c in extra.values()]
     for d in drafts:
         ev += draft_reason_evidence(d, sets)
     return ev
@@ -221,7 +272,7 @@ def loading_phase(chart: Chart, doses: list[Dose], th: Thresholds, today: date,
     if not evidence:
         return None, []
     first = course_start_120(doses, th.initiation_gap_days)
-    if first is None or not 0 <= (today - first).days <= th.dmab120_interval_days:
+    if first is None or not 0 <= (today - first).days <= th.loading_phase_days:
         return None, []
     return first, evidence
 

@@ -84,7 +84,7 @@ def ar_calcium_not_checked(inp: RuleInput) -> Card | None:
         return None  # a usable calcium exists: DMAB-/BP-HYPOCALCEMIA judge it (§7)
 
     has_iv_bp = any(d.drug.is_iv_bisphosphonate for d in drafts)
-    initiations = [d for d in drafts if defs.is_initiation(inp, d.drug.drug_class)]
+    initiations = [d for d in drafts if defs.draft_initiation(inp, d)]
     prone = defs.hypocalcemia_prone(inp.chart, inp.thresholds)
     calcimimetics = _calcimimetic_names(inp)
     reasons: list[str] = []

@@ -10,17 +10,18 @@ Evidence: seed 001_282e696d69a84463.txt §Rebound Bone Loss and Multiple Vertebr
 Fires (``info``) when
 (a) a denosumab draft is ordered while a bisphosphonate is active therapy (D4): an active
     MedicationRequest/MedicationStatement, a completed dispense whose supply covers today, or for
-    an IV agent a dose within its dosing interval (:data:`IV_INTERVALS`); or
+    an IV agent a dose within its dosing interval (:func:`_definitions.iv_interval_end`); or
 (b) a bisphosphonate draft is ordered while ``today < add_months(L, 6) − 28 days`` after the last
-    denosumab dose ``L`` (too early for the transition).
+    denosumab dose ``L`` (too early for the transition), only when ``L`` was not a 120 mg dose
+    (A7: 60 mg, or strength unknown).
 One card per request, naming every draft concerned.
 """
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 
-from cds_service.chart import BISPHOSPHONATE, DENOSUMAB, DoseEvent, Drug, add_months
+from cds_service.chart import BISPHOSPHONATE, DENOSUMAB, Drug, add_months
 
 from ..builders import LINKS, override_reasons
 from ..model import Card
@@ -32,24 +33,6 @@ from . import _text as tx
 RULE_ID = "AR-CONCURRENT-ANTIRESORPTIVE"
 TITLE = "Overlapping antiresorptives"
 
-#: D4 "Active therapy" of an IV bisphosphonate: a dose within its dosing interval. The catalog
-#: names zoledronic acid 5 mg (12 months), 4 mg (4 weeks) and ibandronate IV (3 months); they are
-#: not D10 parameters, so they are read from ``inp.thresholds`` when a deployment defines them
-#: there, else from the catalog values (``_definitions.CATALOG_DEFAULTS``, read by
-#: ``defs.param``). Pamidronate (oncology, every 3–4 weeks) and zoledronic acid of unknown
-#: strength take the shortest interval, 4 weeks (choice where the catalog is silent: claim no
-#: overlap the data cannot show).
-
-
-def iv_interval_end(inp: RuleInput, drug: Drug, given: date) -> date:
-    """Last day a dose given on ``given`` still counts as active therapy (inclusive, D1)."""
-    if drug.agent == "zoledronic-acid" and drug.regimen == "5mg":
-        return add_months(given, defs.param(inp, "zol5_active_interval_months"))
-    if drug.agent == "ibandronate":
-        return add_months(given, defs.param(inp, "ibandronate_iv_active_interval_months"))
-    return given + timedelta(days=defs.param(inp, "zol4_active_interval_days"))
-
-
 def _active_bisphosphonates(inp: RuleInput) -> list[tuple[Drug, str]]:
     """Bisphosphonates that are active therapy today (D4), each with its evidence in words."""
     chart = inp.chart
@@ -59,18 +42,13 @@ def _active_bisphosphonates(inp: RuleInput) -> list[tuple[Drug, str]]:
                 "MedicationDispense": "dispensed"}.get(r.resource_type, r.resource_type)
         supply = ""
         if r.resource_type == "MedicationDispense":
-            supply = f", {r.days_supply if r.days_supply is not None else 30}-day supply"
+            days = r.days_supply if r.days_supply is not None else inp.thresholds.dispense_default_days_supply
+            supply = f", {days}-day supply"
         out.append((r.drug, f"{what} {tx.iso(r.date)}{supply}"))
-    last_iv: dict[str, DoseEvent] = {}
-    for e in chart.dose_events(BISPHOSPHONATE):
-        if e.drug.is_iv_bisphosphonate:
-            last_iv[e.drug.agent] = e  # oldest first: the last one wins
-    for e in last_iv.values():
-        end = iv_interval_end(inp, e.drug, e.date)
-        if e.date <= chart.today <= end:
-            low = " (date of a completed order: lowest confidence)" if e.low_confidence else ""
-            out.append((e.drug, f"IV dose {e.date.isoformat()}{low}, effect within its dosing "
-                                f"interval until {end.isoformat()}"))
+    for e, end in defs.active_iv_bisphosphonate_doses(chart, inp.thresholds):
+        low = " (date of a completed order: lowest confidence)" if e.low_confidence else ""
+        out.append((e.drug, f"IV dose {e.date.isoformat()}{low}, effect within its dosing "
+                            f"interval until {end.isoformat()}"))
     return out
 
 
@@ -83,7 +61,9 @@ def ar_concurrent_antiresorptive(inp: RuleInput) -> Card | None:
 
     last_dmab = inp.chart.last_dose(DENOSUMAB) if bp_drafts else None
     early = None
-    if last_dmab is not None:
+    # A7: (b) only after a 60 mg dose; after a 120 mg (oncology) dose a switch is an oncology
+    # decision. Safe reading: a dose of unknown strength is judged like a 60 mg dose (info card).
+    if last_dmab is not None and last_dmab.drug.regimen != "120mg":
         due = add_months(last_dmab.date, t.dmab60_interval_months)
         if inp.today < due - timedelta(days=t.dmab60_early_margin_days):
             early = (last_dmab, due)

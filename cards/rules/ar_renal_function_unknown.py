@@ -17,19 +17,26 @@ A39: an eGFR whose latest date in the window holds only unusable results (unit n
 value, no numeric value) is no usable kidney measure, even with an older usable eGFR in the window:
 the card names it in D5's wording, and the older eGFR ("was below N" when it crosses a cut-off of
 the drafts).
+
+Version 2: an IV bisphosphonate has a usable kidney measure when the Cockcroft-Gault CrCl is
+computable (latest serum creatinine in 30 days and latest weight in 365 days usable, age and sex
+known; D5, A10) or its eGFR of 30 days is usable; denosumab and oral agents need the eGFR (a CrCl
+never stands in, A35). ``warning`` for IV bisphosphonates and for denosumab initiation (A13),
+``info`` otherwise. The suggestion adds a body weight for IV agents.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from cds_service.chart import DENOSUMAB, DraftOrder, Lab, below
+from cds_service.chart import DENOSUMAB, DraftOrder, Lab, below, display
 
-from ..builders import LINKS, OrderContext, lab_request, override_reasons
-from ..model import Action, Card, Suggestion
+from ..builders import LINKS, OrderContext, override_reasons
+from ..model import Card, Suggestion
 from ..registry import ORDER_HOOKS, RuleInput, rule
 from . import _ar_common as ar
 from . import _definitions as defs
+from . import _renal as renal
 from . import _text as tx
 
 RULE_ID = "AR-RENAL-FUNCTION-UNKNOWN"
@@ -48,10 +55,16 @@ def window_for(inp: RuleInput, draft: DraftOrder) -> int:
     return t.egfr_lookback_days_oral_bp
 
 
-def _suggestion(ctx: OrderContext) -> Suggestion:
-    body = lab_request(ctx, "creatinine", "Kidney function before antiresorptive therapy (no recent eGFR)")
-    body["code"]["text"] = "Creatinine with eGFR (CKD-EPI 2021)"
-    return Suggestion("Order creatinine with eGFR", [Action("Order creatinine with eGFR", body)])
+def _suggestion(ctx: OrderContext, iv: bool = False) -> Suggestion:
+    """Creatinine with eGFR (2160-0), plus a body weight for an IV bisphosphonate (CrCl, A10)."""
+    return renal.kidney_lab_order(ctx, "Kidney function before antiresorptive therapy (no recent eGFR)",
+                                  weight=iv)
+
+
+def _has_measure(inp: RuleInput, draft: DraftOrder) -> bool:
+    """A usable kidney measure for the draft (D5): IV bisphosphonate a computable CrCl or its
+    eGFR; denosumab and oral agents their eGFR only (A10, A35)."""
+    return renal.kidney_function(inp, draft.drug) is not None
 
 
 def _describe_newest(lab: Lab | None, today) -> str:  # noqa: ANN001 - a date
@@ -59,12 +72,12 @@ def _describe_newest(lab: Lab | None, today) -> str:  # noqa: ANN001 - a date
         return "none on record"
     if not lab.usable:
         return f"{tx.unusable_finding(lab)} ({(today - lab.date).days} days old), not used"
-    return f"{lab.describe()} on {lab.date.isoformat()} ({(today - lab.date).days} days old, stale)"
+    return f"{display.lab_measured(lab)} on {lab.date.isoformat()} ({(today - lab.date).days} days old, stale)"
 
 
 def _egfr_words(lab: Lab) -> str:
     """A usable eGFR for a card, rounded for display (§1.2 rule 6): "eGFR 25 mL/min/1.73 m²"."""
-    return f"eGFR {lab.comparator or ''}{tx.fmt(lab.value)} mL/min/1.73 m²"
+    return f"eGFR {display.egfr(lab.value, lab.comparator)}"
 
 
 def _cutoff_crossed(inp: RuleInput, lab: Lab, drafts: list[DraftOrder]) -> int | None:
@@ -87,12 +100,14 @@ def _cutoff_crossed(inp: RuleInput, lab: Lab, drafts: list[DraftOrder]) -> int |
 @rule(RULE_ID, TITLE, hooks=ORDER_HOOKS, needs={"Observation", "Condition", "Procedure"})
 def ar_renal_function_unknown(inp: RuleInput) -> Card | None:
     drafts = ar.antiresorptive_drafts(inp, bisphosphonates="any")
-    concerned = [d for d in drafts if inp.chart.egfr(window_for(inp, d)) is None]
+    concerned = [d for d in drafts if not _has_measure(inp, d)]
     if not concerned or defs.kidney_records(inp.chart, inp.thresholds).present:
         return None
     window = max(window_for(inp, d) for d in concerned)
     iv = [d for d in concerned if d.drug.is_iv_bisphosphonate]
-    indicator = "warning" if iv else "info"
+    dmab_start = any(d.drug.drug_class == DENOSUMAB for d in concerned) \
+        and defs.is_initiation(inp, DENOSUMAB)
+    indicator = "warning" if iv or dmab_start else "info"   # A13: denosumab initiation
     agent = ar.agents_phrase(d.drug for d in concerned)
 
     latest = inp.chart.egfr_day(window)    # A39: the latest eGFR date decides, usable or not
@@ -104,7 +119,8 @@ def ar_renal_function_unknown(inp: RuleInput) -> Card | None:
                          f"No usable eGFR in the last {window} days (latest {latest.date.isoformat()}: "
                          f"{why_not}): check kidney function first")
     else:
-        crea = f" (creatinine {creatinine.describe()} on {creatinine.date.isoformat()})" if creatinine else ""
+        crea = (f" (creatinine {display.lab_measured(creatinine)} on {creatinine.date.isoformat()})"
+                if creatinine else "")
         summary = f"No eGFR in the last {window} days before {agent}{crea}: check kidney function first"
         if len(summary) >= 140:
             summary = f"No eGFR in the last {window} days before {agent}: check kidney function first"
@@ -139,14 +155,22 @@ def ar_renal_function_unknown(inp: RuleInput) -> Card | None:
             f"({(inp.today - stale.date).days} days old, stale)." if stale else "none on record."))
     else:
         lines.append(f"Last eGFR: {_describe_newest(inp.chart.newest_any('egfr'), inp.today)}.")
+    if iv:
+        crcl = renal.crcl_of(inp)
+        lines.append("Cockcroft-Gault creatinine clearance could not be computed: "
+                     + (f"{crcl.reason} in the last {inp.thresholds.egfr_lookback_days_iv_bp} days"
+                        if crcl.reason == "no serum creatinine" else
+                        f"{crcl.reason} in the last {inp.thresholds.weight_lookback_days} days"
+                        if crcl.reason == "no body weight" else str(crcl.reason)) + ".")
     if creatinine is not None:
-        lines.append(f"Serum creatinine {tx.lab_text(creatinine)} is on record without an eGFR "
+        lines.append(f"Serum creatinine {display.lab_measured(creatinine)} on "
+                     f"{creatinine.date.isoformat()} is on record without an eGFR "
                      "(this service does not calculate eGFR from it; a calculated CKD-EPI 2021 "
                      "value needs age and sex and must be labelled \"calculated\").")
     else:
         older = inp.chart.newest_any("creatinine")
         lines.append("No usable serum creatinine in the window either" + (
-            f" (last: {tx.lab_text(older) if older.usable else tx.unusable_finding(older)})."
+            f" (last: {display.lab_measured(older) + ' on ' + older.date.isoformat() if older.usable else tx.unusable_finding(older)})."
             if older else " (none on record)."))
     lines.append("")
     why = ["Kidney function decides how these drugs are used:"]
@@ -174,6 +198,6 @@ def ar_renal_function_unknown(inp: RuleInput) -> Card | None:
     else:
         source, link = "FDA label: Fosamax (not recommended with CrCl < 35)", tx.label_link(concerned)
     return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator=indicator,
-                source_label=source, detail="\n".join(lines), suggestions=[_suggestion(inp.orders)],
+                source_label=source, detail="\n".join(lines), suggestions=[_suggestion(inp.orders, bool(iv))],
                 selection_behavior="any", override_reasons=override_reasons("result-elsewhere", "drawn-today"),
                 links=[link])

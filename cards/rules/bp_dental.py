@@ -48,10 +48,11 @@ def _oncology_regimen(inp: RuleInput, d: DraftOrder) -> list[str]:
 def bp_dental(inp: RuleInput) -> Card | None:
     t = inp.thresholds
     drafts = [d for d in bp.bp_drafts(inp) if d.drug.route == "iv"]
+    # continuation (or switch) of antiresorptive therapy is not an initiation (D4; zoledronic
+    # acid 5 mg: 18 months without a dose, A27)
+    drafts = [d for d in drafts if not bp.continuation_evidence(inp, d)]
     if not drafts:
         return None
-    if bp.any_antiresorptive_within(inp, t.initiation_gap_days):
-        return None  # continuation (or switch) of antiresorptive therapy: not an initiation
     window = t.dental_lookback_days
     if inp.chart.procedures_in("dental-evaluation", within_days=window):
         return None
@@ -69,9 +70,12 @@ def bp_dental(inp: RuleInput) -> Card | None:
 
     older = inp.chart.procedures_in("dental-evaluation")
     since = (inp.today - timedelta(days=window)).isoformat()
-    lines = [f"**Finding.** {bp.draft_names(drafts)} starts IV bisphosphonate therapy (no denosumab "
-             f"or bisphosphonate on record in the last {t.initiation_gap_days} days), and no dental "
-             f"evaluation is on record from {since} to {inp.today.isoformat()}."]
+    zol5 = any(defs.is_zol5_draft(inp, d) for d in drafts)
+    gap = (f"no zoledronic acid in the last {t.zol5_reinitiation_months} months and no other "
+           f"antiresorptive in the last {t.initiation_gap_days} days" if zol5 else
+           f"no denosumab or bisphosphonate on record in the last {t.initiation_gap_days} days")
+    lines = [f"**Finding.** {bp.draft_names(drafts)} starts IV bisphosphonate therapy ({gap}), and "
+             f"no dental evaluation is on record from {since} to {inp.today.isoformat()}."]
     if older and older[0].date is not None:
         lines.append(f"Last dental evaluation found: {older[0].display or 'dental evaluation'} on "
                      f"{older[0].date.isoformat()} (older than {period}).")

@@ -29,11 +29,6 @@ from . import _text as tx
 
 RULE_ID = "BP-DRUG-HOLIDAY-REVIEW"
 TITLE = "Long bisphosphonate exposure"
-#: D4: course gaps and currency (not D10 parameters: fixed by the catalog's definitions).
-ORAL_GAP_DAYS = 365
-ORAL_CURRENT_DAYS = 90
-IV_GAP_MONTHS = 24
-IV_CURRENT_MONTHS = 18
 
 
 def dxa_request(ctx: OrderContext) -> Suggestion:
@@ -63,8 +58,8 @@ def _course_line(c: bp.Course) -> str:
 def bp_drug_holiday_review(inp: RuleInput) -> Card | None:
     t = inp.thresholds
     today = inp.today
-    oral = bp.oral_courses(inp, ORAL_GAP_DAYS, ORAL_CURRENT_DAYS)
-    zol = bp.zoledronic_5mg_courses(inp, IV_GAP_MONTHS, IV_CURRENT_MONTHS)
+    oral = bp.oral_courses(inp)
+    zol = bp.zoledronic_5mg_courses(inp)
     skipped: list[str] = []
 
     oral_due = None
@@ -113,14 +108,17 @@ def bp_drug_holiday_review(inp: RuleInput) -> Card | None:
                      f"(threshold {t.bp_iv_holiday_infusions}): {dates}.")
     lines.append("")
     lines.append("**How the course was counted (RULES.md D4).** Evidence of oral bisphosphonates "
-                 "(order dates, dispenses with their days' supply — 30 days when not stated — and "
+                 "(dispenses with their days' supply — "
+                 f"{t.dispense_default_days_supply} days when not stated —, orders over the supply "
+                 f"they state, {t.oral_order_default_days} days when they state none, and "
                  "medication-statement periods) is pooled across oral agents: switching from one "
                  "oral bisphosphonate to another continues the course, and a gap of more than "
-                 f"{ORAL_GAP_DAYS} days without any evidence starts a new course (a drug holiday). "
-                 "The course counts only while current: an active order or statement, or a dispense "
-                 f"whose supply ended within {ORAL_CURRENT_DAYS} days. Zoledronic acid 5 mg infusions "
-                 f"count per course (a gap of more than {IV_GAP_MONTHS} months starts a new one; "
-                 f"current when the last infusion was at most {IV_CURRENT_MONTHS} months ago); "
+                 f"{t.oral_course_gap_days} days without any evidence starts a new course (a drug holiday). "
+                 "The course counts only while current: an active statement, or an order or "
+                 f"dispense whose supply ended within {t.oral_course_current_days} days. Zoledronic "
+                 f"acid 5 mg infusions count per course (a gap of more than {t.iv_course_gap_months} "
+                 f"months starts a new one; current when the last infusion was at most "
+                 f"{t.iv_course_current_months} months ago); "
                  "zoledronic acid 4 mg and pamidronate (oncology dosing) are not counted.")
     if len(oral) > 1:
         lines.append("Earlier oral courses (not counted in the current one): "

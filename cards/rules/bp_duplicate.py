@@ -58,9 +58,10 @@ def _active_bisphosphonates(inp: RuleInput) -> list[Active]:
                   f"{r.resource_type} {r.status} {tx.iso(r.date)}"
                   + (f", {r.days_supply} days' supply" if r.resource_type == "MedicationDispense"
                      and r.days_supply else ""))
-           for r in chart.active_records(BISPHOSPHONATE, dispense_default_days=bp.DISPENSE_DEFAULT_DAYS)]
+           for r in chart.active_records(BISPHOSPHONATE,
+                                         dispense_default_days=inp.thresholds.dispense_default_days_supply)]
     for e in chart.dose_events(BISPHOSPHONATE):
-        until = bp.iv_active_until(e.drug, e.drug.regimen, e.date)
+        until = bp.iv_active_until(e.drug, e.drug.regimen, e.date, inp.thresholds)
         if until is not None and 0 <= (chart.today - e.date).days and chart.today <= until:
             low = " (dose date from a completed order: lowest confidence)" if e.low_confidence else ""
             out.append(Active(e.drug, e.drug.regimen, e.date,

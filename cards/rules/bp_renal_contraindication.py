@@ -9,24 +9,33 @@ impairment); Fosamax label (not recommended CrCl < 35); Actonel and Boniva label
 recommended CrCl < 30); Zometa label (not recommended in severe renal impairment); Aredia /
 pamidronate label (renal toxicity).
 
-Fires for a bisphosphonate draft when the latest eGFR in the agent's window (IV 30 days, oral
-365 days) is strictly below the agent's cut-off (zoledronic acid 5 mg and alendronate 35; the
-others 30), or when an active CKD 4/5, ESRD or dialysis record exists (any agent). ``critical``
-for IV zoledronic acid 5 mg and for any IV bisphosphonate with dialysis/ESRD, ``warning``
-otherwise. A zoledronic acid order without a strength is read as 4 mg when an oncology bone
-indication is on record, else 5 mg (the stricter cut-off); the card says so.
+Fires for a bisphosphonate draft when its kidney function is strictly below the agent's cut-off
+(zoledronic acid 5 mg and alendronate 35; the others 30), or when an active CKD 4/5, ESRD or
+dialysis record exists (any agent). Kidney function (D5, A10): an IV bisphosphonate is judged by
+the Cockcroft-Gault CrCl (actual body weight, mL/min) when creatinine (30 days) and weight (365
+days) allow it — the IV cut-offs then apply to the CrCl, and its eGFR is not judged again —
+else by the eGFR of 30 days; an oral one by the eGFR of 365 days (never a CrCl, A35).
+``critical`` for every IV bisphosphonate (A14), ``warning`` for oral agents. A zoledronic acid
+order without a strength is read as 4 mg when an oncology bone indication is on record, else
+5 mg (the stricter cut-off); the card says so.
+
+On patient-view (A21), ``info``: a current oral bisphosphonate course (D4, the existing course
+helper) whose eGFR is below the agent's cut-off, or with an active CKD 4/5/dialysis record.
+Suggestions (A32, ``any``): creatinine with eGFR when the measure used is older than the recheck
+days (IV 7, oral 90) or absent, and always on patient-view; on order hooks, remove the draft.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cds_service.chart import DraftOrder, Lab, below
+from cds_service.chart import DraftOrder, Drug
 
 from ..builders import override_reasons
-from ..model import Card
-from ..registry import ORDER_HOOKS, RuleInput, rule
+from ..model import Card, Suggestion
+from ..registry import ALL_HOOKS, RuleInput, rule
 from . import _bp_common as bp
+from . import _renal as renal
 from . import _text as tx
 
 RULE_ID = "BP-RENAL-CONTRAINDICATION"
@@ -51,72 +60,87 @@ LABEL_STATEMENT = {
 
 @dataclass
 class Finding:
-    draft: DraftOrder
+    draft: DraftOrder | None          # None on patient-view (a current oral course)
+    drug: Drug
     agent: str
     regimen: str | None
     regimen_note: str
     cutoff: int
-    parameter: str
     window: int
-    egfr: Lab | None
+    measure: renal.KidneyMeasure | None
     low: bool
     critical: bool
     contraindicated: bool
 
 
 def _label_key(f: Finding) -> str:
-    if f.draft.drug.agent == "zoledronic-acid":
+    if f.drug.agent == "zoledronic-acid":
         return "zoledronic-4mg" if f.regimen == "4mg" else "zoledronic-5mg"
-    return f.draft.drug.agent
+    return f.drug.agent
 
 
-def _cockcroft_gault(inp: RuleInput, window: int) -> str:
-    """How to compute the label's CrCl from what the chart has (weight is not in the prefetch)."""
-    creat = inp.chart.latest("creatinine", window)
-    age, sex = inp.chart.patient.age, inp.chart.patient.sex
-    female = " × 0.85" if sex == "female" else ""
-    age_text = str(age) if age is not None else "age"
-    if creat is not None and creat.value is not None:
-        return (f"Serum creatinine {tx.lab_desc(creat)} on {creat.date.isoformat()} "
-                f"({tx.fmt(creat.value)} mg/dL) is on record: Cockcroft-Gault CrCl = "
-                f"(140 − {age_text}) × weight (kg) / (72 × {tx.fmt(creat.value)}){female}, with "
-                "today's weight, gives the value the label's limit refers to.")
-    return (f"No serum creatinine in the last {window} days, so the Cockcroft-Gault creatinine "
-            f"clearance ((140 − {age_text}) × weight / (72 × creatinine){female}) could not be "
-            "prepared either.")
-
-
-@rule(RULE_ID, TITLE, hooks=ORDER_HOOKS, needs={"Observation", "Condition", "Procedure"})
-def bp_renal_contraindication(inp: RuleInput) -> Card | None:
-    drafts = bp.bp_drafts(inp)
-    if not drafts:
+def _finding(inp: RuleInput, draft: DraftOrder | None, drug: Drug, regimen: str | None, note: str,
+             records: list) -> Finding | None:
+    cutoff, _ = bp.renal_cutoff(inp.thresholds, drug, regimen)
+    measure = renal.kidney_function(inp, drug)
+    low = measure is not None and measure.below(cutoff)
+    if not low and not records:
         return None
+    iv = renal.is_iv(drug)
+    zol5 = drug.agent == "zoledronic-acid" and regimen == "5mg"
+    return Finding(draft, drug, bp.agent_phrase(drug, regimen), regimen, note, cutoff,
+                   renal.egfr_window(inp, drug), measure, low, critical=iv, contraindicated=zol5)
+
+
+def _current_oral_drug(inp: RuleInput) -> Drug | None:
+    """The drug of the current oral bisphosphonate course (D4, A21), its newest record's."""
     t = inp.thresholds
+    courses = bp.oral_courses(inp, t.oral_course_gap_days, t.oral_course_current_days)
+    if not courses or not courses[-1].current:
+        return None
+    newest = max(courses[-1].records, key=lambda r: r.date or inp.today)
+    return newest.drug
+
+
+def _measure_text(f: Finding) -> str:
+    m = f.measure
+    if m is None:
+        return f"no usable kidney function result in the last {f.window} days"
+    return f"{m.words()} on {m.date.isoformat()}"
+
+
+@rule(RULE_ID, TITLE, hooks=ALL_HOOKS, needs={"Observation", "Condition", "Procedure"})
+def bp_renal_contraindication(inp: RuleInput) -> Card | None:
     records = bp.severe_kidney_records(inp)
-    dialysis_esrd = any(r.kind in ("dialysis", "esrd") for r in records)
     findings: list[Finding] = []
-    for d in drafts:
-        regimen, note = bp.zoledronic_regimen(inp, d)
-        cutoff, parameter = bp.renal_cutoff(t, d.drug, regimen)
-        window = bp.egfr_window(t, d.drug)
-        egfr = inp.chart.egfr(window)
-        low = egfr is not None and below(egfr, cutoff)
-        if not low and not records:
-            continue
-        zol5 = d.drug.agent == "zoledronic-acid" and regimen == "5mg"
-        iv = d.drug.route == "iv"
-        findings.append(Finding(d, bp.agent_phrase(d.drug, regimen), regimen, note, cutoff, parameter,
-                                window, egfr, low, critical=iv and (zol5 or dialysis_esrd),
-                                contraindicated=zol5))
+    pv = inp.hook == "patient-view"
+    if pv:
+        if getattr(inp.chart.patient, "deceased", False):
+            return None    # no patient-view card for a deceased patient (A37)
+        drug = _current_oral_drug(inp)
+        f = _finding(inp, None, drug, drug.regimen, "", records) if drug is not None else None
+        findings = [f] if f is not None else []
+    else:
+        for d in bp.bp_drafts(inp):
+            regimen, note = bp.zoledronic_regimen(inp, d)
+            f = _finding(inp, d, d.drug, regimen, note, records)
+            if f is not None:
+                findings.append(f)
     if not findings:
         return None
 
     main = next((f for f in findings if f.critical), findings[0])
-    indicator = "critical" if any(f.critical for f in findings) else "warning"
+    indicator = "info" if pv else "critical" if any(f.critical for f in findings) else "warning"
     verdict = "contraindicated" if main.contraindicated else "not recommended"
-    if main.low and main.egfr is not None:
-        value = f"{main.egfr.comparator or ''}{tx.fmt(main.egfr.value)}"
-        summary = (f"eGFR {value} on {main.egfr.date.isoformat()} "
+    m = main.measure
+    if pv and main.low and m is not None:
+        summary = (f"eGFR {m.number()} on {m.date.isoformat()} is below {main.cutoff} for "
+                   f"{main.agent}: reassess oral bisphosphonate therapy")
+    elif main.low and m is not None and m.kind == "crcl":
+        summary = (f"CrCl {m.number()} mL/min (Cockcroft-Gault) on {m.date.isoformat()}, below "
+                   f"{main.cutoff}: {main.agent} is {verdict}")
+    elif main.low and m is not None:
+        summary = (f"eGFR {m.number()} on {m.date.isoformat()} "
                    f"(below {main.cutoff}): {main.agent} is {verdict} at this kidney function")
     else:
         summary = (f"{bp.kidney_record_phrase(records)} on record: {main.agent} is {verdict} "
@@ -126,64 +150,85 @@ def bp_renal_contraindication(inp: RuleInput) -> Card | None:
 
     lines = ["**Finding.**"]
     for f in findings:
-        level = "critical" if f.critical else "warning"
-        what = (f"latest eGFR {tx.lab_desc(f.egfr)} on {f.egfr.date.isoformat()} is below the cut-off"
-                if f.low and f.egfr is not None else
-                (f"latest eGFR {tx.lab_desc(f.egfr)} on {f.egfr.date.isoformat()} is not below the cut-off, "
-                 "but a severe kidney disease record is on file (the diagnosis decides)"
-                 if f.egfr is not None else
-                 f"no eGFR in the last {f.window} days; a severe kidney disease record is on file"))
-        lines.append(f"- {bp.draft_names([f.draft])} — {f.agent}: cut-off eGFR < {f.cutoff} "
-                     f"(`{f.parameter}`), eGFR look-back {f.window} days; {what} → "
+        level = "info" if pv else "critical" if f.critical else "warning"
+        unit = "mL/min" if f.measure is not None and f.measure.kind == "crcl" else "mL/min/1.73 m²"
+        what = (f"{_measure_text(f)} is below the cut-off" if f.low else
+                f"{_measure_text(f)} is not below the cut-off, but a severe kidney disease record "
+                "is on file (the diagnosis decides)" if f.measure is not None else
+                f"{_measure_text(f)}; a severe kidney disease record is on file")
+        who = bp.draft_names([f.draft]) if f.draft is not None else "Current oral course"
+        lines.append(f"- {who} — {f.agent}: cut-off {f.cutoff} {unit}; {what} → "
                      f"{'contraindicated' if f.contraindicated else 'not recommended'} ({level})."
                      + (f" Note: {f.regimen_note}." if f.regimen_note else ""))
     if records:
         lines.append("- Severe kidney disease on record: " + "; ".join(r.text for r in records) + ".")
     lines.append("")
-    egfr_lab = main.egfr
-    how = ("**How this was judged (what was computed from what).** The labels state their limits "
-           "as Cockcroft-Gault creatinine clearance (mL/min), which needs body weight; this service "
-           "uses the laboratory eGFR (mL/min/1.73 m²) as the surrogate (RULES.md §8 item 3). ")
-    if egfr_lab is not None:
-        comp = f" (comparator '{egfr_lab.comparator}')" if egfr_lab.comparator else ""
-        how += (f"The eGFR reported as {tx.lab_desc(egfr_lab)} (LOINC {egfr_lab.code}) on "
-                f"{egfr_lab.date.isoformat()}{comp} was rounded to {tx.fmt(egfr_lab.value)} and compared "
-                f"with the agent's cut-off; the card fires only strictly below it (exactly "
-                f"{main.cutoff} does not fire). No creatinine clearance was calculated and no eGFR "
-                "was calculated from creatinine. ")
-    else:
-        newest = inp.chart.newest_any("egfr")
-        last = (f"last eGFR {tx.lab_desc(newest)} on {newest.date.isoformat()}, not used"
-                if newest is not None else "no eGFR on record at all")
-        how += (f"No eGFR was found in the last {main.window} days ({last}); the card rests on the "
-                "kidney disease record alone. ")
-    how += _cockcroft_gault(inp, main.window)
-    lines.append(how)
+    lines.append("**How this was judged.** " + _how(inp, main))
     lines.append("")
     statements = []
     for f in findings:
         s = LABEL_STATEMENT.get(_label_key(f))
         if s and s not in statements:
             statements.append(s)
-    lines.append("**Why it matters.** Bisphosphonates are cleared by the kidney and can injure it "
-                 "(seed 001 §Renal Impairment). " + "; ".join(statements) + ".")
+    lines.append("**Why it matters.** Bisphosphonates are cleared by the kidney and can injure it. "
+                 + "; ".join(statements) + ".")
     lines.append("")
-    todo = ("**What to do.** Do not give as ordered without review: calculate Cockcroft-Gault "
-            "creatinine clearance with today's weight (the label limits are CrCl); if it is truly "
-            "below the cut-off, choose an alternative with specialist input (denosumab is not "
-            "renally cleared but carries its own boxed warning of severe hypocalcemia in advanced "
-            "CKD and dialysis).")
-    if any(f.draft.drug.route == "iv" for f in findings):
-        todo += (" For IV zoledronic acid: hydrate before the infusion, infuse over at least "
-                 "15 minutes, and recheck creatinine before each dose.")
+    if pv:
+        todo = ("**What to do.** Reassess the oral bisphosphonate at this kidney function: recheck "
+                "creatinine with eGFR, and stop or switch with specialist input if it is confirmed.")
+    else:
+        todo = ("**What to do.** Do not give as ordered without review; if kidney function is truly "
+                "below the cut-off, choose an alternative with specialist input (denosumab is not "
+                "renally cleared but carries its own boxed warning of severe hypocalcemia in "
+                "advanced CKD and dialysis).")
+        if any(renal.is_iv(f.drug) for f in findings):
+            todo += (" If an IV bisphosphonate is given after review: hydrate before the infusion, "
+                     "infuse over at least 15 minutes, and recheck creatinine before each dose.")
     lines.append(todo)
     lines.append("")
-    lines.append(f"**Evidence.** {tx.SEED_001} §Special Populations › Renal Impairment; {tx.SEED_000} "
-                 "(oral and IV forms); Reclast, Zometa, Fosamax, Actonel, Boniva and pamidronate "
-                 "labels (renal impairment). RULES.md §4 BP-RENAL-CONTRAINDICATION, §8 item 3.")
-    source, link = bp.label_for(main.draft.drug, main.regimen)
+    lines.append("**Evidence.** Reclast, Zometa, Fosamax, Actonel, Boniva and pamidronate labels "
+                 "(renal impairment); Cockcroft DW, Gault MH, Nephron 1976.")
+    source, link = bp.label_for(main.drug, main.regimen)
     return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator=indicator,
                 source_label=source, detail="\n".join(lines),
+                suggestions=_suggestions(inp, findings, pv), selection_behavior="any",
                 override_reasons=override_reasons("crcl-above-cutoff", "specialist-decision",
                                                   "acute-value-recovered"),
                 links=[link])
+
+
+def _how(inp: RuleInput, f: Finding) -> str:
+    """What was computed from what (Details-type text: inputs, windows, exactly-at-cut-off)."""
+    m = f.measure
+    at = f"a value exactly at {f.cutoff} does not fire."
+    if m is not None and m.kind == "crcl":
+        return (f"{m.inputs()} (creatinine within {inp.thresholds.egfr_lookback_days_iv_bp} days, "
+                f"weight within {inp.thresholds.weight_lookback_days} days). The label limits are "
+                "creatinine clearance: the CrCl is compared with the cut-off and the eGFR is not "
+                f"judged again; {at}")
+    text = ""
+    if m is not None and m.egfr is not None:
+        from cds_service.chart import display
+        text = (f"eGFR reported as {display.lab_measured(m.egfr)} (LOINC {m.egfr.code}) on "
+                f"{m.egfr.date.isoformat()}, compared with the cut-off; {at} ")
+    else:
+        text = f"No usable kidney function result in the last {f.window} days; the card rests on the kidney disease record. "
+    if renal.is_iv(f.drug):
+        crcl = renal.crcl_of(inp)
+        text += (f"Cockcroft-Gault creatinine clearance could not be computed ({crcl.reason}), "
+                 "so the eGFR was judged.")
+    return text.strip()
+
+
+def _suggestions(inp: RuleInput, findings: list[Finding], pv: bool) -> list[Suggestion]:
+    """A32: creatinine with eGFR when the measure is older than the recheck days (or absent;
+    always on patient-view); on order hooks, remove each draft concerned."""
+    out: list[Suggestion] = []
+    if pv or any(renal.recheck_due(inp, f.measure, f.drug) for f in findings):
+        iv = any(renal.is_iv(f.drug) for f in findings)
+        out.append(renal.kidney_lab_order(inp.orders, "Recheck kidney function before bisphosphonate therapy",
+                                          weight=iv))
+    for f in findings:
+        if f.draft is not None:
+            out.append(renal.remove_draft(f.draft, bp.agent_word(f.drug.agent)))
+    return out

@@ -7,10 +7,13 @@ for multiple myeloma and bone metastases (baseline CrCl > 60 → 4 mg; 50–60 �
 (bisphosphonates are renally cleared); seed 000_01a4571caa474e4a.txt (myeloma and bone
 metastases as bisphosphonate indications).
 
-Fires for a zoledronic acid 4 mg (oncology) draft whose latest eGFR within 30 days is 30–60
-inclusive (eGFR as the surrogate for the label's CrCl) and whose ordered dose is 4 mg or not
-stated. Below 30 is BP-RENAL-CONTRAINDICATION's finding; an eGFR with a comparator (">60")
-cannot be placed in a band and does not fire. The suggestion is the same order at the reduced dose.
+Fires for a zoledronic acid 4 mg (oncology) draft whose kidney function is in the band
+``zol4_dose_band_low``–``zol4_dose_band_high`` (30–60) inclusive and whose ordered dose is 4 mg
+or not stated. Kidney function (D5, A10): the Cockcroft-Gault CrCl (actual body weight) when
+computable, else the eGFR of 30 days. Below the band is BP-RENAL-CONTRAINDICATION's finding; an
+eGFR with a comparator (">60") cannot be placed in a band and does not fire. Not when the
+order's indication is hypercalcemia of malignancy (D9, A5: the label needs no adjustment there).
+Suggestions (``at-most-one``): the same order at the reduced dose; remove the draft (A32).
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from cds_service.chart import DraftOrder, Lab
+from cds_service.chart import DraftOrder, display
 
 from ..builders import RXNORM, SNOMED, UCUM, OrderContext, override_reasons
 from ..model import Action, Card, Suggestion
 from ..registry import ORDER_HOOKS, RuleInput, rule
 from . import _bp_common as bp
+from . import _definitions as defs
+from . import _renal as renal
 from . import _text as tx
 
 RULE_ID = "BP-RENAL-DOSE-ADJUST"
@@ -38,9 +43,10 @@ FULL_DOSE_MG = Decimal(4)
 ZOL4_VIAL = {"system": RXNORM, "code": "351114", "display": "5 ML zoledronic acid 0.8 MG/ML Injection"}
 
 
-def adjusted_dose(egfr: int, lower: int) -> Decimal | None:
-    """The label dose for an eGFR in [lower, 60], else None."""
-    if egfr > FULL_DOSE_ABOVE or egfr < lower:
+def adjusted_dose(egfr: int, lower: int, upper: int = FULL_DOSE_ABOVE) -> Decimal | None:
+    """The label dose for a kidney function in [lower, upper] (``zol4_dose_band_low``/``_high``),
+    else None."""
+    if egfr > upper or egfr < lower:
         return None
     for floor, dose in DOSE_TABLE:
         if egfr >= floor:
@@ -75,14 +81,6 @@ def reduced_dose_order(ctx: OrderContext, draft: DraftOrder, dose: Decimal) -> S
 def bp_renal_dose_adjust(inp: RuleInput) -> Card | None:
     t = inp.thresholds
     window = t.egfr_lookback_days_iv_bp
-    lower = t.egfr_cutoff_zoledronic_4mg
-    egfr: Lab | None = inp.chart.egfr(window)
-    if egfr is None or egfr.value is None or egfr.comparator is not None:
-        return None
-    value = int(egfr.value)
-    dose = adjusted_dose(value, lower)
-    if dose is None:
-        return None
     targets: list[tuple[DraftOrder, str]] = []
     for d in bp.bp_drafts(inp):
         regimen, note = bp.zoledronic_regimen(inp, d)
@@ -90,50 +88,58 @@ def bp_renal_dose_adjust(inp: RuleInput) -> Card | None:
             continue
         if d.dose_mg is not None and d.dose_mg != FULL_DOSE_MG:
             continue  # already adjusted (or another dose chosen on purpose)
+        if defs.order_indication_is_hcm(inp.chart, d):
+            continue  # A5: no dose reduction in hypercalcemia of malignancy
         targets.append((d, note))
     if not targets:
         return None
+    measure = renal.kidney_function(inp, targets[0][0].drug)
+    if measure is None or measure.comparator is not None:
+        return None
+    value = int(measure.value)
+    dose = adjusted_dose(value, t.zol4_dose_band_low, t.zol4_dose_band_high)
+    if dose is None:
+        return None
 
-    summary = (f"eGFR {value} on {egfr.date.isoformat()}: zoledronic acid (oncology) dose should be "
-               f"{dose:.1f} mg, not 4 mg")
-    hcm = [d for d, _ in targets if bp.hcm_indication(inp, d)]
+    summary = (f"{measure.name} {value} on {measure.date.isoformat()}: zoledronic acid (oncology) dose "
+               f"should be {dose:.1f} mg, not 4 mg")
     stated = ("the stated dose of 4 mg" if any(d.dose_mg for d, _ in targets)
               else "an unstated dose (read as 4 mg)")
     lines = ["**Finding.** " + bp.draft_names(d for d, _ in targets) + " — zoledronic acid 4 mg "
-             f"(oncology) at {stated}; "
-             f"latest eGFR {tx.lab_desc(egfr)} (LOINC {egfr.code}) on {egfr.date.isoformat()}, within the "
-             f"{window}-day window, rounded to {value}."]
+             f"(oncology) at {stated}; {measure.words()} on {measure.date.isoformat()}."]
     for d, note in targets:
         if note:
             lines.append(f"- {bp.draft_title(d)}: {note}.")
     lines.append("")
-    lines.append("**How the dose was chosen (what was computed from what).** The Zometa table is "
-                 "written in Cockcroft-Gault creatinine clearance (mL/min); this service uses the "
-                 "laboratory eGFR (mL/min/1.73 m²) as the surrogate (RULES.md §8 item 3) and did not "
-                 "calculate CrCl (weight is not available to it). Table: CrCl > 60 → 4 mg; 50–60 → "
-                 f"3.5 mg; 40–49 → 3.3 mg; 30–39 → 3.0 mg. eGFR {value} → **{dose:.1f} mg**.")
+    if measure.kind == "crcl":
+        how = f"{measure.inputs()}."
+    else:
+        eg = measure.egfr
+        crcl = renal.crcl_of(inp)
+        how = (f"eGFR reported as {display.lab_measured(eg)} (LOINC {eg.code}) on {eg.date.isoformat()}, "
+               f"within {window} days; Cockcroft-Gault creatinine clearance could not be computed "
+               f"({crcl.reason}), so the eGFR was used.") if eg is not None else ""
+    lines.append("**How the dose was chosen.** " + how + " Zometa table (creatinine clearance): "
+                 "> 60 → 4 mg; 50–60 → 3.5 mg; 40–49 → 3.3 mg; 30–39 → 3.0 mg. "
+                 f"{measure.name} {value} → **{dose:.1f} mg**.")
     lines.append("")
     lines.append("**Why it matters.** Zoledronic acid is cleared by the kidney; full doses at reduced "
                  "clearance raise the risk of renal toxicity (rising creatinine, acute kidney injury) "
                  "with repeated 3–4-weekly oncology dosing.")
-    if hcm:
-        lines.append("Note: this order's indication is hypercalcemia of malignancy; the label's "
-                     "reduction table is written for multiple myeloma and bone metastases — the "
-                     "treating oncologist may keep 4 mg for hypercalcemia (override "
-                     "`specialist-decision`).")
     lines.append("")
-    lines.append("**What to do.** Order the reduced dose (suggestion below), or calculate CrCl with "
-                 "today's weight: if CrCl is above 60 mL/min, 4 mg is right (override "
-                 "`crcl-above-60`). Check serum creatinine before each dose and withhold if it has "
-                 "risen (0.5 mg/dL from normal or 1.0 mg/dL from abnormal baseline).")
+    lines.append("**What to do.** Order the reduced dose (suggestion below); if the creatinine "
+                 "clearance is above 60 mL/min, 4 mg is right. Check serum creatinine before each dose "
+                 "and withhold if it has risen (0.5 mg/dL from normal or 1.0 mg/dL from abnormal "
+                 "baseline).")
     lines.append("")
-    lines.append(f"**Evidence.** Zometa label §Dosage and Administration (renal dose adjustment); "
-                 f"{tx.SEED_001} §Special Populations › Renal Impairment; {tx.SEED_000} (myeloma and "
-                 "bone metastases). RULES.md §4 BP-RENAL-DOSE-ADJUST.")
+    lines.append("**Evidence.** Zometa label, Dosage and Administration (renal dose adjustment; no "
+                 "adjustment in hypercalcemia of malignancy); Cockcroft DW, Gault MH, Nephron 1976.")
     source, link = bp.LABEL["zoledronic-4mg"]
+    first = targets[0][0]
     return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator="warning",
                 source_label=f"{source}: renal dose adjustment", detail="\n".join(lines),
-                suggestions=[reduced_dose_order(inp.orders, targets[0][0], dose)],
+                suggestions=[reduced_dose_order(inp.orders, first, dose),
+                             renal.remove_draft(first, "zoledronic acid")],
                 selection_behavior="at-most-one",
                 override_reasons=override_reasons("crcl-above-60", "specialist-decision"),
                 links=[link])

@@ -8,8 +8,9 @@ calcium-lowering drugs; severe hypocalcemia in CKD-MBD).
 Fires (``warning``) on an order hook for any denosumab draft when a calcimimetic (cinacalcet,
 etelcalcetide, evocalcet; ``calcimimetic`` codes, then the D3 text pattern) is on the list: an
 ``active`` MedicationRequest or MedicationStatement, or a completed MedicationDispense within
-120 days. Etelcalcetide is an IV drug given at dialysis and is usually documented as
-administrations: an administration within the same 120 days counts too. A calcimimetic drafted in
+``supplement_dispense_lookback_days`` (120). Etelcalcetide is an IV drug given at dialysis and is
+usually documented as administrations: an administration within
+``calcimimetic_admin_lookback_days`` (30) counts too (A26). A calcimimetic drafted in
 the same session counts as well. Cancelled / entered-in-error / not-done records never reach the
 chart (D2); stopped or completed orders are not active.
 """
@@ -46,10 +47,20 @@ def dmab_calcimimetic(inp: RuleInput) -> Card | None:
     for name in [dm.drug_name(x.drug.name, x.drug.agent) for x in [*records, *session]]:
         if name not in names:
             names.append(name)
-    tail = ": with denosumab the risk of severe hypocalcemia rises; monitor calcium closely"
-    summary = tx.fit(f"Patient takes {tx.cut(names[0])}{tail}",
-                     f"Patient takes {tx.cut(names[0], SUMMARY_NAME_SHORT)}{tail}",
-                     f"Patient takes a calcimimetic{tail}")
+    given = [r for r in records if r.resource_type == "MedicationAdministration" and r.date]
+    if given and len(given) == len(records) and not session:
+        # administrations only (etelcalcetide at dialysis, A26): the administration wording
+        last = max(r.date for r in given).isoformat()   # type: ignore[type-var]
+        tail = (f" (last given {last}): with denosumab the risk of severe hypocalcemia rises; "
+                "monitor calcium")
+        summary = tx.fit(f"Patient receives {tx.cut(names[0])}{tail}",
+                         f"Patient receives {tx.cut(names[0], SUMMARY_NAME_SHORT)}{tail}",
+                         f"Patient receives a calcimimetic{tail}")
+    else:
+        tail = ": with denosumab the risk of severe hypocalcemia rises; monitor calcium closely"
+        summary = tx.fit(f"Patient takes {tx.cut(names[0])}{tail}",
+                         f"Patient takes {tx.cut(names[0], SUMMARY_NAME_SHORT)}{tail}",
+                         f"Patient takes a calcimimetic{tail}")
     t, chart = inp.thresholds, inp.chart
     lines = [f"**Finding.** {tx.draft_list(drafts)} ordered while a calcimimetic is on the list:"]
     lines += [f"- {dm.record_text(r)}" for r in records]

@@ -7,8 +7,12 @@ seed 003_0a5546957735fee5.txt §Usage; Prolia and Xgeva labels (indications and 
 
 Logic (RULES.md §3, D3, D9): for each triggering denosumab draft, any of
 (a) 120 mg without an oncology bone indication → warning;
-(b) 60 mg with a schedule shorter than 5 months, or 120 mg with a schedule of 3 months or more
-    outside giant cell tumour of bone → warning;
+(b1) 60 mg with a schedule shorter than ``dmab60_schedule_min_months`` (5) → warning;
+(b2) 120 mg with a schedule longer than ``dmab120_schedule_max_days`` (91 days = 13 weeks = 3
+    months) outside giant cell tumour of bone → info (A15: every 4 weeks to every 12 weeks /
+    3 months is accepted; an order without a repeat — single or loading dose — is not judged);
+    safe reading of ``dmab120_schedule_min_days``: a repeating 120 mg schedule shorter than 28
+    days outside a GCTB/HCM loading course → warning;
 (c) 60 mg with active bone metastases or multiple myeloma and no osteoporosis / treatment-induced
     bone loss indication → info.
 One card for the request listing every draft's reasons; indicator = the highest.
@@ -19,13 +23,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from cds_service.chart import DENOSUMAB, DraftOrder, Timing
+from cds_service.chart import DENOSUMAB, Chart, DraftOrder, Timing
 
 from ..builders import LINKS, denosumab_order, override_reasons
 from ..model import Card, Suggestion
 from ..registry import ORDER_HOOKS, RuleInput, rule
-from ._definitions import Evidence, oncology_indication
-from ._dmab_dosing_common import (bone_loss_indication, gctb, metastases_or_myeloma, sections)
+from ._definitions import (Evidence, draft_reason_is_hcm, gctb_diagnosis, hcm_conditions,
+                           oncology_indication)
+from ._dmab_dosing_common import bone_loss_indication, metastases_or_myeloma, sections
 from ._text import BY_TEXT_NOTE, cut
 
 RULE_ID = "DMAB-DOSE-INDICATION-MISMATCH"
@@ -34,24 +39,41 @@ SOURCE = "Prolia and Xgeva labels (indications and dosing)"
 EVIDENCE = ("seed 001 §Clinical Indications and Dosing (120 mg every 4 weeks for bone metastases; 60 mg "
             "every 6 months for treatment-induced bone loss; \"not for SRE prevention\"); seed 003 "
             "§Usage; Prolia and Xgeva labels.")
-#: Schedule limits of RULES.md DMAB-DOSE-INDICATION-MISMATCH (b) (not D10 parameters): a 60 mg
-#: schedule shorter than 5 months, or a 120 mg schedule of 3 months or more, is a mismatch.
-SHORT_60MG_SCHEDULE_MONTHS = Decimal(5)
-LONG_120MG_SCHEDULE_MONTHS = Decimal(3)
-_DAYS_PER_MONTH = Decimal("30.44")  # only to compare a repeat period in days/weeks with months
+#: RULES.md DMAB-DOSE-INDICATION-MISMATCH: the schedule is period ÷ frequency in days with
+#: d = 1, wk = 7, mo = 30, a = 365 (a period in months is compared in months: 30 days each).
 _IN_DAYS = {"s": Decimal(1) / 86400, "min": Decimal(1) / 1440, "h": Decimal(1) / 24, "d": Decimal(1),
-            "wk": Decimal(7)}
+            "wk": Decimal(7), "mo": Decimal(30), "a": Decimal(365)}
+_DAYS_PER_MONTH = Decimal(30)
+
+
+def schedule_days(t: Timing) -> Decimal | None:
+    """A ``timing.repeat`` period (already ÷ frequency) in days, or None for an unknown unit."""
+    factor = _IN_DAYS.get(t.unit)
+    return t.period * factor if factor is not None else None
 
 
 def schedule_months(t: Timing) -> Decimal | None:
-    """A ``timing.repeat`` period in months (exact for mo/a; days and weeks ÷ 30.44)."""
+    """A ``timing.repeat`` period in months (exact for mo; other units in days ÷ 30)."""
     if t.unit == "mo":
         return t.period
-    if t.unit == "a":
-        return t.period * 12
-    if t.unit in _IN_DAYS:
-        return t.period * _IN_DAYS[t.unit] / _DAYS_PER_MONTH
-    return None
+    days = schedule_days(t)
+    return days / _DAYS_PER_MONTH if days is not None else None
+
+
+def single_dose(d: DraftOrder) -> bool:
+    """A15: an order "without a repeat" — no timing.repeat period, or a repeat with count 1."""
+    if d.timing is None:
+        return True
+    for dosage in d.resource.get("dosageInstruction") or []:
+        repeat = ((dosage or {}).get("timing") or {}).get("repeat") if isinstance(dosage, dict) else None
+        if isinstance(repeat, dict) and repeat.get("count") in (1, "1"):
+            return True
+    return False
+
+
+def _gctb_or_hcm(chart: Chart, d: DraftOrder) -> bool:
+    """A GCTB diagnosis (E1) or hypercalcemia of malignancy (A4): loading doses may be closer."""
+    return bool(gctb_diagnosis(chart, d) or hcm_conditions(chart, d) or draft_reason_is_hcm(chart, d))
 
 
 @dataclass
@@ -76,7 +98,7 @@ def findings_for(inp: RuleInput, d: DraftOrder) -> list[Finding]:
     if regimen not in ("60mg", "120mg"):
         return out  # D3: strength unknown → no dose/indication judgement
     name = cut(d.label)
-    months = schedule_months(d.timing) if d.timing else None
+    th = inp.thresholds
     if regimen == "120mg":
         onc = oncology_indication(chart, d)
         if not onc:
@@ -86,20 +108,34 @@ def findings_for(inp: RuleInput, d: DraftOrder) -> list[Finding]:
                                f"**{name}**: 120 mg (oncology regimen) but no active bone metastases, "
                                "multiple myeloma, giant cell tumour of bone or hypercalcemia of "
                                "malignancy on the problem list or as the order's reason.", "60mg", "a"))
-        if months is not None and months >= LONG_120MG_SCHEDULE_MONTHS and not gctb(chart, d):
+        days = schedule_days(d.timing) if d.timing and not single_dose(d) else None
+        if days is not None and days > th.dmab120_schedule_max_days and not gctb_diagnosis(chart, d):
+            period = d.timing.describe()  # type: ignore[union-attr]
+            out.append(Finding(d, "info",
+                               f"Denosumab 120 mg ordered every {period}: longer than every 3 months; "
+                               "confirm the oncology schedule",
+                               f"**{name}**: ordered every {period}, longer than every 3 months "
+                               f"({th.dmab120_schedule_max_days} days) outside giant cell tumour of "
+                               "bone; the oncology schedule is every 4 weeks, and spacing to every 12 "
+                               "weeks is an accepted de-escalation.", "120mg", "b"))
+        elif (days is not None and days < th.dmab120_schedule_min_days
+              and not _gctb_or_hcm(chart, d)):
             period = d.timing.describe()  # type: ignore[union-attr]
             out.append(Finding(d, "warning",
-                               f"Denosumab 120 mg ordered every {period}: expected 120 mg every 4 weeks",
-                               f"**{name}**: ordered every {period} (≥ {LONG_120MG_SCHEDULE_MONTHS} "
-                               "months) outside giant cell tumour of bone; the oncology schedule is "
-                               "every 4 weeks.", "120mg", "b"))
+                               f"Denosumab 120 mg ordered every {period}: more often than every 4 "
+                               "weeks; check the schedule",
+                               f"**{name}**: ordered every {period}, more often than every "
+                               f"{th.dmab120_schedule_min_days} days, and no giant cell tumour of bone "
+                               "or hypercalcemia of malignancy loading course on record; the oncology "
+                               "schedule is every 4 weeks.", "120mg", "b"))
     else:
-        if months is not None and months < SHORT_60MG_SCHEDULE_MONTHS:
+        months = schedule_months(d.timing) if d.timing and not single_dose(d) else None
+        if months is not None and months < th.dmab60_schedule_min_months:
             period = d.timing.describe()  # type: ignore[union-attr]
             out.append(Finding(d, "warning",
                                f"Denosumab 60 mg ordered every {period}: expected 60 mg every 6 months",
                                f"**{name}**: ordered every {period} (shorter than "
-                               f"{SHORT_60MG_SCHEDULE_MONTHS} months); the 60 mg schedule is every 6 "
+                               f"{th.dmab60_schedule_min_months} months); the 60 mg schedule is every 6 "
                                "months.", "60mg", "b"))
         mets = metastases_or_myeloma(chart, d)
         if mets and not bone_loss_indication(chart, d):

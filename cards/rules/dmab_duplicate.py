@@ -97,7 +97,7 @@ def dmab_duplicate(inp: RuleInput) -> Card | None:
                 timing_first = timing_first or len(found) == 1
 
     # (b) an order already pending
-    pending = planned_orders_after(chart, L, classes=(DENOSUMAB,))
+    pending = [r for r in planned_orders_after(chart, L, classes=(DENOSUMAB,)) if r.status == "active"]
     if pending:
         p = pending[0]
         when = p.date.isoformat() if p.date else "date unknown"
@@ -112,7 +112,7 @@ def dmab_duplicate(inp: RuleInput) -> Card | None:
     for d in session:
         if d.drug.regimen:
             strengths.setdefault(d.drug.regimen, []).append(f"draft {cut(d.label)}")
-    for r in chart.active_records(DENOSUMAB):
+    for r in chart.active_records(DENOSUMAB, dispense_default_days=th.dispense_default_days_supply):
         if r.drug.regimen:
             strengths.setdefault(r.drug.regimen, []).append(f"{cut(r.drug.name)} ({r.ref})")
     if "60mg" in strengths and "120mg" in strengths:

@@ -26,7 +26,7 @@ from ..builders import LINKS, calcium_vitamin_d_order, lab_suggestion, override_
 from ..model import Card
 from ..registry import ALL_HOOKS, RuleInput, rule
 from ..thresholds import Thresholds
-from ._definitions import advanced_ckd, calcimimetic_records, param, supplement_records
+from ._definitions import advanced_ckd, calcimimetic_records, supplement_records
 from ._dmab_dosing_common import (Dose, denosumab_doses, lab_summary, sections, severe_kidney_records)
 from . import _text as tx
 from ._text import BY_TEXT_NOTE, cut
@@ -37,20 +37,18 @@ SOURCE = "FDA label: Prolia/Xgeva (contraindication: hypocalcemia)"
 EVIDENCE = ("seed 001 §Calcium and Vitamin D Supplementation, §Hypocalcemia; seed 002 (low blood "
             "calcium: may not be suitable; blood test before the injection); seed 003 §Side Effects; "
             "Prolia and Xgeva labels (contraindication: hypocalcemia; correct before initiating).")
-#: Patient-view look-back for a 120 mg (or unknown-strength) dose: 8 weeks = two 4-weekly
-#: intervals (RULES.md DMAB-HYPOCALCEMIA trigger).
-PV_INTERVALS_120MG = 2
 
 def recent_doses(doses: list[Dose], today: date, th: Thresholds) -> list[Dose]:
-    """Patient-view trigger: doses within 6 calendar months (60 mg) or 8 weeks (other)."""
+    """Patient-view trigger: doses within ``dmab_pv_calcium_window_months_60mg`` (6) calendar
+    months (60 mg) or ``dmab_pv_calcium_window_weeks_120mg`` (8) weeks (120 mg or unknown)."""
     out = []
     for d in doses:
         if d.date > today:
             continue
         if d.regimen == "60mg":
-            if today <= add_months(d.date, th.dmab60_interval_months):
+            if today <= add_months(d.date, th.dmab_pv_calcium_window_months_60mg):
                 out.append(d)
-        elif (today - d.date).days <= PV_INTERVALS_120MG * th.dmab120_interval_days:
+        elif (today - d.date).days <= 7 * th.dmab_pv_calcium_window_weeks_120mg:
             out.append(d)
     return out
 
@@ -157,7 +155,7 @@ def dmab_hypocalcemia(inp: RuleInput) -> Card | None:
         ("Other minerals (newest result, any date):", others),
         ("Supplements.", "A calcium or vitamin D product is on the medication list." if on_supplement
          else "No calcium or vitamin D supplement found on the medication list (active orders or "
-              f"statements, dispenses in the last {param(inp, 'medication_dispense_recent_days')} days)."),
+              f"statements, dispenses in the last {th.supplement_dispense_lookback_days} days)."),
         ("Evidence.", EVIDENCE),
     )
     ctx = inp.orders

@@ -62,14 +62,14 @@ def dmab_no_ca_vitd_supplement(inp: RuleInput) -> Card | None:
     drafts = dm.dmab_drafts(inp)
     if not drafts:
         return None
-    days = defs.param(inp, "medication_dispense_recent_days")
+    days = inp.thresholds.supplement_dispense_lookback_days
     on_list = defs.supplement_records(inp)
     if on_list or dm.session_drafts(inp, dm.SUPPLEMENT):
         return None
     if _high_calcium(inp) is not None:
         return None
-    if inp.chart.conditions_in("hypercalcemia-of-malignancy", active=True):
-        return None
+    if any(defs.hcm_conditions(inp.chart, d) for d in drafts):
+        return None  # A4: E83.52 counts only with a malignancy (active, or the order's reason)
 
     t = inp.thresholds
     prone = defs.hypocalcemia_prone(inp.chart, inp.thresholds)

@@ -22,7 +22,7 @@ from ..model import Card
 from ..registry import MEDS, PATIENT_VIEW, RuleInput, rule
 from ..thresholds import Thresholds
 from ._definitions import Evidence
-from ._dmab_dosing_common import (DEDUPE_DAYS, Dose, course_start_120, deliberate_stop, denosumab_doses,
+from ._dmab_dosing_common import (Dose, course_start_120, deliberate_stop, denosumab_doses,
                                   followon_after, gctb_or_hcm, loading_expected_dates, planned_orders_after,
                                   sections)
 from ._text import BY_TEXT_NOTE
@@ -47,7 +47,7 @@ def expected_next(doses: list[Dose], loading_evidence: list[Evidence], th: Thres
     if loading_evidence:
         first = course_start_120(doses, th.initiation_gap_days)
         if first is not None and 0 <= (last - first).days < th.dmab120_interval_days:
-            tolerance = timedelta(days=DEDUPE_DAYS - 1)
+            tolerance = timedelta(days=th.dose_dedupe_days - 1)
             for when in loading_expected_dates(first, th):
                 if when > last + tolerance:
                     return when, first

@@ -12,7 +12,9 @@ months after the final injection); Endocrine Society osteoporosis guideline 2019
 Logic (RULES.md §3, D1, D4): 60 mg history, last dose ``L``; fire when
 ``add_months(L, 7) < today ≤ add_months(L, 24)``, or after a deliberate stop when
 ``add_months(L, 6) − 14 days ≤ today ≤ add_months(L, 24)``; unless a follow-on antiresorptive
-or a planned follow-on order is dated after ``L``. Calendar months (``add_months``), never days.
+is dated after ``L``, or a planned follow-on order still silences it (``today ≤ P + 30 days``,
+A2). Calendar months (``add_months``), never days. Variants, first that applies: low calcium
+(A6: lab work-up instead of drugs), planned transition not given (A2), deliberate stop, overdue.
 """
 
 from __future__ import annotations
@@ -21,13 +23,18 @@ from datetime import date, timedelta
 
 from cds_service.chart import Chart, add_months, below, months_since
 
-from ..builders import (LINKS, OrderContext, denosumab_order, lab_request, override_reasons,
-                        zoledronic_acid_order)
+from decimal import Decimal
+
+from cds_service.chart import BISPHOSPHONATE, DENOSUMAB, CalciumJudgement
+
+from ..builders import (LINKS, OrderContext, denosumab_order, lab_request, lab_suggestion,
+                        override_reasons, zoledronic_acid_order)
 from ..model import Action, Card, Suggestion
 from ..registry import MEDS, PATIENT_VIEW, RuleInput, rule
 from ..thresholds import Thresholds
-from ._dmab_dosing_common import (Dose, deliberate_stop, followon_after, lab_summary, last_denosumab_dose,
-                                  planned_orders_after, sections, severe_kidney_records)
+from ._dmab_dosing_common import (Dose, PlannedOrder, deliberate_stop, followon_after, lab_summary,
+                                  last_denosumab_dose, planned_followons, sections,
+                                  severe_kidney_records)
 from ._text import BY_TEXT_NOTE
 
 RULE_ID = "DMAB-OVERDUE-TRANSITION"
@@ -88,12 +95,92 @@ def dmab_overdue_transition(inp: RuleInput) -> Card | None:
             return None
     elif not today > overdue_after:
         return None
-    if followon_after(chart, L) or planned_orders_after(chart, L):
+    if followon_after(chart, L):
         return None
-    return _card(inp, last, due, overdue_after, stop)
+    planned = planned_followons(chart, L)
+    if any(today <= p.silences_until(L, th) for p in planned):
+        return None   # a planned follow-on order within its grace (D4, A2)
+    calcium = chart.calcium(th.calcium_lookback_days, th.calcium_limits)
+    if calcium is not None and calcium.low:
+        return _calcium_card(inp, last, due, overdue_after, stop, calcium)
+    return _card(inp, last, due, overdue_after, stop, planned)
 
 
-def _card(inp: RuleInput, last: Dose, due: date, overdue_after: date, stop) -> Card:  # noqa: ANN001
+def planned_drug_words(p: PlannedOrder) -> str:
+    """The drug of a planned follow-on order as the summary names it (A2)."""
+    drug = p.record.drug
+    if drug.drug_class == DENOSUMAB:
+        return {"60mg": "denosumab 60 mg", "120mg": "denosumab 120 mg"}.get(drug.regimen or "", "denosumab")
+    if drug.agent == "zoledronic-acid":
+        return {"5mg": "zoledronic acid 5 mg IV", "4mg": "zoledronic acid 4 mg IV"}.get(
+            drug.regimen or "", "zoledronic acid IV")
+    if drug.drug_class == BISPHOSPHONATE and drug.route == "iv":
+        return f"{drug.agent} IV"
+    return drug.agent if drug.agent != "bisphosphonate" else "a bisphosphonate"
+
+
+def _planned_line(p: PlannedOrder, last: date, th: Thresholds) -> str:
+    r = p.record
+    ordered = r.date.isoformat() if r.date else "an unrecorded date"
+    planned = p.planned.isoformat() if p.planned else "no planned date recorded"
+    status = "on hold" if r.status == "on-hold" else r.status
+    return (f"Planned follow-on order: {planned_drug_words(p)}, ordered {ordered}, planned "
+            f"{planned}, status {status}; no dose of it is recorded since it was ordered, and the "
+            f"grace period ended on {p.silences_until(last, th).isoformat()}.")
+
+
+def calcium_value(calcium: CalciumJudgement) -> str:
+    """The judged calcium with its unit, at display precision (1 decimal mg/dL, 2 mmol/L)."""
+    places = Decimal("0.01") if calcium.kind == "ionized" else Decimal("0.1")
+    unit = "mmol/L" if calcium.kind == "ionized" else "mg/dL"
+    return f"{calcium.value.quantize(places):f} {unit}"
+
+
+def _calcium_card(inp: RuleInput, last: Dose, due: date, overdue_after: date, stop,  # noqa: ANN001
+                  calcium: CalciumJudgement) -> Card:
+    """Variant 1 (A6): low calcium: correct calcium first; a laboratory work-up, no drug."""
+    th, today = inp.thresholds, inp.today
+    L = last.date
+    n_months = months_since(L, today)
+    state = "stopped" if stop is not None and today <= overdue_after else "overdue"
+    summary = (f"Denosumab {state} (last dose {L.isoformat()}); calcium {calcium_value(calcium)} on "
+               f"{calcium.date.isoformat()}: correct calcium first, then resume or transition")
+    finding = (f"Last denosumab 60 mg dose on **{L.isoformat()}**, {n_months} calendar months ago "
+               f"({last.source_text()}); the next dose was due on {due.isoformat()}. Calcium is "
+               f"**low**: {calcium.describe()} on {calcium.date.isoformat()}.")
+    todo = [
+        "Correct the low calcium and vitamin D first: repeat calcium with albumin, and check "
+        "25-OH vitamin D, magnesium and PTH.",
+        "Give denosumab or zoledronic acid only once calcium is normal: both lower calcium further.",
+        "Do not let the delay run on: the risk of rebound bone loss and vertebral fractures grows "
+        "every month without a follow-on antiresorptive.",
+    ]
+    detail = sections(
+        ("Finding.", finding),
+        ("Why it matters.", "Hypocalcemia must be corrected before any antiresorptive dose; "
+                            "meanwhile denosumab's effect is wearing off, so the follow-on plan "
+                            "should be made as soon as calcium is normal."),
+        ("What to do:", todo),
+        ("Evidence.", EVIDENCE),
+    )
+    ctx: OrderContext = inp.orders
+    reason = "Low calcium before resuming or replacing denosumab"
+    suggestions = [lab_suggestion(ctx, "Order calcium with albumin", ("calcium", "albumin"), reason),
+                   lab_suggestion(ctx, "Order 25-OH vitamin D", ("vitamin-d",), reason),
+                   lab_suggestion(ctx, "Order magnesium", ("magnesium",), reason),
+                   lab_suggestion(ctx, "Order PTH", ("pth",), reason)]
+    return Card(rule_id=RULE_ID, rule_title=TITLE, summary=summary, indicator="warning",
+                source_label=SOURCE, detail=detail, suggestions=suggestions,
+                selection_behavior="any",
+                # at most five reasons (§6.3): "transition-planned" gives way to the calcium one
+                override_reasons=override_reasons("treating-hypocalcemia", "dose-given-elsewhere",
+                                                  "specialist-decision", "patient-declined",
+                                                  "end-of-life-care"),
+                links=[LINKS["ects-2021"]])
+
+
+def _card(inp: RuleInput, last: Dose, due: date, overdue_after: date, stop,  # noqa: ANN001
+          planned: list[PlannedOrder]) -> Card:
     chart, th, today = inp.chart, inp.thresholds, inp.today
     L = last.date
     n_months = months_since(L, today)
@@ -102,7 +189,12 @@ def _card(inp: RuleInput, last: Dose, due: date, overdue_after: date, stop) -> C
     zol_ok, zol_why = zoledronic_acid_block(chart, th)
     egfr = chart.egfr(th.egfr_lookback_days_denosumab)
 
-    if stop is not None:
+    if planned:
+        p = max(planned, key=lambda o: o.planned or date.min)   # the most recent plan
+        when = p.planned.isoformat() if p.planned else "(no date)"
+        summary = (f"Planned transition not given: {planned_drug_words(p)} planned {when}, last "
+                   f"denosumab 60 mg {L.isoformat()} ({n_months} mo ago). Give it or re-plan")
+    elif stop is not None:
         if zol_ok:
             summary = (f"Denosumab stopped (last dose {L.isoformat()}): plan zoledronic acid 5 mg IV on "
                        f"{T.isoformat()} to prevent rebound fractures")
@@ -126,6 +218,8 @@ def _card(inp: RuleInput, last: Dose, due: date, overdue_after: date, stop) -> C
         finding += (f" Denosumab was **deliberately stopped** ({stop.ref}, status {stop.status}, dated "
                     f"{(stop.end or stop.date).isoformat()}): stopping is exactly the hazard, so the "
                     "transition is planned for 6 months after the last injection.")
+    for p in planned:
+        finding += " " + _planned_line(p, L, th)
     calcium = chart.calcium(th.calcium_lookback_days, th.calcium_limits)
     data = [
         "Latest " + (lab_summary(egfr, "eGFR") if egfr else
@@ -150,8 +244,8 @@ def _card(inp: RuleInput, last: Dose, due: date, overdue_after: date, stop) -> C
         "Assess for new vertebral fractures if there is back pain or height loss.",
     ]
     not_found = (f"No follow-on antiresorptive after {L.isoformat()}: no bisphosphonate "
-                 "administration, dispense, statement or order, and no denosumab dose or active "
-                 "order dated after the last dose (MedicationAdministration, MedicationDispense, "
+                 "administration, dispense, statement or order, and no denosumab dose"
+                 + (" given" if planned else " or active order") + " dated after the last dose (MedicationAdministration, MedicationDispense, "
                  "MedicationStatement and MedicationRequest searched; entered-in-error, cancelled "
                  "and not-done records do not count).")
     detail = sections(

@@ -17,42 +17,41 @@ record (any status), else ``warning``.
 
 from __future__ import annotations
 
-from cds_service.chart import DraftOrder, default_value_sets
+from cds_service.chart import DraftOrder
 
 from ..builders import override_reasons
 from ..model import Card
 from ..registry import ORDER_HOOKS, RuleInput, rule
+from . import _definitions as defs
 from . import _dmab_common as dm
 from . import _text as tx
 
 RULE_ID = "DMAB-PEDIATRIC"
 TITLE = "Denosumab in a patient under 18"
-PEDIATRIC_AGE = 18          # D8 "Pediatric = age < 18"
-GCTB_MIN_AGE = 12           # §8 item 12: 120 mg + GCTB + age ≥ 12 is suppressed
 GCTB = "giant-cell-tumor-of-bone"
 
 
 def _gctb_conditions(inp: RuleInput) -> list[str]:
-    """Active GCTB conditions whose name matches the GCTB text pattern (D3), in words."""
-    vs = default_value_sets()
-    return [tx.condition_text(c) for c in inp.chart.conditions_in(GCTB, active=True)
-            if GCTB in vs.text_matches([c.display])]
+    """Active GCTB diagnoses (E1: the tumour named; a D48.0 code alone is a proxy), in words."""
+    return [tx.condition_text(c) for c in inp.chart.conditions_in(GCTB, active=True)]
 
 
-def _gctb_reason(d: DraftOrder) -> bool:
-    """The draft's own reason names a giant cell tumour of bone (D6: reasons count)."""
-    return GCTB in default_value_sets().text_matches(d.reason_texts)
+def _gctb_reason(inp: RuleInput, d: DraftOrder) -> bool:
+    """The draft's own reason names a giant cell tumour of bone (D6: reasons count; E1)."""
+    return bool(defs.gctb_diagnosis(inp.chart, d)) and GCTB in defs.draft_reason_sets(d)
 
 
 @rule(RULE_ID, TITLE, hooks=ORDER_HOOKS, needs={"Patient", "Condition"})
 def dmab_pediatric(inp: RuleInput) -> Card | None:
     drafts = dm.dmab_drafts(inp)
     age = inp.chart.patient.age
-    if not drafts or age is None or age >= PEDIATRIC_AGE:
+    pediatric_below = inp.thresholds.pediatric_age_below    # D8, D10
+    gctb_min_age = inp.thresholds.gctb_exemption_min_age    # D10, §8 item 12
+    if not drafts or age is None or age >= pediatric_below:
         return None
     gctb = _gctb_conditions(inp)
-    exempt = [d for d in drafts if d.drug.regimen == "120mg" and age >= GCTB_MIN_AGE
-              and (gctb or _gctb_reason(d))]
+    exempt = [d for d in drafts if d.drug.regimen == "120mg" and age >= gctb_min_age
+              and (gctb or _gctb_reason(inp, d))]
     concerned = [d for d in drafts if d not in exempt]
     if not concerned:
         return None
@@ -68,11 +67,11 @@ def dmab_pediatric(inp: RuleInput) -> Card | None:
                      + " — the population in which life-threatening hypercalcemia was reported.")
     if exempt:
         lines.append(f"Not concerned: {tx.draft_list(exempt)} (120 mg for giant cell tumour of "
-                     "bone, age ≥ 12: the Xgeva indication for skeletally mature adolescents).")
+                     f"bone, age ≥ {gctb_min_age}: the Xgeva indication for skeletally mature adolescents).")
     elif gctb:
         lines.append("Giant cell tumour of bone on record (" + "; ".join(gctb) + "), but the order "
-                     "is not the 120 mg regimen" + ("" if age >= GCTB_MIN_AGE else
-                                                    f" or the patient is under {GCTB_MIN_AGE}") + ".")
+                     "is not the 120 mg regimen" + ("" if age >= gctb_min_age else
+                                                    f" or the patient is under {gctb_min_age}") + ".")
     lines += [
         "",
         "**Why it matters.** Denosumab is not approved for children outside giant cell tumour of "

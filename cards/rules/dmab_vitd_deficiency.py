@@ -59,7 +59,7 @@ def dmab_vitd_deficiency(inp: RuleInput) -> Card | None:
                  "continuation dose") + (", severe deficiency" if severe else "") + ".")
     lines.append("Vitamin D on the medication list: " + ("; ".join(dm.record_text(r) for r in vit_d)
                  if vit_d else "none found (active orders/statements, dispenses in the last "
-                 f"{defs.param(inp, 'medication_dispense_recent_days')} days)") + ".")
+                 f"{inp.thresholds.supplement_dispense_lookback_days} days)") + ".")
     lines += [
         "",
         "**Why it matters.** Vitamin D deficiency increases the risk of hypocalcemia after "

@@ -10,22 +10,23 @@ Three-valued answers: a query about a resource type the request could not supply
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta, tzinfo
 from functools import cached_property
 from decimal import Decimal
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from . import clinical, labs, medications
-from .dates import add_months, fhir_date, today_utc
+from .dates import add_months, clock_zone, fhir_date, is_future, today_in
 from .identity import PatientIdentity
 from .medication_refs import medication_index
 from .labs import CalciumJudgement, LabDay, LazyLabs
 from .model import (BISPHOSPHONATE, DENOSUMAB, ConditionFact, DoseEvent, DraftOrder, Drug, Lab,
-                    MedicationRecord, PatientFacts, ProcedureFact, Skipped)
+                    MedicationRecord, PatientFacts, ProcedureFact, Skipped, reference_key)
 from .valuesets import ValueSets, default_value_sets
 from .verdicts import VerdictCache, validate_r4b
 
+LOINC = "http://loinc.org"
 MEDICATION_TYPES = ("MedicationRequest", "MedicationAdministration", "MedicationStatement",
                     "MedicationDispense")
 #: Resource types the chart reads; anything else in a prefetch is ignored silently.
@@ -60,6 +61,11 @@ class Chart:
     now: datetime
     today: date
     patient: PatientFacts
+    #: the clock zone (§1.3 Clock, A3): record dates were taken here; code that parses a date
+    #: after the build passes it to :func:`~cds_service.chart.dates.fhir_date`
+    zone: tzinfo | None = None
+    #: eGFR code → ``preference`` rank of ``codes.json`` (D5, A28); None: the catalog's ranks
+    egfr_rank: Mapping[str, int] | None = None
     medications: tuple[MedicationRecord, ...] = ()
     drafts: tuple[DraftOrder, ...] = ()
     triggers: tuple[DraftOrder, ...] = ()
@@ -73,6 +79,8 @@ class Chart:
     excluded: dict[str, int] = field(default_factory=dict)
     #: drafts of the hook that could not be read, but are antiresorptives by code or text (D3)
     unreadable_drafts: tuple[Drug, ...] = ()
+    #: D4 de-duplication window (``dose_dedupe_days``): dose records less apart are one dose
+    dose_dedupe_days: int = 4
 
     @property
     def unreadable(self) -> list[Skipped]:
@@ -98,7 +106,37 @@ class Chart:
 
     @cached_property
     def _all_dose_events(self) -> list[DoseEvent]:
-        return medications.dose_events(list(self.medications))
+        return medications.dose_events(list(self.medications), self.dose_dedupe_days)
+
+    @cached_property
+    def _linked_orders(self) -> frozenset[int]:
+        return frozenset(medications.linked_orders(self.medications))
+
+    @cached_property
+    def _linked_ids(self) -> frozenset[int]:
+        return frozenset(id(self.medications[i]) for i in self._linked_orders)
+
+    def is_linked_order(self, record: MedicationRecord) -> bool:
+        """A MedicationRequest that a counting administration or dispense names (D4, A11): the
+        same dose or supply as that record."""
+        return id(record) in self._linked_ids
+
+    @cached_property
+    def _requests_by_key(self) -> dict[str, list[MedicationRecord]]:
+        out: dict[str, list[MedicationRecord]] = {}
+        for r in self.medications:
+            if r.resource_type == "MedicationRequest":
+                for key in r.keys():
+                    out.setdefault(key, []).append(r)
+        return out
+
+    def linked_orders_of(self, record: MedicationRecord) -> list[MedicationRecord]:
+        """The MedicationRequests an administration or dispense names (D4 dose events 3)."""
+        out: list[MedicationRecord] = []
+        for ref in record.request_refs:
+            for key in {ref, reference_key(ref)}:
+                out += [r for r in self._requests_by_key.get(key, []) if r not in out]
+        return out
 
     @cached_property
     def _events_by_class(self) -> dict[str, tuple[DoseEvent, ...]]:
@@ -124,9 +162,10 @@ class Chart:
         """Per class: the dated dose records (D4, :func:`medications.is_dose_record`) sorted by
         date, as (dates, (chart position, record)) for bisection."""
         out: dict[str, list[tuple[date, int, MedicationRecord]]] = {}
-        for i, r in enumerate(self.medications):
-            if r.date is not None and medications.is_dose_record(r):
-                out.setdefault(r.drug.drug_class, []).append((r.date, i, r))
+        position = {id(r): i for i, r in enumerate(self.medications)}
+        for r in medications.dose_records(self.medications):
+            entry = (r.date, position[id(r)], r)
+            out.setdefault(r.drug.drug_class, []).append(entry)  # type: ignore[arg-type]
         index = {}
         for cls, entries in out.items():
             entries.sort(key=lambda e: (e[0], e[1]))
@@ -263,14 +302,23 @@ class Chart:
         """The eGFR to use (D5, A39: the latest date in the window decides, then code preference
         among its usable results); None when none, or none of that date is usable."""
         candidates = labs.newest_usable_day(self.results.get("egfr", ()), self.today, within_days)
-        return labs.select_egfr(candidates, self._pediatric)
+        return labs.select_egfr(candidates, self._pediatric, self.egfr_rank)
 
     def previous_egfr(self, within_days: int | None, before: date) -> Lab | None:
         """The eGFR of the newest date before ``before`` that has a usable one (code preference):
         named by a card when the latest eGFR is unusable (A39), never judged."""
         day = labs.latest_day(self.results.get("egfr", ()), self.today, within_days,
                               before=before, usable_only=True)
-        return labs.select_egfr(day.usable, self._pediatric)
+        return labs.select_egfr(day.usable, self._pediatric, self.egfr_rank)
+
+    def crcl(self, creatinine_days: int, weight_days: int) -> labs.CreatinineClearance:
+        """The Cockcroft-Gault CrCl (actual body weight, mL/min) from the latest serum creatinine
+        (``creatinine-serum``) within ``creatinine_days`` and the latest body weight within
+        ``weight_days`` (D5, A10, A39), or why it is not computable. Only for IV bisphosphonates:
+        it never stands in for an eGFR elsewhere (A35)."""
+        return labs.creatinine_clearance(self.latest_day("creatinine-serum", creatinine_days),
+                                         self.latest_day("body-weight", weight_days),
+                                         self.patient.age, self.patient.sex)
 
     @property
     def _pediatric(self) -> bool:
@@ -356,12 +404,40 @@ def _flatten(values: Iterable[Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _entry_urls(values: Iterable[Any]) -> dict[tuple[str, str], str]:
+    """``fullUrl`` of each medication record entry of the Bundles, by (type, id): an
+    administration or dispense may name its order by it (D4 dose events 3)."""
+    out: dict[tuple[str, str], str] = {}
+    for value in values:
+        if not isinstance(value, dict) or value.get("resourceType") != "Bundle":
+            continue
+        entries = value.get("entry")
+        for entry in entries if isinstance(entries, list) else []:
+            res = entry.get("resource") if isinstance(entry, dict) else None
+            if not isinstance(res, dict):
+                continue
+            if res.get("resourceType") == "Bundle":
+                out.update(_entry_urls([res]))
+            elif res.get("resourceType") in MEDICATION_TYPES and isinstance(res.get("id"), str) \
+                    and isinstance(entry.get("fullUrl"), str):
+                out.setdefault((res["resourceType"], res["id"]), entry["fullUrl"])
+    return out
+
+
 def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient-view",
                 draft_orders: Iterable[dict[str, Any]] = (), selections: Iterable[str] = (),
                 unavailable: Mapping[str, str] | None = None, vs: ValueSets | None = None,
                 verdicts: VerdictCache | None = None, identity: PatientIdentity | None = None,
-                medication_urls: Mapping[str, dict[str, Any]] | None = None) -> Chart:
+                medication_urls: Mapping[str, dict[str, Any]] | None = None,
+                zone: tzinfo | None = None, future_skew_minutes: int = 5,
+                dose_dedupe_days: int = 4) -> Chart:
     """Build the :class:`Chart` from FHIR resources (Bundles unpacked, de-duplicated by type+id).
+
+    ``zone`` is the clock zone (``clock_time_zone``, §1.3 Clock, A3; None: UTC): today is the date
+    of ``now`` there, and every record date is taken there. A recorded event later than ``now`` +
+    ``future_skew_minutes`` (a date-only one: later than today) is ignored and reported in
+    ``Chart.skipped`` as "dated in the future" (logged by the service, not here); an active
+    order's planned date is exempt.
 
     ``draft_orders`` are the hook's own orders; the triggers are the selected ones on
     ``order-select`` and all of them on ``order-sign`` (RULES.md §1 "Hooks").
@@ -369,9 +445,31 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
     and counted in ``Chart.excluded`` (the service always passes it; None trusts the caller to
     have given one patient's data, as unit tests of single rules do). ``medication_urls``: the
     Medication entries of the request's Bundles by ``fullUrl`` (D3 resolution (b)).
+    ``dose_dedupe_days``: the D4 de-duplication window (D10).
     """
+    with clock_zone(zone) as tz:
+        chart = _build_chart(resources, now, hook=hook, draft_orders=draft_orders,
+                             selections=selections, unavailable=unavailable, vs=vs,
+                             verdicts=verdicts, identity=identity, medication_urls=medication_urls,
+                             zone=tz, future_skew_minutes=future_skew_minutes,
+                             dose_dedupe_days=dose_dedupe_days)
+    return chart
+
+
+def _build_chart(resources: Iterable[Any], now: datetime, *, hook: str,
+                 draft_orders: Iterable[dict[str, Any]], selections: Iterable[str],
+                 unavailable: Mapping[str, str] | None, vs: ValueSets | None,
+                 verdicts: VerdictCache | None, identity: PatientIdentity | None,
+                 medication_urls: Mapping[str, dict[str, Any]] | None, zone: tzinfo,
+                 future_skew_minutes: int, dose_dedupe_days: int) -> Chart:
+    """:func:`build_chart` inside its clock zone."""
     vs = vs or default_value_sets()
-    today = today_utc(now)
+    resources = list(resources)
+    entry_urls = _entry_urls(resources)
+    today = today_in(now, zone)
+
+    def future(value: Any) -> bool:
+        return is_future(value, now, today, future_skew_minutes, zone)
     skipped: list[Skipped] = []
     excluded: dict[str, int] = {}
     seen: set[tuple[str, str]] = set()
@@ -405,7 +503,7 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
                          memo=memo)
 
     patient_res = next(_read(by_type.get("Patient", [])[:1], valid, skipped), None)
-    patient = clinical.to_patient(patient_res, today)
+    patient = clinical.to_patient(patient_res, today, zone)
 
     # the hook's own draft orders
     draft_ids: set[str] = set()
@@ -449,8 +547,12 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
         if res is None:
             return None
         rec = medications.to_record(res, drug)
-        if rec.date is not None and rec.date > today and (rtype != "MedicationRequest" or rec.status != "active"):
-            raise _Skip("dated in the future")
+        url = entry_urls.get((rtype, str(raw.get("id"))))
+        if url is not None:
+            rec = replace(rec, full_url=url)
+        if rec.date is not None and (rtype != "MedicationRequest" or rec.status != "active") \
+                and (rec.date > today or future(medications.record_date(res)[0])):
+            raise _Skip("dated in the future")   # an active order's date is a plan (exempt, A3)
         return rec
 
     def observation(raw: dict[str, Any]) -> tuple[date, str, str, dict[str, Any]] | None:
@@ -460,10 +562,10 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
         concept = labs.observation_concept(raw, vs)
         if concept is None:
             return None
-        when = labs.observation_date(raw)
+        when = labs.observation_date(raw, zone)
         if when is None:
             raise _Skip("no readable date")
-        if when > today:
+        if when > today or future(labs.observation_when(raw)):
             raise _Skip("dated in the future")
         return when, concept[0], concept[1], raw
 
@@ -472,13 +574,21 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
         res = valid(raw, what=labs.CONCEPT_WORDS.get(concept, concept))
         return labs.to_lab(res, concept, code, when) if res is not None else None
 
+    read_labs: dict[int, Lab | None] = {}
+
     def read_lab(pending: tuple[date, str, str, dict[str, Any]]) -> Lab | None:
-        """Validate one pending result when it is first read (errors reported, never raised)."""
-        return next(_read([pending[3]], lambda _raw: to_lab(pending), skipped), None)
+        """Validate one pending result when it is first read (errors reported, never raised);
+        once, though it may be filed under two concepts (a serum creatinine)."""
+        key = id(pending[3])
+        if key not in read_labs:
+            read_labs[key] = next(_read([pending[3]], lambda _raw: to_lab(pending), skipped), None)
+        return read_labs[key]
 
     def condition(raw: dict[str, Any]) -> ConditionFact | None:
         if clinical.to_condition(raw, vs) is None:   # cheap: only our value sets are validated
             return None
+        if any(future(raw.get(k)) for k in ("onsetDateTime", "recordedDate")):
+            raise _Skip("dated in the future")   # onset or recording later than now (A3)
         res = valid(raw, what="problem-list entry")
         return clinical.to_condition(res, vs) if res is not None else None
 
@@ -486,7 +596,9 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
         fact = clinical.to_procedure(raw, vs)
         if fact is None:
             return None
-        if fact.date is not None and fact.date > today:
+        period = raw.get("performedPeriod") if isinstance(raw.get("performedPeriod"), dict) else {}
+        performed = raw.get("performedDateTime") or period.get("end") or period.get("start")
+        if fact.date is not None and (fact.date > today or future(performed)):
             raise _Skip("dated in the future")
         res = valid(raw, what="procedure")
         return clinical.to_procedure(res, vs) if res is not None else None
@@ -495,6 +607,8 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
     pending: dict[str, list[tuple[date, str, str, dict[str, Any]]]] = {}
     for entry in _read(by_type.get("Observation", []), observation, skipped):
         pending.setdefault(entry[1], []).append(entry)
+        if entry[1] == "creatinine" and "creatinine-serum" in vs.names_for(LOINC, entry[2]):
+            pending.setdefault("creatinine-serum", []).append(entry)   # Cockcroft-Gault input (A10)
     results: dict[str, Sequence[Lab]] = {}
     for concept, entries in pending.items():
         entries.sort(key=lambda e: e[0], reverse=True)
@@ -502,11 +616,12 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
     conditions = list(_read(by_type.get("Condition", []), condition, skipped))
     procedures = list(_read(by_type.get("Procedure", []), procedure, skipped))
 
-    return Chart(now=now, today=today, patient=patient, medications=tuple(records),
+    return Chart(now=now, today=today, zone=zone, egfr_rank=vs.egfr_preference() or None,
+                 patient=patient, medications=tuple(records),
                  drafts=tuple(drafts), triggers=tuple(triggers), results=results,
                  conditions=tuple(conditions), procedures=tuple(procedures),
                  skipped=skipped, unavailable=dict(unavailable or {}), excluded=excluded,
-                 unreadable_drafts=tuple(unreadable_drafts))
+                 unreadable_drafts=tuple(unreadable_drafts), dose_dedupe_days=dose_dedupe_days)
 
 
 def months_since(d: date, today: date) -> int:

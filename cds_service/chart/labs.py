@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, timedelta, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -24,11 +24,14 @@ from .valuesets import OBSERVATION_SETS, ValueSets
 COUNTING_OBSERVATION_STATUS = frozenset({"final", "amended", "corrected", "preliminary"})
 
 
-#: eGFR codes in order of preference on one date (D5).
-EGFR_PREFERENCE: tuple[str, ...] = ("98979-8", "98980-6", "62238-1", "77147-7", "33914-3",
-                                    "69405-9", "94677-2", "50210-4", "76633-7")
-EGFR_RACE_SPLIT: frozenset[str] = frozenset({"88293-6", "88294-4", "48642-3", "48643-1",
-                                            "50044-7", "70969-1"})
+#: eGFR ranks (``preference`` of ``codes.json``, D5, A28) used when the chart is given none:
+#: 1 CKD-EPI 2021 creatinine, 2 creatinine–cystatin C, 3 generic/race-free, 4 sex-specific
+#: MDRD, 5 race-split pairs (of which the lower value is used).
+EGFR_PREFERENCE: dict[str, int] = {
+    "98979-8": 1, "98980-6": 2, "62238-1": 3, "77147-7": 3, "33914-3": 3, "69405-9": 3,
+    "94677-2": 3, "50210-4": 3, "76633-7": 3, "50384-7": 3, "50044-7": 4, "70969-1": 4,
+    "88293-6": 5, "88294-4": 5, "48642-3": 5, "48643-1": 5,
+}
 EGFR_SCHWARTZ = "50384-7"
 
 #: Lab concepts (value-set names) in a clinician's words, for "could not be read" lines.
@@ -41,11 +44,17 @@ CONCEPT_WORDS: dict[str, str] = {
 }
 
 
-def observation_date(resource: Mapping[str, Any]) -> date | None:
+def observation_when(resource: Mapping[str, Any]) -> Any:
+    """The raw date of an Observation: effective[x] (a period's start), else ``issued``."""
     period = resource.get("effectivePeriod") or {}
-    return fhir_date(resource.get("effectiveDateTime") or resource.get("effectiveInstant")
-                     or (period.get("start") if isinstance(period, dict) else None)
-                     or resource.get("issued"))
+    return (resource.get("effectiveDateTime") or resource.get("effectiveInstant")
+            or (period.get("start") if isinstance(period, dict) else None)
+            or resource.get("issued"))
+
+
+def observation_date(resource: Mapping[str, Any], zone: tzinfo | None = None) -> date | None:
+    """The calendar date of an Observation in the clock zone (D1, A3)."""
+    return fhir_date(observation_when(resource), zone)
 
 
 def observation_concept(resource: Mapping[str, Any], vs: ValueSets) -> tuple[str, str] | None:
@@ -153,7 +162,7 @@ def to_lab(resource: Mapping[str, Any], concept: str, code: str, when: date) -> 
         elif low.get("value") is not None or high.get("value") is not None:
             rr = f"{low.get('value', '')}–{high.get('value', '')} {low.get('unit') or high.get('unit') or ''}".strip()
     return Lab(concept=concept, code=code, date=when, status=str(resource.get("status")),
-               value=value, unit=normalise_unit(unit) if unit else None, measured=measured,
+               value=value, unit=normalise_unit(unit, concept) if unit else None, measured=measured,
                measured_unit=unit, comparator=comparator, codings=codings,
                interpretation=interp, reference_range=rr, id=str(resource.get("id") or ""),
                unusable=unusable, sent=sent)
@@ -438,22 +447,93 @@ def newest_usable_day(results: Iterable[Lab], today: date, days: int) -> list[La
     return list(latest_day(results, today, days).usable)
 
 
-def select_egfr(results: Iterable[Lab], pediatric: bool) -> Lab | None:
-    """The eGFR to use among usable results (newest first in ``results``), by date then code (D5)."""
+def select_egfr(results: Iterable[Lab], pediatric: bool,
+                preference: Mapping[str, int] | None = None) -> Lab | None:
+    """The eGFR to use among usable results, by date then code rank (D5, A28): the newest date;
+    a Schwartz result first for a patient under 18; else the best ``preference`` rank of
+    ``codes.json`` (a code without a rank comes last). Several results of the best rank: the
+    lower value (the race-split pairs of rank 5 by the catalog; other ties by the cautious
+    reading), a comparator ">" counting as its bound."""
     usable = [l for l in results if l.usable]
     if not usable:
         return None
+    ranks = EGFR_PREFERENCE if preference is None else preference
     newest = max(l.date for l in usable)
     same_day = [l for l in usable if l.date == newest]
     if pediatric:
         schwartz = [l for l in same_day if l.code == EGFR_SCHWARTZ]
         if schwartz:
             return schwartz[0]
-    for code in EGFR_PREFERENCE:
-        for l in same_day:
-            if l.code == code:
-                return l
-    split = [l for l in same_day if l.code in EGFR_RACE_SPLIT]
-    if split:
-        return min(split, key=lambda l: l.value or Decimal(0))
-    return same_day[0]
+    worst = max(ranks.values(), default=0) + 1
+    best = min(ranks.get(l.code, worst) for l in same_day)
+    tied = [l for l in same_day if ranks.get(l.code, worst) == best]
+    return min(tied, key=lambda l: l.value if l.value is not None else Decimal(0))
+
+
+# ---- Cockcroft-Gault creatinine clearance (D5 "Kidney function for an IV bisphosphonate", A10) --
+
+#: Why a CrCl could not be computed (A10, A39); the eGFR is judged instead.
+CRCL_NO_CREATININE = "no serum creatinine"
+CRCL_NO_WEIGHT = "no body weight"
+CRCL_CREATININE_UNUSABLE = "creatinine not usable"
+CRCL_WEIGHT_UNUSABLE = "weight not usable"
+CRCL_AGE_UNKNOWN = "age unknown"
+CRCL_SEX_UNKNOWN = "sex unknown"
+
+
+@dataclass(frozen=True)
+class CreatinineClearance:
+    """The Cockcroft-Gault CrCl with actual body weight (mL/min, never per 1.73 m²; A10, A35),
+    or why it is not computable (``reason``). ``creatinine`` and ``weight`` are the latest
+    results in their windows (usable or not, A39); ``value`` is None when not computable."""
+
+    value: int | None
+    creatinine: Lab | None
+    weight: Lab | None
+    age: int | None
+    sex: str | None
+    reason: str | None = None
+
+    @property
+    def computable(self) -> bool:
+        return self.value is not None
+
+    @property
+    def date(self) -> date | None:
+        """The date of the creatinine (the input that goes stale first)."""
+        return self.creatinine.date if self.creatinine is not None else None
+
+
+def cockcroft_gault(age: int, sex: str, weight_kg: Decimal, creatinine_mg_dl: Decimal) -> int:
+    """``(140 − age) × weight ÷ (72 × creatinine)``, × 0.85 if female, rounded half-up (D5)."""
+    value = Decimal(140 - age) * weight_kg / (Decimal(72) * creatinine_mg_dl)
+    if sex == "female":
+        value *= Decimal("0.85")
+    return int(round_half_up(value, 0))
+
+
+def creatinine_clearance(creatinine: LabDay, weight: LabDay, age: int | None,
+                         sex: str | None) -> CreatinineClearance:
+    """CrCl from the latest serum creatinine and the latest body weight of their windows (D5,
+    A10, A39): each must be usable (a number, a recognised unit, no comparator, above zero),
+    and age and sex known; else not computable, with the reason."""
+    cr, wt = creatinine.results[0] if creatinine.results else None, \
+        weight.results[0] if weight.results else None
+    cr_use, wt_use = creatinine.decisive, weight.decisive
+
+    def none(reason: str) -> CreatinineClearance:
+        return CreatinineClearance(None, cr_use or cr, wt_use or wt, age, sex, reason)
+    if cr is None:
+        return none(CRCL_NO_CREATININE)
+    if cr_use is None or cr_use.value is None or cr_use.comparator is not None or cr_use.value <= 0:
+        return none(CRCL_CREATININE_UNUSABLE)
+    if wt is None:
+        return none(CRCL_NO_WEIGHT)
+    if wt_use is None or wt_use.value is None or wt_use.comparator is not None or wt_use.value <= 0:
+        return none(CRCL_WEIGHT_UNUSABLE)
+    if age is None or age >= 140:
+        return none(CRCL_AGE_UNKNOWN)
+    if sex not in ("female", "male"):
+        return none(CRCL_SEX_UNKNOWN)
+    return CreatinineClearance(cockcroft_gault(age, sex, wt_use.value, cr_use.value), cr_use, wt_use,
+                               age, sex)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal, InvalidOperation
-from typing import Any, Mapping
+from datetime import date
+from typing import Any, Iterable, Mapping
 
 from .dates import fhir_date
 from .medication_refs import resolve
 from .model import (BISPHOSPHONATE, CALCIMIMETIC, DENOSUMAB, SUPPLEMENT, DoseEvent, Drug,
-                    MedicationRecord, Timing)
+                    MedicationRecord, Timing, reference_key)
 from .valuesets import ValueSets
 
 #: Statuses that count per resource type (D2). MedicationRequest ``draft`` only for the hook's own.
@@ -188,7 +189,7 @@ def classify(resource: Mapping[str, Any], vs: ValueSets,
     route = _route(resource, med)
 
     if names & {"denosumab-any", "denosumab"}:
-        regimen = _denosumab_regimen(names, dose, dose_text, resource)
+        regimen = _denosumab_regimen(names, dose, dose_text, resource, vs.brand_regimens(texts))
         return Drug(DENOSUMAB, "denosumab", display or "denosumab", regimen, "sc", by_text)
     for vs_name, agent in _BP_AGENT_SETS:
         if vs_name in names:
@@ -218,12 +219,16 @@ def classify(resource: Mapping[str, Any], vs: ValueSets,
 
 
 def _denosumab_regimen(names: frozenset[str], dose: Decimal | None, text: str,
-                       resource: Mapping[str, Any]) -> str | None:
-    """D3 "Strength / regimen of denosumab": code, then dose, then volume, then text."""
+                       resource: Mapping[str, Any], brands: frozenset[str] = frozenset()) -> str | None:
+    """D3 "Strength / regimen of denosumab": code, then brand (A8: a brand of one set alone
+    settles it; brands of both sets go on), then dose, then volume, then text. Nonproprietary
+    suffixes (``-bbdz``) are shared by both strengths and never decide."""
     if "denosumab-60mg" in names:
         return "60mg"
     if "denosumab-120mg" in names:
         return "120mg"
+    if len(brands) == 1:
+        return next(iter(brands))
     if dose is not None:
         if dose == 60:
             return "60mg"
@@ -321,6 +326,124 @@ def _discontinued(resource: Mapping[str, Any]) -> bool:
     return any(_DISCONTINUED.search(t or "") for t in texts)
 
 
+#: Days per UCUM unit of a duration (D4 "Order end"; another unit is unreadable).
+_DURATION_DAYS = {"d": 1, "wk": 7, "mo": 30, "a": 365}
+
+
+def _number(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        n = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+    return n if n.is_finite() else None
+
+
+def _duration_days(q: Any) -> Decimal | None:
+    """A Duration/Quantity in days by its UCUM unit (``code``, else ``unit``), or None."""
+    if not isinstance(q, dict):
+        return None
+    value = _number(q.get("value"))
+    per = _DURATION_DAYS.get(str(q.get("code") or q.get("unit") or "").strip())
+    return value * per if value is not None and per is not None else None
+
+
+def _days_per_fill(resource: Mapping[str, Any], dispense: Mapping[str, Any]) -> Decimal | None:
+    """D4 "Order end" (c): ``expectedSupplyDuration``, else ``quantity`` ÷ (doses per day ×
+    units per dose), rounded down; None when unreadable."""
+    expected = _duration_days(dispense.get("expectedSupplyDuration"))
+    if expected is not None:
+        return expected
+    quantity = dispense.get("quantity")
+    amount = _number(quantity.get("value")) if isinstance(quantity, dict) else None
+    if amount is None:
+        return None
+    dosage = dosage_of(resource)
+    timing = dosage.get("timing") if dosage else None
+    repeat = timing.get("repeat") if isinstance(timing, dict) else None
+    if not isinstance(repeat, dict):
+        return None
+    frequency = _number(repeat.get("frequency")) if repeat.get("frequency") is not None else Decimal(1)
+    period = _duration_days({"value": repeat.get("period"), "code": repeat.get("periodUnit")})
+    if frequency is None or period is None or period <= 0 or frequency <= 0:
+        return None
+    per_dose = Decimal(1)
+    dar = dosage.get("doseAndRate") if dosage else None
+    dq = dar[0].get("doseQuantity") if isinstance(dar, list) and dar and isinstance(dar[0], dict) else None
+    if isinstance(dq, dict) and isinstance(quantity, dict):
+        same = any(dq.get(k) and dq.get(k) == quantity.get(k) for k in ("code", "unit"))
+        value = _number(dq.get("value"))
+        if same and value is not None and value > 0:
+            per_dose = value
+    return (amount * period / (frequency * per_dose)).to_integral_value(rounding="ROUND_FLOOR")
+
+
+def implied_supply_days(resource: Mapping[str, Any]) -> int | None:
+    """Days of supply a MedicationRequest implies (D4 "Order end" (c), A38): days per fill ×
+    (1 + ``numberOfRepeatsAllowed``); None when it cannot be read. ``initialFill`` is not read."""
+    dispense = resource.get("dispenseRequest")
+    if not isinstance(dispense, dict):
+        return None
+    try:
+        per_fill = _days_per_fill(resource, dispense)
+    except (InvalidOperation, ArithmeticError):
+        return None
+    if per_fill is None or per_fill < 0:
+        return None
+    repeats = dispense.get("numberOfRepeatsAllowed")
+    repeats = repeats if isinstance(repeats, int) and not isinstance(repeats, bool) and repeats >= 0 else 0
+    return int(per_fill * (1 + repeats))
+
+
+def planned_date_of(resource: Mapping[str, Any]) -> date | None:
+    """The planned date of an order (D4 "Planned follow-on order", A2), before the ``authoredOn``
+    fallback: ``dispenseRequest.validityPeriod.start``, else the earliest of every
+    ``dosageInstruction[].timing.event[]`` and ``timing.repeat.boundsPeriod.start``."""
+    dispense = resource.get("dispenseRequest")
+    validity = dispense.get("validityPeriod") if isinstance(dispense, dict) else None
+    start = fhir_date(validity.get("start")) if isinstance(validity, dict) else None
+    if start is not None:
+        return start
+    found: list[date] = []
+    dosages = resource.get("dosageInstruction")
+    for dosage in dosages if isinstance(dosages, list) else []:
+        timing = dosage.get("timing") if isinstance(dosage, dict) else None
+        if not isinstance(timing, dict):
+            continue
+        for event in timing.get("event") or [] if isinstance(timing.get("event"), list) else []:
+            d = fhir_date(event)
+            if d is not None:
+                found.append(d)
+        repeat = timing.get("repeat")
+        bounds = repeat.get("boundsPeriod") if isinstance(repeat, dict) else None
+        d = fhir_date(bounds.get("start")) if isinstance(bounds, dict) else None
+        if d is not None:
+            found.append(d)
+    return min(found, default=None)
+
+
+def _validity_end(resource: Mapping[str, Any]) -> date | None:
+    dispense = resource.get("dispenseRequest")
+    validity = dispense.get("validityPeriod") if isinstance(dispense, dict) else None
+    return fhir_date(validity.get("end")) if isinstance(validity, dict) else None
+
+
+def _request_refs(resource: Mapping[str, Any]) -> tuple[str, ...]:
+    """The orders a record names (D4 dose events 3): Administration ``request``, Dispense
+    ``authorizingPrescription``."""
+    rtype = resource.get("resourceType")
+    if rtype == "MedicationAdministration":
+        refs = [resource.get("request")]
+    elif rtype == "MedicationDispense":
+        value = resource.get("authorizingPrescription")
+        refs = value if isinstance(value, list) else []
+    else:
+        return ()
+    return tuple(r["reference"] for r in refs
+                 if isinstance(r, dict) and isinstance(r.get("reference"), str) and r["reference"])
+
+
 def to_record(resource: Mapping[str, Any], drug: Drug) -> MedicationRecord:
     """A :class:`MedicationRecord` from a validated, normalised resource."""
     start, end = record_date(resource)
@@ -329,16 +452,35 @@ def to_record(resource: Mapping[str, Any], drug: Drug) -> MedicationRecord:
     if isinstance(ds, dict) and isinstance(ds.get("value"), (int, float)):
         days_supply = int(ds["value"])
     codings, texts = _reason(resource)
+    request = resource.get("resourceType") == "MedicationRequest"
+    intent = resource.get("intent")
     return MedicationRecord(
         resource_type=str(resource.get("resourceType")), id=str(resource.get("id") or ""),
         status=str(resource.get("status") or ""), drug=drug, date=fhir_date(start),
         end=fhir_date(end), dose_mg=dose_mg_of(resource), timing=timing_of(resource),
         days_supply=days_supply, discontinued=_discontinued(resource),
-        reason_codings=codings, reason_texts=texts)
+        reason_codings=codings, reason_texts=texts,
+        intent=intent if isinstance(intent, str) else None,
+        request_refs=_request_refs(resource),
+        planned=planned_date_of(resource) if request else None,
+        validity_end=_validity_end(resource) if request else None,
+        supply_days=implied_supply_days(resource) if request else None)
 
 
 _CONFIDENCE = {"MedicationAdministration": 4, "MedicationDispense": 3, "MedicationStatement": 2,
                "MedicationRequest": 1}
+
+
+def dose_class(drug: Drug) -> str:
+    """The D4 "drug class" of dose history: denosumab (every product and strength), else the
+    bisphosphonate ingredient (zoledronic acid, ibandronate, pamidronate, alendronate …)."""
+    return drug.drug_class if drug.drug_class != BISPHOSPHONATE else f"{BISPHOSPHONATE}:{drug.agent}"
+
+
+def is_injectable(drug: Drug) -> bool:
+    """D4 injectables: denosumab, zoledronic acid, ibandronate IV, pamidronate."""
+    return drug.drug_class == DENOSUMAB or (drug.drug_class == BISPHOSPHONATE and (
+        drug.route == "iv" or drug.agent in ("zoledronic-acid", "pamidronate")))
 
 
 def is_dose_record(r: MedicationRecord) -> bool:
@@ -350,20 +492,53 @@ def is_dose_record(r: MedicationRecord) -> bool:
             or (r.resource_type == "MedicationRequest" and r.status == "completed"))
 
 
-def dose_events(records: list[MedicationRecord], dedupe_days: int = 4) -> list[DoseEvent]:
-    """Dose events, oldest first, de-duplicated within ``dedupe_days`` per drug class (D4).
+def linked_orders(records: Iterable[MedicationRecord]) -> set[int]:
+    """Positions (in ``records``) of the MedicationRequests that a counting administration names in
+    ``request`` or a counting dispense names in ``authorizingPrescription`` (D4 dose events 3,
+    A11: the same dose as that record, never a second one)."""
+    records = list(records)
+    refs = {key for r in records if r.request_refs and is_dose_record(r)
+            and r.resource_type in ("MedicationAdministration", "MedicationDispense")
+            for ref in r.request_refs for key in (ref, reference_key(ref))}
+    if not refs:
+        return set()
+    return {i for i, r in enumerate(records) if r.resource_type == "MedicationRequest"
+            and refs.intersection(r.keys())}
 
-    Administrations (completed/in-progress), completed dispenses, active/completed statements
-    with a date, and completed requests (lowest confidence). When several records fall within
-    the window, the most confident one is kept.
+
+def dose_records(records: Iterable[MedicationRecord]) -> list[MedicationRecord]:
+    """The dated records that give dose events (D4 dose events 1–4), in input order: linked
+    completed orders are left out (A11), and a statement of an injectable only when its drug
+    class has no counting administration, dispense or completed order at any date (A1)."""
+    records = list(records)
+    linked = linked_orders(records)
+    confirmed = {dose_class(r.drug) for r in records if r.date is not None and is_dose_record(r)
+                 and r.resource_type != "MedicationStatement"}
+    out = []
+    for i, r in enumerate(records):
+        if r.date is None or not is_dose_record(r) or i in linked:
+            continue
+        if r.resource_type == "MedicationStatement" and is_injectable(r.drug) \
+                and dose_class(r.drug) in confirmed:
+            continue   # reconciliation, not an injection date (A1)
+        out.append(r)
+    return out
+
+
+def dose_events(records: list[MedicationRecord], dedupe_days: int = 4) -> list[DoseEvent]:
+    """Dose events, oldest first, de-duplicated within ``dedupe_days`` per D4 drug class.
+
+    From :func:`dose_records` (administrations, completed dispenses, statements as D4 allows,
+    unlinked completed requests). When several records fall within the window, the most
+    confident one is kept.
     """
-    raw = [DoseEvent(r.date, r.drug, r.resource_type, _CONFIDENCE[r.resource_type], r)
-           for r in records if r.date is not None and is_dose_record(r)]
-    raw.sort(key=lambda e: (e.drug.drug_class, e.date, -e.confidence))
+    raw = [DoseEvent(r.date, r.drug, r.resource_type,  # type: ignore[arg-type]
+                     _CONFIDENCE[r.resource_type], r) for r in dose_records(records)]
+    raw.sort(key=lambda e: (dose_class(e.drug), e.date, -e.confidence))
     out: list[DoseEvent] = []
     for e in raw:
         prev = out[-1] if out else None
-        if prev is not None and prev.drug.drug_class == e.drug.drug_class \
+        if prev is not None and dose_class(prev.drug) == dose_class(e.drug) \
                 and (e.date - prev.date).days < dedupe_days:
             if e.confidence > prev.confidence:
                 out[-1] = e

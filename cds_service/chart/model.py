@@ -80,10 +80,42 @@ class MedicationRecord:
     discontinued: bool = False   # statusReason/note of discontinuation
     reason_codings: tuple[tuple[str, str], ...] = ()
     reason_texts: tuple[str, ...] = ()
+    intent: str | None = None    # MedicationRequest.intent (D4 planned follow-on order)
+    #: the orders this record names: ``MedicationAdministration.request`` or
+    #: ``MedicationDispense.authorizingPrescription`` references, as sent (D4, A11)
+    request_refs: tuple[str, ...] = ()
+    full_url: str | None = None  # the Bundle entry's ``fullUrl`` (references may name it, D4)
+    #: MedicationRequest: planned date (``dispenseRequest.validityPeriod.start``, else the
+    #: earliest ``timing.event`` / ``timing.repeat.boundsPeriod.start``; D4, A2), None if unread
+    planned: date | None = None
+    validity_end: date | None = None   # MedicationRequest ``dispenseRequest.validityPeriod.end``
+    #: MedicationRequest: days of supply the order implies (D4 "Order end" (c), A38), or None
+    supply_days: int | None = None
 
     @property
     def ref(self) -> str:
         return f"{self.resource_type}/{self.id}"
+
+    def keys(self) -> tuple[str, ...]:
+        """What a reference to this record may say, after :func:`reference_key`: ``Type/{id}``
+        and the Bundle ``fullUrl`` (D4 dose events 3)."""
+        return tuple(k for k in ((self.ref if self.id else ""), self.full_url or "") if k)
+
+    def named_by(self, reference: str) -> bool:
+        """``reference`` names this record: ``Type/{id}``, an absolute URL ending in it (a
+        ``/_history`` version is ignored), or the record's Bundle ``fullUrl`` (D4 dose events 3)."""
+        return isinstance(reference, str) and bool(reference) and (
+            reference_key(reference) in self.keys() or reference in self.keys())
+
+
+def reference_key(reference: str) -> str:
+    """A reference reduced for matching (D4 dose events 3): ``Type/{id}`` for a relative or
+    absolute URL (``/_history/n`` dropped), else the reference as sent (a ``urn:uuid`` fullUrl)."""
+    ref = reference.split("/_history")[0]
+    parts = ref.rsplit("/", 2)
+    if len(parts) >= 2 and parts[-2][:1].isupper() and parts[-2].isalpha() and parts[-1]:
+        return f"{parts[-2]}/{parts[-1]}"
+    return reference
 
 
 @dataclass(frozen=True)
@@ -185,14 +217,18 @@ class Lab:
         if self.measured is None:
             return "result"
         comp = self.comparator or ""
-        return f"{comp}{self.measured.normalize():f} {self.measured_unit or ''}".strip()
+        unit = self.measured_unit or ""
+        if self.concept == "egfr" and self.unit is not None:
+            unit = "mL/min/1.73 m²"   # any accepted eGFR spelling, plain mL/min included (A35)
+        return f"{comp}{self.measured.normalize():f} {unit}".strip()
 
     def shown_value(self) -> str | None:
         """The measured value as sent, rounded to the analyte's display precision (§1.2 rule 6),
         with its comparator; None without a number."""
         if self.measured is None:
             return None
-        places = DISPLAY_PLACES.get(self.concept, 2)
+        from .units import display_places   # per analyte and unit sent (A40)
+        places = display_places(self.concept, self.measured_unit)
         q = self.measured.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
         return f"{self.comparator or ''}{q:f}"
 
@@ -260,6 +296,8 @@ class PatientFacts:
     age: int | None
     sex: str | None           # "female", "male" or None (unknown)
     birth_date: date | None = None
+    #: D8 "Deceased" (A37): deceasedBoolean true, or a deceasedDateTime on or before today
+    deceased: bool = False
 
 
 @dataclass(frozen=True)

@@ -5,13 +5,14 @@ specific to their rules."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any, Iterable
 
 from cards.registry import REGISTRY, RuleInput, load_rules
 from cards.thresholds import DEFAULT_THRESHOLDS, Thresholds
 from cds_service.chart import add_months, build_chart
-from tests.factory import CDT, ICD10, LOINC, NOW, PID, RXNORM, SNOMED, evaluate_rules, rule_ids
+from tests.factory import MEMBERS_EXTENSION, CDT, ICD10, LOINC, NOW, PID, RXNORM, SNOMED, evaluate_rules, rule_ids
 
 #: The tests' today (2026-11-23).
 TODAY: date = NOW.date()
@@ -20,7 +21,7 @@ ORDER_HOOKS = ("order-select", "order-sign")
 #: UCUM unit of eGFR (D5).
 EGFR_UNIT = "mL/min/{1.73_m2}"
 
-__all__ = ["CDT", "EGFR_UNIT", "ICD10", "LOINC", "ORDER_HOOKS", "RXNORM", "SNOMED", "TODAY", "ago",
+__all__ = ["CDT", "EGFR_UNIT", "ICD10", "LOINC", "MEMBERS_EXTENSION", "ORDER_HOOKS", "UNMERGED", "RXNORM", "SNOMED", "TODAY", "ago",
            "engine_ids", "fired", "ids", "override_codes", "run"]
 
 
@@ -43,6 +44,7 @@ def run(rule_id: str, resources: Iterable[dict[str, Any]], *, hook: str = "order
     if selections is None:
         selections = [f"MedicationRequest/{d['id']}" for d in drafts]
     chart = build_chart(list(resources), now, hook=hook, draft_orders=drafts, selections=selections,
+                        zone=thresholds.zone, future_skew_minutes=thresholds.future_skew_minutes,
                         unavailable=unavailable)
     card = spec.fn(RuleInput(chart=chart, hook=hook, now=now, thresholds=thresholds,
                              patient_id=PID, user_id="Practitioner/prac-1"))
@@ -53,13 +55,18 @@ def fired(rule_id: str, resources: Iterable[dict[str, Any]], **kwargs: Any) -> b
     return run(rule_id, resources, **kwargs) is not None
 
 
+#: Thresholds under which no work-up merge happens (to read a member card through the engine).
+UNMERGED = replace(DEFAULT_THRESHOLDS, workup_min_members=99)
+
+
 def engine_ids(resources: Iterable[dict[str, Any]], **kwargs: Any) -> list[str]:
-    """Rule IDs the whole engine answers (every registered rule, §7 safety net included)."""
-    return rule_ids(evaluate_rules(list(resources), **kwargs))
+    """Rule IDs the whole engine answers (every registered rule, §7 exclusive pairs included),
+    merged work-up cards expanded into their members (A12, :func:`tests.factory.rule_ids`)."""
+    return ids(evaluate_rules(list(resources), **kwargs))
 
 
 def ids(cards: list[dict[str, Any]]) -> list[str]:
-    """Rule IDs of a list of card JSONs."""
+    """Rule IDs of a list of card JSONs, merged work-up cards expanded (:func:`tests.factory.rule_ids`)."""
     return rule_ids(cards)
 
 

@@ -16,6 +16,7 @@ from tests.rules._ar_helpers import TODAY, ago, engine_ids, override_codes, run
 
 RID = "AR-CONCURRENT-ANTIRESORPTIVE"
 IBANDRONATE_IV = "904952"
+PAMIDRONATE = "1737449"
 
 
 # ---- (a) denosumab while a bisphosphonate is active ----------------------------------------------
@@ -55,6 +56,7 @@ def test_ar_concurrent_antiresorptive_a_not_active(record):
     (ZOL5, ago(months=12), ago(1, months=12)),                    # 12 months
     (ZOL4, ago(28), ago(29)),                                       # 4 weeks
     (IBANDRONATE_IV, ago(months=3), ago(1, months=3)),             # 3 months
+    (PAMIDRONATE, ago(28), ago(29)),                                # pamidronate_active_days
 ])
 def test_ar_concurrent_antiresorptive_a_iv_dose_within_interval(code, last_active, first_inactive):
     card = run(RID, [patient(), administration(code, last_active)], drafts=[draft(DMAB60)])
@@ -169,3 +171,30 @@ def test_ar_concurrent_antiresorptive_on_order_hooks_never_patient_view(hook):
     assert RID in engine_ids(res, hook=hook, drafts=[draft(DMAB60)])
     assert RID not in engine_ids(res, hook="patient-view")
     assert run(RID, res, hook="patient-view") is None
+
+
+# ---- A7: (b) only after a 60 mg dose ------------------------------------------------------------
+
+def test_a7_b_not_after_a_120mg_dose():
+    """After Xgeva a switch to a bisphosphonate is an oncology decision: (b) does not apply."""
+    last = ago(28)
+    assert run(RID, [patient(), administration(DMAB120, last)], drafts=[draft(ZOL4)]) is None
+    assert run(RID, [patient(), administration(DMAB120, last)], drafts=[draft(ALENDRONATE)]) is None
+    # the latest dose decides: 60 mg after an older 120 mg → (b) applies
+    res = [patient(), administration(DMAB120, ago(months=8)), administration(DMAB60, ago(months=2))]
+    assert run(RID, res, drafts=[draft(ZOL5)]) is not None
+    res = [patient(), administration(DMAB60, ago(months=8)), administration(DMAB120, ago(months=2))]
+    assert run(RID, res, drafts=[draft(ZOL5)]) is None
+
+
+def test_a7_b_after_a_dose_of_unknown_strength_is_judged_as_60mg():
+    """Safe reading: strength not known → the transition timing is still pointed out (info)."""
+    from tests.factory import DMAB_IN
+    assert run(RID, [patient(), administration(DMAB_IN, ago(months=2))], drafts=[draft(ZOL5)]) is not None
+
+
+def test_iv_intervals_from_thresholds():
+    t = Thresholds(zol4_active_days=14, pamidronate_active_days=21)
+    assert run(RID, [patient(), administration(ZOL4, ago(15))], drafts=[draft(DMAB60)], thresholds=t) is None
+    assert run(RID, [patient(), administration(ZOL4, ago(14))], drafts=[draft(DMAB60)], thresholds=t) is not None
+    assert run(RID, [patient(), administration(PAMIDRONATE, ago(22))], drafts=[draft(DMAB60)], thresholds=t) is None

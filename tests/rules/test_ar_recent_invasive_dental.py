@@ -128,3 +128,76 @@ def test_ar_recent_invasive_dental_co_occurs_with_dental_clearance_only_without_
     ids_eval = engine_ids(with_eval, drafts=[draft(DMAB60)])
     assert RID in ids_eval and "DMAB-DENTAL-CLEARANCE" not in ids_eval
     assert TODAY.isoformat() == "2026-11-23"
+
+
+# ---- A22: continuation of an oncology regimen (info) ------------------------------------------
+
+
+
+def _pamidronate_code() -> str:
+    from cds_service.chart import default_value_sets
+    return next(c.code for c in default_value_sets().codes("pamidronate")
+                if c.system.endswith("rxnorm"))
+
+
+@pytest.mark.parametrize("code, history, agent", [
+    (DMAB120, lambda: administration(DMAB120, ago(28)), "denosumab"),
+    (ZOL4, lambda: administration(ZOL4, ago(28)), "zoledronic acid"),
+    (None, lambda: administration(_pamidronate_code(), ago(28)), "pamidronate"),
+])
+def test_a22_oncology_continuation_within_healing_window_is_info(code, history, agent):
+    code = code or _pamidronate_code()
+    when = ago(10)
+    res = [patient(), procedure("D7210", CDT, when, text="Surgical extraction of tooth 46"), history()]
+    card = run(RID, res, drafts=[draft(code)])
+    assert card is not None and card["indicator"] == "info"
+    assert card["summary"] == (f"Surgical extraction of tooth 46 on {when.isoformat()}: consider delaying "
+                               f"this {agent} dose until healed")
+    assert f"Suggested earliest next dose: {(when + timedelta(days=28)).isoformat()}" in card["detail"]
+
+
+@pytest.mark.parametrize("days, fires", [(28, True), (29, False)])
+def test_a22_oncology_continuation_window_boundary(days, fires):
+    res = [patient(), extraction(days), administration(DMAB120, ago(27))]
+    assert (run(RID, res, drafts=[draft(DMAB120)]) is not None) is fires
+
+
+def test_a22_osteoporosis_continuations_stay_silent_and_initiation_wins():
+    """60 mg and zoledronic acid 5 mg continuations are not oncology regimens; an initiation in
+    the same request keeps the warning."""
+    assert run(RID, [patient(), extraction(5), administration(DMAB60, ago(months=6))],
+               drafts=[draft(DMAB60)]) is None
+    assert run(RID, [patient(), extraction(5), administration(ZOL5, ago(months=12))],
+               drafts=[draft(ZOL5)]) is None
+    res = [patient(), extraction(5), administration(DMAB120, ago(28))]
+    card = run(RID, res, drafts=[draft(DMAB120), draft(ZOL5)])
+    assert card["indicator"] == "warning" and "Also ordered" in card["detail"]
+
+
+# ---- A23: invasive-dental-procedure CDT codes and text -----------------------------------------
+
+@pytest.mark.parametrize("code", ["D7220", "D7240", "D7251", "D7310", "D7321", "D4210", "D4260",
+                                  "D4275", "D3410", "D3426", "D7950", "D7953"])
+def test_a23_new_cdt_codes_are_invasive(code):
+    assert run(RID, [patient(), procedure(code, CDT, ago(3))], drafts=[draft(DMAB60)]) is not None
+
+
+@pytest.mark.parametrize("text, fires", [
+    ("Surgical removal of wisdom tooth with bone graft", True),
+    ("Apicectomy upper left canine", True),
+    ("Dental implant placement", True),
+    ("Sinus lift", True),
+    ("Scaling and root planing", False),
+    ("Composite filling", False),
+    ("Cataract extraction", False),
+    ("Iliac crest bone graft for spinal fusion", False),
+])
+def test_a23_text_pattern_on_uncoded_procedures(text, fires):
+    proc = procedure("000000", "http://example.org/local-codes", ago(4), text=text)
+    assert (run(RID, [patient(), proc], drafts=[draft(DMAB60)]) is not None) is fires
+
+
+def test_a23_cdt_codes_are_exact_not_prefix():
+    """D7140 is listed; a longer local code starting with it is not (exact match without `match`)."""
+    assert run(RID, [patient(), procedure("D71401", CDT, ago(3))], drafts=[draft(DMAB60)]) is None
+    assert run(RID, [patient(), procedure("D2391", CDT, ago(3))], drafts=[draft(DMAB60)]) is None

@@ -20,17 +20,19 @@ def base() -> list[dict]:
     return [patient("1950-02-01", "female"), observation(CALCIUM_SERUM, 9.5, "mg/dL", ago(3))]
 
 
-@pytest.mark.parametrize("code, window, indicator", [
-    (DMAB60, 365, "info"), (ALENDRONATE, 365, "info"), (RISEDRONATE, 365, "info"),
-    (ZOL5, 30, "warning"), (ZOL4, 30, "warning")])
-def test_ar_renal_function_unknown_fires_without_egfr(code, window, indicator):
+@pytest.mark.parametrize("code, window, indicator, weight", [
+    (DMAB60, 365, "warning", False),   # v2 (A13): denosumab initiation is a warning
+    (ALENDRONATE, 365, "info", False), (RISEDRONATE, 365, "info", False),
+    (ZOL5, 30, "warning", True), (ZOL4, 30, "warning", True)])
+def test_ar_renal_function_unknown_fires_without_egfr(code, window, indicator, weight):
     card = run(RID, base(), drafts=[draft(code)])
     assert card is not None and card["indicator"] == indicator
     assert card["summary"].startswith(f"No eGFR in the last {window} days before ")
     assert card["summary"].endswith(": check kidney function first")
     assert "none on record" in card["detail"]
     assert override_codes(card) == ["result-elsewhere", "drawn-today"]
-    assert suggestion_codes(card) == [["2160-0"]]
+    # v2 (A10): IV agents also get a body weight (Cockcroft-Gault)
+    assert suggestion_codes(card) == [["2160-0", "29463-7"] if weight else ["2160-0"]]
     res = card["suggestions"][0]["actions"][0]["resource"]
     assert res["resourceType"] == "ServiceRequest" and "eGFR" in res["code"]["text"]
     assert card["source"]["topic"]["code"] == RID and card["source"]["topic"]["display"] == "No recent eGFR"
@@ -43,7 +45,7 @@ def test_ar_renal_function_unknown_window_boundary(code, window, offset, fires):
     card = run(RID, res, drafts=[draft(code)])
     assert (card is not None) is fires
     if fires:
-        assert f"70 {EGFR_UNIT} on {ago(window + offset).isoformat()}" in card["detail"]
+        assert f"70 mL/min/1.73 m² on {ago(window + offset).isoformat()}" in card["detail"]   # A40
         assert "stale" in card["detail"]
 
 
@@ -69,7 +71,7 @@ def test_ar_renal_function_unknown_comparator_egfr_is_usable(kwargs):
     assert run(RID, res, drafts=[draft(ZOL5)]) is None
 
 
-@pytest.mark.parametrize("unit", ["mL/min", "%", None])
+@pytest.mark.parametrize("unit", ["mL/s", "mL/s/1.73m2", "mL/min/m2", "L/min", "mg/dL", "%", None])
 def test_ar_renal_function_unknown_unknown_unit_is_not_usable(unit):
     res = base() + [observation(EGFR, 70, unit, ago(5))]
     card = run(RID, res, drafts=[draft(DMAB60)])
@@ -83,7 +85,8 @@ def test_ar_renal_function_unknown_ignored_statuses(status):
     assert card is not None and "none on record" in card["detail"]
 
 
-@pytest.mark.parametrize("value, unit, shown", [(1.1, "mg/dL", "1.1 mg/dL"), (97, "umol/L", "97 umol/L")])
+@pytest.mark.parametrize("value, unit, shown", [(1.1, "mg/dL", "1.10 mg/dL"), (97.4, "umol/L", "97 umol/L"),
+                                              (0.4522232972528771, "mg/dL", "0.45 mg/dL")])  # A40
 def test_ar_renal_function_unknown_creatinine_without_egfr_is_named(value, unit, shown):
     res = base() + [observation(CREATININE, value, unit, ago(12))]
     card = run(RID, res, drafts=[draft(ZOL5)])
@@ -97,7 +100,7 @@ def test_ar_renal_function_unknown_stale_creatinine_not_in_summary():
     res = base() + [observation(CREATININE, 1.1, "mg/dL", ago(45))]
     card = run(RID, res, drafts=[draft(ZOL5)])
     assert "creatinine" not in card["summary"]
-    assert f"last: 1.1 mg/dL on {ago(45).isoformat()}" in card["detail"]
+    assert f"last: 1.10 mg/dL on {ago(45).isoformat()}" in card["detail"]   # A40: 2 decimals
 
 
 @pytest.mark.parametrize("record", [
@@ -279,7 +282,8 @@ def test_a39_fallback_card_texts_have_no_internal_references() -> None:
     res = base() + [observation(EGFR, 13.4, "mL/min/m2", ago(1)), observation(EGFR, 25, EGFR_UNIT, ago(23)),
                     _egfr_no_value(ago(400)), observation(VITD, 31.2, "ug", ago(4), ucum=False),
                     observation(VITD, 30, "ng/mL", ago(60))]
-    cards = evaluate_rules(res, drafts=[draft(DMAB60)])
+    from tests.rules._helpers import UNMERGED
+    cards = evaluate_rules(res, drafts=[draft(DMAB60)], thresholds=UNMERGED)   # the member cards (A12)
     wanted = {"AR-RENAL-FUNCTION-UNKNOWN", "DMAB-VITD-NOT-CHECKED"}
     assert wanted <= {c["source"]["topic"]["code"] for c in cards}
     for card in cards:

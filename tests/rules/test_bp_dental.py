@@ -84,7 +84,9 @@ def test_bp_dental_only_at_initiation_of_any_antiresorptive() -> None:
     assert RID in ids(
         run(good_labs() + [administration(ZOL5, ago(100), status="entered-in-error")], [draft(ZOL5)])
     )
-    assert RID in ids(run(good_labs() + [administration(ZOL5, ago(366))], [draft(ZOL5)]))
+    # v2 (A27): a zoledronic acid infusion 366 days ago is the yearly dose, not a new start
+    assert RID not in ids(run(good_labs() + [administration(ZOL5, ago(366))], [draft(ZOL5)]))
+    assert RID in ids(run(good_labs() + [administration(DMAB60, ago(366))], [draft(ZOL5)]))
 
 
 def test_bp_dental_never_for_oral_agents() -> None:

@@ -140,7 +140,8 @@ def test_bp_hypocalcemia_supplement_on_list_drops_the_supplement_suggestion() ->
 
 
 def test_bp_hypocalcemia_hooks() -> None:
-    """BP-HYPOCALCEMIA: order-select (selected drafts only) and order-sign; not patient-view."""
+    """BP-HYPOCALCEMIA: order-select (selected drafts only) and order-sign; on patient-view only
+    with a current course (A6)."""
     d = draft(ZOL5)
     assert RID in ids(run(_iv(8.0), [d], hook="order-select"))
     assert RID not in ids(run(_iv(8.0), [d], hook="order-select", selections=[]))
@@ -167,7 +168,8 @@ def test_a39_unusable_latest_calcium_older_low_is_not_judged(latest) -> None:
     res = [egfr(70, ago(3)), latest(), calcium(7.6, ago(10))]
     oral = ids(run(res, [draft(ALENDRONATE_70)]))
     assert RID not in oral and "AR-CALCIUM-NOT-CHECKED" not in oral
-    iv = run(res, [draft(ZOL5)])
+    from tests.rules._helpers import UNMERGED
+    iv = run(res, [draft(ZOL5)], thresholds=UNMERGED)   # the member card itself, not the merged one (A12)
     assert RID not in ids(iv) and "AR-CALCIUM-NOT-CHECKED" in ids(iv)
     assert card(iv, "AR-CALCIUM-NOT-CHECKED")["indicator"] == "warning"
 
@@ -183,3 +185,83 @@ def test_a39_same_date_usable_calcium_decides_and_albumin_latest_unusable_means_
     assert c is not None and "Not corrected for albumin: Albumin 30.0 on" in c["detail"]
     corrected = run([egfr(70, ago(3)), calcium(8.4, ago(5)), albumin(3.0, ago(8))], [draft(ZOL5)])
     assert RID not in ids(corrected)           # 8.4 + 0.8 × 1.0 = 9.2: not low
+
+
+# ---- A6: patient-view for a current bisphosphonate course (warning) ---------------------------
+
+def _oral_course(days_ago: int = 20):
+    from tests.factory import dispense
+    return [dispense(ALENDRONATE_70, ago(days_ago), days_supply=30)]
+
+
+def _zol5_given(days_ago: int = 100):
+    from tests.factory import administration
+    return [administration(ZOL5, ago(days_ago))]
+
+
+def _pv(resources):
+    return run(resources, [], hook="patient-view")
+
+
+@pytest.mark.parametrize("days, fires", [(60, True), (89, True), (90, True), (91, False)])
+def test_a6_patient_view_oral_course_window_90_days(days, fires) -> None:
+    cards = _pv(_oral_course() + [calcium(8.2, ago(days))])
+    assert (RID in ids(cards)) is fires
+    if fires:
+        c = card(cards, RID)
+        assert c["indicator"] == "warning"
+        assert c["summary"] == (f"Calcium 8.2 mg/dL on {ago(days)} while on alendronate: correct "
+                                "hypocalcemia before the next dose")
+
+
+@pytest.mark.parametrize("days, fires", [(29, True), (30, True), (31, False)])
+def test_a6_patient_view_iv_course_window_30_days(days, fires) -> None:
+    cards = _pv(_zol5_given() + [calcium(8.0, ago(days))])
+    assert (RID in ids(cards)) is fires
+    if fires:
+        assert "while on zoledronic acid 5 mg" in card(cards, RID)["summary"]
+
+
+def test_a6_patient_view_is_warning_also_when_severe_and_order_hooks_stay_critical() -> None:
+    c = card(_pv(_oral_course() + [calcium(6.9, ago(5))]), RID)
+    assert c["indicator"] == "warning" and "severe" in c["detail"]
+    assert card(run(_iv(6.9), [draft(ZOL5)]), RID)["indicator"] == "critical"
+
+
+def test_a6_patient_view_needs_a_current_course() -> None:
+    from tests.factory import administration, dispense
+    low = [calcium(8.0, ago(5))]
+    assert RID not in ids(_pv(low))                                            # no bisphosphonate
+    assert RID not in ids(_pv(low + [dispense(ALENDRONATE_70, ago(400), days_supply=30)]))  # over
+    assert RID not in ids(_pv(low + [administration(ZOL5, ago(months=13))]))   # beyond 12 months
+    assert RID in ids(_pv(low + [administration(ZOL5, ago(months=11))]))
+    assert RID not in ids(_pv(low + [dispense(ALENDRONATE_70, ago(20), days_supply=30,
+                                              status="entered-in-error")]))
+
+
+def test_a6_patient_view_normal_or_missing_calcium_is_silent() -> None:
+    assert RID not in ids(_pv(_oral_course() + [calcium(8.5, ago(5))]))
+    assert RID not in ids(_pv(_oral_course()))
+    assert RID not in ids(_pv(_oral_course() + [calcium(8.0, ago(5), status="cancelled")]))
+
+
+def test_a6_patient_view_not_with_active_hypercalcemia_of_malignancy() -> None:
+    low = _zol5_given() + [calcium(8.0, ago(5))]
+    assert RID not in ids(_pv(low + [condition(None, text="Hypercalcemia of malignancy")]))
+    assert RID not in ids(_pv(low + [condition("E83.52", ICD10), condition("C50.911", ICD10)]))
+    assert RID in ids(_pv(low + [condition("E83.52", ICD10)]))          # A4: E83.52 alone
+    assert RID in ids(_pv(low + [condition(None, text="Hypercalcemia of malignancy",
+                                           clinical="resolved")]))
+
+
+def test_a4_order_reason_e83_52_without_malignancy_is_judged() -> None:
+    """A4: a coded E83.52 reason alone is not hypercalcemia of malignancy: calcium is judged."""
+    by_code = draft(ZOL4, dose_mg=4, reason=[(ICD10, "E83.52")])
+    assert RID in ids(run(_iv(8.2), [by_code]))
+
+
+def test_a6_patient_view_finding_names_the_course_without_record_ids() -> None:
+    import re
+    c = card(_pv(_oral_course(20) + [calcium(8.2, ago(10))]), RID)
+    assert "oral course since" in c["detail"]
+    assert not re.search(r"\b(MedicationRequest|MedicationDispense|MedicationStatement)/", c["detail"])

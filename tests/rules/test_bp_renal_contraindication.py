@@ -33,7 +33,7 @@ def _iv_labs(value, days=10, **kw):
     return [egfr(value, ago(days), **kw), calcium(9.4, ago(days))]
 
 
-def test_bp_renal_zol5_egfr_28_is_critical_with_number_date_and_surrogate_note() -> None:
+def test_bp_renal_zol5_egfr_28_is_critical_with_number_date_and_why_no_crcl() -> None:
     """BP-RENAL-CONTRAINDICATION: zoledronic acid 5 mg at eGFR 28 is critical (contraindicated)."""
     cards = run(_iv_labs(28) + [creatinine(1.9, ago(10))], [draft(ZOL5)])
     c = card(cards, RID)
@@ -50,9 +50,8 @@ def test_bp_renal_zol5_egfr_28_is_critical_with_number_date_and_surrogate_note()
     }
     assert "Reclast" in c["source"]["label"]
     assert c["links"][0]["url"].endswith("query=reclast")
-    assert "surrogate" in c["detail"] and "Cockcroft-Gault" in c["detail"]
-    assert "1.9 mg/dL" in c["detail"]  # what CrCl would be computed from
-    assert "(140 − " in c["detail"] and "× 0.85" in c["detail"]
+    # v2 (A10): a creatinine without a weight gives no CrCl: the eGFR is judged and the card says why
+    assert "Cockcroft-Gault creatinine clearance could not be computed (no body weight)" in c["detail"]
 
 
 def test_bp_renal_zol5_egfr_40_does_not_fire() -> None:
@@ -67,10 +66,10 @@ def test_bp_renal_zol5_egfr_40_does_not_fire() -> None:
         (ALENDRONATE_70, 35, "warning", True),
         (RISEDRONATE_150, 30, "warning", True),
         (IBANDRONATE_150, 30, "warning", True),
-        (IBANDRONATE_IV, 30, "warning", False),
-        (PAMIDRONATE, 30, "warning", False),
+        (IBANDRONATE_IV, 30, "critical", False),
+        (PAMIDRONATE, 30, "critical", False),
         (ETIDRONATE, 30, "warning", True),
-        (ZOL4, 30, "warning", False),
+        (ZOL4, 30, "critical", False),
     ],
 )
 def test_bp_renal_cutoff_per_agent_below_at_above(code, cutoff, indicator, oral) -> None:
@@ -108,7 +107,9 @@ def test_bp_renal_comparators_and_units() -> None:
     assert RID not in ids(run([egfr(None, ago(3), value_string=">60")], [draft(ALENDRONATE_70)]))
     # unit string without UCUM system is normalised; an unknown unit is not used
     assert RID in ids(run([egfr(33, ago(3), unit="ml/min/1.73m2", ucum=False)], [draft(ALENDRONATE_70)]))
-    assert RID not in ids(run([egfr(33, ago(3), unit="mL/min", ucum=False)], [draft(ALENDRONATE_70)]))
+    # A35: on an eGFR code plain mL/min means mL/min/1.73 m² (used); mL/s is not recognised
+    assert RID in ids(run([egfr(33, ago(3), unit="mL/min", ucum=False)], [draft(ALENDRONATE_70)]))
+    assert RID not in ids(run([egfr(33, ago(3), unit="mL/s", ucum=False)], [draft(ALENDRONATE_70)]))
     # 34.5 rounds half-up to 35: not below 35; 34.4 rounds to 34: below
     assert RID not in ids(run([egfr(34.5, ago(3))], [draft(ALENDRONATE_70)]))
     assert RID in ids(run([egfr(34.4, ago(3))], [draft(ALENDRONATE_70)]))
@@ -122,7 +123,7 @@ def test_bp_renal_ckd4_record_fires_for_any_agent_without_egfr() -> None:
     assert (
         oral["summary"] == "CKD stage 4/5 on record: alendronate is not recommended in severe kidney disease"
     )
-    assert "No eGFR was found in the last 365 days" in oral["detail"]
+    assert "No usable kidney function result in the last 365 days" in oral["detail"]
     zol = card(run([ckd, calcium(9.2, ago(3))], [draft(ZOL5)]), RID)
     assert zol is not None and zol["indicator"] == "critical"
     assert "contraindicated" in zol["summary"]
@@ -144,9 +145,9 @@ def test_bp_renal_dialysis_makes_any_iv_agent_critical_oral_stays_warning() -> N
     assert esrd is not None and esrd["indicator"] == "critical"
     oral = card(run([hd], [draft(ALENDRONATE_70)]), RID)
     assert oral is not None and oral["indicator"] == "warning"
-    # CKD stage 4 (not ESRD/dialysis) with an IV agent other than ZOL 5 mg: warning
+    # v2 (A14): every IV agent is critical, CKD stage 4 (not ESRD/dialysis) included
     ckd4 = card(run([condition("431857002"), calcium(9.0, ago(2))], [draft(IBANDRONATE_IV)]), RID)
-    assert ckd4 is not None and ckd4["indicator"] == "warning"
+    assert ckd4 is not None and ckd4["indicator"] == "critical"
 
 
 def test_bp_renal_old_dialysis_resolved_or_refuted_records_do_not_fire() -> None:
@@ -193,8 +194,9 @@ def test_bp_renal_two_drafts_one_card_naming_both() -> None:
     assert "Alendronate 70 mg tablet" in c["detail"] and "Reclast 5 mg/100 mL" in c["detail"]
 
 
-def test_bp_renal_hooks_order_select_uses_selections_and_not_patient_view() -> None:
-    """BP-RENAL-CONTRAINDICATION: order-select only for the selected draft; never on patient-view."""
+def test_bp_renal_hooks_order_select_uses_selections_and_no_iv_card_on_patient_view() -> None:
+    """BP-RENAL-CONTRAINDICATION: order-select only for the selected draft; patient-view only for a
+    current oral course (A21), so not without one."""
     d = draft(ZOL5)
     labs = _iv_labs(28)
     assert RID in ids(run(labs, [d], hook="order-select"))

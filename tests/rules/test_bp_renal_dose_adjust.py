@@ -49,7 +49,12 @@ def test_bp_dose_adjust_egfr_45_suggests_3_3_mg() -> None:
     }
     assert dosage["route"]["coding"][0]["code"] == "47625008"
     assert dosage["timing"]["repeat"]["period"] == 4  # the draft's schedule is kept
-    assert "surrogate" in c["detail"] and "Zometa" in c["source"]["label"]
+    # v2 (A10): no creatinine → no CrCl, the eGFR was used and the card says why
+    assert "could not be computed (no serum creatinine)" in c["detail"] and "Zometa" in c["source"]["label"]
+    # v2 (A32): the second choice removes the draft
+    delete = c["suggestions"][1]["actions"][0]
+    assert delete == {"type": "delete", "description": "Remove the draft zoledronic acid order",
+                      "resourceId": f"MedicationRequest/{d['id']}"}
 
 
 @pytest.mark.parametrize(

@@ -134,3 +134,10 @@ def test_oral_bisphosphonate_active_order_still_counts_as_exposure() -> None:
     assert not chart.is_initiation([BISPHOSPHONATE], 365)
     chart = build_chart([request(DMAB60, ago(60), status="active")], NOW)
     assert chart.is_initiation(["denosumab"], 365)
+
+
+@pytest.mark.parametrize("code", [DMAB60, "1046398"])
+def test_a17_dental_clearance_stays_warning_at_initiation_for_both_regimens(code: str) -> None:
+    """A17 (decision 17): confirmed `warning` at initiation, 60 mg and 120 mg alike."""
+    card = run(RULE, [patient()], drafts=[draft(code)])
+    assert card is not None and card["indicator"] == "warning"

@@ -1,5 +1,5 @@
 """DMAB-DOSE-INDICATION-MISMATCH (RULES.md §3): (a) 120 mg without an oncology bone indication (warning),
-(b) 60 mg every < 5 months or 120 mg every ≥ 3 months outside GCTB (warning), (c) 60 mg with bone
+(b1) 60 mg every < 5 months (warning), (b2) 120 mg every > 91 days / 3 months outside GCTB (info, A15), (c) 60 mg with bone
 metastases/myeloma and no osteoporosis/bone-loss indication (info); one card, all reasons,
 indicator = highest."""
 
@@ -16,6 +16,7 @@ RULE = "DMAB-DOSE-INDICATION-MISMATCH"
 METS = lambda **kw: f.condition("C79.51", ICD10, onset="2025-01-10", **kw)  # noqa: E731
 MYELOMA = lambda: f.condition("109989006", SNOMED, onset="2025-03-01")      # noqa: E731
 GCTB = lambda: f.condition("D48.0", ICD10, onset="2025-03-01")             # noqa: E731
+GCTB_NAMED = lambda: f.condition("D48.0", ICD10, text="Giant cell tumor of bone", onset="2025-03-01")  # noqa: E731
 OSTEOPOROSIS = lambda: f.condition("M81.0", ICD10, onset="2020-01-01")     # noqa: E731
 
 
@@ -86,18 +87,73 @@ def test_dmab_dose_indication_mismatch_schedule_summary_text():
 
 
 @pytest.mark.parametrize("period, extra, fires", [
-    ((3, "mo"), [METS()], True), ((12, "wk"), [METS()], False), ((4, "wk"), [METS()], False),
-    ((3, "mo"), [GCTB()], False),                           # GCTB may be spaced out
-    ((6, "mo"), [METS()], True),
+    ((4, "wk"), [METS()], False), ((28, "d"), [METS()], False), ((1, "mo"), [METS()], False),
+    ((12, "wk"), [METS()], False), ((13, "wk"), [METS()], False), ((91, "d"), [METS()], False),
+    ((3, "mo"), [METS()], False),                            # A15: up to 3 months accepted
+    ((92, "d"), [METS()], True), ((14, "wk"), [METS()], True), ((4, "mo"), [METS()], True),
+    ((6, "mo"), [METS()], True), ((1, "a"), [METS()], True),
+    ((6, "mo"), [GCTB_NAMED()], False),                      # GCTB may be spaced out
+    ((6, "mo"), [GCTB()], True),                             # E1: D48.0 alone is not GCTB
 ])
-def test_dmab_dose_indication_mismatch_120mg_schedule(period, extra, fires):
-    """DMAB-DOSE-INDICATION-MISMATCH (b): 120 mg every ≥ 3 months outside GCTB."""
+def test_a15_dmab_dose_indication_mismatch_120mg_schedule(period, extra, fires):
+    """DMAB-DOSE-INDICATION-MISMATCH (b2), A15: 120 mg every 28 days to 91 days / 3 months is
+    accepted; longer outside GCTB → info."""
     cards = run(*extra, drafts=[f.draft(f.DMAB120, period=period)])
     assert (RULE in ids(cards)) is fires
     if fires:
         card = f.card_for(cards, RULE)
-        assert card["summary"].endswith("expected 120 mg every 4 weeks")
+        assert card["indicator"] == "info"
+        assert card["summary"].endswith("longer than every 3 months; confirm the oncology schedule")
         assert codes_of(card) == ["1046398"]
+
+
+def test_a15_120mg_schedule_summary_names_the_period():
+    card = f.card_for(run(METS(), drafts=[f.draft(f.DMAB120, period=(6, "mo"))]), RULE)
+    assert card["summary"] == ("Denosumab 120 mg ordered every 6 months: longer than every 3 months; "
+                               "confirm the oncology schedule")
+
+
+def test_a15_120mg_single_or_loading_order_without_repeat_is_not_judged():
+    assert RULE not in ids(run(METS(), drafts=[f.draft(f.DMAB120)]))
+    single = f.draft(f.DMAB120, period=(6, "mo"))
+    single["dosageInstruction"][0]["timing"]["repeat"]["count"] = 1
+    assert RULE not in ids(run(METS(), drafts=[single]))
+
+
+def test_a15_frequency_divides_the_period():
+    """Schedule = period ÷ frequency: twice every 6 months is every 3 months (accepted)."""
+    d = f.draft(f.DMAB120, period=(6, "mo"))
+    d["dosageInstruction"][0]["timing"]["repeat"]["frequency"] = 2
+    assert RULE not in ids(run(METS(), drafts=[d]))
+
+
+@pytest.mark.parametrize("period, extra, fires", [
+    ((27, "d"), [METS()], True), ((3, "wk"), [METS()], True), ((1, "wk"), [METS()], True),
+    ((28, "d"), [METS()], False),
+    ((1, "wk"), [GCTB_NAMED()], False),                      # GCTB loading course
+    ((1, "wk"), [f.condition(None, text="Hypercalcemia of malignancy")], False),
+])
+def test_a15_120mg_more_often_than_every_4_weeks_is_a_warning(period, extra, fires):
+    """Safe reading of the lower bound (28 days): a repeating 120 mg schedule shorter than 28
+    days outside a GCTB/HCM loading course → warning."""
+    cards = run(*extra, drafts=[f.draft(f.DMAB120, period=period)])
+    assert (RULE in ids(cards)) is fires
+    if fires:
+        card = f.card_for(cards, RULE)
+        assert card["indicator"] == "warning"
+        assert "more often than every 4 weeks" in card["summary"]
+
+
+@pytest.mark.parametrize("period, fires", [((149, "d"), True), ((150, "d"), False), ((5, "mo"), False),
+                                           ((21, "wk"), True), ((22, "wk"), False)])
+def test_a15_60mg_lower_bound_from_thresholds(period, fires):
+    """(b1) below ``dmab60_schedule_min_months`` (5 months = 150 days at 30 days a month)."""
+    cards = run(OSTEOPOROSIS(), drafts=[f.draft(f.DMAB60, period=period)])
+    assert (RULE in ids(cards)) is fires
+    from cards.thresholds import Thresholds
+    cards = run(OSTEOPOROSIS(), drafts=[f.draft(f.DMAB60, period=(5, "mo"))],
+                thresholds=Thresholds(dmab60_schedule_min_months=6))
+    assert RULE in ids(cards)
 
 
 # ---- (c) -----------------------------------------------------------------------------------------
@@ -181,3 +237,62 @@ def test_dmab_dose_indication_mismatch_timing_describe_chart_fix():
     assert Timing(Decimal("4"), "wk").describe() == "4 weeks"
     assert Timing(Decimal("1"), "mo").describe() == "month"
     assert Timing(Decimal("0.5"), "mo").describe() == "0.5 months"
+
+
+# ---- A4: E83.52 is hypercalcemia of malignancy only with a malignancy ---------------------------
+
+HYPERCALCEMIA = lambda **kw: f.condition("E83.52", ICD10, onset="2026-10-01", **kw)  # noqa: E731
+PHPT = lambda: f.condition("E21.0", ICD10, onset="2026-10-01")                       # noqa: E731
+
+
+def test_a4_e83_52_in_primary_hyperparathyroidism_does_not_make_120mg_indicated():
+    """The "hurts patients" case: "Hypercalcemia" (E83.52) with primary hyperparathyroidism."""
+    cards = run(HYPERCALCEMIA(), PHPT(), drafts=[f.draft(f.DMAB120)])
+    card = f.card_for(cards, RULE)
+    assert card is not None and card["indicator"] == "warning"
+    assert card["summary"].startswith("Denosumab 120 mg ordered without a recorded oncology indication")
+
+
+@pytest.mark.parametrize("malignancy, fires", [
+    (lambda: f.condition("C50.911", ICD10), False),                  # chapter C prefix
+    (lambda: f.condition("363346000"), False),                      # SNOMED malignant neoplastic disease
+    (lambda: f.condition(None, text="Squamous cell carcinoma of lung"), False),   # text
+    (lambda: f.condition("C50.911", ICD10, clinical="resolved"), True),           # not active
+    (lambda: f.condition("C50.911", ICD10, verification="entered-in-error"), True),
+    (lambda: f.condition("C50.911", ICD10, verification="provisional"), True),    # suspected
+    (lambda: f.condition(None, text="Family history of breast cancer"), True),
+    (lambda: f.condition(None, text="Screening for malignant neoplasm of colon"), True),
+    (lambda: f.condition("D12.6", ICD10, text="Benign neoplasm of colon"), True),
+])
+def test_a4_e83_52_counts_with_an_active_malignancy(malignancy, fires):
+    cards = run(HYPERCALCEMIA(), malignancy(), drafts=[f.draft(f.DMAB120)])
+    assert (RULE in ids(cards)) is fires
+
+
+@pytest.mark.parametrize("reason, text, fires", [
+    (((ICD10, "C34.90"),), None, False),                 # coded malignancy reason
+    (((ICD10, "E83.52"),), None, True),                  # E83.52 as the reason: not specific
+    ((), "Hypercalcaemia of malignancy", False),         # HCM by text
+    ((), "Humoral hypercalcemia", False),                # codes.json HCM pattern
+    ((), "Hypercalcemia, metastatic breast cancer", False),  # malignancy by text
+    ((), "Hypercalcemia due to parathyroid adenoma", True),
+])
+def test_a4_e83_52_with_a_malignancy_reason_on_the_order(reason, text, fires):
+    d = f.draft(f.DMAB120, reason=reason)
+    if text:
+        d["reasonCode"] = [{"text": text}]
+    cards = run(HYPERCALCEMIA(), drafts=[d])
+    assert (RULE in ids(cards)) is fires
+
+
+def test_a4_a_malignancy_alone_is_not_an_oncology_bone_indication():
+    assert RULE in ids(run(f.condition("C50.911", ICD10), drafts=[f.draft(f.DMAB120)]))
+
+
+def test_a4_e83_52_coded_reason_with_active_malignancy_is_indicated():
+    d = f.draft(f.DMAB120, reason=((ICD10, "E83.52"),))
+    assert RULE not in ids(run(f.condition("C50.911", ICD10), drafts=[d]))
+
+
+def test_e1_d48_0_alone_still_supports_a_120mg_order():
+    assert RULE not in ids(run(GCTB(), drafts=[f.draft(f.DMAB120)]))

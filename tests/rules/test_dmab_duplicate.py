@@ -13,7 +13,7 @@ from tests import factory as f
 from tests.rules._dmab_dosing_helpers import (DOSE_RECORDS, EGFR_UNIT, ICD10, TODAY, ids, override_codes)
 
 RULE = "DMAB-DUPLICATE"
-GCTB = lambda: f.condition("D48.0", ICD10, onset="2026-09-01")  # noqa: E731
+GCTB = lambda: f.condition("D48.0", ICD10, text="Giant cell tumour of bone, left femur", onset="2026-09-01")  # E1: named  # noqa: E731
 METS = lambda: f.condition("C79.51", ICD10, onset="2025-01-10")  # noqa: E731
 
 
@@ -147,9 +147,19 @@ def test_dmab_duplicate_120mg_loading_requires_gctb_or_hcm_and_recent_course():
 
 
 def test_dmab_duplicate_120mg_loading_from_draft_reason():
-    """DMAB-DUPLICATE (d): a GCTB reason on the draft counts as the indication (D6)."""
+    """DMAB-DUPLICATE (d): a GCTB reason on the draft counts as the indication (D6); E1: the
+    reason must name GCTB, a coded D48.0 alone is a proxy (no loading exemption)."""
     draft = f.draft(f.DMAB120, reason=[(ICD10, "D48.0")])
+    draft["reasonCode"][0]["text"] = "Giant cell tumor of bone"
     assert RULE not in ids(run(f.administration(f.DMAB120, ago(7)), drafts=[draft]))
+    proxy = f.draft(f.DMAB120, reason=[(ICD10, "D48.0")])
+    assert RULE in ids(run(f.administration(f.DMAB120, ago(7)), drafts=[proxy]))
+
+
+def test_dmab_duplicate_120mg_d48_condition_alone_is_no_loading_phase():
+    """E1: an active D48.0 Condition without the GCTB name is not a GCTB diagnosis."""
+    proxy = f.condition("D48.0", ICD10, onset="2026-09-01")
+    assert RULE in ids(run(f.administration(f.DMAB120, ago(7)), proxy, drafts=[f.draft(f.DMAB120)]))
 
 
 # ---- (e) both strengths --------------------------------------------------------------------------
@@ -193,3 +203,19 @@ def test_dmab_duplicate_problem_list_unavailable_noted():
     cards = run(f.administration(f.DMAB120, ago(7)), drafts=[f.draft(f.DMAB120)],
                 unavailable={"Condition": "timeout"})
     assert "loading phase could not be checked" in f.card_for(cards, RULE)["detail"]
+
+
+def test_loading_phase_length_from_thresholds():
+    """D9 loading phase: the first 120 mg dose of the course ≤ ``loading_phase_days`` ago."""
+    from cards.thresholds import Thresholds
+    res = [f.administration(f.DMAB120, ago(20)), f.administration(f.DMAB120, ago(7)), GCTB()]
+    assert RULE not in ids(run(*res, drafts=[f.draft(f.DMAB120)]))
+    assert RULE in ids(run(*res, drafts=[f.draft(f.DMAB120)], thresholds=Thresholds(loading_phase_days=14)))
+
+
+def test_a4_e83_52_alone_gives_no_loading_exemption():
+    """D6 (A4): E83.52 "Hypercalcemia" is HCM (loading phase) only with an active malignancy."""
+    e83 = f.condition("E83.52", ICD10, onset="2026-10-20")
+    res = [f.administration(f.DMAB120, ago(7)), e83]
+    assert RULE in ids(run(*res, drafts=[f.draft(f.DMAB120)]))
+    assert RULE not in ids(run(*res, f.condition("C50.911", ICD10), drafts=[f.draft(f.DMAB120)]))

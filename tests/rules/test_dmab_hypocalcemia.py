@@ -258,7 +258,8 @@ def test_a39_unusable_latest_calcium_hides_nothing_and_judges_nothing_older(late
     """Order hooks: AR-CALCIUM-NOT-CHECKED (warning: the earlier 7.2 makes the patient
     hypocalcemia-prone, D9), naming the low value; never DMAB-HYPOCALCEMIA on the older 7.2.
     Patient-view has no "not checked" rule: no card."""
-    cards = sign(latest(), ca(7.2, days=12))
+    from tests.rules._helpers import UNMERGED
+    cards = sign(latest(), ca(7.2, days=12), thresholds=UNMERGED)   # the member card itself (A12)
     assert RULE not in ids(cards) and "AR-CALCIUM-NOT-CHECKED" in ids(cards)
     ar = f.card_for(cards, "AR-CALCIUM-NOT-CHECKED")
     assert ar["indicator"] == "warning" and "was low" in ar["detail"].split("\n")[0]
@@ -269,3 +270,13 @@ def test_a39_latest_usable_calcium_still_decides() -> None:
     assert RULE in ids(sign(ca(7.9, days=1), _no_value(6)))
     assert RULE not in ids(sign(ca(9.1, days=1), ca(7.2, days=6)))   # a later normal value wins
     assert RULE in ids(sign(_no_value(1), ca(7.9, days=1), ca(9.5, days=8)))   # same date: usable decides
+
+
+def test_dmab_hypocalcemia_patient_view_windows_from_thresholds():
+    """D10 ``dmab_pv_calcium_window_months_60mg`` / ``dmab_pv_calcium_window_weeks_120mg``."""
+    t = Thresholds(dmab_pv_calcium_window_months_60mg=3, dmab_pv_calcium_window_weeks_120mg=4)
+    three = add_months(TODAY, -3)
+    assert RULE in ids(pv([f.administration(f.DMAB60, three), ca(8.0)], thresholds=t))
+    assert RULE not in ids(pv([f.administration(f.DMAB60, three - timedelta(days=1)), ca(8.0)], thresholds=t))
+    assert RULE in ids(pv([f.administration(f.DMAB120, ago(28)), ca(8.0)], thresholds=t))
+    assert RULE not in ids(pv([f.administration(f.DMAB120, ago(29)), ca(8.0)], thresholds=t))

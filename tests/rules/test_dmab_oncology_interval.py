@@ -14,7 +14,7 @@ from tests.rules._dmab_dosing_helpers import (DOSE_RECORDS, ICD10, TODAY, codes_
 
 RULE = "DMAB-ONCOLOGY-INTERVAL"
 METS = lambda: f.condition("C79.51", ICD10, onset="2025-01-10")  # noqa: E731
-GCTB = lambda: f.condition("D48.0", ICD10, onset="2026-10-01")   # noqa: E731
+GCTB = lambda: f.condition("D48.0", ICD10, text="Giant cell tumour of bone, left femur", onset="2026-10-01")  # E1: named   # noqa: E731
 HCM = lambda: f.condition(None, text="Hypercalcemia of malignancy", onset="2026-10-01")  # noqa: E731
 
 
