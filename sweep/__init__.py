@@ -10,7 +10,9 @@ chart, the rules and this package only.
 * :mod:`sweep.records`   reading NDJSON files (gzip too) and routing each line to its patient;
 * :mod:`sweep.prefilter` the cheap, conservative "could this patient be on an antiresorptive?";
 * :mod:`sweep.patient`   one patient's evaluation and worklist rows (pure);
-* :mod:`sweep.local`     the local engine: partition to disk, evaluate in a process pool;
-* :mod:`sweep.output`    worklist.csv, worklist.ndjson, summary.json;
+* :mod:`sweep.local`     the local engine: partition to disk, evaluate in a process pool, and
+  the per-patient step every engine shares (:func:`sweep.local.sweep_patient`);
+* :mod:`sweep.spark`     the same steps on Apache Spark (``--engine spark``, the ``spark`` extra);
+* :mod:`sweep.output`    worklist.csv, worklist.ndjson, summary.json, tasks.ndjson (FHIR Task);
 * :mod:`sweep.progress`  a progress bar on a terminal (tqdm), plain lines otherwise.
 """
