@@ -1,4 +1,5 @@
-"""``bone-cds``: ``serve`` (gunicorn), ``evaluate`` (one request offline), ``feedback-report``."""
+"""``bone-cds``: ``serve`` (gunicorn), ``evaluate`` (one request offline), ``sweep`` (a population
+worklist from a FHIR Bulk Data export), ``feedback-report``."""
 
 from __future__ import annotations
 
@@ -145,6 +146,55 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """The patient-view rules over every patient of a Bulk Data export, as of a date (issue 15)."""
+    from datetime import date, time as dtime
+
+    from sweep import local, progress
+
+    try:
+        as_of = date.fromisoformat(args.as_of)
+    except ValueError:
+        print(f"bone-cds: --as-of must be a date YYYY-MM-DD, got {args.as_of!r}", file=sys.stderr)
+        return 2
+    if args.workers is not None and args.workers < 1:
+        print("bone-cds: --workers must be at least 1", file=sys.stderr)
+        return 2
+    thresholds = Settings.from_env().thresholds
+    # A37: the as-of date is "today"; the whole day counts (its last second in the clock zone)
+    now = datetime.combine(as_of, dtime(23, 59, 59), tzinfo=thresholds.zone)
+    shown = progress.for_stream(sys.stderr, args.quiet)
+    try:
+        if args.engine == "spark":
+            try:
+                from sweep import spark
+            except ImportError:
+                print("bone-cds: --engine spark needs PySpark: pip install '.[spark]' (and a Java runtime)",
+                      file=sys.stderr)
+                return 2
+            s = spark.run(Path(args.input), Path(args.out), now=now, thresholds=thresholds,
+                          master=args.master, progress=shown)
+        else:
+            s = local.run(Path(args.input), Path(args.out), now=now, thresholds=thresholds,
+                          workers=args.workers, progress=shown)
+    except FileNotFoundError as exc:
+        print(f"bone-cds: {exc}", file=sys.stderr)
+        return 2
+    print(f"bone-cds sweep: {s['resources_read']:,} resources from {len(s['files'])} file(s) in "
+          f"{s['seconds']:.1f}s ({s['resources_per_second'] or 0:,}/s); {s['patients_seen']:,} patients, "
+          f"{s['patients_evaluated']:,} evaluated, {s['patients_deceased_not_evaluated']:,} deceased not "
+          f"evaluated; {s['findings']:,} findings; {s['rejected']['count']:,} lines rejected; "
+          f"worklist: {s['worklist']['csv']}", file=sys.stderr)
+    if args.tasks:
+        from sweep.output import write_tasks
+        print(f"bone-cds sweep: FHIR Tasks: {write_tasks(Path(args.out), s['as_of'])}", file=sys.stderr)
+    if s["patients_failed"]["count"]:
+        print(f"bone-cds sweep: the evaluation of {s['patients_failed']['count']:,} patient(s) failed "
+              "(a bug: they have no rows); see patients_failed in summary.json", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_feedback_report(args: argparse.Namespace) -> int:
     """Per rule: cards shown, accepted, overridden, top override reasons."""
     from .feedback import FeedbackStore, FeedbackStoreError
@@ -230,6 +280,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "date when the request carries one (its scenario extension), else now (UTC)")
     ev.add_argument("--service", help="service id (default: the service of the request's hook)")
     ev.set_defaults(func=cmd_evaluate)
+    sw = sub.add_parser(
+        "sweep", help="run the patient-view rules over a FHIR Bulk Data export and write a worklist",
+        description="Run the patient-view rules over every patient of a FHIR Bulk Data export (a folder "
+                    "of NDJSON files, gzip accepted) as of a date; write OUT/worklist.csv, "
+                    "OUT/worklist.ndjson, OUT/summary.json and OUT/rejected.ndjson. Example: "
+                    "bone-cds sweep fixtures/bulk --as-of 2026-11-23 --out build/sweep")
+    sw.add_argument("input", help="folder of Bulk Data NDJSON files (Type.ndjson, Type.2.ndjson, "
+                    "Type.1.ndjson.gz), or one NDJSON file")
+    sw.add_argument("--as-of", required=True, help="the date the worklist is for (YYYY-MM-DD): today")
+    sw.add_argument("--out", required=True, help="folder for the worklist and the summary")
+    sw.add_argument("--engine", choices=["local", "spark"], default="local",
+                    help="local: partitions on disk, a process pool (default); spark: Apache Spark "
+                    "(PySpark, the 'spark' extra)")
+    sw.add_argument("--master", default="local[*]",
+                    help="Spark master URL with --engine spark (default: local[*], embedded)")
+    sw.add_argument("--workers", type=int, help="processes evaluating patients (default: the CPU count)")
+    sw.add_argument("--tasks", action="store_true",
+                    help="also write OUT/tasks.ndjson: one FHIR R4 Task per row, to load into an EHR worklist")
+    sw.add_argument("--quiet", action="store_true", help="no progress output (the final line is kept)")
+    sw.set_defaults(func=cmd_sweep)
     fr = sub.add_parser("feedback-report", help="feedback per rule (alert-fatigue review)")
     fr.add_argument("--since", help="only feedback received on or after this ISO date")
     fr.add_argument("--json", action="store_true")

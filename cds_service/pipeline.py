@@ -22,9 +22,8 @@ from typing import Any, Callable, Mapping
 
 import requests
 
-from cards.engine import evaluate
-from cards.registry import RuleInput
 from cards.thresholds import DEFAULT_THRESHOLDS, Thresholds
+from hooks.evaluation import assess
 from hooks.services import Service
 
 from . import jsonio
@@ -168,22 +167,17 @@ def _evaluate_hook(service: Service, req: HookRequest, *, now: datetime, fetch: 
         stop_at = time.monotonic() + budget
         deadline = lambda: time.monotonic() >= stop_at  # noqa: E731 - the budget's clock
 
-    t = time.perf_counter()
-    chart = build_chart(resources, now, hook=req.hook, draft_orders=req.draft_orders,
-                        selections=req.selections, unavailable=missing_types, verdicts=verdicts,
-                        identity=identity, medication_urls=urls, zone=thresholds.zone,
-                        future_skew_minutes=thresholds.future_skew_minutes,
-                        dose_dedupe_days=thresholds.dose_dedupe_days)
-    timings["chart"] = time.perf_counter() - t
+    done = assess(resources, hook=req.hook, now=now, identity=identity, thresholds=thresholds,
+                  draft_orders=req.draft_orders, selections=req.selections, unavailable=missing_types,
+                  verdicts=verdicts, medication_urls=urls, user_id=req.user_id, deadline=deadline)
+    chart, inp, result = done.chart, done.input, done.result
+    timings["chart"] = done.chart_s
     future = Counter(s.resource_type for s in chart.skipped if s.reason == "dated in the future")
     if future:   # §1.3 Clock (A3): ignored by the chart, logged here at the edge (types, no ids)
         log.info("%d records dated in the future ignored (clock zone %s)", sum(future.values()),
                  thresholds.clock_time_zone, extra={"event": {"future_records": dict(future)}})
 
-    t = time.perf_counter()
-    inp = RuleInput(chart=chart, hook=req.hook, now=now, thresholds=thresholds,
-                    patient_id=req.patient_id, user_id=req.user_id)
-    result = evaluate(inp, deadline=deadline)
+    t = time.perf_counter() - done.rules_s
     cards = list(result.cards)
     if result.out_of_time:
         log.warning("request budget spent: %d rules not run", len(result.out_of_time),

@@ -46,3 +46,16 @@ def test_every_catalog_rule_is_registered_once() -> None:
     from cards.registry import CATALOG_ORDER, REGISTRY, load_rules
     load_rules()
     assert sorted(REGISTRY) == sorted(CATALOG_ORDER)
+
+
+def test_the_batch_edge_and_the_shared_core_import_no_web_stack() -> None:
+    """``sweep/`` (the batch edge) and ``hooks/`` (the core both edges call) use the pure model
+    and the rules only: of ``cds_service`` the chart and the data card, never the web modules."""
+    forbidden = ("flask", "requests", "werkzeug", "gunicorn", "sqlalchemy")
+    allowed = ("cds_service.chart", "cds_service.data_card")
+    for folder in (ROOT / "sweep", ROOT / "hooks"):
+        for path in folder.rglob("*.py"):
+            for name in _imports(path):
+                assert name.split(".")[0] not in forbidden, f"{path.relative_to(ROOT)} imports {name}"
+                if name.startswith("cds_service"):
+                    assert name.startswith(allowed), f"{path.relative_to(ROOT)} imports {name}"

@@ -1,0 +1,18 @@
+"""The batch edge: a population sweep over a FHIR Bulk Data export (issue 15).
+
+``bone-cds sweep INPUT --as-of DATE --out DIR`` runs the patient-view rules over every patient of
+an export and writes a worklist. It calls the same pure core as the web edge
+(:func:`hooks.evaluation.assess`: ``cds_service.chart`` → ``cards``), so a worklist row and a
+patient-view card for the same patient and date cannot disagree. Nothing here imports the web
+stack (Flask, gunicorn, the request layer): a worker process (or a Spark executor) loads the
+chart, the rules and this package only.
+
+* :mod:`sweep.records`   reading NDJSON files (gzip too) and routing each line to its patient;
+* :mod:`sweep.prefilter` the cheap, conservative "could this patient be on an antiresorptive?";
+* :mod:`sweep.patient`   one patient's evaluation and worklist rows (pure);
+* :mod:`sweep.local`     the local engine: partition to disk, evaluate in a process pool, and
+  the per-patient step every engine shares (:func:`sweep.local.sweep_patient`);
+* :mod:`sweep.spark`     the same steps on Apache Spark (``--engine spark``, the ``spark`` extra);
+* :mod:`sweep.output`    worklist.csv, worklist.ndjson, summary.json, tasks.ndjson (FHIR Task);
+* :mod:`sweep.progress`  a progress bar on a terminal (tqdm), plain lines otherwise.
+"""
