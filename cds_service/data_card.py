@@ -25,9 +25,11 @@ from collections import Counter
 from dataclasses import replace
 from typing import Iterable, Mapping
 
+from cards.builders import SOURCES, lab_suggestion
 from cards.engine import TYPE_WORDS, Evaluation
 from cards.model import INDICATORS, Card
 from cards.registry import REGISTRY, RuleInput
+from cards.rules import _text as tx
 
 from .chart import BISPHOSPHONATE, DENOSUMAB, Chart
 
@@ -131,9 +133,12 @@ def build_data_card(result: Evaluation, inp: RuleInput, missing: Mapping[str, st
         types = sorted({t for ts in not_run.values() for t in ts})
         words = ", ".join(TYPE_WORDS.get(t, t) for t in types)
         reasons = sorted({REASON_WORDS.get(missing.get(t, ""), missing.get(t, "unknown")) for t in types})
-        for rule_id, ts in sorted(not_run.items()):
-            lines.append(f"- {REGISTRY[rule_id].title}: needs {', '.join(TYPE_WORDS.get(t, t) for t in ts)}")
         lines.append(f"- Why: {'; '.join(reasons)}.")
+        by_need: dict[str, list[str]] = {}
+        for rule_id, ts in sorted(not_run.items()):
+            by_need.setdefault(", ".join(TYPE_WORDS.get(t, t) for t in ts), []).append(REGISTRY[rule_id].title)
+        for need, titles in sorted(by_need.items()):
+            lines.append(f"- Not run for lack of {need}: {'; '.join(titles)}.")
         summary = summary or f"Some safety checks could not run: {words} unavailable"
         replaced = _replaced_indicator(inp, not_run)
         if _rank(replaced) > _rank(indicator):
@@ -197,10 +202,23 @@ def build_data_card(result: Evaluation, inp: RuleInput, missing: Mapping[str, st
         return None
     if len(summary) > 139:
         summary = summary[:138].rstrip() + "…"
-    detail = ("**Part of the patient's record could not be used, so these checks are incomplete.** "
-              "The absence of a card does not mean the patient is safe.\n\n" + "\n".join(lines))
+    # §1.1/§1.2 (A30–A32): the catalog's layout, a public source and a suggestion, like every card
+    label = SOURCES[tx.label_key(chart.triggers) if chart.triggers else
+                    ("LBL-PROLIA" if DENOSUMAB in classes else "LBL-FOSAMAX")]
+    todo = ["check the listed items in the record by hand before relying on the absence of a card"]
+    if chart.unreadable_drafts:
+        todo.append("re-enter the order that could not be read")
+    todo.append("order calcium, albumin and creatinine with eGFR if none is recent")
+    detail = tx.layout(f"Part of the patient's record could not be used: {summary[0].lower() + summary[1:]}",
+                       "The absence of a card does not mean the patient is safe.",
+                       todo, [f"{label.label} (calcium and kidney function before dosing)"],
+                       [line[2:] if line.startswith("- ") else line for line in lines], t=inp.thresholds)
+    suggestion = lab_suggestion(inp.orders, "Order calcium, albumin and creatinine with eGFR",
+                                ["calcium", "albumin", "creatinine"],
+                                "Antiresorptive safety checks could not use the record")
     return Card(rule_id=DATA_CARD_ID, rule_title="Safety checks incomplete: data unavailable",
-                summary=summary, indicator=indicator, source_label="bone-safety-cds", detail=detail)
+                summary=summary, indicator=indicator, source_label=label.label, source_url=label.url,
+                detail=detail, suggestions=[suggestion], selection_behavior="any")
 
 
 __all__ = ["DATA_CARD_ID", "INCOMPLETE_WORDS", "REASON_WORDS", "build_data_card", "relevant_classes"]

@@ -23,6 +23,7 @@ from cards.model import safe_markdown
 from cards.registry import REGISTRY, load_rules
 from cards.rules import _text as tx
 from cds_service.app import create_app
+from cds_service.data_card import DATA_CARD_ID
 from cds_service.config import Settings
 from hooks.services import services
 
@@ -49,7 +50,7 @@ def _cards(path: Path, tmp_path: Path) -> list[dict]:
     response = app.test_client().post(f"/cds-services/{service}", json=body)
     assert response.status_code == 200, response.get_json()
     load_rules()
-    return [c for c in response.get_json()["cards"] if c["source"]["topic"]["code"] in REGISTRY]
+    return [c for c in response.get_json()["cards"] if c["source"]["topic"]["code"] in {*REGISTRY, DATA_CARD_ID}]
 
 
 #: Value-set names of codes.json with a hyphen (§1.2 rule 1: no value-set name in card text;
@@ -340,3 +341,24 @@ def test_lab_text_is_rounded_for_display_and_the_sent_unit_escaped() -> None:
     odd = Lab("calcium-serum", "17861-6", date(2026, 11, 20), "final", None, None,
               Decimal("9.44"), "[mg]_dL*")
     assert tx.lab_shown(odd).startswith("9.4 ") and tx.lab_shown(odd).endswith(r"\[mg\]\_dL\*")
+
+
+@pytest.mark.parametrize("hook", ["order-sign", "patient-view"])
+def test_the_data_card_follows_the_card_text_rules_too(hook: str, tmp_path: Path) -> None:
+    """§1.1 "every card": the data-availability card has the layout, a label as its source and a
+    suggestion (calcium, albumin, creatinine), like the rule cards."""
+    from tests.factory import DMAB60, NOW, administration, draft, hook_request, patient
+    body = hook_request(hook, [patient(), administration(DMAB60, "2026-05-20")],
+                        drafts=[draft(DMAB60)] if hook != "patient-view" else [])
+    obs_key = next(k for k, v in body["prefetch"].items()
+                   if "Observation" in json.dumps(v) or k.lower().startswith("observ"))
+    del body["prefetch"][obs_key]                     # not sent, and no FHIR server to read it from
+    app = create_app(Settings.from_env({"BONE_CDS_DATA_DIR": str(tmp_path)}), clock=lambda: NOW)
+    service = next(s.id for s in services() if s.hook == hook)
+    cards = app.test_client().post(f"/cds-services/{service}", json=body).get_json()["cards"]
+    data = [c for c in cards if c["source"]["topic"]["code"] == DATA_CARD_ID]
+    assert len(data) == 1, [c["source"]["topic"]["code"] for c in cards]
+    assert card_text_problems(data[0]) == []
+    assert data[0]["source"]["url"].startswith("https://dailymed.nlm.nih.gov/")
+    codes = [a["resource"]["code"]["coding"][0]["code"] for a in data[0]["suggestions"][0]["actions"]]
+    assert codes == ["17861-6", "1751-7", "2160-0"]
