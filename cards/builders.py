@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from cds_service.chart.valuesets import DEFAULT_PATH
 
@@ -150,6 +150,23 @@ LAB_CODES: dict[str, tuple[str, str]] = {
     "hcg-urine": ("2106-3", "Choriogonadotropin (pregnancy test) [Presence] in Urine"),
     "hcg-serum": ("2118-8", "Choriogonadotropin (pregnancy test) [Presence] in Serum or Plasma"),
 }
+
+
+def configured_label_urls(cards: list[dict[str, Any]], urls: Mapping[str, str]) -> list[dict[str, Any]]:
+    """§6.2 "a key marked 'to be configured' is a deployment setting (``label_url.<KEY>``)": each
+    card's ``source.url`` and link that is the default URL of a configured key gets the site's URL
+    (``BONE_CDS_LABEL_URLS``); the cards are changed in place and returned."""
+    if not urls:
+        return cards
+    swap = {SOURCES[key].url: url for key, url in urls.items() if key in SOURCES}
+    for card in cards:
+        source = card.get("source") or {}
+        if source.get("url") in swap:
+            source["url"] = swap[source["url"]]
+        for link in card.get("links") or []:
+            if link.get("url") in swap:
+                link["url"] = swap[link["url"]]
+    return cards
 
 
 def lab_request(ctx: OrderContext, lab: str, reason: str, *, weekly_count: int | None = None,

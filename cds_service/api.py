@@ -139,7 +139,7 @@ def call_service(service_id: str) -> Response:
                             thresholds=settings.thresholds,
                             session=current_app.config["HTTP_SESSION"],
                             verdicts=current_app.config["VERDICTS"],
-                            budget=settings.request_budget)
+                            budget=settings.request_budget, label_urls=settings.label_urls)
     outcome.response = suppress_repeats(current_app.config, service.hook, body, outcome.response, now)
     wire = profile.shape(outcome.response)
     count_cards(outcome.response["cards"])

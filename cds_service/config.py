@@ -77,6 +77,26 @@ TENANT_REPLACES = ("BONE_CDS_TRUSTED_ISSUERS", "BONE_CDS_AUDIENCE_BASE_URLS", "B
                    "BONE_CDS_EHR_PROFILE", "BONE_CDS_EPIC_PATIENT_VIEW_TRIGGERS", "BONE_CDS_EPIC_PREFERENCE_ITEMS")
 
 
+def _label_urls(env: Mapping[str, str]) -> dict[str, str]:
+    """``BONE_CDS_LABEL_URLS``: label key → the site's https URL for it (§6.2 ``label_url.<KEY>``,
+    e.g. the DailyMed setid page of the pamidronate product the site stocks)."""
+    from cards.builders import SOURCES
+
+    raw = (env.get("BONE_CDS_LABEL_URLS") or "").strip()
+    if not raw:
+        return {}
+    data = _json_or_file("BONE_CDS_LABEL_URLS", raw)
+    if not isinstance(data, dict):
+        raise ConfigError("BONE_CDS_LABEL_URLS must be a JSON object of label key → https URL")
+    for key, url in data.items():
+        if key not in SOURCES or not key.startswith("LBL-"):
+            raise ConfigError(f"BONE_CDS_LABEL_URLS: unknown label key {key!r} (one of "
+                              f"{', '.join(k for k in SOURCES if k.startswith('LBL-'))})")
+        if not isinstance(url, str) or not url.startswith("https://") or any(c.isspace() for c in url):
+            raise ConfigError(f"BONE_CDS_LABEL_URLS[{key!r}]: must be an https URL, got {url!r}")
+    return dict(data)
+
+
 def _with_profile_trust_defaults(env: Mapping[str, str]) -> Mapping[str, str]:
     """``BONE_CDS_EHR_PROFILE=oracle`` with ``BONE_CDS_AUTH=jwt`` and no trusted issuers: trust
     Oracle Health's CDS Hooks issuer and key set (its draft documentation)."""
@@ -139,6 +159,7 @@ class Settings:
     request_budget: float = DEFAULT_REQUEST_BUDGET   # seconds for chart + rules (issue 11 §3)
     profile: EhrProfile = STANDARD                   # the calling EHR's profile (issue 14)
     tenants: Any = None                              # cds_service.tenants.Tenants (BONE_CDS_TENANTS)
+    label_urls: Mapping[str, str] = field(default_factory=dict)   # §6.2 label_url.<KEY> (BONE_CDS_LABEL_URLS)
     patient_key_secret: str = field(default="", repr=False)   # BONE_CDS_PATIENT_KEY_SECRET (issue 16)
     admin_token: str = field(default="", repr=False)          # BONE_CDS_ADMIN_TOKEN: /admin/report
     suppression: Any = None   # governance.suppression.SuppressionSettings (BONE_CDS_SUPPRESS_*, _SNOOZE_*)
@@ -212,7 +233,7 @@ class Settings:
         if admin_token and len(admin_token) < 16:
             raise ConfigError("BONE_CDS_ADMIN_TOKEN must be at least 16 characters (e.g. openssl rand -hex 32)")
         settings = cls(
-            profile=profile, tenants=tenants,
+            profile=profile, tenants=tenants, label_urls=_label_urls(env),
             data_dir=Path(env.get("BONE_CDS_DATA_DIR") or "data"),
             feedback_db=env.get("BONE_CDS_FEEDBACK_DB") or "",
             feedback_enabled=feedback == "on",

@@ -22,6 +22,7 @@ from typing import Any, Callable, Mapping
 
 import requests
 
+from cards.builders import configured_label_urls
 from cards.thresholds import DEFAULT_THRESHOLDS, Thresholds
 from hooks.evaluation import assess
 from hooks.services import Service
@@ -117,7 +118,8 @@ def evaluate_hook(service: Service, body: Any, *, now: datetime, **kwargs: Any) 
 def _evaluate_hook(service: Service, req: HookRequest, *, now: datetime, fetch: FetchSettings = FetchSettings(),
                    thresholds: Thresholds = DEFAULT_THRESHOLDS, session: requests.Session | None = None,
                    verdicts: VerdictCache | None = None, budget: float | None = DEFAULT_REQUEST_BUDGET,
-                   deadline: Callable[[], bool] | None = None, parse_s: float = 0.0) -> HookOutcome:
+                   deadline: Callable[[], bool] | None = None, parse_s: float = 0.0,
+                   label_urls: Mapping[str, str] | None = None) -> HookOutcome:
     """One parsed hook call (:func:`evaluate_hook` parses and picks the collector setting).
 
     ``verdicts``: the process's memo of R4B validation verdicts (the app's; None validates all).
@@ -190,7 +192,7 @@ def _evaluate_hook(service: Service, req: HookRequest, *, now: datetime, fetch: 
     timings["rules"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    response = {"cards": [c.to_json() for c in cards]}
+    response = {"cards": configured_label_urls([c.to_json() for c in cards], label_urls or {})}
     timings["serialise"] = time.perf_counter() - t
     return HookOutcome(response, fired=result.fired, prefetch=data.status_line(),
                        skipped=len(chart.skipped), timings=timings, excluded=dict(chart.excluded),
@@ -203,8 +205,9 @@ def run_hook(service: Service, body: Any, *, now: datetime, settings: Any = None
     fetch = settings.fetch if settings is not None else FetchSettings()
     thresholds = settings.thresholds if settings is not None else DEFAULT_THRESHOLDS
     budget = settings.request_budget if settings is not None else DEFAULT_REQUEST_BUDGET
+    label_urls = settings.label_urls if settings is not None else {}
     return evaluate_hook(service, body, now=now, fetch=fetch, thresholds=thresholds,
-                         session=session, budget=budget).response
+                         session=session, budget=budget, label_urls=label_urls).response
 
 
 __all__ = ["HookOutcome", "evaluate_hook", "identity_of", "run_hook", "DATA_CARD_ID"]

@@ -362,3 +362,21 @@ def test_the_data_card_follows_the_card_text_rules_too(hook: str, tmp_path: Path
     assert data[0]["source"]["url"].startswith("https://dailymed.nlm.nih.gov/")
     codes = [a["resource"]["code"]["coding"][0]["code"] for a in data[0]["suggestions"][0]["actions"]]
     assert codes == ["17861-6", "1751-7", "2160-0"]
+
+
+def test_label_urls_of_keys_to_be_configured_are_a_site_setting(tmp_path: Path) -> None:
+    """§6.2: pamidronate's label has no verified setid; until the site sets one the card links the
+    Drugs@FDA application page, and ``BONE_CDS_LABEL_URLS`` replaces it everywhere it appears."""
+    from cards.builders import SOURCES, configured_label_urls
+    from cds_service.config import ConfigError
+    default = SOURCES["LBL-PAMIDRONATE"].url
+    site = "https://dailymed.nlm.nih.gov/dailymed/drugInfo.cfm?setid=00000000-0000-0000-0000-000000000001"
+    cards = [{"source": {"url": default}, "links": [{"url": default}, {"url": "https://doi.org/x"}]},
+             {"source": {"url": SOURCES["LBL-PROLIA"].url}}]
+    out = configured_label_urls(cards, {"LBL-PAMIDRONATE": site})
+    assert out[0]["source"]["url"] == site and [l["url"] for l in out[0]["links"]] == [site, "https://doi.org/x"]
+    assert out[1]["source"]["url"] == SOURCES["LBL-PROLIA"].url
+    assert Settings.from_env({"BONE_CDS_LABEL_URLS": json.dumps({"LBL-PAMIDRONATE": site})}).label_urls
+    for bad in ({"LBL-NOPE": site}, {"LBL-PAMIDRONATE": "http://x"}, {"LBL-PAMIDRONATE": 3}, ["x"]):
+        with pytest.raises(ConfigError, match="BONE_CDS_LABEL_URLS"):
+            Settings.from_env({"BONE_CDS_LABEL_URLS": json.dumps(bad)})
