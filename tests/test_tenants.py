@@ -208,3 +208,52 @@ def test_config_check_command(tmp_path, signers, capsys) -> None:
     bad = _write(tmp_path, BAD[3][1], "bad.toml")
     assert cli.main(["config", "check", str(bad)]) == 2
     assert "tenants.x.issuer: required" in capsys.readouterr().err
+
+
+def test_an_epic_shaped_call_rs384_jku_hand_set_aud_and_sub_answers_in_the_epic_profile(tmp_path) -> None:
+    """Issue 14 done-means: Epic's JWT as its tutorial shows it — RS384, ``jku`` under the
+    organisation's base, ``aud``/``iss``/``sub`` typed in by the site (the aud need not be the
+    called URL's own spelling), ``nbf`` = iat − 300 s, a 900 s lifetime — with an Epic-shaped
+    order-sign request (inlined Medication, "no results" OperationOutcome entries, Epic
+    extensions) gets the expected card in Epic's wire form."""
+    import time as _time
+
+    import jwt as pyjwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from jwt.algorithms import RSAAlgorithm
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
+    jwk.update({"kid": "d3bmo5HzW61TUgikHZH+A8Tx4UOXz2iOs4KvVU4eLY0=", "use": "sig", "alg": "RS384"})
+    base = "https://fhir.epic-org.example/interconnect-fhir-oauth"
+    jku = f"{base}/api/epic/2019/Security/Open/PublicKeys/530013/530013"
+    iss = f"{base}/api/FHIR/R4"
+    (tmp_path / "epic-keys.json").write_text(json.dumps({"keys": [jwk]}))
+    typed_base = "https://CDS.Example.org:443/north/"          # as the site typed it
+    config = _write(tmp_path, f'''
+[tenants.epic-prod]
+issuer = "{iss}"
+jwks_file = "epic-keys.json"
+jku = "{jku}"
+audiences = ["{typed_base}"]
+expected_sub = "0oa1bcd2efGHIjk3L4m5"
+ehr_profile = "epic"
+''')
+    client = _client(tmp_path, config)
+    body = json.loads((Path(__file__).resolve().parent.parent / "fixtures" / "epic"
+                       / "order-sign-inlined-medication-low-calcium.json").read_text())
+    path = f"/cds-services/{OSIGN}"
+    now = int(_time.time())
+    claims = {"iss": iss, "sub": "0oa1bcd2efGHIjk3L4m5", "aud": f"{typed_base}cds-services/{OSIGN}",
+              "iat": now, "nbf": now - 300, "exp": now + 900, "jti": str(uuid.uuid4())}
+    token = pyjwt.encode(claims, key, algorithm="RS384", headers={"typ": "JWT", "kid": jwk["kid"], "jku": jku})
+    r = client.post(path, json=body, headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200, r.get_json()
+    codes = [c["source"]["topic"]["code"] for c in r.get_json()["cards"]]
+    assert codes == ["DMABHYPOCALCEMIA"]
+    # another client id, or a jku other than the configured one: refused
+    for change in ({"sub": "someone-else"}, {}):
+        bad = {**claims, "jti": str(uuid.uuid4()), **change}
+        headers = {"typ": "JWT", "kid": jwk["kid"], "jku": jku if change else jku + "/other"}
+        tok = pyjwt.encode(bad, key, algorithm="RS384", headers=headers)
+        assert client.post(path, json=body, headers={"Authorization": f"Bearer {tok}"}).status_code == 401
