@@ -164,9 +164,6 @@ class Thresholds:
             if f.name.endswith(("_days", "_months", "_weeks", "_years", "_chars")) \
                     and getattr(self, f.name) == 0:
                 raise ThresholdError(f"threshold '{f.name}' must be positive (a window or limit of 0)")
-        for name in ("calcium_lookback_days", "dmab60_interval_months", "dmab120_interval_days"):
-            if getattr(self, name) == 0:
-                raise ThresholdError(f"threshold '{name}' must be positive")
         if self.zol4_dose_band_low > self.zol4_dose_band_high:
             raise ThresholdError("threshold 'zol4_dose_band_low' must not exceed 'zol4_dose_band_high'")
         try:

@@ -893,12 +893,5 @@ class JwtVerifier:
             raise self._fail("token not yet valid (nbf)", iss, jti)
         if exp - iat > MAX_TOKEN_LIFETIME_SECONDS:
             raise self._fail(f"token lifetime exceeds {MAX_TOKEN_LIFETIME_SECONDS} s", iss, jti)
-        accepted = set()
-        for url in audiences:
-            try:
-                accepted.add(_normalise_url(url))
-            except ValueError:
-                continue
-        accepted.discard("")
-        if not _aud_matches(claims.get("aud"), accepted):
+        if not aud_names(claims.get("aud"), audiences):
             raise self._fail("aud does not name this endpoint", iss, jti)
