@@ -225,7 +225,8 @@ class Settings:
             items = _json_or_file("BONE_CDS_EPIC_PREFERENCE_ITEMS", raw_items) if raw_items.strip() else {}
             if not isinstance(items, dict):
                 raise ProfileError("BONE_CDS_EPIC_PREFERENCE_ITEMS must be a JSON object of "
-                                   "'system|code' → preference-list item id")
+                                   "'system|code' → preference-list item id",
+                                   setting="BONE_CDS_EPIC_PREFERENCE_ITEMS")
             profile = profile_from_env(env, items)
         except ProfileError as exc:
             raise ConfigError(str(exc)) from None

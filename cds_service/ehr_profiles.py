@@ -25,6 +25,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from cards.rules._text import cut
+
 #: Epic's code system for preference-list items in suggestion resources (CDS Hooks tutorial).
 EPIC_PREFERENCE_LIST_SYSTEM = "urn:com.epic.cdshooks.action.code.system.preference-list-item"
 #: Epic request extension naming the real trigger of a ``patient-view`` call.
@@ -42,12 +44,18 @@ EPIC_TRIGGERS = {"18": "enter order", "23": "sign orders", "26": "admission", "2
                  "60": "open chart"}
 
 PROFILE_NAMES = ("standard", "epic", "oracle")
+#: Longest suggestion label the reshaping writes (a card summary's limit, §1.2 rule 2).
+LABEL_MAX = 140
 _NOT_ALNUM = re.compile(r"[^A-Za-z0-9]")
 _SUGGESTION_NS = uuid.UUID("6f1c3c1e-3f7b-4f7e-9a55-0b0e2d6d9a11")
 
 
 class ProfileError(ValueError):
-    """An invalid profile configuration; the message names the setting."""
+    """An invalid profile configuration; the message and :attr:`setting` name the setting."""
+
+    def __init__(self, message: str, setting: str = "BONE_CDS_EHR_PROFILE") -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 def alphanumeric_topic(rule_id: str) -> str:
@@ -122,8 +130,8 @@ class EhrProfile:
             for i, s in enumerate(card["suggestions"]):
                 for piece in self._split(s):
                     if alternatives:
-                        piece["label"] = _cut(f"Option {i + 1} of {len(card['suggestions'])}: "
-                                              f"{piece['label']}")
+                        piece["label"] = cut(f"Option {i + 1} of {len(card['suggestions'])}: "
+                                             f"{piece['label']}", LABEL_MAX)
                     suggestions.append(piece)
             card["suggestions"] = suggestions
             card["selectionBehavior"] = "any"
@@ -180,11 +188,7 @@ class EhrProfile:
         text = dosage[0].get("text") if dosage and isinstance(dosage[0], Mapping) else None
         if text and text.lower() not in label.lower():
             label = f"{label} (dose: {text})"
-        return _cut(label)
-
-
-def _cut(label: str, limit: int = 140) -> str:
-    return label if len(label) <= limit else label[: limit - 1] + "…"
+        return cut(label, LABEL_MAX)
 
 
 def _codes(raw: str) -> frozenset[str] | None:
@@ -202,13 +206,15 @@ def profile_from_env(env: Mapping[str, str], preference_items: Mapping[str, Any]
     triggers = _codes(triggers_raw)
     if triggers is not None and any(not t.isdigit() for t in triggers):
         raise ProfileError("BONE_CDS_EPIC_PATIENT_VIEW_TRIGGERS: a comma-separated list of Epic trigger "
-                           f"action numbers (e.g. 60,18) or 'all', got {triggers_raw!r}")
+                           f"action numbers (e.g. 60,18) or 'all', got {triggers_raw!r}",
+                           setting="BONE_CDS_EPIC_PATIENT_VIEW_TRIGGERS")
     items: dict[str, str] = {}
     for key, value in (preference_items or {}).items():
         if not isinstance(key, str) or key.count("|") != 1 or not all(key.split("|")) \
                 or not isinstance(value, (str, int)) or isinstance(value, bool) or not str(value).strip():
             raise ProfileError("BONE_CDS_EPIC_PREFERENCE_ITEMS: each key is 'system|code' of a suggested "
-                               f"medication and each value an item id, got {key!r}: {value!r}")
+                               f"medication and each value an item id, got {key!r}: {value!r}",
+                               setting="BONE_CDS_EPIC_PREFERENCE_ITEMS")
         items[key] = str(value).strip()
     if name == "epic":
         return EhrProfile("epic", alphanumeric_topics=True, single_action_suggestions=True,

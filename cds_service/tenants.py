@@ -38,6 +38,12 @@ _FIELDS = {"issuer", "jwks_uri", "jwks_file", "jwks", "jku", "audiences", "expec
            "ehr_profile", "time_zone", "thresholds", "patient_view_triggers", "preference_items"}
 
 
+#: The tenant key of each setting a profile error names.
+_PROFILE_KEYS = {"BONE_CDS_EHR_PROFILE": "ehr_profile",
+                 "BONE_CDS_EPIC_PATIENT_VIEW_TRIGGERS": "patient_view_triggers",
+                 "BONE_CDS_EPIC_PREFERENCE_ITEMS": "preference_items"}
+
+
 @dataclass(frozen=True)
 class Tenant:
     """One EHR instance that may call the service."""
@@ -118,10 +124,7 @@ def _tenant(name: str, spec: Any, where: str, base_dir: Path, base: Thresholds) 
     try:
         profile = profile_from_env(env, items)
     except ProfileError as exc:
-        key = ("ehr_profile" if "BONE_CDS_EHR_PROFILE must" in str(exc) else
-               "patient_view_triggers" if "TRIGGERS:" in str(exc) else
-               "preference_items" if "PREFERENCE_ITEMS:" in str(exc) else "ehr_profile")
-        raise ConfigError(f"{where}.{key}: {exc}") from None
+        raise ConfigError(f"{where}.{_PROFILE_KEYS[exc.setting]}: {exc}") from None
     overrides = spec.get("thresholds", {})
     if not isinstance(overrides, dict):
         raise ConfigError(f"{where}.thresholds: must be a table of catalog parameters")
