@@ -511,9 +511,13 @@ def draft_has_reason(draft: DraftOrder) -> bool:
                 or draft.resource.get("reasonReference"))
 
 
+#: Reason texts naming bone metastases or myeloma (D6: the order's reason is indication evidence).
+METASTASES_REASON_TEXT = re.compile(
+    r"bone metasta|metasta\w* (to|of|in) (the )?bone|osseous metasta|skeletal metasta|myeloma",
+    re.IGNORECASE)
 #: Reason texts naming an oncology bone indication other than HCM (D6, D9).
-_OTHER_ONCOLOGY_TEXT = re.compile(r"bone metasta|metasta\w* (to|of|in) (the )?bone|osseous metasta|"
-                                  r"skeletal metasta|myeloma|giant[- ]cell tumou?r|\bgctb\b", re.IGNORECASE)
+_OTHER_ONCOLOGY_TEXT = re.compile(METASTASES_REASON_TEXT.pattern + r"|giant[- ]cell tumou?r|\bgctb\b",
+                                  re.IGNORECASE)
 
 
 def order_indication_is_hcm(chart: Chart, draft: DraftOrder) -> bool:

@@ -20,8 +20,8 @@ from cds_service.chart import (BISPHOSPHONATE, DENOSUMAB, Chart, DoseEvent, Draf
 from cds_service.chart.medications import dose_class
 
 from ..thresholds import Thresholds
-from ._definitions import (Evidence, condition_evidence, condition_evidence_of, draft_reason_evidence,
-                           hcm_conditions, kidney_records)
+from ._definitions import (METASTASES_REASON_TEXT, Evidence, condition_evidence, condition_evidence_of,
+                           draft_reason_evidence, hcm_conditions, kidney_records)
 from ._text import cut
 
 #: Xgeva label (GCTB, hypercalcemia of malignancy): extra 120 mg doses on days 8 and 15 of the
@@ -38,9 +38,6 @@ _SOURCE_WORDS = {
     "MedicationRequest": "a completed order only",
 }
 
-_METASTASES_REASON_TEXT = re.compile(
-    r"bone metasta|metasta\w* (to|of|in) (the )?bone|osseous metasta|skeletal metasta|myeloma",
-    re.IGNORECASE)
 _BONE_LOSS_REASON_TEXT = re.compile(r"osteopor|osteopen|bone loss|low bone (mass|density)",
                                     re.IGNORECASE)
 
@@ -234,7 +231,7 @@ def gctb(chart: Chart, draft: DraftOrder | None) -> list[Evidence]:
 def metastases_or_myeloma(chart: Chart, draft: DraftOrder | None) -> list[Evidence]:
     ev = condition_evidence(chart, "bone-metastases", "multiple-myeloma", active=True)
     if draft is not None:
-        ev += draft_reason_evidence(draft, ("bone-metastases", "multiple-myeloma"), _METASTASES_REASON_TEXT)
+        ev += draft_reason_evidence(draft, ("bone-metastases", "multiple-myeloma"), METASTASES_REASON_TEXT)
     return ev
 
 
