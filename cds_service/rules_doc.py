@@ -54,24 +54,20 @@ def _helpers_called(tree: ast.AST, module: ModuleType) -> list[ast.AST]:
     return bodies
 
 
-def _indicators(trees: list[ast.AST]) -> set[str]:
-    found: set[str] = set()
-    for tree in trees:
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Constant) and node.value in INDICATORS:
-                found.add(node.value)
-    return found
-
-
-def _parameters(trees: list[ast.AST]) -> set[str]:
+def _scan(trees: list[ast.AST]) -> tuple[set[str], set[str]]:
+    """The indicator literals and the catalog parameters named in ``trees`` (one walk)."""
+    indicators: set[str] = set()
     names: set[str] = set()
     for tree in trees:
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and node.attr in _THRESHOLD_NAMES:
                 names.add(node.attr)
-            elif isinstance(node, ast.Constant) and node.value in _THRESHOLD_NAMES:
-                names.add(node.value)      # getattr(thresholds, "egfr_cutoff_…")
-    return names
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                if node.value in INDICATORS:
+                    indicators.add(node.value)
+                elif node.value in _THRESHOLD_NAMES:
+                    names.add(node.value)      # getattr(thresholds, "egfr_cutoff_…")
+    return indicators, names
 
 
 def _trigger(module: ModuleType) -> str:
@@ -92,10 +88,10 @@ def rule_docs() -> list[RuleDoc]:
             continue
         module = importlib.import_module(spec.fn.__module__)
         tree = ast.parse(inspect.getsource(module))
-        trees = [tree, *_helpers_called(tree, module)]
+        indicators, parameters = _scan([tree, *_helpers_called(tree, module)])
         docs.append(RuleDoc(rule_id, spec.title, tuple(sorted(spec.hooks)),
-                            tuple(i for i in INDICATORS if i in _indicators(trees)),
-                            tuple(sorted(_parameters(trees))), _trigger(module)))
+                            tuple(i for i in INDICATORS if i in indicators),
+                            tuple(sorted(parameters)), _trigger(module)))
     by_id = {d.id: d for d in docs}
     for i, d in enumerate(docs):
         spec = REGISTRY[d.id]
