@@ -83,6 +83,14 @@ def bundle_medications(bundles: Any) -> tuple[list[dict], dict[str, dict]]:
     return out, urls
 
 
+def partial_types(data: PrefetchResult) -> dict[str, str]:
+    """Resource type → why its records arrived only in part (incomplete or capped keys)."""
+    out = {data.keys[k].resource_type: reason for k, reason in data.incomplete.items()}
+    for key, dropped in data.capped.items():
+        out.setdefault(data.keys[key].resource_type, "capped")
+    return out
+
+
 def identity_of(req: HookRequest) -> PatientIdentity:
     """The context patient of a request, with the ``fullUrl`` aliases its Bundles give it."""
     bundles = list(req.prefetch.values()) + [req.context.get("draftOrders")]
@@ -171,7 +179,8 @@ def _evaluate_hook(service: Service, req: HookRequest, *, now: datetime, fetch: 
 
     done = assess(resources, hook=req.hook, now=now, identity=identity, thresholds=thresholds,
                   draft_orders=req.draft_orders, selections=req.selections, unavailable=missing_types,
-                  verdicts=verdicts, medication_urls=urls, user_id=req.user_id, deadline=deadline)
+                  verdicts=verdicts, medication_urls=urls, user_id=req.user_id, deadline=deadline,
+                  partial=partial_types(data))
     chart, inp, result = done.chart, done.input, done.result
     timings["chart"] = done.chart_s
     future = Counter(s.resource_type for s in chart.skipped if s.reason == "dated in the future")

@@ -37,14 +37,16 @@ def assess(resources: Iterable[Any], *, hook: str, now: datetime, identity: Pati
            thresholds: Thresholds = DEFAULT_THRESHOLDS, draft_orders: Iterable[dict] = (),
            selections: Iterable[str] = (), unavailable: Mapping[str, str] | None = None,
            verdicts: VerdictCache | None = None, medication_urls: Mapping[str, dict] | None = None,
-           user_id: str = "", deadline: Callable[[], bool] | None = None) -> Assessment:
+           user_id: str = "", deadline: Callable[[], bool] | None = None,
+           partial: Mapping[str, str] | None = None) -> Assessment:
     """Build the chart of ``identity``'s records at ``now`` and run ``hook``'s rules over it.
 
     ``unavailable``: resource type → why it could not be had (its rules do not run);
-    ``deadline``: see :func:`cards.engine.evaluate` (None: every rule runs)."""
+    ``partial``: resource type → why only part of its records arrived (the rules that date
+    doses say so in their card); ``deadline``: see :func:`cards.engine.evaluate` (None: every rule runs)."""
     t = time.perf_counter()
     chart = build_chart(resources, now, hook=hook, draft_orders=draft_orders, selections=selections,
-                        unavailable=unavailable, verdicts=verdicts, identity=identity,
+                        unavailable=unavailable, partial=partial, verdicts=verdicts, identity=identity,
                         medication_urls=medication_urls, zone=thresholds.zone,
                         future_skew_minutes=thresholds.future_skew_minutes,
                         dose_dedupe_days=thresholds.dose_dedupe_days)

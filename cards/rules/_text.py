@@ -17,7 +17,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Iterable, Sequence
 
-from cds_service.chart import DENOSUMAB, ConditionFact, DraftOrder, Lab, display
+from cds_service.chart import DENOSUMAB, Chart, ConditionFact, DraftOrder, Lab, display
 
 from ..builders import SOURCES
 from ..model import MAX_SUMMARY, Action, Link, Suggestion, safe_markdown
@@ -36,6 +36,16 @@ DETAILS_HEADING = "#### Details"
 BY_TEXT_NOTE = "identified by name, not code"
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def partial_history_todo(chart: Chart) -> list[str]:
+    """The first "what to do" of a card that dates doses from a medication history that arrived
+    only in part (issue 11 §2: partial results are not complete results): the latest dose may be
+    among the records not received, so the clinician confirms it before acting. Empty otherwise."""
+    if chart.partial_medications():
+        return ["Confirm the last dose in the full record first: the medication history "
+                "received was incomplete, so a later dose may be missing from it"]
+    return []
 
 
 def one_line(text: object) -> str:

@@ -130,7 +130,7 @@ def bp_drug_holiday_review(inp: RuleInput) -> Card | None:
         "After 5 years of oral or 3 years of IV therapy the benefit of continuing depends on "
         "fracture risk, while the risks of atypical femoral fracture and osteonecrosis of the jaw "
         "rise with duration.",
-        ["Reassess fracture risk (recent fracture, hip T-score ≤ −2.5, high FRAX)",
+        [*tx.partial_history_todo(inp.chart), "Reassess fracture risk (recent fracture, hip T-score ≤ −2.5, high FRAX)",
          "high risk: continue (up to 10 years oral or 6 years IV)",
          "lower risk: consider a 2–3 year drug holiday", "ask about thigh or groin pain"],
         [tx.EVIDENCE["asbmr"], tx.EVIDENCE["bp-holiday"]], details, t=inp.thresholds)

@@ -65,7 +65,7 @@ def dmab_dose_due(inp: RuleInput) -> Card | None:
         f"Denosumab 60 mg due {due.isoformat()}, last dose {L.isoformat()}; no follow-up order on file",
         "Denosumab works only while it is given every 6 months; a late dose lets bone turnover "
         "rebound, with vertebral fractures after stopping.",
-        ["Schedule the injection within the due window", "check calcium before the dose (and "
+        [*tx.partial_history_todo(chart), "Schedule the injection within the due window", "check calcium before the dose (and "
          "kidney function in advanced kidney disease)"],
         [tx.EVIDENCE["prolia-dosing"]], details, t=th)
     suggestion = denosumab_order(inp.orders, "60mg")

@@ -89,7 +89,7 @@ def dmab_oncology_interval(inp: RuleInput) -> Card | None:
         f"Last denosumab 120 mg dose {L.isoformat()}, {n} days ago; next dose expected "
         f"{expected.isoformat()}, more than {th.dmab120_grace_days} days late",
         "Protection from skeletal-related events depends on regular dosing every 4 weeks.",
-        ["Check whether a dose was missed or given elsewhere, and schedule it",
+        [*tx.partial_history_todo(chart), "Check whether a dose was missed or given elsewhere, and schedule it",
          "if a longer interval is intended (every 12 weeks, or 8-weekly for giant cell tumor of "
          "bone after 2 stable years), record it"],
         [tx.EVIDENCE["xgeva-dosing"]], details, t=th)

@@ -156,7 +156,8 @@ def _calcium_card(inp: RuleInput, last: Dose, due: date, overdue_after: date, st
         f"{calcium.describe()} on {calcium.date.isoformat()}",
         "Hypocalcemia must be corrected before any antiresorptive dose; meanwhile the effect of "
         "denosumab is wearing off and the risk of rebound vertebral fractures grows every month.",
-        ["Correct calcium and vitamin D first: repeat calcium with albumin, check 25-OH vitamin D, "
+        [*tx.partial_history_todo(chart),
+         "Correct calcium and vitamin D first: repeat calcium with albumin, check 25-OH vitamin D, "
          "magnesium and PTH", "give denosumab or zoledronic acid only once calcium is normal",
          "then resume or transition without further delay"],
         [EVIDENCE], details, t=th)
@@ -236,7 +237,7 @@ def _card(inp: RuleInput, last: Dose, due: date, overdue_after: date, stop,  # n
     details.append(f"Not found: a bisphosphonate administration, dispense, statement or order, or a "
                    "denosumab dose" + (" given" if planned else " or active order") + f", dated after {L.isoformat()} (entered-in-error, "
                    "cancelled and not-done records do not count)")
-    todo = ["Resume denosumab 60 mg now, then every 6 months",
+    todo = [*tx.partial_history_todo(chart), "Resume denosumab 60 mg now, then every 6 months",
             (f"or zoledronic acid 5 mg IV on {T.isoformat()}"
              + (" (as soon as possible)" if T == today else "")
              + " after a kidney and calcium check" if zol_ok else

@@ -74,6 +74,9 @@ class Chart:
     procedures: tuple[ProcedureFact, ...] = ()
     skipped: list[Skipped] = field(default_factory=list)   # grows as lazy labs are read
     unavailable: dict[str, str] = field(default_factory=dict)
+    #: resource types whose data arrived only in part (issue 11 §2 "partial results are not
+    #: complete results"): type → why (an error entry, unread pages, the per-key cap, ...)
+    partial: dict[str, str] = field(default_factory=dict)
     #: resources not used because they are not the context patient's (identity.py):
     #: ``other-patient`` (another or an unverifiable patient) and ``no-patient`` (none named)
     excluded: dict[str, int] = field(default_factory=dict)
@@ -91,6 +94,11 @@ class Chart:
     def known(self, *resource_types: str) -> bool:
         """True when every named resource type could be had (prefetched, fetched, or null/empty)."""
         return not any(t in self.unavailable for t in resource_types)
+
+    def partial_medications(self) -> bool:
+        """True when some medication records may be missing (a partial answer for a medication
+        type): a dose history built from them may miss the latest dose."""
+        return any(t in self.partial for t in MEDICATION_TYPES)
 
     # ---- medications -------------------------------------------------------------------
     # Indexes built once per chart (issue 11 §3: no step of the request path is superlinear):
@@ -427,7 +435,7 @@ def _entry_urls(values: Iterable[Any]) -> dict[tuple[str, str], str]:
 def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient-view",
                 draft_orders: Iterable[dict[str, Any]] = (), selections: Iterable[str] = (),
                 unavailable: Mapping[str, str] | None = None, vs: ValueSets | None = None,
-                verdicts: VerdictCache | None = None, identity: PatientIdentity | None = None,
+                partial: Mapping[str, str] | None = None, verdicts: VerdictCache | None = None, identity: PatientIdentity | None = None,
                 medication_urls: Mapping[str, dict[str, Any]] | None = None,
                 zone: tzinfo | None = None, future_skew_minutes: int = 5,
                 dose_dedupe_days: int = 4) -> Chart:
@@ -445,7 +453,8 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
     and counted in ``Chart.excluded`` (the service always passes it; None trusts the caller to
     have given one patient's data, as unit tests of single rules do). ``medication_urls``: the
     Medication entries of the request's Bundles by ``fullUrl`` (D3 resolution (b)).
-    ``dose_dedupe_days``: the D4 de-duplication window (D10).
+    ``dose_dedupe_days``: the D4 de-duplication window (D10). ``partial``: resource type → why
+    its records arrived only in part (kept on the chart for the rules that must say so).
     """
     with clock_zone(zone) as tz:
         chart = _build_chart(resources, now, hook=hook, draft_orders=draft_orders,
@@ -453,6 +462,8 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
                              verdicts=verdicts, identity=identity, medication_urls=medication_urls,
                              zone=tz, future_skew_minutes=future_skew_minutes,
                              dose_dedupe_days=dose_dedupe_days)
+    if partial:
+        chart.partial = dict(partial)
     return chart
 
 
