@@ -86,3 +86,14 @@ def test_partial_history_caveat_is_the_first_thing_to_do() -> None:
     card = dmab_overdue_transition.dmab_overdue_transition(RuleInput(chart=chart, hook="patient-view", now=NOW))
     todo = card.detail.split("**What to do:** ", 1)[1]
     assert todo.startswith(CONFIRM)
+
+
+def test_low_calcium_variant_of_the_overdue_card_names_a_partial_history() -> None:
+    """The "correct calcium first" variant (A6) dates the dose the same way: same caveat."""
+    records = [patient(), administration(DMAB60, "2026-03-20"),
+               observation(CALCIUM_SERUM, 7.6, "mg/dL", "2026-11-20")]
+    for partial, expected in (({}, False), ({"MedicationDispense": "max-pages"}, True)):
+        chart = build_chart(records, NOW, partial=partial)
+        card = dmab_overdue_transition.dmab_overdue_transition(RuleInput(chart=chart, hook="patient-view", now=NOW))
+        assert "correct calcium first" in card.summary
+        assert (CONFIRM in card.detail) is expected

@@ -156,7 +156,7 @@ def _calcium_card(inp: RuleInput, last: Dose, due: date, overdue_after: date, st
         f"{calcium.describe()} on {calcium.date.isoformat()}",
         "Hypocalcemia must be corrected before any antiresorptive dose; meanwhile the effect of "
         "denosumab is wearing off and the risk of rebound vertebral fractures grows every month.",
-        [*tx.partial_history_todo(chart),
+        [*tx.partial_history_todo(inp.chart),
          "Correct calcium and vitamin D first: repeat calcium with albumin, check 25-OH vitamin D, "
          "magnesium and PTH", "give denosumab or zoledronic acid only once calcium is normal",
          "then resume or transition without further delay"],
