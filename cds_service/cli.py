@@ -196,8 +196,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_feedback_report(args: argparse.Namespace) -> int:
-    """Per rule: cards shown, accepted, overridden, top override reasons."""
-    from .feedback import FeedbackStore, FeedbackStoreError
+    """Per rule: cards shown, accepted, overridden, top override reasons; then the feedback for
+    cards this service never issued (per tenant when tenants sent it)."""
+    from .feedback import NO_TENANT, FeedbackStore, FeedbackStoreError
 
     settings = Settings.from_env()
     try:
@@ -220,19 +221,24 @@ def cmd_feedback_report(args: argparse.Namespace) -> int:
         print(f"bone-cds: governance report ({args.days} days) written to {args.html}", file=sys.stderr)
         return 0
     try:
-        rows = store.report(args.since)
+        report = store.report(args.since)
     except ValueError as exc:
         print(f"bone-cds: --since: {exc}", file=sys.stderr)
         return 2
     finally:
         store.close()
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(report, indent=2))
         return 0
     print(f"{'rule':34} {'shown':>6} {'accepted':>9} {'overridden':>11}  top override reasons")
-    for r in rows:
+    for r in report["rules"]:
         reasons = ", ".join(f"{x['code']} ({x['count']})" for x in r["top_override_reasons"])
         print(f"{r['rule']:34} {r['shown']:>6} {r['accepted']:>9} {r['overridden']:>11}  {reasons}")
+    unknown = report["unknown_cards"]
+    print(f"feedback for unknown cards: {unknown['feedback']} (on {unknown['cards']} card ids this service never issued)")
+    if len(unknown["by_tenant"]) > 1 or set(unknown["by_tenant"]) - {NO_TENANT}:
+        for tenant, u in unknown["by_tenant"].items():
+            print(f"  {tenant}: {u['feedback']} ({u['cards']} cards)")
     return 0
 
 
