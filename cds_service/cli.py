@@ -29,21 +29,24 @@ def _now(value: str | None) -> datetime:
 
 
 def gunicorn_server(app: Any, *, host: str, port: int, workers: int, threads: int,
-                    max_body_bytes: int = 10 * 1024 * 1024, child_exit: Any = None) -> Any:
+                    max_body_bytes: int = 10 * 1024 * 1024, request_read_timeout: float | None = None,
+                    child_exit: Any = None) -> Any:
     """A gunicorn application serving the WSGI ``app`` on uvicorn workers (an event loop per
     worker: slow or idle clients hold no thread, :mod:`cds_service.asgi`); ``threads`` evaluate
-    complete requests; ``child_exit``: gunicorn's hook when a worker exits. ``.run()`` blocks
-    until stopped."""
+    complete requests; ``request_read_timeout``: seconds a client has to send a whole request
+    (default :data:`cds_service.asgi.DEFAULT_REQUEST_READ_TIMEOUT`); ``child_exit``: gunicorn's
+    hook when a worker exits. ``.run()`` blocks until stopped."""
     from gunicorn.app.base import BaseApplication
 
-    from .asgi import BufferedWsgi
+    from .asgi import DEFAULT_REQUEST_READ_TIMEOUT, BufferedWsgi, service_worker
     asgi_app = BufferedWsgi(app, max_body_bytes=max_body_bytes, threads=threads)
+    worker_class = service_worker(request_read_timeout or DEFAULT_REQUEST_READ_TIMEOUT)
 
     class _Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
-            self.cfg.set("worker_class", "cds_service.asgi.ServiceWorker")
+            self.cfg.set("worker_class", worker_class)
             self.cfg.set("timeout", 30)
             self.cfg.set("graceful_timeout", 10)
             self.cfg.set("accesslog", None)
@@ -105,7 +108,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"bone-cds {args.host}:{args.port}: discovery at http://{args.host}:{args.port}/cds-services",
           file=sys.stderr)
     gunicorn_server(app, host=args.host, port=args.port, workers=args.workers, threads=args.threads,
-                    max_body_bytes=settings.max_body_bytes,
+                    max_body_bytes=settings.max_body_bytes, request_read_timeout=settings.request_read_timeout,
                     child_exit=lambda _server, worker: mark_worker_dead(worker.pid)).run()
     return 0
 
