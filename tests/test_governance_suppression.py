@@ -186,6 +186,10 @@ def test_no_snooze_without_a_reason_nor_for_warnings(client, clock, indicator) -
     [card] = call(client, "patient-view")
     answer(client, "patient-view", card)
     assert len(call(client, "patient-view")) == 1                          # never for a warning
+    indicator["indicator"] = "critical"
+    [card] = call(client, "patient-view")
+    answer(client, "patient-view", card)
+    assert len(call(client, "patient-view")) == 1                          # nor for a critical card
 
 
 def test_snooze_days_per_rule(tmp_path, clock, indicator, db) -> None:
