@@ -510,8 +510,8 @@ class FeedbackStore:
         add ``feedback.tenant``, ``feedback.dedup_key`` and ``issued_suggestions.member_rule``
         (NULL on old rows), give every old feedback row its :func:`dedup_key` (recomputed from
         its stored entry; of identical old rows, kept as they were, the first gets the key and
-        the others ``<key>:<id>``, so none is lost and none blocks a new row) and create the
-        unique index. One transaction; several processes starting at once wait for each other
+        the others ``<key>:<id>``, so none is lost and none blocks a new row) under the unique
+        index. One transaction, linear in the rows (read in id order); several processes starting at once wait for each other
         (SQLite: the write lock; PostgreSQL: an advisory lock)."""
         fb = feedback_table
         with self.engine.begin() as conn:
@@ -524,13 +524,16 @@ class FeedbackStore:
                     if name not in have:
                         conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")
                         log.info("feedback store migrated: %s.%s added", table, name)
-            filled = 0
+            # first (NULLs never collide): the lookups below use it, and a fill stays unique
+            conn.exec_driver_sql("CREATE UNIQUE INDEX IF NOT EXISTS feedback_dedup ON feedback (dedup_key)")
+            filled, after = 0, 0
             while True:
                 rows = conn.execute(
-                    select(fb.c.id, fb.c.raw, fb.c.tenant).where(fb.c.dedup_key.is_(None))
+                    select(fb.c.id, fb.c.raw, fb.c.tenant).where(fb.c.dedup_key.is_(None), fb.c.id > after)
                     .order_by(fb.c.id).limit(_BACKFILL_CHUNK)).all()
                 if not rows:
                     break
+                after = rows[-1][0]
                 keys = []
                 for row_id, raw, tenant in rows:
                     try:
@@ -551,7 +554,6 @@ class FeedbackStore:
                 conn.execute(fb.update().where(fb.c.id == bindparam("row_id")).values(dedup_key=bindparam("key")),
                              updates)
                 filled += len(updates)
-            conn.exec_driver_sql("CREATE UNIQUE INDEX IF NOT EXISTS feedback_dedup ON feedback (dedup_key)")
         if filled:
             log.info("feedback store migrated: %d feedback rows given their duplicate key", filled)
 
