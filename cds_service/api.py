@@ -163,23 +163,27 @@ def call_service(service_id: str) -> Response:
 
 @bp.post("/cds-services/<service_id>/feedback")
 def feedback(service_id: str) -> Response:
-    """FB-1..6: validate, store durably, then answer 200."""
+    """FB-1..6: validate, store durably, then answer 200 (``stored``: new entries;
+    ``duplicates``: entries already stored, e.g. a retry after a lost answer)."""
     if service_by_id(service_id) is None:
         raise ApiError(404, "unknown_service", f"no CDS service with id '{service_id}'")
     store = current_app.config.get("FEEDBACK_STORE")
     if store is None:
         raise ApiError(404, "feedback_disabled", "feedback is switched off on this service")
     items = parse_feedback(_body())
+    caller = request.environ.get("bone_cds.caller") or {}
     try:
-        stored = store.add(service_id, items, current_app.config["CLOCK"]())
+        stored = store.add(service_id, items, current_app.config["CLOCK"](), tenant=caller.get("tenant"))
     except FeedbackStoreError as exc:
         log.error("feedback NOT stored", extra={"event": {"service": service_id, "items": len(items),
                                                           **exception_summary(exc)}})
         raise ApiError(503, "feedback_store_unavailable",
                        "the feedback could not be stored; nothing was kept, send it again later") from None
-    log.info("feedback stored", extra={"event": {"service": service_id, "items": stored}})
+    duplicates = len(items) - stored
+    log.info("feedback stored", extra={"event": {"service": service_id, "items": stored, "duplicates": duplicates}})
     feedback_stored(service_id, stored)
-    return json_response({"stored": stored})
+    # every item is kept: new ones now, duplicates (a retry, FB-5) when first sent
+    return json_response({"stored": stored, "duplicates": duplicates})
 
 
 def register_errors(app: Any) -> None:

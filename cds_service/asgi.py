@@ -9,17 +9,32 @@ connection is parsed by h11 on the worker's event loop, and the request is hande
 A request that is not valid HTTP/1.1 (a chunk size of ``zz``, a malformed ``Content-Length``)
 is refused by the protocol layer with a JSON 400 (:class:`JsonErrorH11Protocol`), like every
 other bad input, and nothing of the request reaches the log.
+
+uvicorn times out only idle keep-alive connections *between* requests: a client that opens a
+connection and never completes its request head (or body) would hold it for ever. Each request
+therefore has :attr:`JsonErrorH11Protocol.read_timeout` seconds (``BONE_CDS_REQUEST_READ_TIMEOUT``)
+from the connection's opening, or from its first byte after the previous answer, until its whole
+body has arrived; then the connection is closed (with a JSON 408 when part of a request came).
+The bound is on the total, not on the gap between bytes: a client dripping a byte every half
+second is cut at the limit however steadily it progresses. Time spent evaluating a complete
+request does not count.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from typing import Any, Awaitable, Callable
 
 import h11
 from a2wsgi import WSGIMiddleware
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn_worker import UvicornWorker
+
+from .config import DEFAULT_REQUEST_READ_TIMEOUT
+
+log = logging.getLogger("cds_service.asgi")
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -91,8 +106,67 @@ class BufferedWsgi:
         await self.inner({**scope, "headers": headers}, replay, send)
 
 
+_COMPLETE = (h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR)
+
+
 class JsonErrorH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol, answering malformed HTTP with our JSON 400 instead of plain text."""
+    """uvicorn's h11 protocol, answering malformed HTTP with our JSON 400 instead of plain text,
+    and closing a connection whose request has not fully arrived within :attr:`read_timeout`."""
+
+    #: seconds from a request's start (connection opened, or first byte after an answer) to its
+    #: last body byte; a subclass per server sets it (:func:`service_worker`)
+    read_timeout: float = DEFAULT_REQUEST_READ_TIMEOUT
+    _read_timer: asyncio.TimerHandle | None = None
+    _request_begun = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._start_read_clock(begun=False)
+
+    def data_received(self, data: bytes) -> None:
+        if self._read_timer is None and self.conn.their_state is h11.IDLE:
+            self._start_read_clock(begun=True)     # the first byte of the next request
+        elif data:
+            self._request_begun = True
+        super().data_received(data)
+        self._stop_read_clock_if_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        # the next request's bytes may already be buffered (pipelining): its clock starts now
+        if not self.transport.is_closing() and self._read_timer is None and (
+                self.conn.their_state is h11.SEND_BODY or self.conn.trailing_data[0]):
+            self._start_read_clock(begun=True)
+        self._stop_read_clock_if_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_read_clock()
+        super().connection_lost(exc)
+
+    def _start_read_clock(self, *, begun: bool) -> None:
+        self._cancel_read_clock()
+        self._request_begun = begun
+        self._read_timer = self.loop.call_later(self.read_timeout, self._read_timed_out)
+
+    def _cancel_read_clock(self) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
+
+    def _stop_read_clock_if_complete(self) -> None:
+        if self.conn.their_state in _COMPLETE or self.transport.is_closing():
+            self._cancel_read_clock()
+
+    def _read_timed_out(self) -> None:
+        self._read_timer = None
+        if self.transport.is_closing() or self.conn.their_state in _COMPLETE:
+            return
+        log.info("connection closed: no complete request within the read timeout",
+                 extra={"event": {"read_timeout_s": self.read_timeout, "partial_request": self._request_begun}})
+        if self._request_begun:
+            # written past h11 (it cannot answer a request whose head never came); nothing echoed
+            self.transport.write(_REQUEST_TIMEOUT)
+        self.transport.close()
 
     def send_400_response(self, msg: str) -> None:  # noqa: ARG002 - the message is uvicorn's own
         headers = [(b"content-type", b"application/json"), (b"connection", b"close"),
@@ -106,8 +180,28 @@ class JsonErrorH11Protocol(H11Protocol):
         self.transport.close()
 
 
+def _request_timeout_response() -> bytes:
+    body = json.dumps({"error": "request_timeout",
+                       "message": "the request did not arrive in time (headers and body within "
+                                  "BONE_CDS_REQUEST_READ_TIMEOUT seconds)"}).encode()
+    return (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+_REQUEST_TIMEOUT = _request_timeout_response()
+
+
 class ServiceWorker(UvicornWorker):
     """gunicorn worker: uvicorn's event loop with the h11 protocol above, no access log."""
 
     CONFIG_KWARGS = {"loop": "asyncio", "http": JsonErrorH11Protocol, "access_log": False,
                      "server_header": False}
+
+
+def service_worker(read_timeout: float = DEFAULT_REQUEST_READ_TIMEOUT) -> type[ServiceWorker]:
+    """The worker class for one server: :class:`ServiceWorker` whose protocol closes
+    connections after ``read_timeout`` seconds without a complete request (gunicorn takes a
+    class for ``worker_class``; the forked workers inherit it)."""
+    protocol = type("JsonErrorH11Protocol", (JsonErrorH11Protocol,), {"read_timeout": float(read_timeout)})
+    return type("ServiceWorker", (ServiceWorker,),
+                {"CONFIG_KWARGS": {**ServiceWorker.CONFIG_KWARGS, "http": protocol}})

@@ -29,21 +29,24 @@ def _now(value: str | None) -> datetime:
 
 
 def gunicorn_server(app: Any, *, host: str, port: int, workers: int, threads: int,
-                    max_body_bytes: int = 10 * 1024 * 1024, child_exit: Any = None) -> Any:
+                    max_body_bytes: int = 10 * 1024 * 1024, request_read_timeout: float | None = None,
+                    child_exit: Any = None) -> Any:
     """A gunicorn application serving the WSGI ``app`` on uvicorn workers (an event loop per
     worker: slow or idle clients hold no thread, :mod:`cds_service.asgi`); ``threads`` evaluate
-    complete requests; ``child_exit``: gunicorn's hook when a worker exits. ``.run()`` blocks
-    until stopped."""
+    complete requests; ``request_read_timeout``: seconds a client has to send a whole request
+    (default :data:`cds_service.asgi.DEFAULT_REQUEST_READ_TIMEOUT`); ``child_exit``: gunicorn's
+    hook when a worker exits. ``.run()`` blocks until stopped."""
     from gunicorn.app.base import BaseApplication
 
-    from .asgi import BufferedWsgi
+    from .asgi import DEFAULT_REQUEST_READ_TIMEOUT, BufferedWsgi, service_worker
     asgi_app = BufferedWsgi(app, max_body_bytes=max_body_bytes, threads=threads)
+    worker_class = service_worker(request_read_timeout or DEFAULT_REQUEST_READ_TIMEOUT)
 
     class _Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
-            self.cfg.set("worker_class", "cds_service.asgi.ServiceWorker")
+            self.cfg.set("worker_class", worker_class)
             self.cfg.set("timeout", 30)
             self.cfg.set("graceful_timeout", 10)
             self.cfg.set("accesslog", None)
@@ -105,7 +108,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"bone-cds {args.host}:{args.port}: discovery at http://{args.host}:{args.port}/cds-services",
           file=sys.stderr)
     gunicorn_server(app, host=args.host, port=args.port, workers=args.workers, threads=args.threads,
-                    max_body_bytes=settings.max_body_bytes,
+                    max_body_bytes=settings.max_body_bytes, request_read_timeout=settings.request_read_timeout,
                     child_exit=lambda _server, worker: mark_worker_dead(worker.pid)).run()
     return 0
 
@@ -196,8 +199,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_feedback_report(args: argparse.Namespace) -> int:
-    """Per rule: cards shown, accepted, overridden, top override reasons."""
-    from .feedback import FeedbackStore, FeedbackStoreError
+    """Per rule: cards shown, accepted, overridden, top override reasons; then the feedback for
+    cards this service never issued (per tenant when tenants sent it)."""
+    from .feedback import NO_TENANT, FeedbackStore, FeedbackStoreError
 
     settings = Settings.from_env()
     try:
@@ -220,19 +224,24 @@ def cmd_feedback_report(args: argparse.Namespace) -> int:
         print(f"bone-cds: governance report ({args.days} days) written to {args.html}", file=sys.stderr)
         return 0
     try:
-        rows = store.report(args.since)
+        report = store.report(args.since)
     except ValueError as exc:
         print(f"bone-cds: --since: {exc}", file=sys.stderr)
         return 2
     finally:
         store.close()
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(report, indent=2))
         return 0
     print(f"{'rule':34} {'shown':>6} {'accepted':>9} {'overridden':>11}  top override reasons")
-    for r in rows:
+    for r in report["rules"]:
         reasons = ", ".join(f"{x['code']} ({x['count']})" for x in r["top_override_reasons"])
         print(f"{r['rule']:34} {r['shown']:>6} {r['accepted']:>9} {r['overridden']:>11}  {reasons}")
+    unknown = report["unknown_cards"]
+    print(f"feedback for unknown cards: {unknown['feedback']} (on {unknown['cards']} card ids this service never issued)")
+    if len(unknown["by_tenant"]) > 1 or set(unknown["by_tenant"]) - {NO_TENANT}:
+        for tenant, u in unknown["by_tenant"].items():
+            print(f"  {tenant}: {u['feedback']} ({u['cards']} cards)")
     return 0
 
 

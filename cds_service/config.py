@@ -22,6 +22,9 @@ from .prefetch import FetchSettings
 #: Default of ``BONE_CDS_REQUEST_BUDGET``: seconds of wall time for the evaluation (chart and
 #: rules) after the FHIR reads; past it the remaining rules are not run (issue 11 §3).
 DEFAULT_REQUEST_BUDGET = 5.0
+#: Default of ``BONE_CDS_REQUEST_READ_TIMEOUT``: seconds a client has to send one whole request
+#: (head and body) to ``bone-cds serve`` (issue 12: uvicorn has no header timeout).
+DEFAULT_REQUEST_READ_TIMEOUT = 30.0
 
 
 class ConfigError(ValueError):
@@ -157,6 +160,7 @@ class Settings:
     log_level: str = "INFO"
     validation_cache_size: int = VERDICT_CACHE_SIZE
     request_budget: float = DEFAULT_REQUEST_BUDGET   # seconds for chart + rules (issue 11 §3)
+    request_read_timeout: float = DEFAULT_REQUEST_READ_TIMEOUT   # seconds to receive one request
     profile: EhrProfile = STANDARD                   # the calling EHR's profile (issue 14)
     tenants: Any = None                              # cds_service.tenants.Tenants (BONE_CDS_TENANTS)
     label_urls: Mapping[str, str] = field(default_factory=dict)   # §6.2 label_url.<KEY> (BONE_CDS_LABEL_URLS)
@@ -244,6 +248,8 @@ class Settings:
             log_level=level,
             validation_cache_size=_int(env, "BONE_CDS_VALIDATION_CACHE", VERDICT_CACHE_SIZE),
             request_budget=_seconds(env, "BONE_CDS_REQUEST_BUDGET", DEFAULT_REQUEST_BUDGET),
+            request_read_timeout=_seconds(env, "BONE_CDS_REQUEST_READ_TIMEOUT", DEFAULT_REQUEST_READ_TIMEOUT,
+                                          maximum=3600.0),
             patient_key_secret=env.get("BONE_CDS_PATIENT_KEY_SECRET") or "",
             admin_token=admin_token,
             suppression=_suppression(env),

@@ -10,10 +10,14 @@ One code path on SQLAlchemy Core for both stores:
   ``postgres``): a shared store for several service hosts; commits are durable with the
   server's default ``synchronous_commit=on``.
 
-Feedback is stored exactly as sent: a batch is one all-or-nothing transaction, repeats are kept,
-feedback for a card this service never issued is kept (its rule is then unknown). Cards issued
-by the hooks are recorded too (uuid → rule id), so feedback can be attributed to a rule and the
-report can count cards shown per rule.
+Feedback is stored as sent (the entry's JSON is kept whole, ``raw``): a batch is one
+all-or-nothing transaction. The same feedback sent again (a retry after a lost answer: same card,
+outcome, ``outcomeTimestamp``, accepted suggestion ids, override reason(s) and tenant) is stored
+once and answered 200 each time (:func:`dedup_key`, a unique column); any other feedback on the
+same card is kept (checklist FB-5: clients may send repeated feedback). Feedback for a card this
+service never issued is kept (its rule is then unknown) and counted apart in the reports. Cards
+issued by the hooks are recorded too (uuid → rule id), so feedback can be attributed to a rule
+and the report can count cards shown per rule.
 
 Nothing here logs feedback content: a free-text ``userComment`` may name the patient. Database
 errors are raised as :class:`FeedbackStoreError` whose message holds no SQL parameters.
@@ -21,6 +25,7 @@ errors are raised as :class:`FeedbackStoreError` whose message holds no SQL para
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -41,6 +46,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     create_engine,
     event,
     func,
@@ -62,7 +68,8 @@ _RFC3339 = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d
 _LOOKUP_CHUNK = 500
 #: Seconds a writer waits for another writer's lock (SQLite ``busy_timeout``).
 SQLITE_BUSY_TIMEOUT = 30
-UNKNOWN_RULE = "(unknown card)"
+#: The tenant of feedback sent without one (no tenants file), in reports.
+NO_TENANT = "(no tenant)"
 
 metadata = MetaData()
 _id_type = BigInteger().with_variant(Integer, "sqlite")
@@ -82,8 +89,12 @@ feedback_table = Table(
     Column("override_code", Text),
     Column("override_comment", Text),
     Column("raw", Text, nullable=False),
+    # NULL on rows written before these columns existed (the migration fills dedup_key)
+    Column("tenant", Text),          # the verified caller's tenant (tenants file), else NULL
+    Column("dedup_key", String(80)), # :func:`dedup_key`: one row per distinct feedback
     Index("feedback_rule", "rule_id", "received_at"),
     Index("feedback_received", "received_at"),
+    Index("feedback_dedup", "dedup_key", unique=True),
     sqlite_autoincrement=True,
 )
 
@@ -112,12 +123,23 @@ issued_suggestions_table = Table(
     Column("position", Integer, primary_key=True, autoincrement=False),
     Column("suggestion_uuid", Text),
     Column("label", Text, nullable=False),
+    # the member rule a suggestion of a merged card stands for (``urn:bone-safety-cds:member``)
+    Column("member_rule", Text),
     Index("issued_suggestion_uuid", "suggestion_uuid"),
 )
 
 #: Columns added to an existing ``issued_cards`` table when missing (the store's migration).
 _ADDED_COLUMNS = {"hook": "TEXT", "tenant": "TEXT", "patient_key": "TEXT", "call_id": "TEXT",
                   "latency_ms": "DOUBLE PRECISION", "draft_keys": "TEXT"}
+#: Columns added to existing ``feedback`` and ``issued_suggestions`` tables when missing.
+_FEEDBACK_ADDED_COLUMNS = {"feedback": {"tenant": "TEXT", "dedup_key": "VARCHAR(80)"},
+                           "issued_suggestions": {"member_rule": "TEXT"}}
+#: Suggestion extension naming the member rule of a merged card's suggestion (RULES.md §1.1).
+MEMBER_EXTENSION = "urn:bone-safety-cds:member"
+#: PostgreSQL advisory lock key serialising the feedback migration of several starting hosts.
+_MIGRATION_LOCK = 0x626F6E6543445331
+#: Rows read and updated per step when old feedback rows get their dedup key.
+_BACKFILL_CHUNK = 5000
 #: Indexes created on existing tables when missing.
 _ADDED_INDEXES = (
     Index("issued_issued_at", issued_cards_table.c.issued_at),
@@ -146,6 +168,21 @@ class FeedbackItem:
     override_comment: str | None
     raw: dict[str, Any]
     raw_json: str = ""
+
+
+def dedup_key(entry: dict[str, Any], tenant: str | None) -> str:
+    """What makes two feedback entries the same feedback (issue 12: a client retrying after a
+    lost answer must not count twice): the card, outcome, ``outcomeTimestamp``, the accepted
+    suggestion ids (as a set), the override reason(s) exactly as sent (``overrideReason`` and
+    Epic's ``overrideReasons``, with their comments) and the caller's tenant; SHA-256 hex of
+    their canonical JSON. Anything else differing (another time, another reason, another
+    suggestion) is another feedback and is kept. ``entry`` is a validated feedback entry."""
+    accepted = sorted({s["id"] for s in entry.get("acceptedSuggestions") or []
+                       if isinstance(s, dict) and isinstance(s.get("id"), str)})
+    material = [entry.get("card"), entry.get("outcome"), entry.get("outcomeTimestamp"), accepted,
+                entry.get("overrideReason"), entry.get("overrideReasons"), tenant]
+    text = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
 # ---- validation -----------------------------------------------------------------------------
@@ -284,8 +321,14 @@ def parse_feedback(body: Any) -> list[FeedbackItem]:
         if reason is not None:
             system, code, comment = _override_reason(reason, f"{where}.overrideReason")
         elif e.get("overrideReasons") is not None:
-            # Epic sends a list (``overrideReasons``): each is checked, the first with a code is the
-            # reason counted; every one is kept in the stored entry as sent
+            # A list (``overrideReasons``, as issue 12 reports Epic sends): each is checked, the
+            # first with a code is the reason counted; every one is kept in the stored entry.
+            # Epic's "extension-based" reason shape: no public source describing it was found
+            # (CDS Hooks 2.0 § Feedback and its 3.0 ballot logical model CDSHooksFeedback, the
+            # cds-hooks/docs and sandbox threads on overrideReason, Epic's CDS Hooks overview,
+            # which says only that override reasons are configured in Epic or sent by the service).
+            # So nothing is guessed: ``extension`` objects on the entry or on a reason are accepted
+            # and kept in ``raw`` as sent, and only the standard ``reason`` Coding is counted.
             reasons = e["overrideReasons"]
             if not isinstance(reasons, list):
                 raise ApiError(400, "invalid_field", f"'{where}.overrideReasons' must be a list of objects",
@@ -302,6 +345,16 @@ def parse_feedback(body: Any) -> list[FeedbackItem]:
 
 
 # ---- the store ------------------------------------------------------------------------------
+
+
+def unknown_summary(counts: dict[str | None, tuple[int, int]]) -> dict[str, Any]:
+    """``{"feedback", "cards", "by_tenant": {tenant: {"feedback", "cards"}}}`` of the feedback for
+    cards never issued here, from ``counts`` (tenant → (entries, distinct cards)); ``cards`` is
+    summed over tenants (a card id sent by two tenants counts once for each)."""
+    by_tenant = {(t or NO_TENANT): {"feedback": n, "cards": c}
+                 for t, (n, c) in sorted(counts.items(), key=lambda kv: kv[0] or "")}
+    return {"feedback": sum(n for n, _ in counts.values()), "cards": sum(c for _, c in counts.values()),
+            "by_tenant": by_tenant}
 
 
 def database_url(path_or_url: str | os.PathLike[str]) -> URL:
@@ -423,6 +476,7 @@ class FeedbackStore:
         try:
             metadata.create_all(self.engine, checkfirst=True)
             self._migrate()
+            self._migrate_feedback()
         except SQLAlchemyError as exc:
             raise FeedbackStoreError(
                 f"cannot create the feedback tables in {self.display}: " f"{type(exc).__name__}: {exc}"
@@ -450,6 +504,58 @@ class FeedbackStore:
                 log.info("feedback store migrated: issued_cards.%s added", name)
             for index in _ADDED_INDEXES:
                 index.create(conn, checkfirst=True)
+
+    def _migrate_feedback(self) -> None:
+        """Bring ``feedback`` and ``issued_suggestions`` of an older store up to this schema:
+        add ``feedback.tenant``, ``feedback.dedup_key`` and ``issued_suggestions.member_rule``
+        (NULL on old rows), give every old feedback row its :func:`dedup_key` (recomputed from
+        its stored entry; of identical old rows, kept as they were, the first gets the key and
+        the others ``<key>:<id>``, so none is lost and none blocks a new row) under the unique
+        index. One transaction, linear in the rows (read in id order); several processes starting at once wait for each other
+        (SQLite: the write lock; PostgreSQL: an advisory lock)."""
+        fb = feedback_table
+        with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+            inspector = inspect(conn)
+            for table, columns in _FEEDBACK_ADDED_COLUMNS.items():
+                have = {c["name"] for c in inspector.get_columns(table)}
+                for name, sql_type in columns.items():
+                    if name not in have:
+                        conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")
+                        log.info("feedback store migrated: %s.%s added", table, name)
+            # first (NULLs never collide): the lookups below use it, and a fill stays unique
+            conn.exec_driver_sql("CREATE UNIQUE INDEX IF NOT EXISTS feedback_dedup ON feedback (dedup_key)")
+            filled, after = 0, 0
+            while True:
+                rows = conn.execute(
+                    select(fb.c.id, fb.c.raw, fb.c.tenant).where(fb.c.dedup_key.is_(None), fb.c.id > after)
+                    .order_by(fb.c.id).limit(_BACKFILL_CHUNK)).all()
+                if not rows:
+                    break
+                after = rows[-1][0]
+                keys = []
+                for row_id, raw, tenant in rows:
+                    try:
+                        entry = json.loads(raw)
+                    except ValueError:
+                        entry = None
+                    keys.append(dedup_key(entry, tenant) if isinstance(entry, dict) else f"unreadable:{row_id}")
+                taken: set[str] = set()
+                for start in range(0, len(keys), _LOOKUP_CHUNK):
+                    taken.update(k for (k,) in conn.execute(
+                        select(fb.c.dedup_key).where(fb.c.dedup_key.in_(keys[start:start + _LOOKUP_CHUNK]))))
+                updates = []
+                for (row_id, _raw, _tenant), key in zip(rows, keys):
+                    if key in taken:
+                        key = f"{key}:{row_id}"     # an identical older row: kept, never matched
+                    taken.add(key)
+                    updates.append({"row_id": row_id, "key": key})
+                conn.execute(fb.update().where(fb.c.id == bindparam("row_id")).values(dedup_key=bindparam("key")),
+                             updates)
+                filled += len(updates)
+        if filled:
+            log.info("feedback store migrated: %d feedback rows given their duplicate key", filled)
 
     def _insert(self, table: Table) -> Any:
         dialect = postgresql if self.dialect == "postgresql" else sqlite
@@ -493,9 +599,12 @@ class FeedbackStore:
                 sent = wire.get(c["uuid"], c)
                 for i, sug in enumerate(sent.get("suggestions") or []):
                     if isinstance(sug, dict):
+                        member = (sug.get("extension") or {}).get(MEMBER_EXTENSION) \
+                            if isinstance(sug.get("extension"), dict) else None
                         offered.append({"card_uuid": c["uuid"], "position": i,
                                         "suggestion_uuid": sug.get("uuid"),
-                                        "label": str(sug.get("label") or "")})
+                                        "label": str(sug.get("label") or ""),
+                                        "member_rule": member if isinstance(member, str) else None})
         if not rows:
             return
         stmt = self._insert(issued_cards_table).on_conflict_do_nothing(index_elements=["card_uuid"])
@@ -511,18 +620,25 @@ class FeedbackStore:
         except SQLAlchemyError as exc:
             raise FeedbackStoreError(f"could not record issued cards ({type(exc).__name__})") from None
 
-    def add(self, service_id: str, items: list[FeedbackItem], now: datetime | None = None) -> int:
-        """Store every item in one transaction (all or nothing); returns the count stored.
+    def add(self, service_id: str, items: list[FeedbackItem], now: datetime | None = None, *,
+            tenant: str | None = None) -> int:
+        """Store every item in one transaction (all or nothing); returns how many were new.
 
         Each row gets the rule of its card when the card was issued here (``issued_cards``),
-        else ``rule_id`` stays NULL; nothing is merged or dropped (FB-5)."""
+        else ``rule_id`` stays NULL, and the caller's ``tenant``. An item already stored (the
+        same :func:`dedup_key`, in this batch or before) is not stored again: it was kept when
+        first acknowledged, so the caller may answer 200 for every item (FB-5, a retry)."""
         if not items:
             return 0
         received = _timestamp(now)
+        unique: dict[str, FeedbackItem] = {}
+        for it in items:
+            unique.setdefault(dedup_key(it.raw, tenant), it)
+        fb = feedback_table
         try:
             with self.engine.begin() as conn:
                 rules: dict[str, str] = {}
-                uuids = sorted({it.card for it in items})
+                uuids = sorted({it.card for it in unique.values()})
                 for start in range(0, len(uuids), _LOOKUP_CHUNK):
                     chunk = uuids[start : start + _LOOKUP_CHUNK]
                     found = conn.execute(
@@ -531,8 +647,8 @@ class FeedbackStore:
                         )
                     )
                     rules.update({card: rule for card, rule in found})
-                conn.execute(
-                    feedback_table.insert(),
+                inserted = conn.execute(
+                    self._insert(fb).on_conflict_do_nothing(index_elements=["dedup_key"]).returning(fb.c.id),
                     [
                         {
                             "received_at": received,
@@ -547,13 +663,16 @@ class FeedbackStore:
                             "override_comment": it.override_comment,
                             "raw": it.raw_json
                             or json.dumps(it.raw, separators=(",", ":"), ensure_ascii=True),
+                            "tenant": tenant,
+                            "dedup_key": key,
                         }
-                        for it in items
+                        for key, it in unique.items()
                     ],
                 )
+                stored = len(inserted.all())
         except SQLAlchemyError as exc:
             raise FeedbackStoreError(f"could not store feedback ({type(exc).__name__})") from None
-        return len(items)
+        return stored
 
     def _read(self) -> Any:
         return self.engine.connect().execution_options(bone_cds_read_only=True)
@@ -596,10 +715,19 @@ class FeedbackStore:
                 .join(ic, ic.c.card_uuid == fb.c.card_uuid).where(in_window).order_by(fb.c.id)).mappings()]
             offered = [dict(r) for r in conn.execute(
                 select(sg).join(ic, ic.c.card_uuid == sg.c.card_uuid).where(in_window)).mappings()]
-            unknown = conn.execute(
-                select(func.count()).select_from(fb).where(
-                    fb.c.rule_id.is_(None), fb.c.received_at >= lo, fb.c.received_at < hi)).scalar_one()
+            unknown = self._unknown_card_feedback(conn, lo, hi)
         return {"cards": cards, "feedback": feedback, "suggestions": offered, "unknown_feedback": unknown}
+
+    @staticmethod
+    def _unknown_card_feedback(conn: Any, lo: str, hi: str) -> dict[str | None, tuple[int, int]]:
+        """Tenant (None: none) → (feedback entries, distinct cards) received in ``[lo, hi)`` for
+        card uuids this service never issued (no ``issued_cards`` row, whatever ``rule_id``
+        says: a card recorded after its feedback is known)."""
+        fb, ic = feedback_table, issued_cards_table
+        never_issued = ~select(ic.c.card_uuid).where(ic.c.card_uuid == fb.c.card_uuid).exists()
+        return {tenant: (n, cards) for tenant, n, cards in conn.execute(
+            select(fb.c.tenant, func.count(), func.count(fb.c.card_uuid.distinct()))
+            .where(never_issued, fb.c.received_at >= lo, fb.c.received_at < hi).group_by(fb.c.tenant))}
 
     def recent_for_patient(self, patient_key: str, rules: Iterable[str], hook: str,
                            since: datetime) -> list[dict[str, Any]]:
@@ -638,19 +766,22 @@ class FeedbackStore:
                     ic.c.issued_at >= _timestamp(start), ic.c.issued_at < _timestamp(end))
                 .group_by(ic.c.rule_id, day))]
 
-    def report(self, since: str | date | datetime | None = None) -> list[dict[str, Any]]:
-        """Per rule: cards shown, cards accepted, cards overridden, top three override reasons.
+    def report(self, since: str | date | datetime | None = None) -> dict[str, Any]:
+        """``rules``: per rule, cards shown, cards accepted, cards overridden, top three override
+        reasons; ``unknown_cards``: feedback for cards this service never issued, counted apart
+        (``feedback`` entries, distinct ``cards``, and both ``by_tenant``).
 
-        Counts are of distinct cards (a repeated feedback for one card counts once per outcome);
+        Counts are of distinct cards (two feedbacks for one card count once per outcome);
         ``since`` (ISO date or date-time, UTC) keeps cards issued and feedback received from then
-        on. Feedback on cards this service did not issue is under ``(unknown card)``."""
+        on. A feedback row's rule is the one recorded with it, else that of its card."""
         bound = since_bound(since) or ""
         fb, ic = feedback_table, issued_cards_table
         cards = func.count(fb.c.card_uuid.distinct())
+        rule = func.coalesce(fb.c.rule_id, ic.c.rule_id)
+        joined = fb.outerjoin(ic, ic.c.card_uuid == fb.c.card_uuid)
         out: dict[str, dict[str, Any]] = {}
 
-        def entry(name: str | None) -> dict[str, Any]:
-            name = name or UNKNOWN_RULE
+        def entry(name: str) -> dict[str, Any]:
             return out.setdefault(
                 name, {"rule": name, "shown": 0, "accepted": 0, "overridden": 0, "top_override_reasons": []}
             )
@@ -662,24 +793,27 @@ class FeedbackStore:
             ):
                 entry(name)["shown"] = n
             for name, outcome, n in conn.execute(
-                select(fb.c.rule_id, fb.c.outcome, cards)
-                .where(fb.c.received_at >= bound)
-                .group_by(fb.c.rule_id, fb.c.outcome)
+                select(rule, fb.c.outcome, cards).select_from(joined)
+                .where(fb.c.received_at >= bound, rule.is_not(None))
+                .group_by(rule, fb.c.outcome)
             ):
                 entry(name)[outcome] = n
             for name, code, n in conn.execute(
-                select(fb.c.rule_id, fb.c.override_code, cards)
+                select(rule, fb.c.override_code, cards).select_from(joined)
                 .where(
-                    fb.c.received_at >= bound, fb.c.outcome == "overridden", fb.c.override_code.is_not(None)
+                    fb.c.received_at >= bound, rule.is_not(None), fb.c.outcome == "overridden",
+                    fb.c.override_code.is_not(None)
                 )
-                .group_by(fb.c.rule_id, fb.c.override_code)
+                .group_by(rule, fb.c.override_code)
             ):
                 reasons.setdefault(entry(name)["rule"], []).append((-n, code))
+            unknown = self._unknown_card_feedback(conn, bound, "9999")
         for name, found in reasons.items():
             out[name]["top_override_reasons"] = [
                 {"code": code, "count": -neg} for neg, code in sorted(found)[:3]
             ]
-        return sorted(out.values(), key=lambda e: e["rule"])
+        return {"rules": sorted(out.values(), key=lambda e: e["rule"]),
+                "unknown_cards": unknown_summary(unknown)}
 
     def close(self) -> None:
         """Close every pooled connection (the store can still be used: the pool reopens)."""
@@ -693,6 +827,8 @@ __all__ = [
     "parse_feedback",
     "database_url",
     "since_bound",
+    "dedup_key",
+    "unknown_summary",
     "feedback_table",
     "issued_cards_table",
     "issued_suggestions_table",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from cds_service.feedback import FeedbackStore, parse_feedback
@@ -34,7 +34,9 @@ def issue(store: FeedbackStore, rule: str, when: datetime, *, hook: str = "order
 
 def answer(store: FeedbackStore, c: dict[str, Any], outcome: str, when: datetime, code: str | None = None,
            suggestion: int = 0) -> None:
-    e: dict[str, Any] = {"card": c["uuid"], "outcome": outcome, "outcomeTimestamp": "2026-11-23T15:00:00Z"}
+    # the moment of the answer (two answers at one moment with one reason are one feedback)
+    stamp = when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    e: dict[str, Any] = {"card": c["uuid"], "outcome": outcome, "outcomeTimestamp": stamp}
     if outcome == "accepted":
         e["acceptedSuggestions"] = [{"id": c["suggestions"][suggestion]["uuid"]}]
     if code:

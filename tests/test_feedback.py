@@ -81,7 +81,7 @@ def test_feedback_survives_app_recreation(db, tmp_path) -> None:
     card = str(uuid.uuid4())
     app = create_app(settings_for(db, tmp_path), clock=lambda: NOW)
     r = post_feedback(app.test_client(), item(card, overrideReason={"reason": {"code": "patient-declined"}}))
-    assert r.status_code == 200 and r.get_json() == {"stored": 1}
+    assert r.status_code == 200 and r.get_json() == {"stored": 1, "duplicates": 0}
     app.config["FEEDBACK_STORE"].close()
     app2 = create_app(settings_for(db, tmp_path), clock=lambda: NOW)
     rows = app2.config["FEEDBACK_STORE"].rows()
@@ -95,7 +95,7 @@ def test_a_batch_is_stored_entry_by_entry_in_order(client, app) -> None:
     """FB-5: several cards (and hook instances) in one POST."""
     entries = [item(), item(outcome="accepted"), item(overrideReason={"userComment": "seen last week"})]
     r = post_feedback(client, *entries)
-    assert r.status_code == 200 and r.get_json() == {"stored": 3}
+    assert r.status_code == 200 and r.get_json() == {"stored": 3, "duplicates": 0}
     rows = app.config["FEEDBACK_STORE"].rows()
     assert [r["card_uuid"] for r in rows] == [e["card"] for e in entries]
     assert [json.loads(r["raw"]) for r in rows] == entries
@@ -103,13 +103,71 @@ def test_a_batch_is_stored_entry_by_entry_in_order(client, app) -> None:
     assert rows[2]["override_comment"] == "seen last week"
 
 
-def test_repeats_are_kept(client, app) -> None:
-    """FB-5: repeated feedback for the same card (or suggestion) is stored again, as sent."""
-    entry = item(outcome="accepted")
-    for _ in range(3):
-        assert post_feedback(client, entry).status_code == 200
-    assert post_feedback(client, entry, entry).status_code == 200
-    assert [r["card_uuid"] for r in app.config["FEEDBACK_STORE"].rows()] == [entry["card"]] * 5
+def test_the_same_feedback_sent_again_is_stored_once_and_answered_200(client, app) -> None:
+    """FB-5 (repeated feedback), issue 12: a client that lost the answer sends the batch again;
+    every send is a 200, the feedback is kept once (card, outcome, outcomeTimestamp, accepted
+    suggestions, override reason), within one batch too."""
+    accepted = item(outcome="accepted", acceptedSuggestions=[{"id": "s1"}, {"id": "s2"}])
+    overridden = item(overrideReason={"reason": {"code": "patient-declined"}, "userComment": "asked"})
+    first = post_feedback(client, accepted, overridden)
+    assert first.status_code == 200 and first.get_json() == {"stored": 2, "duplicates": 0}
+    again = post_feedback(client, overridden, accepted)
+    assert again.status_code == 200 and again.get_json() == {"stored": 0, "duplicates": 2}
+    reordered = dict(accepted, acceptedSuggestions=[{"id": "s2"}, {"id": "s1"}])   # the same set
+    assert post_feedback(client, reordered, reordered).get_json() == {"stored": 0, "duplicates": 2}
+    rows = app.config["FEEDBACK_STORE"].rows()
+    assert [r["card_uuid"] for r in rows] == [accepted["card"], overridden["card"]]
+    assert [json.loads(r["raw"]) for r in rows] == [accepted, overridden]
+
+
+@pytest.mark.parametrize("change", [
+    {"outcomeTimestamp": "2026-11-23T15:06:00Z"},
+    {"outcome": "accepted", "acceptedSuggestions": [{"id": "s1"}]},
+    {"overrideReason": {"reason": {"code": "already-done"}}},
+    {"overrideReason": {"reason": {"code": "patient-declined"}, "userComment": "asked twice"}},
+    {"overrideReason": {"reason": {"code": "patient-declined", "system": "urn:other"}}},
+    {"overrideReason": None, "overrideReasons": [{"reason": {"code": "patient-declined"}}]},
+])
+def test_another_feedback_on_the_same_card_is_kept(client, app, change) -> None:
+    """FB-5: only the very same feedback is merged; a later answer, another outcome or another
+    reason for the same card is a feedback of its own."""
+    base = item(overrideReason={"reason": {"code": "patient-declined"}})
+    other = {k: v for k, v in {**base, **change}.items() if v is not None}
+    assert post_feedback(client, base).get_json() == {"stored": 1, "duplicates": 0}
+    assert post_feedback(client, other).get_json() == {"stored": 1, "duplicates": 0}
+    assert [json.loads(r["raw"]) for r in app.config["FEEDBACK_STORE"].rows()] == [base, other]
+
+
+def test_the_same_feedback_from_two_tenants_is_two_feedbacks(store) -> None:
+    """A card id (the service's own uuids never collide, but unknown ids may) sent by two tenants
+    is kept for each; the tenant is stored with the row."""
+    entry = item("shared-id")
+    assert store.add(OSIGN, parse_feedback({"feedback": [entry]}), NOW, tenant="a") == 1
+    assert store.add(OSIGN, parse_feedback({"feedback": [entry]}), NOW, tenant="b") == 1
+    assert store.add(OSIGN, parse_feedback({"feedback": [entry]}), NOW, tenant="a") == 0
+    assert [r["tenant"] for r in store.rows()] == ["a", "b"]
+
+
+def test_concurrent_retries_of_one_batch_store_it_once(store) -> None:
+    """Eight threads send the same batch at once (a client retrying on several connections):
+    each call succeeds, the batch is stored once, and the new-row counts add up to the batch."""
+    batch = [item(f"retry-{i}") for i in range(20)]
+    counts: list[int] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            counts.append(store.add(OSIGN, parse_feedback({"feedback": batch}), NOW))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors and sum(counts) == 20
+    assert sorted(r["card_uuid"] for r in store.rows()) == sorted(e["card"] for e in batch)
 
 
 def test_unknown_card_is_stored_without_a_rule_and_ours_with_its_rule(client, app, probe_rule) -> None:
@@ -319,7 +377,10 @@ def _report_fixture(store: FeedbackStore) -> None:
         store.add(PV, parse_feedback({"feedback": [item(card["uuid"], outcome, **extra)]}), when)
 
     fb(a[0], code="patient-declined")
-    fb(a[0], code="patient-declined")  # a repeat: one card
+    fb(a[0], code="patient-declined", when=day1 + timedelta(hours=1))  # sent again: one card
+    store.add(PV, parse_feedback({"feedback": [item(a[0]["uuid"], outcomeTimestamp="2026-11-23T16:00:00Z",
+                                                    overrideReason={"reason": {"code": "patient-declined"}})]}),
+              day1)                                                      # a second answer: one card
     fb(a[1], code="patient-declined")
     fb(a[2], code="already-done")
     fb(a[3], code="not-relevant", when=day2)
@@ -328,11 +389,14 @@ def _report_fixture(store: FeedbackStore) -> None:
     fb(b[1], code="aaa-other")
     fb(b[1], code="mmm-other")
     fb({"uuid": "not-ours"}, code="x", when=day2)
+    store.add(PV, parse_feedback({"feedback": [item("not-ours", outcomeTimestamp="2026-11-25T16:00:00Z"),
+                                               item("also-not-ours")]}), day2, tenant="clinic-a")
 
 
 def test_report_counts_cards_per_rule(store) -> None:
     _report_fixture(store)
-    report = {r["rule"]: r for r in store.report()}
+    full = store.report()
+    report = {r["rule"]: r for r in full["rules"]}
     assert report["DMAB-DOSE-DUE"] == {
         "rule": "DMAB-DOSE-DUE",
         "shown": 4,
@@ -355,19 +419,35 @@ def test_report_counts_cards_per_rule(store) -> None:
             {"code": "zzz-other", "count": 1},
         ],
     }
-    assert report["(unknown card)"]["overridden"] == 1 and report["(unknown card)"]["shown"] == 0
-    assert list(report) == sorted(report)
+    assert list(report) == ["AR-CALCIUM-NOT-CHECKED", "DMAB-DOSE-DUE"]   # no pseudo-rule for unknown cards
+    assert full["unknown_cards"] == {
+        "feedback": 3, "cards": 3,
+        "by_tenant": {"(no tenant)": {"feedback": 1, "cards": 1}, "clinic-a": {"feedback": 2, "cards": 2}}}
+
+
+def test_feedback_that_arrived_before_its_card_was_recorded_is_not_unknown(store) -> None:
+    """A card recorded after its feedback (the hook's bookkeeping was late) counts for its rule,
+    not as an unknown card, in both reports."""
+    card = _card("DMAB-DOSE-DUE")
+    store.add(PV, parse_feedback({"feedback": [item(card["uuid"])]}), NOW)
+    assert store.report()["unknown_cards"]["feedback"] == 1
+    store.record_cards(PV, [card], NOW)
+    report = store.report()
+    assert report["unknown_cards"] == {"feedback": 0, "cards": 0, "by_tenant": {}}
+    assert report["rules"] == [{"rule": "DMAB-DOSE-DUE", "shown": 1, "accepted": 0, "overridden": 1,
+                                "top_override_reasons": []}]
 
 
 def test_report_since(store) -> None:
     _report_fixture(store)
-    later = {r["rule"]: r for r in store.report("2026-11-24")}
+    later = {r["rule"]: r for r in store.report("2026-11-24")["rules"]}
     assert later["DMAB-DOSE-DUE"]["shown"] == 1 and later["DMAB-DOSE-DUE"]["overridden"] == 1
     assert "AR-CALCIUM-NOT-CHECKED" not in later
     assert store.report("2026-11-25T16:00:00+01:00") == store.report(
         datetime(2026, 11, 25, 15, tzinfo=timezone.utc)
     )
-    assert store.report("2027-01-01") == []
+    assert store.report("2027-01-01") == {"rules": [], "unknown_cards": {"feedback": 0, "cards": 0, "by_tenant": {}}}
+    assert store.report("2026-11-24")["unknown_cards"]["feedback"] == 3
     with pytest.raises(ValueError):
         store.report("last tuesday")
 
@@ -390,8 +470,10 @@ def test_cli_feedback_report_table(report_env, capsys) -> None:
     assert cli.main(["feedback-report"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["rule", "shown", "accepted", "overridden", "top", "override", "reasons"]
-    rows = {line.split()[0]: line for line in lines[1:]}
-    assert set(rows) == {"(unknown", "AR-CALCIUM-NOT-CHECKED", "DMAB-DOSE-DUE"}
+    rows = {line.split()[0]: line for line in lines[1:3]}
+    assert set(rows) == {"AR-CALCIUM-NOT-CHECKED", "DMAB-DOSE-DUE"}
+    assert lines[3] == "feedback for unknown cards: 3 (on 3 card ids this service never issued)"
+    assert lines[4:] == ["  (no tenant): 1 (1 cards)", "  clinic-a: 2 (2 cards)"]
     assert rows["DMAB-DOSE-DUE"].split()[1:4] == ["4", "0", "4"]
     assert "patient-declined (2), already-done (1), not-relevant (1)" in rows["DMAB-DOSE-DUE"]
     assert rows["AR-CALCIUM-NOT-CHECKED"].split()[1:4] == ["2", "1", "1"]
@@ -401,7 +483,8 @@ def test_cli_feedback_report_since_and_json(report_env, capsys) -> None:
     assert cli.main(["feedback-report", "--since", "2026-11-24", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data == report_env.report("2026-11-24")
-    assert {r["rule"] for r in data} == {"DMAB-DOSE-DUE", "(unknown card)"}
+    assert {r["rule"] for r in data["rules"]} == {"DMAB-DOSE-DUE"}
+    assert data["unknown_cards"]["by_tenant"]["clinic-a"] == {"feedback": 2, "cards": 2}
 
 
 def test_cli_feedback_report_bad_since(report_env, capsys) -> None:
@@ -470,6 +553,58 @@ def test_an_existing_store_of_the_first_schema_is_opened_and_extended(tmp_path) 
     assert [r["id"] for r in rows] == [1, 2] and rows[1]["rule_id"] == "DMAB-DOSE-DUE"
 
 
+def _old_schema_store(db: str, rows: list[tuple[str, str, str]]) -> None:
+    """A store as the version before duplicate keys wrote it (no ``tenant``/``dedup_key`` in
+    ``feedback``, no ``member_rule`` in ``issued_suggestions``), holding ``rows`` of
+    (card, outcome, raw entry JSON)."""
+    from sqlalchemy import create_engine, text
+    from cds_service.feedback import database_url
+    url = database_url(db)
+    if url.get_backend_name() == "sqlite":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url)
+    serial = "SERIAL PRIMARY KEY" if engine.dialect.name == "postgresql" else "INTEGER PRIMARY KEY AUTOINCREMENT"
+    with engine.begin() as conn:
+        conn.execute(text(f"""CREATE TABLE feedback (id {serial}, received_at TEXT NOT NULL,
+              service_id TEXT NOT NULL, card_uuid TEXT NOT NULL, rule_id TEXT, outcome VARCHAR(16) NOT NULL,
+              outcome_timestamp TEXT NOT NULL, accepted_suggestions TEXT, override_system TEXT,
+              override_code TEXT, override_comment TEXT, raw TEXT NOT NULL)"""))
+        conn.execute(text("""CREATE TABLE issued_suggestions (card_uuid TEXT NOT NULL, position INTEGER NOT NULL,
+              suggestion_uuid TEXT, label TEXT NOT NULL, PRIMARY KEY (card_uuid, position))"""))
+        for card, outcome, raw in rows:
+            conn.execute(text("INSERT INTO feedback (received_at, service_id, card_uuid, outcome, outcome_timestamp, raw) "
+                              "VALUES ('2026-01-02T00:00:00+00:00', 'x', :card, :outcome, 'T', :raw)"),
+                         {"card": card, "outcome": outcome, "raw": raw})
+    engine.dispose()
+
+
+def test_an_old_store_gets_duplicate_keys_and_keeps_every_row(db) -> None:
+    """Issue 12: a store written before duplicates were recognised is migrated at start: every row
+    is kept (old repeats too), each gets its key, and a retry of an old feedback is a duplicate."""
+    old = item("old-card", overrideReason={"reason": {"code": "patient-declined"}})
+    other = item("old-card", outcomeTimestamp="2026-11-23T16:00:00Z")
+    raw = json.dumps(old, separators=(",", ":"))
+    _old_schema_store(db, [("old-card", "overridden", raw), ("old-card", "overridden", raw),
+                           ("old-card", "overridden", json.dumps(other)), ("broken", "overridden", "{not json")])
+    store = FeedbackStore(db)
+    try:
+        rows = store.rows()
+        assert [r["card_uuid"] for r in rows] == ["old-card", "old-card", "old-card", "broken"]
+        assert all(r["dedup_key"] for r in rows) and len({r["dedup_key"] for r in rows}) == 4
+        assert store.add(PV, parse_feedback({"feedback": [old, other]}), NOW) == 0        # retries
+        assert store.add(PV, parse_feedback({"feedback": [item("old-card")]}), NOW) == 1  # new
+        assert len(store.rows()) == 5
+        store.record_cards(PV, [dict(_card("R"), suggestions=[{"uuid": "s", "label": "L"}])], NOW)
+        assert store.suggestions()[0]["member_rule"] is None
+    finally:
+        store.close()
+    again = FeedbackStore(db)     # the next start: nothing left to migrate, nothing changed
+    try:
+        assert [r["dedup_key"] for r in again.rows()] == [r["dedup_key"] for r in rows] + [again.rows()[-1]["dedup_key"]]
+    finally:
+        again.close()
+
+
 def test_parse_feedback_is_usable_without_the_app() -> None:
     with pytest.raises(ApiError) as err:
         parse_feedback({"feedback": [item(outcome="accepted", acceptedSuggestions=None)]})
@@ -486,6 +621,20 @@ def test_epic_plural_override_reasons_are_accepted_and_the_first_coded_one_count
     row = app.config["FEEDBACK_STORE"].rows()[-1]
     assert row["override_code"] == "patient-declined"
     assert json.loads(row["raw"])["overrideReasons"][2]["reason"]["code"] == "edentulous"
+
+
+def test_extensions_on_an_entry_or_a_reason_are_accepted_and_kept_as_sent(client, app) -> None:
+    """Issue 12 "Epic's extension-based reason shape": no public description of it was found
+    (cds_service.feedback.parse_feedback), so whatever an EHR sends in ``extension`` objects is
+    accepted and kept in the stored entry; the standard ``reason`` Coding, when present, counts."""
+    entry = item(extension={"com.epic.cdshooks.feedback.example": {"reason": "Not applicable"}},
+                 overrideReasons=[{"extension": {"com.example.reason": {"code": "x1", "display": "X"}}},
+                                  {"reason": {"code": "patient-declined"}, "extension": {"k": [1, 2]}}])
+    bare = item(overrideReason={"extension": {"com.example.reason": "free text only"}})
+    assert post_feedback(client, entry, bare).get_json() == {"stored": 2, "duplicates": 0}
+    rows = app.config["FEEDBACK_STORE"].rows()
+    assert [json.loads(r["raw"]) for r in rows] == [entry, bare]
+    assert [r["override_code"] for r in rows] == ["patient-declined", None]
 
 
 @pytest.mark.parametrize("bad,field", [

@@ -66,7 +66,7 @@ def _stream(
                 failed.extend(cards)
             return  # the server is gone
         with lock:
-            if r.status_code == 200 and r.json() == {"stored": len(cards)}:
+            if r.status_code == 200 and r.json() == {"stored": len(cards), "duplicates": 0}:
                 acked.extend(cards)
             else:
                 failed.extend(cards)

@@ -127,9 +127,74 @@ def test_windows_and_unknown_cards(store) -> None:
     assert build_report(store, now=NOW, days=7)["rules"]["R"]["cards_issued"] == 0   # still listed: its series
     assert build_report(store, now=NOW, days=30)["rules"]["R"]["cards_issued"] == 1
     r90 = build_report(store, now=NOW, days=90)
-    assert r90["rules"]["R"]["cards_issued"] == 2 and r90["unknown_card_feedback"] == 1
+    assert r90["rules"]["R"]["cards_issued"] == 2 and r90["unknown_card_feedback"] == {
+        "feedback": 1, "cards": 1, "by_tenant": {"(no tenant)": {"feedback": 1, "cards": 1}}}
     with pytest.raises(ValueError):
         build_report(store, now=NOW, days=14)
+
+
+def test_feedback_for_unknown_cards_is_counted_apart_per_tenant_in_json_and_page(store) -> None:
+    """Issue 12: feedback for card ids never issued is no rule's; it is counted in the window,
+    per tenant, and shown on the page."""
+    from cds_service.feedback import parse_feedback
+    from cds_service.governance.page import render_page
+    from tests.governance_data import answer
+    c = issue(store, "R", NOW - timedelta(days=1))
+    answer(store, c, "overridden", NOW - timedelta(hours=2))
+    for tenant, cards in (("north", ["x1", "x2", "x2"]), (None, ["y1"])):
+        entries = [{"card": card, "outcome": "overridden", "outcomeTimestamp": f"2026-11-2{i}T10:00:00Z"}
+                   for i, card in enumerate(cards)]
+        store.add("bone-safety-order-sign", parse_feedback({"feedback": entries}), NOW - timedelta(days=2),
+                  tenant=tenant)
+    store.add("bone-safety-order-sign", parse_feedback({"feedback": [
+        {"card": "old", "outcome": "overridden", "outcomeTimestamp": "2026-01-01T00:00:00Z"}]}),
+        NOW - timedelta(days=20), tenant="north")                     # outside 7 days, inside 30
+    r = build_report(store, now=NOW, days=7)
+    assert r["unknown_card_feedback"] == {"feedback": 4, "cards": 3, "by_tenant": {
+        "(no tenant)": {"feedback": 1, "cards": 1}, "north": {"feedback": 3, "cards": 2}}}
+    assert r["rules"]["R"]["cards_answered"] == 1 and r["totals"]["cards_answered"] == 1
+    assert build_report(store, now=NOW, days=30)["unknown_card_feedback"]["by_tenant"]["north"] == {
+        "feedback": 4, "cards": 3}
+    html = render_page(r)
+    assert '<td data-field="unknown_card_feedback">4</td>' in html
+    assert "<tr><td>north</td><td>3</td><td>2</td></tr>" in html
+    assert "unknown-cards" not in render_page(build_report(FeedbackStore(":memory:"), now=NOW, days=7))
+
+
+def test_accepted_suggestions_of_a_merged_card_count_per_member_rule(store) -> None:
+    """Issue 16: each suggestion of the merged work-up card names its member rule
+    (``urn:bone-safety-cds:member``); accepted ones are counted per member in JSON and page."""
+    from cds_service.feedback import parse_feedback
+    from cds_service.governance.page import render_page
+    from tests.governance_data import answer, card
+
+    fresh = []
+    for _ in range(3):
+        c = card("AR-PRETREATMENT-WORKUP",
+                 labels=("Refer for a dental check", "Order calcium", "Order 25-OH vitamin D"))
+        for sug, member in zip(c["suggestions"], ("DMAB-DENTAL-CLEARANCE", "AR-CALCIUM-NOT-CHECKED",
+                                                  "DMAB-VITD-NOT-CHECKED")):
+            sug["extension"] = {"urn:bone-safety-cds:member": member}
+        store.record_cards("bone-safety-order-sign", [c], NOW - timedelta(days=1), hook="order-sign",
+                           patient_key="k", call_id="c", latency_ms=5.0)
+        fresh.append(c)
+    both = [{"id": fresh[0]["suggestions"][0]["uuid"]}, {"id": fresh[0]["suggestions"][1]["uuid"]}]
+    store.add("bone-safety-order-sign", parse_feedback({"feedback": [
+        {"card": fresh[0]["uuid"], "outcome": "accepted", "outcomeTimestamp": "2026-11-24T10:00:00Z",
+         "acceptedSuggestions": both}]}), NOW - timedelta(hours=3))
+    answer(store, fresh[1], "accepted", NOW - timedelta(hours=2), suggestion=0)
+    answer(store, fresh[2], "overridden", NOW - timedelta(hours=2), "work-up-in-progress")
+    plain = issue(store, "AR-CALCIUM-NOT-CHECKED", NOW - timedelta(days=1))
+    answer(store, plain, "accepted", NOW - timedelta(hours=1))
+    r = build_report(store, now=NOW, days=7)
+    workup = r["rules"]["AR-PRETREATMENT-WORKUP"]
+    assert workup["accepted_by_member"] == {"DMAB-DENTAL-CLEARANCE": 2, "AR-CALCIUM-NOT-CHECKED": 1}
+    assert workup["by_hook"]["order-sign"]["accepted_by_member"] == workup["accepted_by_member"]
+    assert r["rules"]["AR-CALCIUM-NOT-CHECKED"]["accepted_by_member"] == {}
+    html = render_page(r)
+    assert ('<tr data-rule="AR-PRETREATMENT-WORKUP" data-member="DMAB-DENTAL-CLEARANCE">'
+            '<td>AR-PRETREATMENT-WORKUP</td><td>DMAB-DENTAL-CLEARANCE</td><td>2</td></tr>') in html
+    assert 'data-member="DMAB-VITD-NOT-CHECKED"' not in html        # offered, never accepted
 
 
 def test_weekly_series_and_a_recent_change_point_flag(store) -> None:

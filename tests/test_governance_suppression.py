@@ -1,5 +1,8 @@
 """Fewer repeats (issue 16) at their boundaries: same draft vs another draft, the 12 h window,
-override vs ignore, info vs warning, the snooze days, the data card, the setting."""
+override vs ignore, info vs warning, the snooze days, the data card, the setting.
+
+The HTTP tests run on both stores (the ``db`` fixture): SQLite, and, marked ``postgres``,
+PostgreSQL when ``BONE_CDS_TEST_POSTGRES_URL`` is set (a schema per test)."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from cards.registry import REGISTRY, RuleSpec, load_rules
 from cds_service.app import create_app
 from cds_service.config import ConfigError, Settings
 from tests.factory import DMAB60, ZOL5, draft, hook_request, patient
+from tests.trust_helpers import db, postgres_url  # noqa: F401 - fixtures
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
 RULE = "AR-CONCURRENT-ANTIRESORPTIVE"      # a catalog id, taken over by the probe below
@@ -47,13 +51,15 @@ def clock() -> Clock:
     return Clock()
 
 
-def make_client(tmp_path, clock, **env: str):
-    return create_app(Settings.from_env({"BONE_CDS_DATA_DIR": str(tmp_path / "data"), **env}), clock=clock).test_client()
+def make_client(tmp_path, clock, feedback_db: str | None = None, **env: str):
+    """An app on ``feedback_db`` (default: the SQLite file in its data folder)."""
+    base = {"BONE_CDS_DATA_DIR": str(tmp_path / "data"), **({"BONE_CDS_FEEDBACK_DB": feedback_db} if feedback_db else {})}
+    return create_app(Settings.from_env({**base, **env}), clock=clock).test_client()
 
 
 @pytest.fixture
-def client(tmp_path, clock, indicator):
-    return make_client(tmp_path, clock)
+def client(tmp_path, clock, indicator, db):
+    return make_client(tmp_path, clock, db)
 
 
 SID = {"patient-view": "bone-safety-patient-view", "order-select": "bone-safety-order-select",
@@ -150,8 +156,8 @@ def test_another_patient_is_not_affected(client, clock) -> None:
     assert len(call(client, "order-sign", [other], pid="pat-2")) == 1
 
 
-def test_the_setting_turns_it_off(tmp_path, clock, indicator) -> None:
-    client = make_client(tmp_path, clock, BONE_CDS_SUPPRESS_REPEATS="off")
+def test_the_setting_turns_it_off(tmp_path, clock, indicator, db) -> None:
+    client = make_client(tmp_path, clock, db, BONE_CDS_SUPPRESS_REPEATS="off")
     d = draft(DMAB60)
     [card] = call(client, "order-select", [d])
     answer(client, "order-select", card)
@@ -180,18 +186,23 @@ def test_no_snooze_without_a_reason_nor_for_warnings(client, clock, indicator) -
     [card] = call(client, "patient-view")
     answer(client, "patient-view", card)
     assert len(call(client, "patient-view")) == 1                          # never for a warning
+    indicator["indicator"] = "critical"
+    [card] = call(client, "patient-view")
+    answer(client, "patient-view", card)
+    assert len(call(client, "patient-view")) == 1                          # nor for a critical card
 
 
-def test_snooze_days_per_rule(tmp_path, clock, indicator) -> None:
+def test_snooze_days_per_rule(tmp_path, clock, indicator, db) -> None:
     indicator["indicator"] = "info"
-    client = make_client(tmp_path, clock, BONE_CDS_SNOOZE_RULES=f'{{"{RULE}": 2}}')
+    client = make_client(tmp_path, clock, db, BONE_CDS_SNOOZE_RULES=f'{{"{RULE}": 2}}')
     [card] = call(client, "patient-view")
     answer(client, "patient-view", card)
     clock.now = T0 + timedelta(days=1)
     assert call(client, "patient-view") == []
     clock.now = T0 + timedelta(days=2, minutes=1)
     assert len(call(client, "patient-view")) == 1
-    client0 = make_client(tmp_path / "b", clock, BONE_CDS_SNOOZE_DAYS="0")
+    # another service on the same store: its own data folder, so its own patient-key secret
+    client0 = make_client(tmp_path / "b", clock, db, BONE_CDS_SNOOZE_DAYS="0")
     [card] = call(client0, "patient-view")
     answer(client0, "patient-view", card)
     assert len(call(client0, "patient-view")) == 1

@@ -240,7 +240,7 @@ def test_fb_2_3_feedback_stored_and_survives_app_recreation(settings) -> None:
     card = str(uuid.uuid4())
     r = app.test_client().post(f"/cds-services/{OSIGN}/feedback",
                                json=_feedback(card, overrideReason={"reason": {"code": "patient-declined"}}))
-    assert r.status_code == 200 and r.get_json() == {"stored": 1}
+    assert r.status_code == 200 and r.get_json() == {"stored": 1, "duplicates": 0}
     app2 = create_app(settings, clock=lambda: NOW)
     rows = app2.config["FEEDBACK_STORE"].rows()
     assert [(row["card_uuid"], row["outcome"], row["override_code"]) for row in rows] == \

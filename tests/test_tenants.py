@@ -257,3 +257,29 @@ ehr_profile = "epic"
         headers = {"typ": "JWT", "kid": jwk["kid"], "jku": jku if change else jku + "/other"}
         tok = pyjwt.encode(bad, key, algorithm="RS384", headers=headers)
         assert client.post(path, json=body, headers={"Authorization": f"Bearer {tok}"}).status_code == 401
+
+
+def test_feedback_carries_its_tenant_and_unknown_cards_are_counted_per_tenant(tmp_path, signers) -> None:
+    """Issue 12: feedback is stored with the verified caller's tenant; the governance report
+    counts feedback for cards never issued apart from every rule, per tenant."""
+    from cds_service.governance.report import build_report
+    a, b = signers
+    client = _client(tmp_path, _config(tmp_path, a, b))
+    path = f"/cds-services/{OSIGN}"
+    cards = client.post(path, json=_low_calcium_order(), headers=_bearer(b, BASE_B, path)).get_json()["cards"]
+    fb_path = f"{path}/feedback"
+
+    def entry(card: str) -> dict:
+        return {"card": card, "outcome": "overridden", "outcomeTimestamp": "2026-11-23T15:05:00Z"}
+
+    r_a = client.post(fb_path, json={"feedback": [entry("north-unknown-1"), entry("north-unknown-2")]},
+                      headers=_bearer(a, BASE_A, fb_path, sub="north-client"))
+    r_b = client.post(fb_path, json={"feedback": [entry(cards[0]["uuid"]), entry("south-unknown")]},
+                      headers=_bearer(b, BASE_B, fb_path))
+    assert r_a.status_code == r_b.status_code == 200
+    store = client.application.config["FEEDBACK_STORE"]
+    assert {r["card_uuid"]: r["tenant"] for r in store.rows()} == {
+        "north-unknown-1": "north", "north-unknown-2": "north", cards[0]["uuid"]: "south", "south-unknown": "south"}
+    unknown = build_report(store, now=NOW + timedelta(hours=1), days=7)["unknown_card_feedback"]
+    assert unknown == {"feedback": 3, "cards": 3, "by_tenant": {"north": {"feedback": 2, "cards": 2},
+                                                                "south": {"feedback": 1, "cards": 1}}}

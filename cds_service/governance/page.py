@@ -40,7 +40,16 @@ answered; coverage = answered / issued (ignored cards send nothing).</p>
 <th>accepted</th><th>overridden</th><th>feedback on unknown cards</th></tr>
 <tr><td>{{ r.totals.cards_issued }}</td><td>{{ r.totals.unique_patients }}</td><td>{{ r.totals.cards_answered }}</td>
 <td>{{ pct(r.totals.feedback_coverage) }}</td><td>{{ r.totals.accepted }}</td><td>{{ r.totals.overridden }}</td>
-<td>{{ r.unknown_card_feedback }}</td></tr></table>
+<td data-field="unknown_card_feedback">{{ r.unknown_card_feedback.feedback }}</td></tr></table>
+{% if r.unknown_card_feedback.feedback %}
+<h3>Feedback for unknown cards</h3>
+<p class="muted">Feedback received in the window for card ids this service never issued (another service's cards,
+a test client, or records lost): counted apart from every rule.</p>
+<table id="unknown-cards"><tr><th>tenant</th><th>feedback</th><th>cards</th></tr>
+{% for tenant, u in r.unknown_card_feedback.by_tenant.items() %}
+<tr><td>{{ tenant }}</td><td>{{ u.feedback }}</td><td>{{ u.cards }}</td></tr>{% endfor %}
+<tr><td>all</td><td>{{ r.unknown_card_feedback.feedback }}</td><td>{{ r.unknown_card_feedback.cards }}</td></tr>
+</table>{% endif %}
 
 <h2>Per rule</h2>
 <table id="rules">
@@ -81,6 +90,15 @@ answered; coverage = answered / issued (ignored cards send nothing).</p>
 {% for rule, x in r.rules.items() %}{% for y in x.override_reasons %}
 <tr><td>{{ rule }}</td><td>{{ y.display or y.code }}</td><td>{{ y.hl7.code if y.hl7 else "–" }}</td>
 <td>{{ y.count }}</td><td>{{ pct(y.share) }}</td></tr>{% endfor %}{% endfor %}</table>
+
+{% set merged = r.rules.values()|selectattr("accepted_by_member")|list %}
+{% if merged %}<h2>Accepted suggestions by member rule</h2>
+<p class="muted">A merged card (one card for several missing pre-treatment items) offers one suggestion per member
+rule: what clinicians accepted, item by item.</p>
+<table id="members"><tr><th>rule</th><th>member rule</th><th>suggestions accepted</th></tr>
+{% for x in merged %}{% for member, n in x.accepted_by_member.items() %}
+<tr data-rule="{{ x.rule }}" data-member="{{ member }}"><td>{{ x.rule }}</td><td>{{ member }}</td><td>{{ n }}</td></tr>
+{% endfor %}{% endfor %}</table>{% endif %}
 
 <p class="muted">Change points: {{ r.method.change_points.test }} (k = {{ r.method.change_points.k }},
 h = {{ r.method.change_points.h }}, baseline {{ r.method.change_points.baseline_weeks }} weeks) over the

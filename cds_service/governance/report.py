@@ -9,6 +9,11 @@ documented in README "Governance". Definitions:
   (``*_over_answered``); ``feedback_coverage`` = answered / issued. A rate with a zero
   denominator is ``null``.
 * ``median_seconds_to_feedback``: from the card's issue to its first feedback received.
+* ``accepted_by_member``: accepted suggestions of a merged card (AR-PRETREATMENT-WORKUP) counted
+  by the member rule each stands for (its ``urn:bone-safety-cds:member`` extension, recorded
+  with the suggestions offered); empty for other rules.
+* ``unknown_card_feedback``: feedback received in the window for card uuids this service never
+  issued (``feedback`` entries, distinct ``cards``, ``by_tenant``), counted apart from every rule.
 * Weekly series: cards per rule in each of the :data:`SERIES_WEEKS` complete ISO weeks (Monday
   00:00 UTC) before the current week, whatever the window, with change points by
   :mod:`.changepoint`.
@@ -25,7 +30,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..feedback import FeedbackStore
+from ..feedback import NO_TENANT, FeedbackStore, unknown_summary
 from . import changepoint
 
 WINDOWS = (7, 30, 90)
@@ -35,7 +40,6 @@ RECENT_WEEKS = 4
 FLAG_OVERRIDE_RATE = 0.9
 FLAG_MIN_ANSWERED = 20
 FLAG_COVERAGE = 0.2
-NO_TENANT = "(no tenant)"
 NO_REASON = "(no reason given)"
 #: Upper bounds (ms) of the latency histogram's bins; the last bin is open.
 LATENCY_BINS_MS = (10, 25, 50, 100, 250, 500, 1000, 2500)
@@ -63,12 +67,14 @@ def override_reason_map(codes_path: Path | str) -> dict[str, dict[str, Any]]:
 
 
 def _summary(cards: list[dict[str, Any]], fb: dict[str, list[dict[str, Any]]],
-             offered: dict[str, str], reasons: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The figures of one group of cards (a rule, a rule's hook or tenant, or all)."""
+             offered: dict[str, dict[str, Any]], reasons: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The figures of one group of cards (a rule, a rule's hook or tenant, or all); ``offered``:
+    suggestion uuid → its issued record (``label``, ``member_rule``)."""
     issued = len(cards)
     answered = accepted = overridden = 0
     reason_counts: Counter[str] = Counter()
     accepted_labels: Counter[str] = Counter()
+    accepted_members: Counter[str] = Counter()
     delays: list[float] = []
     for c in cards:
         entries = fb.get(c["card_uuid"])
@@ -80,7 +86,10 @@ def _summary(cards: list[dict[str, Any]], fb: dict[str, list[dict[str, Any]]],
         if last["outcome"] == "accepted":
             accepted += 1
             for sid in json.loads(last["accepted_suggestions"] or "[]"):
-                accepted_labels[offered.get(sid, "(not a suggestion offered)")] += 1
+                sug = offered.get(sid) or {}
+                accepted_labels[sug.get("label", "(not a suggestion offered)")] += 1
+                if sug.get("member_rule"):
+                    accepted_members[sug["member_rule"]] += 1
         else:
             overridden += 1
             reason_counts[last["override_code"] or NO_REASON] += 1
@@ -103,6 +112,7 @@ def _summary(cards: list[dict[str, Any]], fb: dict[str, list[dict[str, Any]]],
         "override_reasons": mix,
         "accepted_suggestions": [{"label": label, "count": n}
                                  for label, n in sorted(accepted_labels.items(), key=lambda kv: (-kv[1], kv[0]))],
+        "accepted_by_member": dict(sorted(accepted_members.items(), key=lambda kv: (-kv[1], kv[0]))),
         "median_seconds_to_feedback": round(statistics.median(delays), 1) if delays else None,
     }
 
@@ -160,7 +170,7 @@ def build_report(store: FeedbackStore, *, now: datetime, days: int = DEFAULT_DAY
     fb: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for f in data["feedback"]:
         fb[f["card_uuid"]].append(f)
-    offered = {s["suggestion_uuid"]: s["label"] for s in data["suggestions"] if s["suggestion_uuid"]}
+    offered = {s["suggestion_uuid"]: s for s in data["suggestions"] if s["suggestion_uuid"]}
 
     this_week = week_start(now)
     first_week = this_week - timedelta(weeks=SERIES_WEEKS)
@@ -205,7 +215,7 @@ def build_report(store: FeedbackStore, *, now: datetime, days: int = DEFAULT_DAY
                    "end": now.astimezone(timezone.utc).isoformat(timespec="seconds")},
         "totals": _summary(data["cards"], fb, offered, reasons),
         "rules": rules,
-        "unknown_card_feedback": data["unknown_feedback"],
+        "unknown_card_feedback": unknown_summary(data["unknown_feedback"]),
         "latency": _latency(data["cards"]),
         "method": {
             "change_points": {"test": "two-sided CUSUM on Anscombe-transformed weekly Poisson counts",
