@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlencode, urljoin, urlsplit
 
 import requests
 
@@ -131,7 +131,8 @@ def sweep_request(base: str, *, group: str | None = None, patients: bool = False
     filt = None
     if type_filter and codes:
         tokens = sorted(f"{s}|{c}" if s else c for s, c in codes)
-        filt = "Observation?code=" + ",".join(tokens)
+        # the value is a list of comma-separated queries: the query's own commas are %-encoded
+        filt = "Observation?" + urlencode({"code": ",".join(tokens)})
     level = "group" if group else "patient" if patients else "system"
     return ExportRequest(base.rstrip("/"), level, group, tuple(sorted(READ_TYPES)), filt)
 
