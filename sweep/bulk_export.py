@@ -692,7 +692,8 @@ class BulkExport:
                     if isinstance(exc, KeyboardInterrupt):
                         raise KeyboardInterrupt
                     if exc is not None:
-                        failed.append(f"{job.path.name}: {exc}")
+                        reason = str(exc) if isinstance(exc, ExportError) else type(exc).__name__
+                        failed.append(f"{job.path.name}: {reason}")
                         if isinstance(exc, ExportError) and not exc.resumable:
                             self.stop.set()
                     else:
@@ -706,6 +707,18 @@ class BulkExport:
         return failed
 
     def _download(self, state: State, job: FileJob, requires_token: bool) -> None:
+        """One file, again from its start when the connection drops mid-file (bounded)."""
+        for attempt in range(self.settings.retries + 1):
+            try:
+                return self._download_once(state, job, requires_token)
+            except requests.RequestException as exc:
+                if attempt >= self.settings.retries:
+                    raise ExportError(f"{type(exc).__name__} while reading, after {attempt + 1} attempt(s)",
+                                      resumable=True) from None
+                self.events["dropped_mid_file"] += 1
+                self._wait(self._backoff(attempt, None))
+
+    def _download_once(self, state: State, job: FileJob, requires_token: bool) -> None:
         """One file to ``name.part``, renamed when whole; its record saved at once."""
         if self.stop.is_set():
             raise KeyboardInterrupt
@@ -720,19 +733,23 @@ class BulkExport:
                 raise ExportError(f"{int(length):,} bytes, more than the limit "
                                   f"{self.settings.max_file_bytes:,}", resumable=False)
             h, size, lines = hashlib.sha256(), 0, 0
-            with part.open("wb") as out:
-                for chunk in resp.iter_content(256 * 1024):
-                    if self.stop.is_set():
-                        raise KeyboardInterrupt
-                    size += len(chunk)
-                    if size > self.settings.max_file_bytes:
-                        raise ExportError(f"more than the limit of {self.settings.max_file_bytes:,} bytes",
-                                          resumable=False)
-                    h.update(chunk)
-                    lines += chunk.count(b"\n")
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
+            try:
+                with part.open("wb") as out:
+                    for chunk in resp.iter_content(256 * 1024):
+                        if self.stop.is_set():
+                            raise KeyboardInterrupt
+                        size += len(chunk)
+                        if size > self.settings.max_file_bytes:
+                            raise ExportError(f"more than the limit of {self.settings.max_file_bytes:,} bytes",
+                                              resumable=False)
+                        h.update(chunk)
+                        lines += chunk.count(b"\n")
+                        out.write(chunk)
+                    out.flush()
+                    os.fsync(out.fileno())
+            except BaseException:
+                part.unlink(missing_ok=True)   # never taken for a whole file; fetched again next time
+                raise
         if job.count is not None and job.kind == "output" and lines not in (job.count, job.count - 1):
             self.say(f"export: {job.path.name}: {lines:,} lines, the manifest said {job.count:,}")
         os.replace(part, job.path)
