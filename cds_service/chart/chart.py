@@ -470,6 +470,11 @@ def _build_chart(resources: Iterable[Any], now: datetime, *, hook: str,
 
     def future(value: Any) -> bool:
         return is_future(value, now, today, future_skew_minutes, zone)
+
+    def future_on(day: date, value: Any) -> bool:
+        """:func:`future` of ``value`` whose date in the zone is ``day``: a date after today is in
+        the future; one before today is before now, so (skew >= 0) never later than now + skew."""
+        return day > today or ((day == today or future_skew_minutes < 0) and future(value))
     skipped: list[Skipped] = []
     excluded: dict[str, int] = {}
     seen: set[tuple[str, str]] = set()
@@ -496,6 +501,7 @@ def _build_chart(resources: Iterable[Any], now: datetime, *, hook: str,
     med_index = medication_index(by_type.get("Medication", []) + _flatten(drafts_raw), medication_urls)
 
     memo: dict = {}   # this request's element verdicts (projection.py): each distinct value once
+    readings: dict = {}   # this request's code/drug readings (memo.py): each distinct content once
 
     def valid(raw: dict[str, Any], draft: bool = False, what: str = "",
               drug_class: str = "") -> dict[str, Any] | None:
@@ -514,14 +520,14 @@ def _build_chart(resources: Iterable[Any], now: datetime, *, hook: str,
             return None
         res = valid(raw, draft=True, what="the ordered medication")
         if res is None:
-            drug = medications.classify(raw, vs, med_index)   # defensive reader: raw is safe here
+            drug = medications.classify(raw, vs, med_index, readings)   # defensive reader: raw is safe here
             trigger = hook == "order-sign" or (hook == "order-select"
                                                and f"MedicationRequest/{raw.get('id', '')}" in selected)
             if drug is not None and trigger and drug.drug_class in (DENOSUMAB, BISPHOSPHONATE):
                 unreadable_drafts.append(drug)
             return None
         draft_ids.add(str(res.get("id")))
-        drug = medications.classify(res, vs, med_index)
+        drug = medications.classify(res, vs, med_index, readings)
         if drug is None:
             return None
         codings, texts = medications._reason(res)
@@ -540,7 +546,7 @@ def _build_chart(resources: Iterable[Any], now: datetime, *, hook: str,
             return None
         if rtype == "MedicationRequest" and str(raw.get("id")) in draft_ids:
             return None  # the same order as a draft of this hook (re-sign, order-sign 1.1.0)
-        drug = medications.classify(raw, vs, med_index)
+        drug = medications.classify(raw, vs, med_index, readings)
         if drug is None:
             return None
         res = valid(raw, what=drug.agent.replace("-", " "), drug_class=drug.drug_class)
@@ -551,7 +557,7 @@ def _build_chart(resources: Iterable[Any], now: datetime, *, hook: str,
         if url is not None:
             rec = replace(rec, full_url=url)
         if rec.date is not None and (rtype != "MedicationRequest" or rec.status != "active") \
-                and (rec.date > today or future(medications.record_date(res)[0])):
+                and future_on(rec.date, medications.record_date(res)[0]):
             raise _Skip("dated in the future")   # an active order's date is a plan (exempt, A3)
         return rec
 
@@ -565,7 +571,7 @@ def _build_chart(resources: Iterable[Any], now: datetime, *, hook: str,
         when = labs.observation_date(raw, zone)
         if when is None:
             raise _Skip("no readable date")
-        if when > today or future(labs.observation_when(raw)):
+        if future_on(when, labs.observation_when(raw)):
             raise _Skip("dated in the future")
         return when, concept[0], concept[1], raw
 
@@ -585,23 +591,23 @@ def _build_chart(resources: Iterable[Any], now: datetime, *, hook: str,
         return read_labs[key]
 
     def condition(raw: dict[str, Any]) -> ConditionFact | None:
-        if clinical.to_condition(raw, vs) is None:   # cheap: only our value sets are validated
+        if clinical.to_condition(raw, vs, readings) is None:   # cheap: only our value sets are validated
             return None
         if any(future(raw.get(k)) for k in ("onsetDateTime", "recordedDate")):
             raise _Skip("dated in the future")   # onset or recording later than now (A3)
         res = valid(raw, what="problem-list entry")
-        return clinical.to_condition(res, vs) if res is not None else None
+        return clinical.to_condition(res, vs, readings) if res is not None else None
 
     def procedure(raw: dict[str, Any]) -> ProcedureFact | None:
-        fact = clinical.to_procedure(raw, vs)
+        fact = clinical.to_procedure(raw, vs, readings)
         if fact is None:
             return None
         period = raw.get("performedPeriod") if isinstance(raw.get("performedPeriod"), dict) else {}
         performed = raw.get("performedDateTime") or period.get("end") or period.get("start")
-        if fact.date is not None and (fact.date > today or future(performed)):
+        if fact.date is not None and future_on(fact.date, performed):
             raise _Skip("dated in the future")
         res = valid(raw, what="procedure")
-        return clinical.to_procedure(res, vs) if res is not None else None
+        return clinical.to_procedure(res, vs, readings) if res is not None else None
 
     records = [r for t in MEDICATION_TYPES for r in _read(by_type.get(t, []), medication, skipped)]
     pending: dict[str, list[tuple[date, str, str, dict[str, Any]]]] = {}

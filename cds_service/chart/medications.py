@@ -14,6 +14,7 @@ from typing import Any, Iterable, Mapping
 
 from .dates import fhir_date
 from .medication_refs import resolve
+from .memo import Memo, remembered
 from .model import (BISPHOSPHONATE, CALCIMIMETIC, DENOSUMAB, SUPPLEMENT, DoseEvent, Drug,
                     MedicationRecord, Timing, reference_key)
 from .valuesets import ValueSets
@@ -167,11 +168,22 @@ def _route(resource: Mapping[str, Any], med: Mapping[str, Any] | None) -> str | 
 
 
 def classify(resource: Mapping[str, Any], vs: ValueSets,
-             medications: Mapping[str, Mapping[str, Any]]) -> Drug | None:
-    """The :class:`Drug` a medication record is about, or None when it is none of ours (D3)."""
+             medications: Mapping[str, Mapping[str, Any]], memo: Memo | None = None) -> Drug | None:
+    """The :class:`Drug` a medication record is about, or None when it is none of ours (D3).
+
+    It reads the medication (concept and resolved Medication) and the first dosage only, so
+    ``memo`` (this request's readings, :mod:`.memo`) answers each distinct such content once."""
     concept, med = medication_concept(resource, medications)
     if concept is None:
         return None
+    return remembered(memo, "classify", (concept, med, dosage_of(resource)),
+                      lambda: _classify(resource, concept, med, vs))
+
+
+def _classify(resource: Mapping[str, Any], concept: dict[str, Any], med: Mapping[str, Any] | None,
+              vs: ValueSets) -> Drug | None:
+    """:func:`classify` once the medication is known: ``concept`` (``med`` resolved); of
+    ``resource`` only the first dosage is read (:func:`dosage_of`)."""
     names = vs.names_for_codings(_codings(concept))
     texts = _texts(concept)
     by_text = False
