@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, tzinfo
 from functools import cached_property
 from decimal import Decimal
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from . import clinical, labs, medications
 from .dates import add_months, clock_zone, fhir_date, is_future, today_in
@@ -371,9 +371,41 @@ _MALFORMED = (TypeError, AttributeError, ValueError, KeyError, ArithmeticError, 
               RecursionError)
 
 
-def _read(raws: Iterable[dict[str, Any]], reader: Any, skipped: list[Skipped]) -> Iterator[Any]:
-    """Apply ``reader`` to each raw resource; a malformed one is reported in ``skipped``, never raised."""
+#: Reason in ``Chart.unavailable`` of a resource type the request budget left unread (§3).
+OUT_OF_TIME = "out-of-time"
+#: Records read between two looks at the request budget (a look is a clock read).
+CHECK_EVERY = 256
+
+
+class _Budget:
+    """The request budget as the chart reads (issue 11 §3): ``deadline`` (the caller's clock,
+    True once spent) is asked every :data:`CHECK_EVERY` records, and stays spent once it is."""
+
+    def __init__(self, deadline: Callable[[], bool] | None) -> None:
+        self.deadline = deadline
+        self.count = 0
+        self.spent = False
+
+    def tick(self) -> bool:
+        """One more record to read: True when the budget is spent (read no further)."""
+        if self.spent:
+            return True
+        if self.deadline is None:
+            return False
+        self.count += 1
+        if self.count >= CHECK_EVERY:
+            self.count = 0
+            self.spent = bool(self.deadline())
+        return self.spent
+
+
+def _read(raws: Iterable[dict[str, Any]], reader: Any, skipped: list[Skipped],
+          budget: _Budget | None = None) -> Iterator[Any]:
+    """Apply ``reader`` to each raw resource; a malformed one is reported in ``skipped``, never
+    raised. With a ``budget``, stops (silently: the caller reports it) once the budget is spent."""
     for raw in raws:
+        if budget is not None and budget.tick():
+            return
         try:
             fact = reader(raw)
         except _Skip as skip:
@@ -430,7 +462,7 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
                 verdicts: VerdictCache | None = None, identity: PatientIdentity | None = None,
                 medication_urls: Mapping[str, dict[str, Any]] | None = None,
                 zone: tzinfo | None = None, future_skew_minutes: int = 5,
-                dose_dedupe_days: int = 4) -> Chart:
+                dose_dedupe_days: int = 4, deadline: Callable[[], bool] | None = None) -> Chart:
     """Build the :class:`Chart` from FHIR resources (Bundles unpacked, de-duplicated by type+id).
 
     ``zone`` is the clock zone (``clock_time_zone``, §1.3 Clock, A3; None: UTC): today is the date
@@ -446,13 +478,20 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
     have given one patient's data, as unit tests of single rules do). ``medication_urls``: the
     Medication entries of the request's Bundles by ``fullUrl`` (D3 resolution (b)).
     ``dose_dedupe_days``: the D4 de-duplication window (D10).
+
+    ``deadline``: the request budget (issue 11 §3; the caller's clock: True once spent), looked
+    at every :data:`CHECK_EVERY` records. Once it is spent nothing more is read: the resource type
+    being read and every later one are left out whole (a part of a type is never judged: the
+    newest result or the latest dose may be in the unread part) and marked
+    :data:`OUT_OF_TIME` in ``Chart.unavailable``, so their checks do not run and the data card
+    names them. The Patient and the hook's own drafts are always read.
     """
     with clock_zone(zone) as tz:
         chart = _build_chart(resources, now, hook=hook, draft_orders=draft_orders,
                              selections=selections, unavailable=unavailable, vs=vs,
                              verdicts=verdicts, identity=identity, medication_urls=medication_urls,
                              zone=tz, future_skew_minutes=future_skew_minutes,
-                             dose_dedupe_days=dose_dedupe_days)
+                             dose_dedupe_days=dose_dedupe_days, budget=_Budget(deadline))
     return chart
 
 
@@ -461,7 +500,7 @@ def _build_chart(resources: Iterable[Any], now: datetime, *, hook: str,
                  unavailable: Mapping[str, str] | None, vs: ValueSets | None,
                  verdicts: VerdictCache | None, identity: PatientIdentity | None,
                  medication_urls: Mapping[str, dict[str, Any]] | None, zone: tzinfo,
-                 future_skew_minutes: int, dose_dedupe_days: int) -> Chart:
+                 future_skew_minutes: int, dose_dedupe_days: int, budget: _Budget) -> Chart:
     """:func:`build_chart` inside its clock zone."""
     vs = vs or default_value_sets()
     resources = list(resources)
@@ -479,7 +518,13 @@ def _build_chart(resources: Iterable[Any], now: datetime, *, hook: str,
     excluded: dict[str, int] = {}
     seen: set[tuple[str, str]] = set()
     by_type: dict[str, list[dict[str, Any]]] = {}
+    out_of_time: set[str] = set()
     for r in _flatten(resources):
+        if budget.tick():   # what is not sorted yet may be of any type: none is known whole
+            out_of_time = set(MEDICATION_TYPES) | {"Observation", "Condition", "Procedure"}
+            if not by_type.get("Patient"):
+                out_of_time.add("Patient")
+            break
         rtype = r.get("resourceType")
         if not isinstance(rtype, str) or rtype not in READ_TYPES:
             continue
@@ -609,9 +654,19 @@ def _build_chart(resources: Iterable[Any], now: datetime, *, hook: str,
         res = valid(raw, what="procedure")
         return clinical.to_procedure(res, vs, readings) if res is not None else None
 
-    records = [r for t in MEDICATION_TYPES for r in _read(by_type.get(t, []), medication, skipped)]
+    def read_whole(rtype: str, reader: Any) -> list[Any]:
+        """Every fact of one type, or none when the budget is spent before the last is read."""
+        if rtype in out_of_time:
+            return []
+        facts = list(_read(by_type.get(rtype, []), reader, skipped, budget))
+        if budget.spent:
+            out_of_time.add(rtype)
+            return []
+        return facts
+
+    records = [r for t in MEDICATION_TYPES for r in read_whole(t, medication)]
     pending: dict[str, list[tuple[date, str, str, dict[str, Any]]]] = {}
-    for entry in _read(by_type.get("Observation", []), observation, skipped):
+    for entry in read_whole("Observation", observation):
         pending.setdefault(entry[1], []).append(entry)
         if entry[1] == "creatinine" and "creatinine-serum" in vs.names_for(LOINC, entry[2]):
             pending.setdefault("creatinine-serum", []).append(entry)   # Cockcroft-Gault input (A10)
@@ -619,14 +674,18 @@ def _build_chart(resources: Iterable[Any], now: datetime, *, hook: str,
     for concept, entries in pending.items():
         entries.sort(key=lambda e: e[0], reverse=True)
         results[concept] = LazyLabs(entries, read_lab, date_of=lambda e: e[0])
-    conditions = list(_read(by_type.get("Condition", []), condition, skipped))
-    procedures = list(_read(by_type.get("Procedure", []), procedure, skipped))
+    conditions = read_whole("Condition", condition)
+    procedures = read_whole("Procedure", procedure)
+    unavailable = dict(unavailable or {})
+    if out_of_time:   # left out whole: what was read of them is not reported either
+        unavailable.update({t: OUT_OF_TIME for t in sorted(out_of_time) if t not in unavailable})
+        skipped[:] = [s for s in skipped if s.resource_type not in out_of_time]
 
     return Chart(now=now, today=today, zone=zone, egfr_rank=vs.egfr_preference() or None,
                  patient=patient, medications=tuple(records),
                  drafts=tuple(drafts), triggers=tuple(triggers), results=results,
                  conditions=tuple(conditions), procedures=tuple(procedures),
-                 skipped=skipped, unavailable=dict(unavailable or {}), excluded=excluded,
+                 skipped=skipped, unavailable=unavailable, excluded=excluded,
                  unreadable_drafts=tuple(unreadable_drafts), dose_dedupe_days=dose_dedupe_days)
 
 
@@ -638,5 +697,5 @@ def months_since(d: date, today: date) -> int:
     return n
 
 
-__all__ = ["Chart", "CalciumLimits", "build_chart", "months_since", "DENOSUMAB", "BISPHOSPHONATE",
-           "fhir_date"]
+__all__ = ["Chart", "CalciumLimits", "CHECK_EVERY", "OUT_OF_TIME", "build_chart", "months_since",
+           "DENOSUMAB", "BISPHOSPHONATE", "fhir_date"]
