@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, tzinfo
 from functools import cached_property
 from decimal import Decimal
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Hashable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 from . import clinical, labs, medications
 from .dates import add_months, clock_zone, fhir_date, is_future, today_in
@@ -27,6 +27,7 @@ from .valuesets import ValueSets, default_value_sets
 from .verdicts import VerdictCache, validate_r4b
 
 LOINC = "http://loinc.org"
+T = TypeVar("T")
 MEDICATION_TYPES = ("MedicationRequest", "MedicationAdministration", "MedicationStatement",
                     "MedicationDispense")
 #: Resource types the chart reads; anything else in a prefetch is ignored silently.
@@ -82,6 +83,20 @@ class Chart:
     #: D4 de-duplication window (``dose_dedupe_days``): dose records less apart are one dose
     dose_dedupe_days: int = 4
 
+    @cached_property
+    def _derived(self) -> dict[Any, Any]:
+        return {}   # not a field: a copy made with dataclasses.replace starts with its own
+
+    def derived(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """``compute()``, once per chart for ``key``: a view of the record that several rules
+        read (the oral bisphosphonate courses, the denosumab doses) is computed once per request
+        instead of once per rule (issue 11 §3). ``key`` names the view and every parameter
+        ``compute`` reads besides the chart; the value is shared, so it must not be changed."""
+        memo = self._derived
+        if key not in memo:
+            memo[key] = compute()
+        return memo[key]
+
     @property
     def unreadable(self) -> list[Skipped]:
         """Resources the rules wanted to read but could not (reported to the clinician)."""
@@ -105,8 +120,14 @@ class Chart:
         return self._by_class.get(drug_class, ())
 
     @cached_property
+    def _dose_records(self) -> list[MedicationRecord]:
+        """:func:`medications.dose_records` of the chart, once (events and the date index)."""
+        return medications.dose_records(self.medications, self._linked_orders)
+
+    @cached_property
     def _all_dose_events(self) -> list[DoseEvent]:
-        return medications.dose_events(list(self.medications), self.dose_dedupe_days)
+        return medications.dose_events(list(self.medications), self.dose_dedupe_days,
+                                       dated=self._dose_records)
 
     @cached_property
     def _linked_orders(self) -> frozenset[int]:
@@ -163,7 +184,7 @@ class Chart:
         date, as (dates, (chart position, record)) for bisection."""
         out: dict[str, list[tuple[date, int, MedicationRecord]]] = {}
         position = {id(r): i for i, r in enumerate(self.medications)}
-        for r in medications.dose_records(self.medications):
+        for r in self._dose_records:
             entry = (r.date, position[id(r)], r)
             out.setdefault(r.drug.drug_class, []).append(entry)  # type: ignore[arg-type]
         index = {}

@@ -518,12 +518,13 @@ def linked_orders(records: Iterable[MedicationRecord]) -> set[int]:
             and refs.intersection(r.keys())}
 
 
-def dose_records(records: Iterable[MedicationRecord]) -> list[MedicationRecord]:
+def dose_records(records: Iterable[MedicationRecord], linked: Iterable[int] | None = None) -> list[MedicationRecord]:
     """The dated records that give dose events (D4 dose events 1–4), in input order: linked
     completed orders are left out (A11), and a statement of an injectable only when its drug
-    class has no counting administration, dispense or completed order at any date (A1)."""
+    class has no counting administration, dispense or completed order at any date (A1).
+    ``linked``: :func:`linked_orders` of ``records`` when the caller has it already."""
     records = list(records)
-    linked = linked_orders(records)
+    linked = linked_orders(records) if linked is None else set(linked)
     confirmed = {dose_class(r.drug) for r in records if r.date is not None and is_dose_record(r)
                  and r.resource_type != "MedicationStatement"}
     out = []
@@ -537,15 +538,17 @@ def dose_records(records: Iterable[MedicationRecord]) -> list[MedicationRecord]:
     return out
 
 
-def dose_events(records: list[MedicationRecord], dedupe_days: int = 4) -> list[DoseEvent]:
+def dose_events(records: list[MedicationRecord], dedupe_days: int = 4,
+                dated: list[MedicationRecord] | None = None) -> list[DoseEvent]:
     """Dose events, oldest first, de-duplicated within ``dedupe_days`` per D4 drug class.
 
     From :func:`dose_records` (administrations, completed dispenses, statements as D4 allows,
-    unlinked completed requests). When several records fall within the window, the most
-    confident one is kept.
+    unlinked completed requests; ``dated``: those of ``records`` when the caller has them
+    already). When several records fall within the window, the most confident one is kept.
     """
     raw = [DoseEvent(r.date, r.drug, r.resource_type,  # type: ignore[arg-type]
-                     _CONFIDENCE[r.resource_type], r) for r in dose_records(records)]
+                     _CONFIDENCE[r.resource_type], r)
+           for r in (dose_records(records) if dated is None else dated)]
     raw.sort(key=lambda e: (dose_class(e.drug), e.date, -e.confidence))
     out: list[DoseEvent] = []
     for e in raw:
