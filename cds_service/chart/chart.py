@@ -450,8 +450,14 @@ def _flatten(values: Iterable[Any]) -> list[dict[str, Any]]:
         if value.get("resourceType") == "Bundle":
             entries = value.get("entry")
             for entry in entries if isinstance(entries, list) else []:
-                if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
-                    out.extend(_flatten([entry["resource"]]))
+                res = entry.get("resource") if isinstance(entry, dict) else None
+                if not isinstance(res, dict):
+                    continue
+                rtype = res.get("resourceType")
+                if rtype == "Bundle":
+                    out.extend(_flatten([res]))
+                elif rtype != "OperationOutcome":
+                    out.append(res)   # the common case, without a call per entry
         elif value.get("resourceType") != "OperationOutcome":
             out.append(value)
     return out
@@ -693,7 +699,7 @@ def _build_chart(resources: Iterable[Any], now: datetime, *, hook: str,
             pending.setdefault("creatinine-serum", []).append(entry)   # Cockcroft-Gault input (A10)
     results: dict[str, Sequence[Lab]] = {}
     for concept, entries in pending.items():
-        entries.sort(key=lambda e: e[0], reverse=True)
+        entries.sort(key=lambda e: e[0].toordinal(), reverse=True)   # as by date; ints compare faster
         results[concept] = LazyLabs(entries, read_lab, date_of=lambda e: e[0])
     conditions = read_whole("Condition", condition)
     procedures = read_whole("Procedure", procedure)

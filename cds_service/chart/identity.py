@@ -55,6 +55,13 @@ class PatientIdentity:
     fhir_server: str | None = None
     aliases: frozenset[str] = field(default_factory=frozenset)
 
+    def __post_init__(self) -> None:
+        # "Patient/{id}" when the long way of :meth:`matches` accepts it as it stands (no
+        # surrounding space, no "/_history/"): then an equal reference is this patient's
+        own = f"Patient/{self.patient_id}"
+        if own == own.strip() and "/_history/" not in own:
+            object.__setattr__(self, "_own_plain", own)
+
     def matches(self, reference: Any) -> bool:
         """True when a ``Reference`` object names this patient (see the module docstring)."""
         if not isinstance(reference, dict):
@@ -62,6 +69,8 @@ class PatientIdentity:
         ref = reference.get("reference")
         if not isinstance(ref, str) or not ref:
             return False
+        if ref == self.__dict__.get("_own_plain"):
+            return True   # the common case: exactly "Patient/{id}" (what the long way says too)
         ref = ref.strip()
         if ref in self.aliases:
             return True
