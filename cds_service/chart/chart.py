@@ -640,10 +640,11 @@ def _build_chart(resources: Iterable[Any], now: datetime, *, hook: str,
         concept = labs.observation_concept(raw, vs)
         if concept is None:
             return None
-        when = labs.observation_date(raw, zone)
+        value = labs.observation_when(raw)
+        when = fhir_date(value, zone)            # labs.observation_date, its raw value kept
         if when is None:
             raise _Skip("no readable date")
-        if future_on(when, labs.observation_when(raw)):
+        if future_on(when, value):
             raise _Skip("dated in the future")
         return when, concept[0], concept[1], raw
 
@@ -663,7 +664,7 @@ def _build_chart(resources: Iterable[Any], now: datetime, *, hook: str,
         return read_labs[key]
 
     def condition(raw: dict[str, Any]) -> ConditionFact | None:
-        if clinical.to_condition(raw, vs, readings) is None:   # cheap: only our value sets are validated
+        if not clinical.counts_as_condition(raw, vs, readings):   # cheap: only our value sets are validated
             return None
         if any(future(raw.get(k)) for k in ("onsetDateTime", "recordedDate")):
             raise _Skip("dated in the future")   # onset or recording later than now (A3)

@@ -150,6 +150,12 @@ def concept_names(code: Any, vs: ValueSets, resource_type: str,
                       lambda: _concept_names(code, vs, resource_type))
 
 
+def counts_as_condition(resource: Mapping[str, Any], vs: ValueSets, memo: Memo | None = None) -> bool:
+    """``to_condition(resource, vs) is not None``, without building the fact (a cheap first look)."""
+    return (_status_code(resource.get("verificationStatus")) not in _IGNORED_VERIFICATION
+            and bool(concept_names(resource.get("code"), vs, "Condition", memo)[0]))
+
+
 def to_condition(resource: Mapping[str, Any], vs: ValueSets, memo: Memo | None = None) -> ConditionFact | None:
     """A counting Condition in one of our value sets, else None (D2, D6). ``memo``: this
     request's readings (:mod:`.memo`)."""

@@ -109,12 +109,11 @@ def patient_aliases(patient_id: str, bundles: Iterable[Any]) -> frozenset[str]:
             continue
         entries = bundle.get("entry")
         for entry in entries if isinstance(entries, list) else ():
-            if not isinstance(entry, dict):
-                continue
-            res, url = entry.get("resource"), entry.get("fullUrl")
-            if isinstance(url, str) and isinstance(res, dict) and res.get("resourceType") == "Patient" \
-                    and res.get("id") == patient_id:
-                out.add(url)
+            res = entry.get("resource") if isinstance(entry, dict) else None
+            if isinstance(res, dict) and res.get("resourceType") == "Patient" and res.get("id") == patient_id:
+                url = entry.get("fullUrl")
+                if isinstance(url, str):
+                    out.add(url)
     return frozenset(out)
 
 
