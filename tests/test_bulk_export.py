@@ -467,3 +467,35 @@ def test_a_connection_dropped_mid_file_is_fetched_again_from_its_start(tmp_path:
         result = job(tmp_path, key_path, clock, said).run()
     assert (tmp_path / "export" / "Patient.1.ndjson").read_text() == PATIENT
     assert result.summary["retries"] == {"dropped_mid_file": 1}
+
+
+@pytest.mark.parametrize("body, whole", [(PATIENT + PATIENT, True), (PATIENT + PATIENT.rstrip("\n"), True),
+                                         (PATIENT, False), (PATIENT * 3, False)])
+def test_a_file_with_other_than_the_manifests_count_is_not_taken_as_whole(
+        tmp_path: Path, key_path: Path, body: str, whole: bool) -> None:
+    """Never a silently smaller worklist: a file whose lines differ from the manifest's ``count``
+    (a last line without its newline still counts) is not kept, and the rerun fetches it again."""
+    clock, said = Clock(), []
+    m = manifest(("Patient", "Patient.ndjson"))
+    m["output"][0]["count"] = 2
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        Tokens(rsps)
+        kickoff(rsps)
+        rsps.add(responses.GET, STATUS, json=m)
+        rsps.add(responses.GET, f"{FILES}/Patient.ndjson", body=body)
+        rsps.add(responses.DELETE, STATUS, status=202)
+        if whole:
+            assert job(tmp_path, key_path, clock, said).run().summary["files"] == 1
+        else:
+            with pytest.raises(ExportError) as info:
+                job(tmp_path, key_path, clock, said).run()
+            assert info.value.resumable and "the manifest said 2" in str(info.value)
+    assert (tmp_path / "export" / "Patient.1.ndjson").exists() is whole
+    assert not list((tmp_path / "export").glob("*.part"))
+
+
+@pytest.mark.parametrize("group", ["g/../../admin", "g?x=1", "", "x" * 65])
+def test_a_group_id_that_is_not_a_fhir_id_is_refused(group: str) -> None:
+    with pytest.raises(ExportError) as info:
+        sweep_request(BASE, group=group)
+    assert "--group" in str(info.value) and not info.value.resumable
