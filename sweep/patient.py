@@ -24,7 +24,7 @@ from typing import Any, Iterable
 from urllib.parse import parse_qs
 
 from cards.thresholds import DEFAULT_THRESHOLDS, Thresholds
-from cds_service.chart import BISPHOSPHONATE, DENOSUMAB, Chart, add_months
+from cds_service.chart import BISPHOSPHONATE, DENOSUMAB, Chart, add_months, build_chart
 from cds_service.chart.identity import PatientIdentity
 from cds_service.chart.verdicts import VerdictCache
 from cds_service.data_card import build_data_card
@@ -138,10 +138,13 @@ class PatientResult:
 
 
 def is_deceased(patient_id: str, patient: dict, *, now: datetime,
-                thresholds: Thresholds = DEFAULT_THRESHOLDS) -> bool:
-    """D8/A37 as the chart reads it, from the Patient alone (as the service decides it)."""
-    done = assess([patient], hook=HOOK, now=now, identity=PatientIdentity(patient_id), thresholds=thresholds)
-    return done.chart.patient.deceased
+                thresholds: Thresholds = DEFAULT_THRESHOLDS, verdicts: VerdictCache | None = None) -> bool:
+    """D8/A37 as the chart reads it, from the Patient alone (as the service decides it): the
+    chart :func:`hooks.evaluation.assess` builds, with its arguments, without running the rules."""
+    chart = build_chart([patient], now, hook=HOOK, identity=PatientIdentity(patient_id), verdicts=verdicts,
+                        zone=thresholds.zone, future_skew_minutes=thresholds.future_skew_minutes,
+                        dose_dedupe_days=thresholds.dose_dedupe_days)
+    return chart.patient.deceased
 
 
 def evaluate_patient(patient_id: str, resources: Iterable[dict], *, now: datetime,
