@@ -7,7 +7,8 @@ and goes to partition ``crc32(patient id) % n`` as one *partition line*::
     patient id \\t flags \\t refs \\t raw resource
 
 ``flags`` are three bytes: ``P`` (a Patient) or ``-``; ``c`` (the prefilter passed) or ``-``;
-``d`` (its raw Patient says deceased on or before the as-of date) or ``-``. ``refs`` are the
+``d`` (its raw Patient says deceased on or before the as-of date) or ``-``. The id is UTF-8 with its one
+possible newline written ``\\n`` (a FHIR id has no backslash). ``refs`` are the
 Medication ids a medication record names (a JSON list; empty when none). The raw resource is the
 line's own bytes, never re-serialised. Patient ids are FHIR ids (no tab) and a raw line holds
 no newline, so a partition is NDJSON-like bytes cut by ``\\n`` then by the first three tabs.
@@ -37,7 +38,7 @@ import orjson
 from cards.thresholds import Thresholds
 
 from . import records, worker
-from .patient import prefetched_observation
+from .patient import observation_filter
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ def split_file(index: int, path: Path, name: str, partitions: int, today: date,
     ignored: dict[str, int] = {}
     pending = 0
     route, crc32, flags_of, dumps = records.route, zlib.crc32, _FLAGS, orjson.dumps
+    keep = observation_filter()
     for item in records.read_lines(path, name):
         if item.__class__ is records.Rejection:
             stats.rejected[item.reason] += 1   # type: ignore[union-attr]
@@ -101,7 +103,7 @@ def split_file(index: int, path: Path, name: str, partitions: int, today: date,
             continue
         lineno, raw = item   # type: ignore[misc]
         stats.lines += 1
-        routed = route(raw, hit=hit, today=today, zone=zone, keep_observation=prefetched_observation)
+        routed = route(raw, hit=hit, today=today, zone=zone, keep_observation=keep)
         if routed is None:
             stats.blank += 1
             continue
@@ -120,6 +122,8 @@ def split_file(index: int, path: Path, name: str, partitions: int, today: date,
             meds.append(dumps([key, int(candidate)]) + b"\t" + raw)
         else:
             k = key.encode()
+            if b"\n" in k:   # an id may end with one newline (``_ID``'s ``$``): the only byte to escape
+                k = k.replace(b"\n", b"\\n")
             i = crc32(k) % partitions
             line = b"\t".join((k, flags_of[(rtype == "Patient", candidate, deceased)],
                                dumps(list(refs)) if refs else b"", raw))
@@ -224,7 +228,7 @@ def sweep_partition(blocks: Iterable[bytes], medication: MedicationLookup, now: 
                 group.append(line)
     out = PartitionResult()
     for key in sorted(groups):   # UTF-8 byte order is code point order: the ids' str order
-        pid = key.decode()
+        pid = key.decode().replace("\\n", "\n")
         rows = sweep_group(pid, groups.pop(key), medication, now, thresholds, out.counts)
         if rows is None:
             out.failed.append(pid)

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs
 
 from cards.thresholds import DEFAULT_THRESHOLDS, Thresholds
@@ -117,6 +117,14 @@ def prefetched_observation(observation: dict) -> bool:
     """The patient-view prefetch would bring this Observation (its template's code filter)."""
     wanted = _observation_codes()
     return wanted is None or _searched(observation, wanted)
+
+
+def observation_filter() -> Callable[[dict], bool]:
+    """:func:`prefetched_observation` with the template's codes bound (for a loop over lines)."""
+    wanted = _observation_codes()
+    if wanted is None:
+        return lambda _observation: True
+    return lambda observation: _searched(observation, wanted)
 
 
 def as_prefetched(resources: Iterable[dict]) -> list[dict]:

@@ -161,7 +161,12 @@ def route(raw: bytes, *, hit: Any, today: date, zone: ZoneInfo,
         if not isinstance(rid, str) or not _ID.match(rid):
             return NO_PATIENT
         return Routed(rid, rtype, deceased=deceased_on(res, today, zone))
-    key = patient_key(res.get("subject")) or patient_key(res.get("patient"))
+    subject = res.get("subject")
+    ref = subject.get("reference") if subject.__class__ is dict else None
+    if ref.__class__ is str and ref.startswith("Patient/") and _ID_CHARS.fullmatch(ref, 8):
+        key = ref[8:]   # the common case (patient_key's fast path, without the call)
+    else:
+        key = patient_key(subject) or patient_key(res.get("patient"))
     if key is None:
         return NO_PATIENT
     if rtype == "Observation" and keep_observation is not None and not keep_observation(res):
