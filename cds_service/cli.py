@@ -163,10 +163,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         print("bone-cds: --workers must be at least 1", file=sys.stderr)
         return 2
+    if (args.input is None) == (args.export is None):
+        print("bone-cds: give either INPUT (a folder of NDJSON files) or --export FHIR_BASE", file=sys.stderr)
+        return 2
     thresholds = Settings.from_env().thresholds
     # A37: the as-of date is "today"; the whole day counts (its last second in the clock zone)
     now = datetime.combine(as_of, dtime(23, 59, 59), tzinfo=thresholds.zone)
     shown = progress.for_stream(sys.stderr, args.quiet)
+    exported = None
+    if args.export is not None:
+        exported = _export(args, as_of.isoformat())
+        if isinstance(exported, int):
+            return exported
+        args.input = str(exported.folder)
     try:
         if args.engine == "spark":
             try:
@@ -183,6 +192,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         print(f"bone-cds: {exc}", file=sys.stderr)
         return 2
+    if exported is not None:
+        from sweep.output import write_summary
+        s["export"] = exported.summary
+        write_summary(s, Path(args.out))
+        errors = sum(exported.summary["errors"]["issues"].values())
+        if errors:
+            print(f"bone-cds sweep: the server reported {errors:,} export issue(s) "
+                  f"({', '.join(f'{k}: {v}' for k, v in exported.summary['errors']['issues'].items())}); "
+                  "see export.errors in summary.json", file=sys.stderr)
     print(f"bone-cds sweep: {s['resources_read']:,} resources from {len(s['files'])} file(s) in "
           f"{s['seconds']:.1f}s ({s['resources_per_second'] or 0:,}/s); {s['patients_seen']:,} patients, "
           f"{s['patients_evaluated']:,} evaluated, {s['patients_deceased_not_evaluated']:,} deceased not "
@@ -195,6 +213,54 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"bone-cds sweep: the evaluation of {s['patients_failed']['count']:,} patient(s) failed "
               "(a bug: they have no rows); see patients_failed in summary.json", file=sys.stderr)
         return 1
+    return 0
+
+
+def _export(args: argparse.Namespace, as_of: str) -> Any:
+    """``--export``: the Bulk Data export downloaded into OUT/export (:mod:`sweep.bulk_export`);
+    an exit code when it could not be had."""
+    from sweep.bulk_export import ExportCancelled, ExportError, ExportSettings, export
+
+    missing = [name for name, value in (("--client-id", args.client_id), ("--key", args.key)) if not value]
+    if missing:
+        print(f"bone-cds: --export needs {' and '.join(missing)}", file=sys.stderr)
+        return 2
+    if args.download_workers < 1 or args.export_timeout <= 0 or args.max_file_mb <= 0:
+        print("bone-cds: --download-workers, --export-timeout and --max-file-mb must be positive", file=sys.stderr)
+        return 2
+    settings = ExportSettings(workers=min(args.download_workers, 16), timeout=args.export_timeout,
+                              max_file_bytes=int(args.max_file_mb * 1024 * 1024),
+                              allow_origins=tuple(args.allow_origin or ()))
+
+    def say(text: str) -> None:
+        if not args.quiet:
+            print(f"sweep: {text}", file=sys.stderr, flush=True)
+    try:
+        return export(args.export, Path(args.out), client_id=args.client_id, key_path=Path(args.key),
+                      token_url=args.token_url, kid=args.kid, scope=args.scope, group=args.group,
+                      patients=args.patients, type_filter=not args.no_type_filter, restart=args.restart,
+                      as_of=as_of, settings=settings, say=say)
+    except ExportCancelled:
+        print("bone-cds: export cancelled (the server was asked to delete it); the next run starts a new one",
+              file=sys.stderr)
+        return 130
+    except ExportError as exc:
+        tail = "" if exc.resumable else " (not resumable: the next run starts a new export)"
+        print(f"bone-cds: export: {exc}{tail}", file=sys.stderr)
+        return 1
+
+
+def cmd_jwks(args: argparse.Namespace) -> int:
+    """The public JWK Set of a private key: what is registered with the FHIR server's
+    authorisation server for ``sweep --export`` (SMART Backend Services)."""
+    from sweep.smart_backend import AuthError, ClientKey
+
+    try:
+        key = ClientKey.load(Path(args.key), args.kid)
+    except AuthError as exc:
+        print(f"bone-cds: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(key.jwks(), indent=2))
     return 0
 
 
@@ -295,8 +361,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "of NDJSON files, gzip accepted) as of a date; write OUT/worklist.csv, "
                     "OUT/worklist.ndjson, OUT/summary.json and OUT/rejected.ndjson. Example: "
                     "bone-cds sweep fixtures/bulk --as-of 2026-11-23 --out build/sweep")
-    sw.add_argument("input", help="folder of Bulk Data NDJSON files (Type.ndjson, Type.2.ndjson, "
-                    "Type.1.ndjson.gz), or one NDJSON file")
+    sw.add_argument("input", nargs="?", help="folder of Bulk Data NDJSON files (Type.ndjson, Type.2.ndjson, "
+                    "Type.1.ndjson.gz), or one NDJSON file (or --export)")
     sw.add_argument("--as-of", required=True, help="the date the worklist is for (YYYY-MM-DD): today")
     sw.add_argument("--out", required=True, help="folder for the worklist and the summary")
     sw.add_argument("--engine", choices=["local", "spark"], default="local",
@@ -308,7 +374,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     sw.add_argument("--tasks", action="store_true",
                     help="also write OUT/tasks.ndjson: one FHIR R4 Task per row, to load into an EHR worklist")
     sw.add_argument("--quiet", action="store_true", help="no progress output (the final line is kept)")
+    ex = sw.add_argument_group(
+        "--export", "run a FHIR Bulk Data export first (SMART Backend Services), into OUT/export; the same "
+        "command run again resumes it (OUT/export-state.json); Ctrl-C cancels it (DELETE on the server)")
+    ex.add_argument("--export", metavar="FHIR_BASE", help="the FHIR server's base URL (https; http on loopback)")
+    ex.add_argument("--client-id", help="the backend-services client id registered with the server")
+    ex.add_argument("--key", metavar="KEY.pem", help="the client's private key (PEM; RSA → RS384, EC P-384 → ES384)")
+    ex.add_argument("--kid", help="the key's id in the registered JWK Set (default: its RFC 7638 thumbprint, "
+                    "as 'bone-cds jwks' prints it)")
+    ex.add_argument("--token-url", help="the token endpoint (default: from FHIR_BASE/.well-known/smart-configuration)")
+    ex.add_argument("--scope", default="system/*.read",
+                    help="scopes asked for (default system/*.read; 'per-type': system/{Type}.read per type read)")
+    level = ex.add_mutually_exclusive_group()
+    level.add_argument("--group", metavar="ID", help="export the members of Group/ID (Group/ID/$export)")
+    level.add_argument("--patients", action="store_true", help="export every patient (Patient/$export) "
+                       "instead of the whole system ($export)")
+    ex.add_argument("--no-type-filter", action="store_true",
+                    help="never send _typeFilter (by default only the Observation codes the rules read are asked "
+                    "for; a server that refuses it is asked again without)")
+    ex.add_argument("--allow-origin", action="append", metavar="URL",
+                    help="another origin the manifest's files may be fetched from (repeatable); the token goes "
+                    "there only when the manifest says requiresAccessToken")
+    ex.add_argument("--download-workers", type=int, default=4, help="files downloaded in parallel (default 4, at most 16)")
+    ex.add_argument("--export-timeout", type=float, default=24 * 3600.0,
+                    help="seconds this run waits for the export and its files (default 86400); a rerun resumes")
+    ex.add_argument("--max-file-mb", type=float, default=64 * 1024.0,
+                    help="largest file accepted, in MiB (default 65536)")
+    ex.add_argument("--restart", action="store_true",
+                    help="discard the export OUT holds (deleting it on the server) and start a new one")
     sw.set_defaults(func=cmd_sweep)
+    jw = sub.add_parser("jwks", help="print the public JWK Set of a private key (to register for sweep --export)")
+    jw.add_argument("key", metavar="KEY.pem")
+    jw.add_argument("--kid", help="the kid to give it (default: its RFC 7638 thumbprint)")
+    jw.set_defaults(func=cmd_jwks)
     fr = sub.add_parser("feedback-report", help="feedback per rule (alert-fatigue review)")
     fr.add_argument("--since", help="only feedback received on or after this ISO date")
     fr.add_argument("--json", action="store_true")

@@ -31,7 +31,7 @@ from cards.model import INDICATORS, Card
 from cards.registry import REGISTRY, RuleInput
 from cards.rules import _text as tx
 
-from .chart import BISPHOSPHONATE, DENOSUMAB, Chart
+from .chart import BISPHOSPHONATE, DENOSUMAB, MEDICATION_TYPES, OUT_OF_TIME, Chart
 
 DATA_CARD_ID = "SERVICE-DATA-UNAVAILABLE"
 
@@ -46,6 +46,7 @@ REASON_WORDS = {
     "operation-outcome": "the FHIR server reported an error instead of the data",
     "token-patient-mismatch": "the access token was issued for a different patient",
     "too-large": "the FHIR server's answer was larger than this service reads",
+    OUT_OF_TIME: "the time allowed for this request ran out before these records were read",
 }
 #: Why a key's data may be incomplete, in a clinician's words.
 INCOMPLETE_WORDS = {
@@ -75,14 +76,21 @@ def _plural(n: int, nouns: tuple[str, str]) -> str:
 
 def relevant_classes(chart: Chart, hook: str) -> set[str]:
     """Antiresorptive classes this answer is about: the triggering drafts' (order hooks, the
-    unreadable ones included), or the record's (patient-view, unreadable records included)."""
+    unreadable ones included), or the record's (patient-view, unreadable records included). When the
+    request budget left medication records unread (patient-view), or nothing of the answer could
+    be checked in time, either class may be concerned: both."""
     if hook != "patient-view":
         classes = {d.drug.drug_class for d in chart.triggers}
         classes |= {d.drug_class for d in chart.unreadable_drafts}
     else:
         classes = {r.drug.drug_class for r in chart.medications}
         classes |= {s.drug_class for s in chart.unreadable}
-    return classes & {DENOSUMAB, BISPHOSPHONATE}
+        if any(chart.unavailable.get(t) == OUT_OF_TIME for t in MEDICATION_TYPES):
+            classes = {DENOSUMAB, BISPHOSPHONATE}
+    classes &= {DENOSUMAB, BISPHOSPHONATE}
+    if not classes and OUT_OF_TIME in chart.unavailable.values():
+        classes = {DENOSUMAB, BISPHOSPHONATE}
+    return classes
 
 
 def _applies(rule_id: str, classes: set[str]) -> bool:
@@ -191,6 +199,13 @@ def build_data_card(result: Evaluation, inp: RuleInput, missing: Mapping[str, st
         title = REGISTRY[rule_id].title if rule_id in REGISTRY else "A check"
         lines.append(f"- {title}: failed with an internal error (reported to the service's log)")
     summary = summary or ("Some safety checks could not run because of an internal error" if failed else "")
+    unread = sorted(t for t, why in chart.unavailable.items() if why == OUT_OF_TIME)
+    if unread:
+        words = ", ".join(TYPE_WORDS.get(t, t) for t in unread)
+        lines.append(f"- Not read in time, so not checked: {words}.")
+        summary = summary or "Some safety checks did not finish in time and were not performed"
+        if hook != "patient-view" and "Observation" in unread:
+            indicator = max(indicator, "warning", key=_rank)   # as for partial labs: calcium unknown
     out_of_time = [r for r in result.out_of_time if _applies(r, classes)]
     if out_of_time:
         lines.append(f"- {len(out_of_time)} check{'s' if len(out_of_time) != 1 else ''} did not finish "

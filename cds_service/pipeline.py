@@ -28,7 +28,7 @@ from hooks.evaluation import assess
 from hooks.services import Service
 
 from . import jsonio
-from .chart import BISPHOSPHONATE, DENOSUMAB, Chart, build_chart
+from .chart import BISPHOSPHONATE, DENOSUMAB, OUT_OF_TIME, Chart, build_chart
 from .chart.identity import PatientIdentity, patient_aliases
 from .chart.medication_refs import medication_index, unresolved_references
 from .chart.verdicts import VerdictCache
@@ -190,11 +190,15 @@ def _evaluate_hook(service: Service, req: HookRequest, *, now: datetime, fetch: 
 
     t = time.perf_counter() - done.rules_s
     cards = list(result.cards)
+    unread = sorted(k for k, why in chart.unavailable.items() if why == OUT_OF_TIME)
+    if unread:
+        log.warning("request budget spent while building the chart: %s not read", ", ".join(unread),
+                    extra={"event": {"out_of_time_types": unread}})
     if result.out_of_time:
         log.warning("request budget spent: %d rules not run", len(result.out_of_time),
                     extra={"event": {"out_of_time": result.out_of_time}})
     data_card = None if result.deceased else build_data_card(  # D8/A37: no card at all
-        result, inp, missing_types, incomplete=data.incomplete, capped=data.capped,
+        result, inp, chart.unavailable, incomplete=data.incomplete, capped=data.capped,
         key_types={k: r.resource_type for k, r in data.keys.items()})
     if data_card is not None:
         cards.append(data_card)

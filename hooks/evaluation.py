@@ -43,13 +43,16 @@ def assess(resources: Iterable[Any], *, hook: str, now: datetime, identity: Pati
 
     ``unavailable``: resource type → why it could not be had (its rules do not run);
     ``partial``: resource type → why only part of its records arrived (the rules that date
-    doses say so in their card); ``deadline``: see :func:`cards.engine.evaluate` (None: every rule runs)."""
+    doses say so in their card);
+    ``deadline``: the request budget (the caller's clock, True once spent), for the chart
+    (:func:`~cds_service.chart.build_chart`: types not read in time are left out and marked
+    unavailable) and the rules (:func:`cards.engine.evaluate`); None: everything is read and run."""
     t = time.perf_counter()
     chart = build_chart(resources, now, hook=hook, draft_orders=draft_orders, selections=selections,
                         unavailable=unavailable, partial=partial, verdicts=verdicts, identity=identity,
                         medication_urls=medication_urls, zone=thresholds.zone,
                         future_skew_minutes=thresholds.future_skew_minutes,
-                        dose_dedupe_days=thresholds.dose_dedupe_days)
+                        dose_dedupe_days=thresholds.dose_dedupe_days, deadline=deadline)
     chart_s = time.perf_counter() - t
     t = time.perf_counter()
     inp = RuleInput(chart=chart, hook=hook, now=now, thresholds=thresholds,

@@ -12,6 +12,9 @@ Configuration written for each run (``settings.yaml`` in a fresh work directory;
   own token endpoint ``<root>/auth/token`` (OAuth2 client_credentials, ``client_secret_basic``);
   two clients with random secrets: ``bone-cds`` (scope ``system/*.read``, what the CDS service
   gets) and ``loader`` (``system/*.*``, loads the fixtures);
+* ``backend_clients`` (optional): SMART Backend Services clients, client id → public JWK Set,
+  scope ``system/*.read``: they authenticate with a signed JWT assertion (``private_key_jwt``,
+  RS384/ES384), as ``bone-cds sweep --export`` does; the server also serves Bulk Data ``$export``;
 * ``log_inbound: false`` (no traffic log in the store), its SQLite database in the work directory.
 
 Command line::
@@ -139,7 +142,8 @@ class SekmetServer:
             return "(no log)"
 
 
-def write_settings(workdir: Path, port: int, client_secrets: dict[str, str]) -> Path:
+def write_settings(workdir: Path, port: int, client_secrets: dict[str, str],
+                   backend_clients: dict[str, dict] | None = None) -> Path:
     base = f"http://127.0.0.1:{port}/fhir"
     settings = {
         "base_url": base,
@@ -158,6 +162,8 @@ def write_settings(workdir: Path, port: int, client_secrets: dict[str, str]) -> 
                  "scopes": "system/*.read"},
                 {"client_id": LOAD_CLIENT, "client_secret": client_secrets[LOAD_CLIENT],
                  "scopes": "system/*.*"},
+                *({"client_id": cid, "jwks": jwks, "scopes": "system/*.read"}
+                  for cid, jwks in (backend_clients or {}).items()),
             ],
         },
     }
@@ -188,15 +194,16 @@ def wait_ready(server: SekmetServer, timeout: float = 60.0) -> None:
 
 
 def start(venv: Path | None = None, port: int | None = None, workdir: Path | None = None,
-          ready_timeout: float = 60.0) -> SekmetServer:
-    """Install if needed, start ``sekmet serve`` on 127.0.0.1, return once it answers."""
+          ready_timeout: float = 60.0, backend_clients: dict[str, dict] | None = None) -> SekmetServer:
+    """Install if needed, start ``sekmet serve`` on 127.0.0.1, return once it answers;
+    ``backend_clients``: client id → public JWK Set (SMART Backend Services)."""
     sekmet = ensure_venv(venv)
     own = workdir is None
     wd = Path(workdir or tempfile.mkdtemp(prefix="sekmet-"))
     wd.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     client_secrets = {READ_CLIENT: secrets.token_urlsafe(24), LOAD_CLIENT: secrets.token_urlsafe(24)}
-    config = write_settings(wd, port, client_secrets)
+    config = write_settings(wd, port, client_secrets, backend_clients)
     log = open(wd / "server.log", "wb")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEKMET_")}
     env["SEKMET_CONFIG"] = str(config)

@@ -15,4 +15,8 @@ chart, the rules and this package only.
 * :mod:`sweep.spark`     the same steps on Apache Spark (``--engine spark``, the ``spark`` extra);
 * :mod:`sweep.output`    worklist.csv, worklist.ndjson, summary.json, tasks.ndjson (FHIR Task);
 * :mod:`sweep.progress`  a progress bar on a terminal (tqdm), plain lines otherwise.
+* :mod:`sweep.bulk_export` ``--export``: a FHIR Bulk Data export downloaded into ``OUT/export``
+  (kick-off, polling, parallel resumable downloads, DELETE on cancel), the only module here with
+  an HTTP client (requests), loaded by ``--export`` only;
+* :mod:`sweep.smart_backend` its SMART Backend Services tokens (a JWT assertion signed RS384/ES384).
 """

@@ -102,6 +102,12 @@ def _observation_codes() -> frozenset[tuple[str | None, str]] | None:
     return None
 
 
+def prefetch_observation_codes() -> frozenset[tuple[str | None, str]] | None:
+    """The Observation codes the patient-view prefetch asks for (the ``--export`` sweep's
+    ``_typeFilter``): exactly the Observations :func:`prefetched_observation` keeps."""
+    return _observation_codes()
+
+
 def _searched(observation: dict, wanted: frozenset[tuple[str | None, str]]) -> bool:
     """A token search on ``Observation.code`` finds it: one of its codings has a listed
     ``system|code`` (or a listed code without a system)."""
@@ -191,4 +197,4 @@ def sort_key(row: dict[str, Any]) -> tuple:
 
 
 __all__ = ["COLUMNS", "PatientResult", "as_prefetched", "evaluate_patient", "is_deceased", "mrn_of",
-           "prefetched_observation", "sort_key"]
+           "prefetch_observation_codes", "prefetched_observation", "sort_key"]

@@ -48,14 +48,40 @@ def test_every_catalog_rule_is_registered_once() -> None:
     assert sorted(REGISTRY) == sorted(CATALOG_ORDER)
 
 
+#: the batch edge's HTTP client (``sweep --export``): requests, never the web stack
+EXPORT_CLIENT = ("sweep/bulk_export.py", "sweep/smart_backend.py")
+
+
 def test_the_batch_edge_and_the_shared_core_import_no_web_stack() -> None:
     """``sweep/`` (the batch edge) and ``hooks/`` (the core both edges call) use the pure model
-    and the rules only: of ``cds_service`` the chart and the data card, never the web modules."""
+    and the rules only: of ``cds_service`` the chart and the data card, never the web modules.
+    Only the export client (:data:`EXPORT_CLIENT`) may use ``requests``."""
     forbidden = ("flask", "requests", "werkzeug", "gunicorn", "sqlalchemy")
     allowed = ("cds_service.chart", "cds_service.data_card")
     for folder in (ROOT / "sweep", ROOT / "hooks"):
         for path in folder.rglob("*.py"):
+            rel = path.relative_to(ROOT).as_posix()
             for name in _imports(path):
-                assert name.split(".")[0] not in forbidden, f"{path.relative_to(ROOT)} imports {name}"
+                top = name.split(".")[0]
+                if top == "requests" and rel in EXPORT_CLIENT:
+                    continue
+                assert top not in forbidden, f"{path.relative_to(ROOT)} imports {name}"
                 if name.startswith("cds_service"):
                     assert name.startswith(allowed), f"{path.relative_to(ROOT)} imports {name}"
+
+
+def test_the_sweep_engine_never_loads_the_export_client_or_a_web_stack() -> None:
+    """A sweep worker (or Spark executor) imports the engine without requests or Flask: the
+    export client is loaded only by ``--export``."""
+    code = ("import sys; import sweep.local, sweep.patient, sweep.records; "
+            "bad = [m for m in ('flask', 'requests', 'werkzeug', 'sweep.bulk_export', 'sweep.smart_backend') "
+            "if m in sys.modules]; print(','.join(bad))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_the_export_client_imports_no_web_framework() -> None:
+    for rel in EXPORT_CLIENT:
+        for name in _imports(ROOT / rel):
+            assert name.split(".")[0] not in ("flask", "werkzeug", "gunicorn", "sqlalchemy"), f"{rel} imports {name}"
+            assert not name.startswith("cds_service") or name.startswith("cds_service.chart"), f"{rel} imports {name}"

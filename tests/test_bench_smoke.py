@@ -123,6 +123,23 @@ def test_budget_summary_has_a_line_per_budget_and_cache_state() -> None:
     assert [(b["mode"], b["pass"]) for b in lines] == [("first-sight", False), ("repeat", True)]
 
 
+def test_budget_summary_judges_the_heavy_patient_over_http_at_its_own_ratio() -> None:
+    """Issue 11 "Speed budgets": heavy over HTTP <= 2.5x the floor, typical <= 3x; heavy in process
+    p95 < 25 ms."""
+    from bench.run import BUDGET_HEAVY_P95_MS, BUDGET_HTTP_HEAVY_FLOOR_RATIO, budget_summary
+    assert BUDGET_HEAVY_P95_MS == 25.0 and BUDGET_HTTP_HEAVY_FLOOR_RATIO == 2.5
+
+    def row(patient: str, ratio: float) -> dict:
+        limit = 2.5 if patient == "heavy" else 3.0
+        return {"workload": f"{patient}/order-sign", "patient": patient, "concurrency": 1,
+                "mode": "first-sight", "median_ratio": ratio,
+                "budget": {"limit_ratio": limit, "pass": ratio <= limit}}
+    lines = budget_summary({"http": [row("typical", 2.8), row("heavy", 2.8)]})
+    assert [(b["name"].split(",")[1].strip(), b["pass"]) for b in lines] == [
+        ("typical patient", True), ("heavy patient", False)]
+    assert "<= 2.5x the floor" in lines[1]["name"]
+
+
 def test_scale_section_times_each_kind_and_judges_growth() -> None:
     """Section "scale" (issue 11 §3) at tiny sizes: every kind measured on both paths, the same
     rules fire on both, and a PASS/MISS per kind lands in the table and the budget."""

@@ -364,9 +364,17 @@ def oral_courses(inp: RuleInput, gap_days: int | None = None,
     when the latest end of its order and dispense spans is on or after today −
     ``current_days`` (``oral_course_current_days``); a stopped order never makes it current, nor
     does an ``active`` order status alone."""
-    t, today, chart = inp.thresholds, inp.today, inp.chart
+    t, today = inp.thresholds, inp.today
     gap_days = t.oral_course_gap_days if gap_days is None else gap_days
     current_days = t.oral_course_current_days if current_days is None else current_days
+    key = ("oral-courses", today, gap_days, current_days, t.oral_order_default_days,
+           t.dispense_default_days_supply)   # three rules read them: computed once per chart
+    return list(inp.chart.derived(key, lambda: _oral_courses(inp, gap_days, current_days)))
+
+
+def _oral_courses(inp: RuleInput, gap_days: int, current_days: int) -> tuple[Course, ...]:
+    """:func:`oral_courses` computed."""
+    t, today, chart = inp.thresholds, inp.today, inp.chart
     spans = []
     for r in chart.medications:
         if not is_oral(r.drug):
@@ -402,7 +410,7 @@ def oral_courses(inp: RuleInput, gap_days: int | None = None,
                     last.why_current = (f"dispensed {iso(r.date)}, supply to {end.isoformat()}"
                                         if r.resource_type == "MedicationDispense" else
                                         f"order of {iso(r.date)} covering to {end.isoformat()}")
-    return courses
+    return tuple(courses)
 
 
 def zoledronic_5mg_courses(inp: RuleInput, gap_months: int | None = None,

@@ -93,7 +93,13 @@ class Dose:
 
 
 def denosumab_doses(chart: Chart) -> list[Dose]:
-    """Every de-duplicated denosumab dose, oldest first, with its regimen (D3, D4)."""
+    """Every de-duplicated denosumab dose, oldest first, with its regimen (D3, D4); computed
+    once per chart (five rules read them)."""
+    return list(chart.derived("denosumab-doses", lambda: _denosumab_doses(chart)))
+
+
+def _denosumab_doses(chart: Chart) -> tuple[Dose, ...]:
+    """:func:`denosumab_doses` computed."""
     out = []
     for event in chart.dose_events(DENOSUMAB):
         # the records of this dose: dated less than the de-duplication window from it, in chart
@@ -104,7 +110,7 @@ def denosumab_doses(chart: Chart) -> list[Dose]:
         cluster.sort(key=lambda r: -_CONFIDENCE.get(r.resource_type, 0))
         regimen = event.drug.regimen or next((r.drug.regimen for r in cluster if r.drug.regimen), None)
         out.append(Dose(event, regimen, tuple(cluster)))
-    return out
+    return tuple(out)
 
 
 def last_denosumab_dose(chart: Chart) -> Dose | None:

@@ -5,7 +5,7 @@ No I/O and no web framework here: rules in ``cards`` import this package and not
 """
 
 from . import display
-from .chart import MEDICATION_TYPES, CalciumLimits, Chart, build_chart, months_since
+from .chart import MEDICATION_TYPES, OUT_OF_TIME, CalciumLimits, Chart, build_chart, months_since
 from .dates import add_months, clock_zone, days_between, fhir_date, is_future, today_in, today_utc
 from .labs import CalciumJudgement, LabDay, below
 from .model import (BISPHOSPHONATE, CALCIMIMETIC, DENOSUMAB, SUPPLEMENT, ConditionFact,
@@ -14,7 +14,7 @@ from .model import (BISPHOSPHONATE, CALCIMIMETIC, DENOSUMAB, SUPPLEMENT, Conditi
 from .valuesets import ValueSetError, ValueSets, default_value_sets, load_value_sets
 
 __all__ = [
-    "display", "MEDICATION_TYPES", "CalciumLimits", "Chart", "build_chart", "months_since", "add_months",
+    "display", "MEDICATION_TYPES", "OUT_OF_TIME", "CalciumLimits", "Chart", "build_chart", "months_since", "add_months",
     "days_between", "fhir_date", "today_utc", "today_in", "is_future", "clock_zone", "CalciumJudgement", "LabDay", "below", "BISPHOSPHONATE",
     "CALCIMIMETIC", "DENOSUMAB", "SUPPLEMENT", "ConditionFact", "DoseEvent", "DraftOrder", "Drug",
     "Lab", "MedicationRecord", "PatientFacts", "ProcedureFact", "Skipped", "Timing",

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, tzinfo
 from functools import cached_property
 from decimal import Decimal
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Hashable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 from . import clinical, labs, medications
 from .dates import add_months, clock_zone, fhir_date, is_future, today_in
@@ -27,6 +27,7 @@ from .valuesets import ValueSets, default_value_sets
 from .verdicts import VerdictCache, validate_r4b
 
 LOINC = "http://loinc.org"
+T = TypeVar("T")
 MEDICATION_TYPES = ("MedicationRequest", "MedicationAdministration", "MedicationStatement",
                     "MedicationDispense")
 #: Resource types the chart reads; anything else in a prefetch is ignored silently.
@@ -85,6 +86,20 @@ class Chart:
     #: D4 de-duplication window (``dose_dedupe_days``): dose records less apart are one dose
     dose_dedupe_days: int = 4
 
+    @cached_property
+    def _derived(self) -> dict[Any, Any]:
+        return {}   # not a field: a copy made with dataclasses.replace starts with its own
+
+    def derived(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """``compute()``, once per chart for ``key``: a view of the record that several rules
+        read (the oral bisphosphonate courses, the denosumab doses) is computed once per request
+        instead of once per rule (issue 11 §3). ``key`` names the view and every parameter
+        ``compute`` reads besides the chart; the value is shared, so it must not be changed."""
+        memo = self._derived
+        if key not in memo:
+            memo[key] = compute()
+        return memo[key]
+
     @property
     def unreadable(self) -> list[Skipped]:
         """Resources the rules wanted to read but could not (reported to the clinician)."""
@@ -113,8 +128,14 @@ class Chart:
         return self._by_class.get(drug_class, ())
 
     @cached_property
+    def _dose_records(self) -> list[MedicationRecord]:
+        """:func:`medications.dose_records` of the chart, once (events and the date index)."""
+        return medications.dose_records(self.medications, self._linked_orders)
+
+    @cached_property
     def _all_dose_events(self) -> list[DoseEvent]:
-        return medications.dose_events(list(self.medications), self.dose_dedupe_days)
+        return medications.dose_events(list(self.medications), self.dose_dedupe_days,
+                                       dated=self._dose_records)
 
     @cached_property
     def _linked_orders(self) -> frozenset[int]:
@@ -171,7 +192,7 @@ class Chart:
         date, as (dates, (chart position, record)) for bisection."""
         out: dict[str, list[tuple[date, int, MedicationRecord]]] = {}
         position = {id(r): i for i, r in enumerate(self.medications)}
-        for r in medications.dose_records(self.medications):
+        for r in self._dose_records:
             entry = (r.date, position[id(r)], r)
             out.setdefault(r.drug.drug_class, []).append(entry)  # type: ignore[arg-type]
         index = {}
@@ -379,9 +400,41 @@ _MALFORMED = (TypeError, AttributeError, ValueError, KeyError, ArithmeticError, 
               RecursionError)
 
 
-def _read(raws: Iterable[dict[str, Any]], reader: Any, skipped: list[Skipped]) -> Iterator[Any]:
-    """Apply ``reader`` to each raw resource; a malformed one is reported in ``skipped``, never raised."""
+#: Reason in ``Chart.unavailable`` of a resource type the request budget left unread (§3).
+OUT_OF_TIME = "out-of-time"
+#: Records read between two looks at the request budget (a look is a clock read).
+CHECK_EVERY = 256
+
+
+class _Budget:
+    """The request budget as the chart reads (issue 11 §3): ``deadline`` (the caller's clock,
+    True once spent) is asked every :data:`CHECK_EVERY` records, and stays spent once it is."""
+
+    def __init__(self, deadline: Callable[[], bool] | None) -> None:
+        self.deadline = deadline
+        self.count = 0
+        self.spent = False
+
+    def tick(self) -> bool:
+        """One more record to read: True when the budget is spent (read no further)."""
+        if self.spent:
+            return True
+        if self.deadline is None:
+            return False
+        self.count += 1
+        if self.count >= CHECK_EVERY:
+            self.count = 0
+            self.spent = bool(self.deadline())
+        return self.spent
+
+
+def _read(raws: Iterable[dict[str, Any]], reader: Any, skipped: list[Skipped],
+          budget: _Budget | None = None) -> Iterator[Any]:
+    """Apply ``reader`` to each raw resource; a malformed one is reported in ``skipped``, never
+    raised. With a ``budget``, stops (silently: the caller reports it) once the budget is spent."""
     for raw in raws:
+        if budget is not None and budget.tick():
+            return
         try:
             fact = reader(raw)
         except _Skip as skip:
@@ -405,8 +458,14 @@ def _flatten(values: Iterable[Any]) -> list[dict[str, Any]]:
         if value.get("resourceType") == "Bundle":
             entries = value.get("entry")
             for entry in entries if isinstance(entries, list) else []:
-                if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
-                    out.extend(_flatten([entry["resource"]]))
+                res = entry.get("resource") if isinstance(entry, dict) else None
+                if not isinstance(res, dict):
+                    continue
+                rtype = res.get("resourceType")
+                if rtype == "Bundle":
+                    out.extend(_flatten([res]))
+                elif rtype != "OperationOutcome":
+                    out.append(res)   # the common case, without a call per entry
         elif value.get("resourceType") != "OperationOutcome":
             out.append(value)
     return out
@@ -438,7 +497,7 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
                 partial: Mapping[str, str] | None = None, verdicts: VerdictCache | None = None, identity: PatientIdentity | None = None,
                 medication_urls: Mapping[str, dict[str, Any]] | None = None,
                 zone: tzinfo | None = None, future_skew_minutes: int = 5,
-                dose_dedupe_days: int = 4) -> Chart:
+                dose_dedupe_days: int = 4, deadline: Callable[[], bool] | None = None) -> Chart:
     """Build the :class:`Chart` from FHIR resources (Bundles unpacked, de-duplicated by type+id).
 
     ``zone`` is the clock zone (``clock_time_zone``, §1.3 Clock, A3; None: UTC): today is the date
@@ -455,13 +514,20 @@ def build_chart(resources: Iterable[Any], now: datetime, *, hook: str = "patient
     Medication entries of the request's Bundles by ``fullUrl`` (D3 resolution (b)).
     ``dose_dedupe_days``: the D4 de-duplication window (D10). ``partial``: resource type → why
     its records arrived only in part (kept on the chart for the rules that must say so).
+
+    ``deadline``: the request budget (issue 11 §3; the caller's clock: True once spent), looked
+    at every :data:`CHECK_EVERY` records. Once it is spent nothing more is read: the resource type
+    being read and every later one are left out whole (a part of a type is never judged: the
+    newest result or the latest dose may be in the unread part) and marked
+    :data:`OUT_OF_TIME` in ``Chart.unavailable``, so their checks do not run and the data card
+    names them. The Patient and the hook's own drafts are always read.
     """
     with clock_zone(zone) as tz:
         chart = _build_chart(resources, now, hook=hook, draft_orders=draft_orders,
                              selections=selections, unavailable=unavailable, vs=vs,
                              verdicts=verdicts, identity=identity, medication_urls=medication_urls,
                              zone=tz, future_skew_minutes=future_skew_minutes,
-                             dose_dedupe_days=dose_dedupe_days)
+                             dose_dedupe_days=dose_dedupe_days, budget=_Budget(deadline))
     if partial:
         chart.partial = dict(partial)
     return chart
@@ -472,7 +538,7 @@ def _build_chart(resources: Iterable[Any], now: datetime, *, hook: str,
                  unavailable: Mapping[str, str] | None, vs: ValueSets | None,
                  verdicts: VerdictCache | None, identity: PatientIdentity | None,
                  medication_urls: Mapping[str, dict[str, Any]] | None, zone: tzinfo,
-                 future_skew_minutes: int, dose_dedupe_days: int) -> Chart:
+                 future_skew_minutes: int, dose_dedupe_days: int, budget: _Budget) -> Chart:
     """:func:`build_chart` inside its clock zone."""
     vs = vs or default_value_sets()
     resources = list(resources)
@@ -481,11 +547,22 @@ def _build_chart(resources: Iterable[Any], now: datetime, *, hook: str,
 
     def future(value: Any) -> bool:
         return is_future(value, now, today, future_skew_minutes, zone)
+
+    def future_on(day: date, value: Any) -> bool:
+        """:func:`future` of ``value`` whose date in the zone is ``day``: a date after today is in
+        the future; one before today is before now, so (skew >= 0) never later than now + skew."""
+        return day > today or ((day == today or future_skew_minutes < 0) and future(value))
     skipped: list[Skipped] = []
     excluded: dict[str, int] = {}
     seen: set[tuple[str, str]] = set()
     by_type: dict[str, list[dict[str, Any]]] = {}
+    out_of_time: set[str] = set()
     for r in _flatten(resources):
+        if budget.tick():   # what is not sorted yet may be of any type: none is known whole
+            out_of_time = set(MEDICATION_TYPES) | {"Observation", "Condition", "Procedure"}
+            if not by_type.get("Patient"):
+                out_of_time.add("Patient")
+            break
         rtype = r.get("resourceType")
         if not isinstance(rtype, str) or rtype not in READ_TYPES:
             continue
@@ -507,6 +584,7 @@ def _build_chart(resources: Iterable[Any], now: datetime, *, hook: str,
     med_index = medication_index(by_type.get("Medication", []) + _flatten(drafts_raw), medication_urls)
 
     memo: dict = {}   # this request's element verdicts (projection.py): each distinct value once
+    readings: dict = {}   # this request's code/drug readings (memo.py): each distinct content once
 
     def valid(raw: dict[str, Any], draft: bool = False, what: str = "",
               drug_class: str = "") -> dict[str, Any] | None:
@@ -525,14 +603,14 @@ def _build_chart(resources: Iterable[Any], now: datetime, *, hook: str,
             return None
         res = valid(raw, draft=True, what="the ordered medication")
         if res is None:
-            drug = medications.classify(raw, vs, med_index)   # defensive reader: raw is safe here
+            drug = medications.classify(raw, vs, med_index, readings)   # defensive reader: raw is safe here
             trigger = hook == "order-sign" or (hook == "order-select"
                                                and f"MedicationRequest/{raw.get('id', '')}" in selected)
             if drug is not None and trigger and drug.drug_class in (DENOSUMAB, BISPHOSPHONATE):
                 unreadable_drafts.append(drug)
             return None
         draft_ids.add(str(res.get("id")))
-        drug = medications.classify(res, vs, med_index)
+        drug = medications.classify(res, vs, med_index, readings)
         if drug is None:
             return None
         codings, texts = medications._reason(res)
@@ -551,7 +629,7 @@ def _build_chart(resources: Iterable[Any], now: datetime, *, hook: str,
             return None
         if rtype == "MedicationRequest" and str(raw.get("id")) in draft_ids:
             return None  # the same order as a draft of this hook (re-sign, order-sign 1.1.0)
-        drug = medications.classify(raw, vs, med_index)
+        drug = medications.classify(raw, vs, med_index, readings)
         if drug is None:
             return None
         res = valid(raw, what=drug.agent.replace("-", " "), drug_class=drug.drug_class)
@@ -562,7 +640,7 @@ def _build_chart(resources: Iterable[Any], now: datetime, *, hook: str,
         if url is not None:
             rec = replace(rec, full_url=url)
         if rec.date is not None and (rtype != "MedicationRequest" or rec.status != "active") \
-                and (rec.date > today or future(medications.record_date(res)[0])):
+                and future_on(rec.date, medications.record_date(res)[0]):
             raise _Skip("dated in the future")   # an active order's date is a plan (exempt, A3)
         return rec
 
@@ -573,10 +651,11 @@ def _build_chart(resources: Iterable[Any], now: datetime, *, hook: str,
         concept = labs.observation_concept(raw, vs)
         if concept is None:
             return None
-        when = labs.observation_date(raw, zone)
+        value = labs.observation_when(raw)
+        when = fhir_date(value, zone)            # labs.observation_date, its raw value kept
         if when is None:
             raise _Skip("no readable date")
-        if when > today or future(labs.observation_when(raw)):
+        if future_on(when, value):
             raise _Skip("dated in the future")
         return when, concept[0], concept[1], raw
 
@@ -596,42 +675,56 @@ def _build_chart(resources: Iterable[Any], now: datetime, *, hook: str,
         return read_labs[key]
 
     def condition(raw: dict[str, Any]) -> ConditionFact | None:
-        if clinical.to_condition(raw, vs) is None:   # cheap: only our value sets are validated
+        if not clinical.counts_as_condition(raw, vs, readings):   # cheap: only our value sets are validated
             return None
         if any(future(raw.get(k)) for k in ("onsetDateTime", "recordedDate")):
             raise _Skip("dated in the future")   # onset or recording later than now (A3)
         res = valid(raw, what="problem-list entry")
-        return clinical.to_condition(res, vs) if res is not None else None
+        return clinical.to_condition(res, vs, readings) if res is not None else None
 
     def procedure(raw: dict[str, Any]) -> ProcedureFact | None:
-        fact = clinical.to_procedure(raw, vs)
+        fact = clinical.to_procedure(raw, vs, readings)
         if fact is None:
             return None
         period = raw.get("performedPeriod") if isinstance(raw.get("performedPeriod"), dict) else {}
         performed = raw.get("performedDateTime") or period.get("end") or period.get("start")
-        if fact.date is not None and (fact.date > today or future(performed)):
+        if fact.date is not None and future_on(fact.date, performed):
             raise _Skip("dated in the future")
         res = valid(raw, what="procedure")
-        return clinical.to_procedure(res, vs) if res is not None else None
+        return clinical.to_procedure(res, vs, readings) if res is not None else None
 
-    records = [r for t in MEDICATION_TYPES for r in _read(by_type.get(t, []), medication, skipped)]
+    def read_whole(rtype: str, reader: Any) -> list[Any]:
+        """Every fact of one type, or none when the budget is spent before the last is read."""
+        if rtype in out_of_time:
+            return []
+        facts = list(_read(by_type.get(rtype, []), reader, skipped, budget))
+        if budget.spent:
+            out_of_time.add(rtype)
+            return []
+        return facts
+
+    records = [r for t in MEDICATION_TYPES for r in read_whole(t, medication)]
     pending: dict[str, list[tuple[date, str, str, dict[str, Any]]]] = {}
-    for entry in _read(by_type.get("Observation", []), observation, skipped):
+    for entry in read_whole("Observation", observation):
         pending.setdefault(entry[1], []).append(entry)
         if entry[1] == "creatinine" and "creatinine-serum" in vs.names_for(LOINC, entry[2]):
             pending.setdefault("creatinine-serum", []).append(entry)   # Cockcroft-Gault input (A10)
     results: dict[str, Sequence[Lab]] = {}
     for concept, entries in pending.items():
-        entries.sort(key=lambda e: e[0], reverse=True)
+        entries.sort(key=lambda e: e[0].toordinal(), reverse=True)   # as by date; ints compare faster
         results[concept] = LazyLabs(entries, read_lab, date_of=lambda e: e[0])
-    conditions = list(_read(by_type.get("Condition", []), condition, skipped))
-    procedures = list(_read(by_type.get("Procedure", []), procedure, skipped))
+    conditions = read_whole("Condition", condition)
+    procedures = read_whole("Procedure", procedure)
+    unavailable = dict(unavailable or {})
+    if out_of_time:   # left out whole: what was read of them is not reported either
+        unavailable.update({t: OUT_OF_TIME for t in sorted(out_of_time) if t not in unavailable})
+        skipped[:] = [s for s in skipped if s.resource_type not in out_of_time]
 
     return Chart(now=now, today=today, zone=zone, egfr_rank=vs.egfr_preference() or None,
                  patient=patient, medications=tuple(records),
                  drafts=tuple(drafts), triggers=tuple(triggers), results=results,
                  conditions=tuple(conditions), procedures=tuple(procedures),
-                 skipped=skipped, unavailable=dict(unavailable or {}), excluded=excluded,
+                 skipped=skipped, unavailable=unavailable, excluded=excluded,
                  unreadable_drafts=tuple(unreadable_drafts), dose_dedupe_days=dose_dedupe_days)
 
 
@@ -643,5 +736,5 @@ def months_since(d: date, today: date) -> int:
     return n
 
 
-__all__ = ["Chart", "CalciumLimits", "build_chart", "months_since", "DENOSUMAB", "BISPHOSPHONATE",
-           "fhir_date"]
+__all__ = ["Chart", "CalciumLimits", "CHECK_EVERY", "OUT_OF_TIME", "build_chart", "months_since",
+           "DENOSUMAB", "BISPHOSPHONATE", "fhir_date"]

@@ -8,6 +8,7 @@ from datetime import date, datetime, timezone, tzinfo
 from typing import Any, Mapping
 
 from .dates import age_on, fhir_date
+from .memo import Memo, remembered
 from .model import ConditionFact, PatientFacts, ProcedureFact
 from .valuesets import ValueSets
 
@@ -142,12 +143,26 @@ def _concept_names(code: Any, vs: ValueSets, resource_type: str) -> tuple[frozen
     return frozenset(names), by_text, display
 
 
-def to_condition(resource: Mapping[str, Any], vs: ValueSets) -> ConditionFact | None:
-    """A counting Condition in one of our value sets, else None (D2, D6)."""
+def concept_names(code: Any, vs: ValueSets, resource_type: str,
+                  memo: Memo | None = None) -> tuple[frozenset[str], bool, str]:
+    """:func:`_concept_names`, once per distinct ``code`` content in ``memo`` (one request)."""
+    return remembered(memo, f"concept-names:{resource_type}", code,
+                      lambda: _concept_names(code, vs, resource_type))
+
+
+def counts_as_condition(resource: Mapping[str, Any], vs: ValueSets, memo: Memo | None = None) -> bool:
+    """``to_condition(resource, vs) is not None``, without building the fact (a cheap first look)."""
+    return (_status_code(resource.get("verificationStatus")) not in _IGNORED_VERIFICATION
+            and bool(concept_names(resource.get("code"), vs, "Condition", memo)[0]))
+
+
+def to_condition(resource: Mapping[str, Any], vs: ValueSets, memo: Memo | None = None) -> ConditionFact | None:
+    """A counting Condition in one of our value sets, else None (D2, D6). ``memo``: this
+    request's readings (:mod:`.memo`)."""
     verification = _status_code(resource.get("verificationStatus"))
     if verification in _IGNORED_VERIFICATION:
         return None
-    names, by_text, display = _concept_names(resource.get("code"), vs, "Condition")
+    names, by_text, display = concept_names(resource.get("code"), vs, "Condition", memo)
     if not names:
         return None
     clinical = _status_code(resource.get("clinicalStatus"))
@@ -165,11 +180,12 @@ def to_condition(resource: Mapping[str, Any], vs: ValueSets) -> ConditionFact | 
                          abated=fhir_date(abatement), by_text=by_text)
 
 
-def to_procedure(resource: Mapping[str, Any], vs: ValueSets) -> ProcedureFact | None:
-    """A completed Procedure in one of our value sets, else None (D2, D7)."""
+def to_procedure(resource: Mapping[str, Any], vs: ValueSets, memo: Memo | None = None) -> ProcedureFact | None:
+    """A completed Procedure in one of our value sets, else None (D2, D7). ``memo``: see
+    :func:`to_condition`."""
     if resource.get("status") != "completed":
         return None
-    names, _, display = _concept_names(resource.get("code"), vs, "Procedure")
+    names, _, display = concept_names(resource.get("code"), vs, "Procedure", memo)
     if not names:
         return None
     period = resource.get("performedPeriod") if isinstance(resource.get("performedPeriod"), dict) else {}

@@ -55,6 +55,13 @@ class PatientIdentity:
     fhir_server: str | None = None
     aliases: frozenset[str] = field(default_factory=frozenset)
 
+    def __post_init__(self) -> None:
+        # "Patient/{id}" when the long way of :meth:`matches` accepts it as it stands (no
+        # surrounding space, no "/_history/"): then an equal reference is this patient's
+        own = f"Patient/{self.patient_id}"
+        if own == own.strip() and "/_history/" not in own:
+            object.__setattr__(self, "_own_plain", own)
+
     def matches(self, reference: Any) -> bool:
         """True when a ``Reference`` object names this patient (see the module docstring)."""
         if not isinstance(reference, dict):
@@ -62,6 +69,8 @@ class PatientIdentity:
         ref = reference.get("reference")
         if not isinstance(ref, str) or not ref:
             return False
+        if ref == self.__dict__.get("_own_plain"):
+            return True   # the common case: exactly "Patient/{id}" (what the long way says too)
         ref = ref.strip()
         if ref in self.aliases:
             return True
@@ -100,12 +109,11 @@ def patient_aliases(patient_id: str, bundles: Iterable[Any]) -> frozenset[str]:
             continue
         entries = bundle.get("entry")
         for entry in entries if isinstance(entries, list) else ():
-            if not isinstance(entry, dict):
-                continue
-            res, url = entry.get("resource"), entry.get("fullUrl")
-            if isinstance(url, str) and isinstance(res, dict) and res.get("resourceType") == "Patient" \
-                    and res.get("id") == patient_id:
-                out.add(url)
+            res = entry.get("resource") if isinstance(entry, dict) else None
+            if isinstance(res, dict) and res.get("resourceType") == "Patient" and res.get("id") == patient_id:
+                url = entry.get("fullUrl")
+                if isinstance(url, str):
+                    out.add(url)
     return frozenset(out)
 
 

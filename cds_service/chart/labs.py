@@ -64,9 +64,9 @@ def observation_concept(resource: Mapping[str, Any], vs: ValueSets) -> tuple[str
     for c in codings or []:
         if not isinstance(c, dict):
             continue
-        for name in vs.names_for(c.get("system"), c.get("code")):
-            if name in OBSERVATION_SETS:
-                return name, str(c.get("code"))
+        found = vs.observation_set(c.get("system"), c.get("code"))
+        if found is not None:
+            return found
     return None
 
 

@@ -14,6 +14,7 @@ from typing import Any, Iterable, Mapping
 
 from .dates import fhir_date
 from .medication_refs import resolve
+from .memo import Memo, remembered
 from .model import (BISPHOSPHONATE, CALCIMIMETIC, DENOSUMAB, SUPPLEMENT, DoseEvent, Drug,
                     MedicationRecord, Timing, reference_key)
 from .valuesets import ValueSets
@@ -167,11 +168,22 @@ def _route(resource: Mapping[str, Any], med: Mapping[str, Any] | None) -> str | 
 
 
 def classify(resource: Mapping[str, Any], vs: ValueSets,
-             medications: Mapping[str, Mapping[str, Any]]) -> Drug | None:
-    """The :class:`Drug` a medication record is about, or None when it is none of ours (D3)."""
+             medications: Mapping[str, Mapping[str, Any]], memo: Memo | None = None) -> Drug | None:
+    """The :class:`Drug` a medication record is about, or None when it is none of ours (D3).
+
+    It reads the medication (concept and resolved Medication) and the first dosage only, so
+    ``memo`` (this request's readings, :mod:`.memo`) answers each distinct such content once."""
     concept, med = medication_concept(resource, medications)
     if concept is None:
         return None
+    return remembered(memo, "classify", (concept, med, dosage_of(resource)),
+                      lambda: _classify(resource, concept, med, vs))
+
+
+def _classify(resource: Mapping[str, Any], concept: dict[str, Any], med: Mapping[str, Any] | None,
+              vs: ValueSets) -> Drug | None:
+    """:func:`classify` once the medication is known: ``concept`` (``med`` resolved); of
+    ``resource`` only the first dosage is read (:func:`dosage_of`)."""
     names = vs.names_for_codings(_codings(concept))
     texts = _texts(concept)
     by_text = False
@@ -506,12 +518,13 @@ def linked_orders(records: Iterable[MedicationRecord]) -> set[int]:
             and refs.intersection(r.keys())}
 
 
-def dose_records(records: Iterable[MedicationRecord]) -> list[MedicationRecord]:
+def dose_records(records: Iterable[MedicationRecord], linked: Iterable[int] | None = None) -> list[MedicationRecord]:
     """The dated records that give dose events (D4 dose events 1–4), in input order: linked
     completed orders are left out (A11), and a statement of an injectable only when its drug
-    class has no counting administration, dispense or completed order at any date (A1)."""
+    class has no counting administration, dispense or completed order at any date (A1).
+    ``linked``: :func:`linked_orders` of ``records`` when the caller has it already."""
     records = list(records)
-    linked = linked_orders(records)
+    linked = linked_orders(records) if linked is None else set(linked)
     confirmed = {dose_class(r.drug) for r in records if r.date is not None and is_dose_record(r)
                  and r.resource_type != "MedicationStatement"}
     out = []
@@ -525,15 +538,17 @@ def dose_records(records: Iterable[MedicationRecord]) -> list[MedicationRecord]:
     return out
 
 
-def dose_events(records: list[MedicationRecord], dedupe_days: int = 4) -> list[DoseEvent]:
+def dose_events(records: list[MedicationRecord], dedupe_days: int = 4,
+                dated: list[MedicationRecord] | None = None) -> list[DoseEvent]:
     """Dose events, oldest first, de-duplicated within ``dedupe_days`` per D4 drug class.
 
     From :func:`dose_records` (administrations, completed dispenses, statements as D4 allows,
-    unlinked completed requests). When several records fall within the window, the most
-    confident one is kept.
+    unlinked completed requests; ``dated``: those of ``records`` when the caller has them
+    already). When several records fall within the window, the most confident one is kept.
     """
     raw = [DoseEvent(r.date, r.drug, r.resource_type,  # type: ignore[arg-type]
-                     _CONFIDENCE[r.resource_type], r) for r in dose_records(records)]
+                     _CONFIDENCE[r.resource_type], r)
+           for r in (dose_records(records) if dated is None else dated)]
     raw.sort(key=lambda e: (dose_class(e.drug), e.date, -e.confidence))
     out: list[DoseEvent] = []
     for e in raw:

@@ -129,6 +129,7 @@ class ValueSets:
                 index.setdefault((c.system, c.code), set()).add(name)
         self._index = {k: frozenset(v) for k, v in index.items()}
         self._memo: dict[tuple[str, str], frozenset[str]] = {}
+        self._observation_memo: dict[tuple[str, str], tuple[str, str] | None] = {}
         # one search decides whether any set pattern can match (most problem-list texts match none)
         self._any_set_pattern = re.compile("|".join(f"(?:{p.pattern})" for ps in self.set_patterns.values()
                                                     for p in ps) or r"(?!x)x", re.IGNORECASE)
@@ -165,6 +166,20 @@ class ValueSets:
             if len(self._memo) < 100_000:
                 self._memo[key] = hit
         return hit
+
+    def observation_set(self, system: str | None, code: str | None) -> tuple[str, str] | None:
+        """(first of :meth:`names_for` in :data:`OBSERVATION_SETS`, code) of one coding, or None;
+        remembered per coding (every result of a lab repeats its code)."""
+        key = (system, code)
+        try:
+            return self._observation_memo[key]
+        except (KeyError, TypeError):   # TypeError: an unhashable code (malformed): not kept
+            pass
+        found = next(((name, str(code)) for name in self.names_for(system, code)
+                      if name in OBSERVATION_SETS), None)
+        if isinstance(system, str) and isinstance(code, str) and len(self._observation_memo) < 100_000:
+            self._observation_memo[key] = found
+        return found
 
     def entry(self, name: str, system: str | None, code: str | None) -> Concept | None:
         """The entry of set ``name`` that covers this coding (exact first, then prefix)."""
