@@ -178,11 +178,16 @@ def _started() -> None:
     """A no-op task: the pool has forked its workers once it has run."""
 
 
+def _fork_safe() -> bool:
+    """This process can fork its workers: the platform forks and no other thread runs."""
+    return "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
+
+
 def _pool(workers: int) -> Any:
     """Workers forked from this (prepared) process; from a prepared fork server when this
     process runs other threads (a fork copies no thread, and a lock one held would stay held)."""
     methods = multiprocessing.get_all_start_methods()
-    if "fork" in methods and threading.active_count() == 1:
+    if _fork_safe():
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
     elif "forkserver" in methods:
         ctx = multiprocessing.get_context("forkserver")

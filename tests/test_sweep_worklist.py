@@ -176,10 +176,12 @@ def test_workers_from_a_fork_server_when_other_threads_run_give_identical_files(
     other = threading.Thread(target=stop.wait, daemon=True)
     other.start()
     try:
+        assert not local._fork_safe()
         b = local.run(tmp_path / "in", tmp_path / "b", now=NOW, workers=2, partitions=3)
     finally:
         stop.set()
         other.join()
+    monkeypatch.setattr(local, "_fork_safe", lambda: True)   # other tests may have left threads
     c = local.run(tmp_path / "in", tmp_path / "c", now=NOW, workers=2, partitions=3)
     assert methods == ["forkserver", "fork"]
     for name in ("worklist.csv", "worklist.ndjson", "rejected.ndjson"):
