@@ -1,19 +1,24 @@
 """The local engine: stream the export, partition by patient to disk, evaluate in a process pool.
 
-1. **Read** (:func:`read_file`, one task per export file, in the pool): every line is parsed
-   once (:mod:`sweep.records`) and goes, with a small header (its patient, type, prefilter
-   verdict), to one of N hash partitions (``f{file}-p{partition}`` NDJSON in a temporary folder);
-   Medications (which name no patient) and rejected lines go to per-file side files.
+1. **Read** (:func:`read_file`, one task per export file): :func:`sweep.partitions.split_file`
+   parses every line once and appends it, with a small header, to one of N hash partitions
+   (``f{file}-p{partition}`` in a temporary folder); Medications (which name no patient) and
+   rejected lines go to per-file side files. Blocks of bytes are written, never an object per line.
 2. **Merge** (main process, file order): the Medications into one SQLite table by id (the first
    kept), the rejected lines into ``rejected.ndjson``.
-3. **Evaluate** (:func:`evaluate_partition`, one task per partition, in the pool): a partition's
-   lines, in file order, grouped by patient; the patients the prefilter rules out
-   (:mod:`sweep.prefilter`) and those deceased on or before the as-of date (A37) are counted and
-   skipped, the others go through the patient-view rules (:func:`sweep.patient.evaluate_patient`).
+3. **Evaluate** (:func:`evaluate_partition`, one task per partition):
+   :func:`sweep.partitions.sweep_partition` over the partition's files in file order.
 
-Memory is bounded by one partition (about :data:`PARTITION_BYTES` of the export each), not by the
-export. Lines reach a patient in file order whatever the number of workers, and the worklist is
-sorted by a total order, so any number of workers or partitions gives the same files (tested).
+The pool's workers are forked from the main process once it is prepared
+(:func:`sweep.worker.prepare`: validators, value sets, prefilter, rules), so they start warm and
+nothing is pickled to them but file paths; a main process with other threads starts them from a
+fork server instead (``forkserver``, prepared there). An export smaller than
+:data:`SMALL_EXPORT_BYTES` is swept in this process: a pool would cost more than it saves.
+
+Memory is bounded by one partition (about :data:`PARTITION_BYTES` of the export each, or the
+largest patient if it is larger), not by the export. Lines reach a patient in file order whatever
+the number of workers, and the worklist is sorted by a total order, so any number of workers or
+partitions gives the same files (tested).
 """
 
 from __future__ import annotations
@@ -21,27 +26,27 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-from contextlib import nullcontext
 import sqlite3
 import tempfile
+import threading
 import time
-import zlib
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from zoneinfo import ZoneInfo
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
+from zoneinfo import ZoneInfo
 
 import orjson
 
 from cards.thresholds import DEFAULT_THRESHOLDS, Thresholds
 
-from . import records
+from . import records, worker
 from .output import write_summary, write_worklist
-from .patient import prefetched_observation
-from .prefilter import Prefilter
+from .partitions import (LINES, MEDICATIONS, REJECTED, STATS, FileStats, PartitionResult,
+                         medication_lines, split_file, sweep_partition)
 from .progress import Progress
 
 log = logging.getLogger(__name__)
@@ -49,19 +54,27 @@ log = logging.getLogger(__name__)
 #: Target size of one partition file: the most one worker holds in memory at a time.
 PARTITION_BYTES = 32 * 1024 * 1024
 MAX_PARTITIONS = 256
+#: Below this many bytes of input (gzip counted 5x) one process sweeps the export: starting
+#: workers and handing them the partitions would take longer than the work.
+SMALL_EXPORT_BYTES = 2 * 1024 * 1024
 #: Rejected lines listed in summary.json (all of them are in rejected.ndjson).
 LISTED_REJECTIONS = 100
 
 
-def partition_count(files: list[Path], workers: int) -> int:
-    """Enough partitions for :data:`PARTITION_BYTES` each (gzip counted 5×), at least 2 per worker."""
+def input_bytes(files: list[Path]) -> int:
+    """The size of the export (gzip counted 5x)."""
     size = 0
     for p in files:
         try:
             size += p.stat().st_size * (5 if p.name.endswith(".gz") else 1)
         except OSError:
             continue
-    return max(2 * workers, min(MAX_PARTITIONS, size // PARTITION_BYTES + 1))
+    return size
+
+
+def partition_count(files: list[Path], workers: int) -> int:
+    """Enough partitions for :data:`PARTITION_BYTES` each, at least 2 per worker."""
+    return max(2 * workers, min(MAX_PARTITIONS, input_bytes(files) // PARTITION_BYTES + 1))
 
 
 class MedicationStore:
@@ -101,109 +114,19 @@ class Task:
     thresholds: Thresholds
 
 
-@dataclass
-class PartitionResult:
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    counts: Counter = field(default_factory=Counter)
-    failed: list[str] = field(default_factory=list)   # patients whose evaluation raised
-
-
-_verdicts: Any = None
-
-
-def _cache() -> Any:
-    global _verdicts
-    if _verdicts is None:
-        from cds_service.chart.verdicts import VerdictCache
-        _verdicts = VerdictCache()
-    return _verdicts
-
-
-def _lines(paths: list[str]) -> Iterator[bytes]:
+def _blocks_of(paths: list[str]) -> Iterator[bytes]:
     for path in paths:
         with open(path, "rb") as f:
-            yield from f
-
-
-@dataclass
-class Group:
-    """One patient's lines of the export, and what their headers say."""
-
-    lines: list[bytes] = field(default_factory=list)
-    patient: bool = False
-    patient_line: int = -1     # index in ``lines`` of the first Patient line
-    deceased: bool = False     # its raw resource says deceased (confirmed on the chart)
-    candidate: bool = False
-    refs: set[str] = field(default_factory=set)
-
-    def add(self, rtype: str, candidate: Any, refs: Any, deceased: Any, raw: bytes) -> None:
-        self.lines.append(raw)
-        if rtype == "Patient" and not self.patient:
-            self.patient, self.deceased, self.patient_line = True, bool(deceased), len(self.lines) - 1
-        self.candidate = self.candidate or bool(candidate)
-        self.refs.update(refs)
-
-
-def sweep_patient(key: str, group: Group, medication: Callable[[str], tuple[bool, bytes] | None],
-                  now: datetime, thresholds: Thresholds, counts: Counter) -> list[dict[str, Any]] | None:
-    """One patient, whatever the engine: counted, skipped (no Patient resource, deceased, no
-    antiresorptive) or evaluated; its worklist rows, or None when its evaluation failed. ``medication``: Medication id → (prefilter
-    verdict, raw line), or None when the export has none of that id."""
-    from .patient import evaluate_patient, is_deceased
-
-    if not group.patient:
-        counts["unknown_patients"] += 1
-        counts["unknown_patient_resources"] += len(group.lines)
-        return []
-    counts["patients_seen"] += 1
-    if group.deceased and is_deceased(key, orjson.loads(group.lines[group.patient_line]), now=now,
-                                      thresholds=thresholds):
-        counts["patients_deceased"] += 1
-        return []
-    found = {ref: medication(ref) for ref in sorted(group.refs)}
-    if not group.candidate and not any(v is None or v[0] for v in found.values()):
-        counts["patients_without_antiresorptive"] += 1
-        return []
-    resources = [orjson.loads(raw) for raw in group.lines]
-    resources += [orjson.loads(v[1]) for v in found.values() if v is not None]
-    try:
-        result = evaluate_patient(key, resources, now=now, thresholds=thresholds, verdicts=_cache())
-    except Exception as exc:  # noqa: BLE001 - one patient (our bug) must not stop the population
-        # the type only: a message could quote record content; the id goes to summary.json
-        log.error("a patient's evaluation failed (%s); listed in summary.json", type(exc).__name__)
-        counts["patients_failed"] += 1
-        return None
-    if result.deceased:   # the chart says so though the raw Patient did not (A37): no rule ran
-        counts["patients_deceased"] += 1
-        return []
-    counts["patients_evaluated"] += 1
-    counts["patients_with_unreadable_records"] += result.unreadable
-    counts["patients_with_findings"] += bool(result.rows)
-    return result.rows
+            yield f.read()
 
 
 def evaluate_partition(task: Task) -> PartitionResult:
-    """Group one partition's lines by patient (file order) and sweep each patient."""
-    groups: dict[str, Group] = {}
-    for line in _lines(task.paths):
-        header, raw = line.rstrip(b"\n").split(b"\t", 1)
-        key, rtype, candidate, refs, deceased = orjson.loads(header)
-        group = groups.get(key)
-        if group is None:
-            group = groups[key] = Group()
-        group.add(rtype, candidate, refs, deceased, raw)
-    out = PartitionResult()
+    """Step 3, one partition: its files (file order) through :func:`sweep_partition`."""
     meds = MedicationStore(Path(task.medications), readonly=True)
     try:
-        for key in sorted(groups):
-            rows = sweep_patient(key, groups[key], meds.get, task.now, task.thresholds, out.counts)
-            if rows is None:
-                out.failed.append(key)
-            else:
-                out.rows.extend(rows)
+        return sweep_partition(_blocks_of(task.paths), meds.get, task.now, task.thresholds)
     finally:
         meds.db.close()
-    return out
 
 
 @dataclass
@@ -219,92 +142,62 @@ class ReadTask:
     zone: str
 
 
-@dataclass
-class FileStats:
-    """What reading one file gave (counts only; rejected lines and Medications are on disk)."""
-
-    index: int
-    name: str
-    lines: int = 0
-    by_type: Counter = field(default_factory=Counter)
-    ignored: Counter = field(default_factory=Counter)
-    rejected: Counter = field(default_factory=Counter)
-    blank: int = 0
-
-
-_prefilter: Prefilter | None = None
-
-
-def _hit(line: bytes) -> bool:
-    global _prefilter
-    if _prefilter is None:
-        _prefilter = Prefilter()
-    return _prefilter.hit(line)
-
-
 def part_path(tmp: str | Path, file_index: int, partition: int) -> Path:
     return Path(tmp) / f"f{file_index:05d}-p{partition:04d}.ndjson"
 
 
-def routed_lines(path: Path, name: str, today: date, zone: ZoneInfo, stats: FileStats
-                 ) -> Iterator[tuple[int, records.Routed | records.Rejection, bytes]]:
-    """The lines of one file for an engine: ``(line, Routed, raw)`` for a usable resource of a
-    type the rules read, ``(line, Rejection, b"")`` for a rejected one; ``stats`` counts all."""
-    for item in records.read_lines(path, name):
-        if isinstance(item, records.Rejection):
-            stats.rejected[item.reason] += 1
-            yield item.line, item, b""
-            continue
-        lineno, raw = item
-        stats.lines += 1
-        routed = records.route(raw, hit=_hit, today=today, zone=zone, keep_observation=prefetched_observation)
-        if routed is None:
-            stats.blank += 1
-        elif isinstance(routed, str):
-            stats.rejected[routed] += 1
-            yield lineno, records.Rejection(name, lineno, routed), b""
-        elif not routed.key:   # a type the rules never read, an Observation the prefetch would not
-            # bring (not a code of its template), or a Medication without id
-            stats.ignored[routed.resource_type] += 1
-        else:
-            stats.by_type[routed.resource_type] += 1
-            yield lineno, routed, raw.strip()
-
-
-def header_of(routed: records.Routed) -> list[Any]:
-    """What the per-patient step needs of a line besides its bytes (see :meth:`Group.add`)."""
-    return [routed.key, routed.resource_type, int(routed.candidate), list(routed.refs), int(routed.deceased)]
-
-
 def read_file(task: ReadTask) -> FileStats:
     """Step 1, one file: every line to its patient's partition (``f{file}-p{partition}``), the
-    Medications to ``f{file}-med``, the rejected lines to ``f{file}-rejected`` (all NDJSON)."""
-    stats = FileStats(task.index, task.name)
+    Medications to ``f{file}-med``, the rejected lines to ``f{file}-rejected``."""
     tmp = Path(task.tmp)
     outs: dict[int, Any] = {}
     meds = (tmp / f"f{task.index:05d}-med.ndjson").open("wb")
     rejected = (tmp / f"f{task.index:05d}-rejected.ndjson").open("wb")
+    stats = FileStats(task.index, task.name)
     try:
-        for _, routed, raw in routed_lines(Path(task.path), task.name, task.today, ZoneInfo(task.zone), stats):
-            if isinstance(routed, records.Rejection):
-                rejected.write(orjson.dumps(routed.to_json()) + b"\n")
-            elif routed.resource_type == "Medication":
-                meds.write(orjson.dumps([routed.key, int(routed.candidate)]) + b"\t" + raw + b"\n")
-            else:
-                i = zlib.crc32(routed.key.encode()) % task.partitions
+        for kind, i, block in split_file(task.index, Path(task.path), task.name, task.partitions,
+                                         task.today, ZoneInfo(task.zone)):
+            if kind == LINES:
                 out = outs.get(i)
                 if out is None:
-                    out = outs[i] = part_path(tmp, task.index, i).open("wb", buffering=256 * 1024)
-                out.write(orjson.dumps(header_of(routed)) + b"\t" + raw + b"\n")
+                    out = outs[i] = part_path(tmp, task.index, i).open("wb", buffering=0)
+                out.write(block)
+            elif kind == MEDICATIONS:
+                meds.write(block)
+            elif kind == REJECTED:
+                rejected.write(block)
+            elif kind == STATS:
+                stats = block
     finally:
         for f in (*outs.values(), meds, rejected):
             f.close()
     return stats
 
 
+def _started() -> None:
+    """A no-op task: the pool has forked its workers once it has run."""
+
+
+def _fork_safe() -> bool:
+    """This process can fork its workers: the platform forks and no other thread runs."""
+    return "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
+
+
 def _pool(workers: int) -> Any:
-    ctx = multiprocessing.get_context("spawn")   # no fork of a process holding threads or files
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    """Workers forked from this (prepared) process; from a prepared fork server when this
+    process runs other threads (a fork copies no thread, and a lock one held would stay held)."""
+    methods = multiprocessing.get_all_start_methods()
+    if _fork_safe():
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+    elif "forkserver" in methods:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["sweep.local"])
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=worker.prepare)
+    else:   # pragma: no cover - platforms without fork
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=worker.prepare)
+    pool.submit(_started).result()   # every worker starts now, before any progress-bar thread
+    return pool
 
 
 def _read_all(tasks: list[ReadTask], pool: Any, progress: Progress) -> list[FileStats]:
@@ -331,11 +224,8 @@ def _merge(tasks: list[ReadTask], tmp: Path, out_dir: Path) -> int:
     store = MedicationStore(tmp / "medications.sqlite3")
     with (out_dir / "rejected.ndjson").open("wb") as rejected:
         for t in tasks:
-            with (tmp / f"f{t.index:05d}-med.ndjson").open("rb") as f:
-                for line in f:
-                    header, raw = line.rstrip(b"\n").split(b"\t", 1)
-                    rid, candidate = orjson.loads(header)
-                    store.add(rid, bool(candidate), raw)
+            for rid, candidate, raw in medication_lines((tmp / f"f{t.index:05d}-med.ndjson").read_bytes()):
+                store.add(rid, candidate, raw)
             with (tmp / f"f{t.index:05d}-rejected.ndjson").open("rb") as f:
                 rejected.write(f.read())
     store.close()
@@ -362,10 +252,13 @@ def run(input_path: Path, out_dir: Path, *, now: datetime, thresholds: Threshold
     files = records.input_files(input_path)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if input_bytes(files) < SMALL_EXPORT_BYTES:
+        workers = 1
     n = partitions or partition_count(files, workers)
     rows: list[dict[str, Any]] = []
     counts: Counter = Counter()
     today = now.astimezone(thresholds.zone).date()
+    worker.prepare(thresholds)   # before the workers fork: they start warm
     with tempfile.TemporaryDirectory(prefix="bone-cds-sweep-") as tmpdir, \
             (_pool(workers) if workers > 1 else nullcontext()) as pool:
         tmp = Path(tmpdir)
@@ -457,4 +350,4 @@ def _summary(as_of: str, input_path: Path, stats: ReadStats, counts: Counter, ro
     }
 
 
-__all__ = ["MedicationStore", "evaluate_partition", "partition_count", "run"]
+__all__ = ["MedicationStore", "SMALL_EXPORT_BYTES", "evaluate_partition", "partition_count", "run"]

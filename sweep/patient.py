@@ -20,11 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs
 
 from cards.thresholds import DEFAULT_THRESHOLDS, Thresholds
-from cds_service.chart import BISPHOSPHONATE, DENOSUMAB, Chart, add_months
+from cds_service.chart import BISPHOSPHONATE, DENOSUMAB, Chart, add_months, build_chart
 from cds_service.chart.identity import PatientIdentity
 from cds_service.chart.verdicts import VerdictCache
 from cds_service.data_card import build_data_card
@@ -125,6 +125,14 @@ def prefetched_observation(observation: dict) -> bool:
     return wanted is None or _searched(observation, wanted)
 
 
+def observation_filter() -> Callable[[dict], bool]:
+    """:func:`prefetched_observation` with the template's codes bound (for a loop over lines)."""
+    wanted = _observation_codes()
+    if wanted is None:
+        return lambda _observation: True
+    return lambda observation: _searched(observation, wanted)
+
+
 def as_prefetched(resources: Iterable[dict]) -> list[dict]:
     """``resources`` without the Observations the patient-view prefetch would not have asked for."""
     wanted = _observation_codes()
@@ -144,10 +152,13 @@ class PatientResult:
 
 
 def is_deceased(patient_id: str, patient: dict, *, now: datetime,
-                thresholds: Thresholds = DEFAULT_THRESHOLDS) -> bool:
-    """D8/A37 as the chart reads it, from the Patient alone (as the service decides it)."""
-    done = assess([patient], hook=HOOK, now=now, identity=PatientIdentity(patient_id), thresholds=thresholds)
-    return done.chart.patient.deceased
+                thresholds: Thresholds = DEFAULT_THRESHOLDS, verdicts: VerdictCache | None = None) -> bool:
+    """D8/A37 as the chart reads it, from the Patient alone (as the service decides it): the
+    chart :func:`hooks.evaluation.assess` builds, with its arguments, without running the rules."""
+    chart = build_chart([patient], now, hook=HOOK, identity=PatientIdentity(patient_id), verdicts=verdicts,
+                        zone=thresholds.zone, future_skew_minutes=thresholds.future_skew_minutes,
+                        dose_dedupe_days=thresholds.dose_dedupe_days)
+    return chart.patient.deceased
 
 
 def evaluate_patient(patient_id: str, resources: Iterable[dict], *, now: datetime,

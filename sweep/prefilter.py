@@ -17,6 +17,9 @@ necessary condition of D3's antiresorptive classification, never a guess:
   literal runs of its alternative (found by parsing the pattern), so the line must contain one,
   lower-cased. A pattern whose alternative has no such run makes every line a candidate;
 * a line with a ``\\u`` escape (a name could hide behind it) is a candidate;
+* both tests are one RE2 search (``google-re2``: a DFA, linear in the line, about 1 µs for a
+  typical record instead of one substring search per name): the literals, or a code standing
+  as a whole run of digits (``(^|[^0-9])code([^0-9]|$)``, the same answer as comparing the runs);
 * a ``medicationReference`` to a Medication that is not in the export, or whose own line passes,
   makes the patient a candidate (resolved by the engine, :mod:`sweep.local`).
 
@@ -28,6 +31,9 @@ It looks at the whole line, not only the elements D3 reads, so it can only say y
 from __future__ import annotations
 
 import re
+from typing import Any
+
+import re2
 
 try:  # Python ≥ 3.11
     import re._parser as sre_parse  # type: ignore[import-not-found]
@@ -46,7 +52,6 @@ TEXT_KEYS = ("denosumab", "alendronate", "risedronate", "ibandronate", "zoledron
 _SET_PREFIXES = ("denosumab", "bisphosphonate", "alendronate", "risedronate", "ibandronate",
                  "zoledronic", "pamidronate", "etidronate")
 _TEXT_PATTERN_SYSTEM = "urn:bone-safety-cds:text-pattern"
-_DIGITS = re.compile(rb"\d+")
 _MIN_ANCHOR = 3
 
 
@@ -123,15 +128,30 @@ class Prefilter:
                 literals.update(found)
         self.numeric = frozenset(numeric)
         self.literals = tuple(sorted(a.encode() for a in literals))
+        self._search = _compile(self.literals, self.numeric)
 
     def hit(self, line: bytes) -> bool:
         """The line could be classified as denosumab or a bisphosphonate (see the module doc)."""
         if self.always or b"\\u" in line:
             return True
+        # lower-casing keeps every ASCII digit and every boundary of a run of digits (no character
+        # lower-cases to a digit, "replace" puts a non-digit for a non-digit): one search does both
         low = line.lower() if line.isascii() else line.decode("utf-8", "replace").lower().encode()
-        if any(a in low for a in self.literals):
-            return True
-        return bool(self.numeric) and not self.numeric.isdisjoint(_DIGITS.findall(line))
+        return self._search(low) is not None
+
+
+def _compile(literals: tuple[bytes, ...], numeric: frozenset[bytes]) -> Any:
+    """One RE2 search for "a literal occurs, or a code is a whole run of digits" (None: never)."""
+    alternatives = [re.escape(a) for a in literals]
+    if numeric:
+        alternatives.append(rb"(?:^|[^0-9])(?:" + b"|".join(sorted(numeric)) + rb")(?:[^0-9]|$)")
+    if not alternatives:
+        return lambda _line: None
+    options = re2.Options()
+    options.encoding = re2.Options.Encoding.LATIN1   # bytes as bytes: any byte is a non-digit but 0-9
+    options.never_capture = True
+    options.max_mem = 64 << 20   # room for the DFA of ~150 alternatives
+    return re2.compile(b"|".join(alternatives), options).search
 
 
 __all__ = ["Prefilter", "TEXT_KEYS", "anchors"]

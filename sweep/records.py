@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -35,6 +35,9 @@ UNREADABLE = "unreadable-file"
 _GZIP_MAGIC = b"\x1f\x8b"
 _SUFFIXES = (".ndjson", ".ndjson.gz", ".jsonl", ".jsonl.gz")
 _ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+_ID_CHARS = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+#: Bytes read from a plain file at a time.
+READ_BUFFER = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -69,8 +72,7 @@ def read_lines(path: Path, name: str) -> Iterator[tuple[int, bytes] | Rejection]
     try:
         with path.open("rb") as probe:
             gz = probe.read(2) == _GZIP_MAGIC
-        opener = gzip.open if gz else open
-        with opener(path, "rb") as f:
+        with (gzip.open(path, "rb") if gz else open(path, "rb", buffering=READ_BUFFER)) as f:
             for lineno, line in enumerate(f, 1):
                 yield lineno, line
     except (EOFError, gzip.BadGzipFile, zlib.error):
@@ -93,9 +95,14 @@ def is_resource_type(name: str) -> bool:
 def patient_key(reference: Any) -> str | None:
     """The patient id a ``Reference`` names (``Patient/{id}``, with a ``/_history`` suffix or
     under any base URL), or None."""
-    if not isinstance(reference, dict) or not isinstance(reference.get("reference"), str):
+    if not isinstance(reference, dict):
         return None
-    ref = reference["reference"].strip().split("/_history/")[0]
+    ref = reference.get("reference")
+    if not isinstance(ref, str):
+        return None
+    if ref.startswith("Patient/") and _ID_CHARS.fullmatch(ref, 8):
+        return ref[8:]   # the common case, "Patient/{id}" exactly: the same answer as the long way
+    ref = ref.strip().split("/_history/")[0]
     head, sep, pid = ref.rpartition("Patient/")
     if not sep or (head and not head.endswith("/")) or not _ID.match(pid):
         return None
@@ -112,8 +119,7 @@ def medication_ids(resource: dict) -> list[str]:
     return [parts[-1]] if len(parts) >= 2 and parts[-2] == "Medication" else [target]
 
 
-@dataclass(frozen=True)
-class Routed:
+class Routed(NamedTuple):
     """A usable line: whose it is and what the engine needs to know without parsing it again."""
 
     key: str                   # patient id; a Medication's own id for Medications
@@ -130,13 +136,16 @@ def route(raw: bytes, *, hit: Any, today: date, zone: ZoneInfo,
     """Where one raw line goes: :class:`Routed`, a rejection reason, or None for a blank line.
     A resource the patient-view rules never read (another type; an Observation that
     ``keep_observation`` turns down) is a :class:`Routed` without a key, counted apart."""
-    stripped = raw.strip()
-    if not stripped:
-        return None
     try:
-        res = orjson.loads(stripped)
+        res = orjson.loads(raw)   # JSON whitespace around the value is allowed
     except orjson.JSONDecodeError:
-        return MALFORMED
+        stripped = raw.strip()    # blank, or other ASCII whitespace (\f, \v) at an end
+        if not stripped:
+            return None
+        try:
+            res = orjson.loads(stripped)
+        except orjson.JSONDecodeError:
+            return MALFORMED
     if not isinstance(res, dict):
         return NOT_A_RESOURCE
     rtype = res.get("resourceType")
@@ -146,19 +155,24 @@ def route(raw: bytes, *, hit: Any, today: date, zone: ZoneInfo,
         return UNKNOWN_TYPE if not is_resource_type(rtype) else Routed("", rtype)
     if rtype == "Medication":
         rid = res.get("id")
-        return Routed(rid, rtype, candidate=hit(stripped)) if isinstance(rid, str) and rid else Routed("", rtype)
+        return Routed(rid, rtype, candidate=hit(raw)) if isinstance(rid, str) and rid else Routed("", rtype)
     if rtype == "Patient":
         rid = res.get("id")
         if not isinstance(rid, str) or not _ID.match(rid):
             return NO_PATIENT
         return Routed(rid, rtype, deceased=deceased_on(res, today, zone))
-    key = patient_key(res.get("subject")) or patient_key(res.get("patient"))
+    subject = res.get("subject")
+    ref = subject.get("reference") if subject.__class__ is dict else None
+    if ref.__class__ is str and ref.startswith("Patient/") and _ID_CHARS.fullmatch(ref, 8):
+        key = ref[8:]   # the common case (patient_key's fast path, without the call)
+    else:
+        key = patient_key(subject) or patient_key(res.get("patient"))
     if key is None:
         return NO_PATIENT
     if rtype == "Observation" and keep_observation is not None and not keep_observation(res):
         return Routed("", rtype)
     if rtype in MEDICATION_RECORD_TYPES:
-        return Routed(key, rtype, candidate=hit(stripped), refs=tuple(medication_ids(res)))
+        return Routed(key, rtype, candidate=hit(raw), refs=tuple(medication_ids(res)))
     return Routed(key, rtype)
 
 

@@ -105,3 +105,18 @@ def test_a_missing_input_folder_is_an_error_not_an_empty_worklist(tmp_path: Path
     import pytest
     with pytest.raises(FileNotFoundError):
         local.run(tmp_path / "nope", tmp_path / "out", now=NOW, workers=1)
+
+
+def test_an_id_ending_in_a_newline_keeps_its_records_together(tmp_path: Path) -> None:
+    """``Patient.id`` "p1\\n" passes the id check (a ``$`` before a final newline) and a
+    reference "Patient/p1\\n/_history/1" names it: one patient, whatever the partition format."""
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "Patient.ndjson").write_bytes(orjson.dumps({"resourceType": "Patient", "id": "p1\n"}) + b"\n")
+    (src / "Condition.ndjson").write_bytes(orjson.dumps(
+        {"resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/p1\n/_history/1"},
+         "code": {"text": "osteoporosis"}}) + b"\n")
+    for partitions in (1, 3):
+        summary = local.run(src, tmp_path / f"out{partitions}", now=NOW, workers=1, partitions=partitions)
+        assert summary["patients_seen"] == 1 and summary["unknown_patient"]["patients"] == 0
+        assert summary["patients_without_antiresorptive"] == 1 and summary["resources_read"] == 2

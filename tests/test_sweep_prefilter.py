@@ -9,6 +9,7 @@ prefilter must pass.
 from __future__ import annotations
 
 import json
+import re
 
 import orjson
 import pytest
@@ -105,3 +106,32 @@ def test_anchors_of_the_antiresorptive_patterns() -> None:
     assert anchors(r"(zole|pami)dron") == ["dron"]
     assert anchors(r"a.b") is None
     assert not PF.always
+
+
+def _by_runs(line: bytes) -> bool:
+    """The prefilter's answer spelt out: a literal in the lower-cased line, or a code equal to a
+    whole run of ASCII digits (what the single RE2 search must give)."""
+    if b"\\u" in line:
+        return True
+    low = line.lower() if line.isascii() else line.decode("utf-8", "replace").lower().encode()
+    return any(a in low for a in PF.literals) or not PF.numeric.isdisjoint(re.findall(rb"[0-9]+", line))
+
+
+_CODES = sorted(PF.numeric)
+_PIECES = st.one_of(st.sampled_from(_CODES), st.sampled_from(PF.literals),
+                    st.sampled_from([b"0", b"9", b"1", b"-", b" ", b'"', b"\xc3\xa9", b"\xff", b"\xe2\x84\xaa",
+                                     b"DENOSUMAB", b"Prolia", b"metformin", b"2026-01-01"]),
+                    st.binary(max_size=6))
+
+
+@settings(max_examples=400, deadline=None)
+@given(pieces=st.lists(_PIECES, max_size=12))
+def test_one_search_gives_the_answer_of_literals_and_runs_of_digits(pieces: list[bytes]) -> None:
+    line = b"".join(pieces)
+    assert PF.hit(line) == _by_runs(line), line
+
+
+def test_a_code_inside_a_longer_number_is_not_a_hit() -> None:
+    code = _CODES[0]
+    assert PF.hit(b'"code":"' + code + b'"') and PF.hit(code) and PF.hit(b"x" + code + b"\xff")
+    assert not PF.hit(b'"code":"9' + code + b'"') and not PF.hit(code + b"0")

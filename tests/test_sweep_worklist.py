@@ -147,14 +147,56 @@ def _comparable(summary: dict) -> dict:
         "rejected": {k: v for k, v in summary["rejected"].items() if k != "all"}}
 
 
-def test_one_or_two_workers_and_any_partitioning_give_identical_files(tmp_path: Path) -> None:
+def test_one_or_two_workers_and_any_partitioning_give_identical_files(tmp_path: Path, monkeypatch) -> None:
     write_population(tmp_path / "in", patient_view_fixtures(), files_per_type=2)
     a = local.run(tmp_path / "in", tmp_path / "a", now=NOW, workers=1, partitions=1)
+    monkeypatch.setattr(local, "SMALL_EXPORT_BYTES", 0)   # a pool even for this small export
     b = local.run(tmp_path / "in", tmp_path / "b", now=NOW, workers=2, partitions=7)
     for name in ("worklist.csv", "worklist.ndjson", "rejected.ndjson"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     assert _comparable(a) == _comparable(b)
     assert a["findings"] > 0
+
+
+def test_workers_from_a_fork_server_when_other_threads_run_give_identical_files(tmp_path: Path,
+                                                                                monkeypatch) -> None:
+    import threading
+
+    write_population(tmp_path / "in", patient_view_fixtures())
+    a = local.run(tmp_path / "in", tmp_path / "a", now=NOW, workers=1)
+    monkeypatch.setattr(local, "SMALL_EXPORT_BYTES", 0)
+    methods: list[str] = []
+    original = local.ProcessPoolExecutor
+
+    def pool(*args, **kw):
+        methods.append(kw["mp_context"].get_start_method())
+        return original(*args, **kw)
+    monkeypatch.setattr(local, "ProcessPoolExecutor", pool)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, daemon=True)
+    other.start()
+    try:
+        assert not local._fork_safe()
+        b = local.run(tmp_path / "in", tmp_path / "b", now=NOW, workers=2, partitions=3)
+    finally:
+        stop.set()
+        other.join()
+    monkeypatch.setattr(local, "_fork_safe", lambda: True)   # other tests may have left threads
+    c = local.run(tmp_path / "in", tmp_path / "c", now=NOW, workers=2, partitions=3)
+    assert methods == ["forkserver", "fork"]
+    for name in ("worklist.csv", "worklist.ndjson", "rejected.ndjson"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "c" / name).read_bytes(), name
+    assert _comparable(a) == _comparable(b) == _comparable(c)
+
+
+def test_a_small_export_is_swept_without_a_pool(tmp_path: Path, monkeypatch) -> None:
+    write_population(tmp_path / "in", patient_view_fixtures())
+
+    def no_pool(workers: int) -> None:
+        raise AssertionError("a pool for an export this small")
+    monkeypatch.setattr(local, "_pool", no_pool)
+    assert local.run(tmp_path / "in", tmp_path / "out", now=NOW, workers=2)["findings"] > 0
 
 
 def test_cli_sweep_writes_the_worklist_and_a_final_line(tmp_path: Path, capsys) -> None:
