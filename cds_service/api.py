@@ -19,7 +19,7 @@ from hooks.services import service_by_id, services
 from . import __version__, jsonio
 from .errors import ApiError
 from .feedback import FeedbackStoreError, parse_feedback
-from .governance.record import record_issued
+from .governance.record import record_issued, tenant_of
 from .governance.suppression import suppress_repeats
 from .logs import exception_summary
 from .metrics import count_cards, feedback_stored
@@ -209,9 +209,8 @@ def feedback(service_id: str) -> Response:
     if store is None:
         raise ApiError(404, "feedback_disabled", "feedback is switched off on this service")
     items = parse_feedback(_body())
-    caller = request.environ.get("bone_cds.caller") or {}
     try:
-        stored = store.add(service_id, items, current_app.config["CLOCK"](), tenant=caller.get("tenant"))
+        stored = store.add(service_id, items, current_app.config["CLOCK"](), tenant=tenant_of(request.environ))
     except FeedbackStoreError as exc:
         log.error("feedback NOT stored", extra={"event": {"service": service_id, "items": len(items),
                                                           **exception_summary(exc)}})
