@@ -31,6 +31,10 @@ log = logging.getLogger("cds_service.batch_writer")
 DEFAULT_MAX_PENDING = 10_000
 #: Items per transaction at most.
 DEFAULT_MAX_BATCH = 500
+#: Seconds the writer waits after the first item of a batch arrives before it writes: the request
+#: that handed the item over sends its answer first (the writer's Python work would otherwise
+#: compete with it for the interpreter lock), and items arriving meanwhile share the transaction.
+DEFAULT_DELAY = 0.025
 #: Seconds the writer thread waits for new items before it ends (a new one starts on demand).
 IDLE_EXIT_SECONDS = 2.0
 #: Seconds :func:`_flush_all` waits at interpreter exit.
@@ -46,8 +50,10 @@ class BatchWriter(Generic[T]):
     is logged (type only) and the batch is dropped, like a failed inline write would be."""
 
     def __init__(self, write: Callable[[list[T]], None], *, name: str = "bone-cds-writer",
-                 max_pending: int = DEFAULT_MAX_PENDING, max_batch: int = DEFAULT_MAX_BATCH) -> None:
+                 max_pending: int = DEFAULT_MAX_PENDING, max_batch: int = DEFAULT_MAX_BATCH,
+                 delay: float = DEFAULT_DELAY) -> None:
         self._write = write
+        self.delay = delay
         self.name = name
         self.max_pending = max_pending
         self.max_batch = max_batch
@@ -117,6 +123,9 @@ class BatchWriter(Generic[T]):
                     if self._thread is threading.current_thread():
                         self._thread = None    # idle: end (the next submit starts another)
                     return
+            if self.delay > 0 and not self._closed:
+                time.sleep(self.delay)
+            with self._cond:
                 batch = self._pending[: self.max_batch]
                 self._writing = len(batch)
             self._write_logged(batch)

@@ -150,6 +150,23 @@ _ADDED_INDEXES = (
 )
 
 
+#: :meth:`FeedbackStore.recent_for_patient`'s two reads, built once (bound parameters): the hook
+#: path runs them on every patient-view and order-sign call that has cards.
+_RECENT_CARDS = select(
+    issued_cards_table.c.card_uuid, issued_cards_table.c.rule_id, issued_cards_table.c.indicator,
+    issued_cards_table.c.issued_at, issued_cards_table.c.draft_keys,
+).where(
+    issued_cards_table.c.patient_key == bindparam("patient_key"),
+    issued_cards_table.c.rule_id.in_(bindparam("rules", expanding=True)),
+    issued_cards_table.c.hook == bindparam("hook"),
+    issued_cards_table.c.issued_at >= bindparam("lo"),
+)
+_CARD_FEEDBACK = select(
+    feedback_table.c.card_uuid, feedback_table.c.outcome, feedback_table.c.override_code,
+    feedback_table.c.received_at,
+).where(feedback_table.c.card_uuid.in_(bindparam("uuids", expanding=True))).order_by(feedback_table.c.id)
+
+
 class FeedbackStoreError(RuntimeError):
     """The store could not be opened or written (the database is down, locked, full...).
 
@@ -795,7 +812,6 @@ class FeedbackStore:
         """Cards of ``rules`` issued on ``hook`` to the patient with this key since ``since``,
         each with its latest feedback (``outcome``, ``override_code``, ``received_at``; None
         when unanswered). For the suppression of repeats."""
-        ic, fb = issued_cards_table, feedback_table
         rules = sorted(set(rules))
         if not rules:
             return []
@@ -805,18 +821,14 @@ class FeedbackStore:
                    and r["rule_id"] in rules and r["hook"] == hook and r["issued_at"] >= lo]
         with self._read() as conn:
             cards = [dict(r) for r in conn.execute(
-                select(ic.c.card_uuid, ic.c.rule_id, ic.c.indicator, ic.c.issued_at, ic.c.draft_keys).where(
-                    ic.c.patient_key == patient_key, ic.c.rule_id.in_(rules), ic.c.hook == hook,
-                    ic.c.issued_at >= lo)).mappings()]
+                _RECENT_CARDS, {"patient_key": patient_key, "rules": rules, "hook": hook, "lo": lo}).mappings()]
             seen = {c["card_uuid"] for c in cards}
             cards += [{k: r[k] for k in ("card_uuid", "rule_id", "indicator", "issued_at", "draft_keys")}
                       for r in pending if r["card_uuid"] not in seen]
             latest: dict[str, dict[str, Any]] = {}
             uuids = [c["card_uuid"] for c in cards]
             for start in range(0, len(uuids), _LOOKUP_CHUNK):
-                for r in conn.execute(
-                        select(fb.c.card_uuid, fb.c.outcome, fb.c.override_code, fb.c.received_at)
-                        .where(fb.c.card_uuid.in_(uuids[start:start + _LOOKUP_CHUNK])).order_by(fb.c.id)).mappings():
+                for r in conn.execute(_CARD_FEEDBACK, {"uuids": uuids[start:start + _LOOKUP_CHUNK]}).mappings():
                     latest[r["card_uuid"]] = dict(r)
         for c in cards:
             f = latest.get(c["card_uuid"]) or {}
