@@ -3,12 +3,18 @@
 One code path on SQLAlchemy Core for both stores:
 
 * SQLite (the embedded default, ``BONE_CDS_FEEDBACK_DB`` unset, a file path, or a ``sqlite:///``
-  URL): every connection is set to WAL with ``synchronous=FULL`` (a committed row survives a
-  crash or a power loss) and writes run in ``BEGIN IMMEDIATE`` transactions, so several gunicorn
-  workers wait for each other (``busy_timeout``) instead of failing with "database is locked".
+  URL): every connection is set to WAL; feedback transactions run with ``synchronous=FULL`` (a
+  committed row survives a crash or a power loss), issued-card bookkeeping with ``NORMAL``
+  (survives a crash of the process; the last commits may be lost on a power loss), set per
+  transaction. Writes run in ``BEGIN IMMEDIATE`` transactions, so several gunicorn workers wait
+  for each other (``busy_timeout``) instead of failing with "database is locked".
 * PostgreSQL (``BONE_CDS_FEEDBACK_DB=postgresql+psycopg://user:pass@host/db``, extra
-  ``postgres``): a shared store for several service hosts; commits are durable with the
-  server's default ``synchronous_commit=on``.
+  ``postgres``): a shared store for several service hosts; feedback commits are durable with the
+  server's default ``synchronous_commit=on``, bookkeeping commits use ``synchronous_commit=off``.
+
+The hook route's issued-card records are written by a background writer per worker
+(:mod:`cds_service.batch_writer`, :meth:`FeedbackStore.record_cards` ``background=True``): a
+hook answer never waits for the feedback writers' lock (issue 12).
 
 Feedback is stored as sent (the entry's JSON is kept whole, ``raw``): a batch is one
 all-or-nothing transaction. The same feedback sent again (a retry after a lost answer: same card,
