@@ -3,12 +3,18 @@
 One code path on SQLAlchemy Core for both stores:
 
 * SQLite (the embedded default, ``BONE_CDS_FEEDBACK_DB`` unset, a file path, or a ``sqlite:///``
-  URL): every connection is set to WAL with ``synchronous=FULL`` (a committed row survives a
-  crash or a power loss) and writes run in ``BEGIN IMMEDIATE`` transactions, so several gunicorn
-  workers wait for each other (``busy_timeout``) instead of failing with "database is locked".
+  URL): every connection is set to WAL; feedback transactions run with ``synchronous=FULL`` (a
+  committed row survives a crash or a power loss), issued-card bookkeeping with ``NORMAL``
+  (survives a crash of the process; the last commits may be lost on a power loss), set per
+  transaction. Writes run in ``BEGIN IMMEDIATE`` transactions, so several gunicorn workers wait
+  for each other (``busy_timeout``) instead of failing with "database is locked".
 * PostgreSQL (``BONE_CDS_FEEDBACK_DB=postgresql+psycopg://user:pass@host/db``, extra
-  ``postgres``): a shared store for several service hosts; commits are durable with the
-  server's default ``synchronous_commit=on``.
+  ``postgres``): a shared store for several service hosts; feedback commits are durable with the
+  server's default ``synchronous_commit=on``, bookkeeping commits use ``synchronous_commit=off``.
+
+The hook route's issued-card records are written by a background writer per worker
+(:mod:`cds_service.batch_writer`, :meth:`FeedbackStore.record_cards` ``background=True``): a
+hook answer never waits for the feedback writers' lock (issue 12).
 
 Feedback is stored as sent (the entry's JSON is kept whole, ``raw``): a batch is one
 all-or-nothing transaction. The same feedback sent again (a retry after a lost answer: same card,
@@ -59,6 +65,7 @@ from sqlalchemy.engine.url import URL
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
+from .batch_writer import BatchWriter
 from .errors import ApiError
 
 log = logging.getLogger("cds_service.feedback")
@@ -147,6 +154,23 @@ _ADDED_INDEXES = (
           issued_cards_table.c.rule_id, issued_cards_table.c.issued_at),
     Index("feedback_card", feedback_table.c.card_uuid),
 )
+
+
+#: :meth:`FeedbackStore.recent_for_patient`'s two reads, built once (bound parameters): the hook
+#: path runs them on every patient-view and order-sign call that has cards.
+_RECENT_CARDS = select(
+    issued_cards_table.c.card_uuid, issued_cards_table.c.rule_id, issued_cards_table.c.indicator,
+    issued_cards_table.c.issued_at, issued_cards_table.c.draft_keys,
+).where(
+    issued_cards_table.c.patient_key == bindparam("patient_key"),
+    issued_cards_table.c.rule_id.in_(bindparam("rules", expanding=True)),
+    issued_cards_table.c.hook == bindparam("hook"),
+    issued_cards_table.c.issued_at >= bindparam("lo"),
+)
+_CARD_FEEDBACK = select(
+    feedback_table.c.card_uuid, feedback_table.c.outcome, feedback_table.c.override_code,
+    feedback_table.c.received_at,
+).where(feedback_table.c.card_uuid.in_(bindparam("uuids", expanding=True))).order_by(feedback_table.c.id)
 
 
 class FeedbackStoreError(RuntimeError):
@@ -427,13 +451,25 @@ def _sqlite_engine(url: URL) -> Engine:
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT * 1000}")
         finally:
             cursor.close()
+        _record.info["bone_cds_synchronous"] = "FULL"
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         # Writers take the write lock up front: a deferred transaction that reads, then writes,
         # fails at once with SQLITE_BUSY when another worker committed in between.
-        mode = "DEFERRED" if conn.get_execution_options().get("bone_cds_read_only") else "IMMEDIATE"
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        options = conn.get_execution_options()
+        if options.get("bone_cds_read_only"):
+            conn.exec_driver_sql("BEGIN DEFERRED")
+            return
+        # Feedback is acknowledged: FULL (fsync at every commit). Issued-card bookkeeping, written
+        # by the background writer: NORMAL (in WAL mode a commit survives a crash of the process,
+        # and the last ones may be lost on a power cut; the database stays consistent).
+        wanted = "NORMAL" if options.get("bone_cds_bookkeeping") else "FULL"
+        info = conn.connection.info
+        if info.get("bone_cds_synchronous") != wanted:
+            conn.exec_driver_sql(f"PRAGMA synchronous={wanted}")
+            info["bone_cds_synchronous"] = wanted
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
@@ -473,6 +509,9 @@ class FeedbackStore:
             ) from None
         self.dialect = self.engine.dialect.name
         _live_engines.add(self.engine)
+        #: issued-card rows of hook calls, written off the request thread (:meth:`record_cards`)
+        self._issued_writer: BatchWriter[tuple[list[dict[str, Any]], list[dict[str, Any]]]] = BatchWriter(
+            self._write_issued_batch, name="bone-cds-issued-cards")
         try:
             metadata.create_all(self.engine, checkfirst=True)
             self._migrate()
@@ -566,6 +605,7 @@ class FeedbackStore:
         hook: str | None = None, tenant: str | None = None, patient_key: str | None = None,
         call_id: str | None = None, latency_ms: float | None = None,
         wire_cards: Iterable[dict[str, Any]] | None = None, draft_keys: Iterable[str] = (),
+        background: bool = False,
     ) -> None:
         """Remember each issued card: its rule (for attribution and "cards shown"), the hook,
         tenant and pseudonymous patient key of the call, and the suggestions it offered.
@@ -573,7 +613,12 @@ class FeedbackStore:
         ``cards`` carry the rule in ``source.topic``; ``wire_cards`` (default: ``cards``) are the
         same cards as sent to the EHR (an EHR profile may split suggestions and give them new
         uuids): the offered suggestions are taken from them, matched by card uuid, so that an
-        accepted suggestion's uuid is found. A card already recorded is left as it was."""
+        accepted suggestion's uuid is found. A card already recorded is left as it was.
+
+        ``background`` (the hook route): the rows are handed to this store's writer thread and
+        written with the next batch (README "Feedback store": bookkeeping, ``synchronous=NORMAL``);
+        until then :meth:`recent_for_patient` and :meth:`add` see them, and every report read
+        waits for them (:meth:`flush`). When the writer's queue is full they are written here."""
         issued_at = _timestamp(now)
         drafts = " ".join(sorted(set(draft_keys))) or None
         wire = {c.get("uuid"): c for c in (wire_cards if wire_cards is not None else [])}
@@ -607,9 +652,22 @@ class FeedbackStore:
                                         "member_rule": member if isinstance(member, str) else None})
         if not rows:
             return
+        if background and self._issued_writer.submit((rows, offered)):
+            return
+        self._write_issued([(rows, offered)], bookkeeping=background)
+
+    def _write_issued(self, calls: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]], *,
+                      bookkeeping: bool) -> None:
+        """Insert the issued-card and offered-suggestion rows of ``calls`` in one transaction;
+        ``bookkeeping``: without waiting for the disk (SQLite ``synchronous=NORMAL``, PostgreSQL
+        ``synchronous_commit=off``). Raises FeedbackStoreError."""
+        rows = [r for call_rows, _ in calls for r in call_rows]
+        offered = [o for _, call_offered in calls for o in call_offered]
         stmt = self._insert(issued_cards_table).on_conflict_do_nothing(index_elements=["card_uuid"])
         try:
-            with self.engine.begin() as conn:
+            with self.engine.connect().execution_options(bone_cds_bookkeeping=bookkeeping) as conn, conn.begin():
+                if bookkeeping and self.dialect == "postgresql":
+                    conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
                 conn.execute(stmt, rows)
                 if offered:
                     conn.execute(
@@ -619,6 +677,23 @@ class FeedbackStore:
                     )
         except SQLAlchemyError as exc:
             raise FeedbackStoreError(f"could not record issued cards ({type(exc).__name__})") from None
+
+    def _write_issued_batch(self, calls: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]) -> None:
+        """The writer thread's write: a failure is logged (class only) and the batch dropped, as
+        the hook route did with a failed inline write (the cards matter more than their records)."""
+        try:
+            self._write_issued(calls, bookkeeping=True)
+        except FeedbackStoreError as exc:
+            log.error("could not record issued cards", extra={"event": {
+                "calls": len(calls), "cards": sum(len(r) for r, _ in calls), "error": str(exc)}})
+
+    def _pending_cards(self) -> list[dict[str, Any]]:
+        """Issued-card rows handed to the writer and not yet committed."""
+        return [r for rows, _ in self._issued_writer.pending() for r in rows]
+
+    def flush(self, timeout: float | None = 30.0) -> bool:
+        """Wait until the issued cards recorded so far in the background are written."""
+        return self._issued_writer.flush(timeout)
 
     def add(self, service_id: str, items: list[FeedbackItem], now: datetime | None = None, *,
             tenant: str | None = None) -> int:
@@ -635,6 +710,8 @@ class FeedbackStore:
         for it in items:
             unique.setdefault(dedup_key(it.raw, tenant), it)
         fb = feedback_table
+        # read before the database: a card committed meanwhile is then found there
+        pending = {r["card_uuid"]: r["rule_id"] for r in self._pending_cards()}
         try:
             with self.engine.begin() as conn:
                 rules: dict[str, str] = {}
@@ -647,6 +724,9 @@ class FeedbackStore:
                         )
                     )
                     rules.update({card: rule for card, rule in found})
+                for card in uuids:
+                    if card not in rules and card in pending:
+                        rules[card] = pending[card]
                 inserted = conn.execute(
                     self._insert(fb).on_conflict_do_nothing(index_elements=["dedup_key"]).returning(fb.c.id),
                     [
@@ -679,12 +759,14 @@ class FeedbackStore:
 
     def rows(self) -> list[dict[str, Any]]:
         """Every feedback row, oldest first, as ``{column: value}``."""
+        self.flush()
         with self._read() as conn:
             result = conn.execute(select(feedback_table).order_by(feedback_table.c.id))
             return [dict(r) for r in result.mappings()]
 
     def issued(self) -> list[dict[str, Any]]:
         """Every issued-card record, as ``{column: value}``."""
+        self.flush()
         with self._read() as conn:
             result = conn.execute(
                 select(issued_cards_table).order_by(
@@ -695,6 +777,7 @@ class FeedbackStore:
 
     def suggestions(self) -> list[dict[str, Any]]:
         """Every offered-suggestion record (card uuid, position, suggestion uuid, label)."""
+        self.flush()
         with self._read() as conn:
             t = issued_suggestions_table
             result = conn.execute(select(t).order_by(t.c.card_uuid, t.c.position))
@@ -704,6 +787,7 @@ class FeedbackStore:
         """Cards issued in ``[start, end)`` (``end`` default: open) with what joins to them: their
         feedback (any time), their offered suggestions; plus the count of feedback received in
         the window for cards this service never issued. The governance report's one read."""
+        self.flush()
         lo, hi = _timestamp(start), _timestamp(end) if end is not None else "9999"
         ic, fb, sg = issued_cards_table, feedback_table, issued_suggestions_table
         in_window = (ic.c.issued_at >= lo) & (ic.c.issued_at < hi)
@@ -734,21 +818,23 @@ class FeedbackStore:
         """Cards of ``rules`` issued on ``hook`` to the patient with this key since ``since``,
         each with its latest feedback (``outcome``, ``override_code``, ``received_at``; None
         when unanswered). For the suppression of repeats."""
-        ic, fb = issued_cards_table, feedback_table
         rules = sorted(set(rules))
         if not rules:
             return []
+        lo = _timestamp(since)
+        # the writer's rows first: one committed between the two reads is then in the database
+        pending = [r for r in self._pending_cards() if r["patient_key"] == patient_key
+                   and r["rule_id"] in rules and r["hook"] == hook and r["issued_at"] >= lo]
         with self._read() as conn:
             cards = [dict(r) for r in conn.execute(
-                select(ic.c.card_uuid, ic.c.rule_id, ic.c.indicator, ic.c.issued_at, ic.c.draft_keys).where(
-                    ic.c.patient_key == patient_key, ic.c.rule_id.in_(rules), ic.c.hook == hook,
-                    ic.c.issued_at >= _timestamp(since))).mappings()]
+                _RECENT_CARDS, {"patient_key": patient_key, "rules": rules, "hook": hook, "lo": lo}).mappings()]
+            seen = {c["card_uuid"] for c in cards}
+            cards += [{k: r[k] for k in ("card_uuid", "rule_id", "indicator", "issued_at", "draft_keys")}
+                      for r in pending if r["card_uuid"] not in seen]
             latest: dict[str, dict[str, Any]] = {}
             uuids = [c["card_uuid"] for c in cards]
             for start in range(0, len(uuids), _LOOKUP_CHUNK):
-                for r in conn.execute(
-                        select(fb.c.card_uuid, fb.c.outcome, fb.c.override_code, fb.c.received_at)
-                        .where(fb.c.card_uuid.in_(uuids[start:start + _LOOKUP_CHUNK])).order_by(fb.c.id)).mappings():
+                for r in conn.execute(_CARD_FEEDBACK, {"uuids": uuids[start:start + _LOOKUP_CHUNK]}).mappings():
                     latest[r["card_uuid"]] = dict(r)
         for c in cards:
             f = latest.get(c["card_uuid"]) or {}
@@ -758,6 +844,7 @@ class FeedbackStore:
     def daily_counts(self, start: datetime, end: datetime) -> list[tuple[str, str, int]]:
         """(rule id, UTC day ``YYYY-MM-DD``, cards) for the cards issued in ``[start, end)``,
         counted by the database (for the weekly series; stored times are UTC ISO text)."""
+        self.flush()
         ic = issued_cards_table
         day = func.substr(ic.c.issued_at, 1, 10)
         with self._read() as conn:
@@ -774,6 +861,7 @@ class FeedbackStore:
         Counts are of distinct cards (two feedbacks for one card count once per outcome);
         ``since`` (ISO date or date-time, UTC) keeps cards issued and feedback received from then
         on. A feedback row's rule is the one recorded with it, else that of its card."""
+        self.flush()
         bound = since_bound(since) or ""
         fb, ic = feedback_table, issued_cards_table
         cards = func.count(fb.c.card_uuid.distinct())
@@ -816,7 +904,9 @@ class FeedbackStore:
                 "unknown_cards": unknown_summary(unknown)}
 
     def close(self) -> None:
-        """Close every pooled connection (the store can still be used: the pool reopens)."""
+        """Write what the writer holds, close every pooled connection (the store can still be
+        used: the pool reopens)."""
+        self.flush()
         self.engine.dispose()
 
 

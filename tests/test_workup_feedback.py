@@ -29,6 +29,9 @@ def test_accepted_suggestion_of_the_merged_card_is_stored_with_its_rule(tmp_path
         {"card": card["uuid"], "outcome": "accepted", "outcomeTimestamp": "2026-11-23T15:05:00Z",
          "acceptedSuggestions": [{"id": dental["uuid"]}]}]})
     assert r.status_code == 200
+    # another store on the same database (as another worker or the CLI): it sees the issued cards
+    # once the app's background writer has written them
+    app.config["FEEDBACK_STORE"].flush()
     store = FeedbackStore(db)
     try:
         rows = store.rows()
