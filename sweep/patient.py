@@ -114,7 +114,10 @@ def _searched(observation: dict, wanted: frozenset[tuple[str | None, str]]) -> b
     code = observation.get("code")
     codings = code.get("coding") if isinstance(code, dict) else None
     for c in codings if isinstance(codings, list) else ():
-        if isinstance(c, dict) and ((c.get("system"), c.get("code")) in wanted or (None, c.get("code")) in wanted):
+        if not isinstance(c, dict) or not isinstance(c.get("code"), str):
+            continue   # a malformed coding (a list or number for a code) is no search hit, never a crash
+        system = c.get("system")
+        if (isinstance(system, str) and (system, c["code"]) in wanted) or (None, c["code"]) in wanted:
             return True
     return False
 

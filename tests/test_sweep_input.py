@@ -120,3 +120,19 @@ def test_an_id_ending_in_a_newline_keeps_its_records_together(tmp_path: Path) ->
         summary = local.run(src, tmp_path / f"out{partitions}", now=NOW, workers=1, partitions=partitions)
         assert summary["patients_seen"] == 1 and summary["unknown_patient"]["patients"] == 0
         assert summary["patients_without_antiresorptive"] == 1 and summary["resources_read"] == 2
+
+
+def test_an_observation_with_malformed_codings_never_stops_the_sweep(tmp_path: Path) -> None:
+    """A coding whose ``code`` is a list (or ``system`` an object) is no search hit, and the rest
+    of the export is still swept: the overdue row is kept (before the fix: TypeError, no worklist)."""
+    src = _export(tmp_path)
+    pid = orjson.loads((src / "Patient.ndjson").read_bytes().splitlines()[0])["id"]
+    odd = [{"resourceType": "Observation", "id": f"odd-{i}", "status": "final",
+            "subject": {"reference": f"Patient/{pid}"}, "effectiveDateTime": "2026-11-20",
+            "code": {"coding": [coding]}}
+           for i, coding in enumerate([{"system": "http://loinc.org", "code": ["17861-6"]},
+                                       {"system": {"x": 1}, "code": "17861-6"}, {"code": 17861}])]
+    with (src / "Observation.ndjson").open("ab") as f:
+        f.write(b"".join(orjson.dumps(o) + b"\n" for o in odd))
+    local.run(src, tmp_path / "out", now=NOW, workers=1)
+    assert [r["rule_id"] for r in _rows(tmp_path / "out")] == ["DMAB-OVERDUE-TRANSITION"]
