@@ -20,22 +20,13 @@ from cds_service.pipeline import DATA_CARD_ID, evaluate_hook
 from hooks.services import service_by_id
 from tests.factory import (CALCIUM_SERUM, DMAB60, ICD10, NOW, PID, administration, condition, draft,
                            hook_request, observation, patient, procedure, rule_ids)
+from tests.test_request_budget import ExpiresAfter   # the fake budget clock: False for k looks
 
 TODAY = NOW.date()
 KINDS = ("MedicationRequest", "MedicationAdministration", "MedicationStatement", "MedicationDispense",
          "Observation", "Condition", "Procedure")
 
 
-class ExpiresAfter:
-    """A fake budget clock: False for the first ``k`` looks, True from then on."""
-
-    def __init__(self, k: int) -> None:
-        self.k = k
-        self.calls = 0
-
-    def __call__(self) -> bool:
-        self.calls += 1
-        return self.calls > self.k
 
 
 @pytest.fixture(autouse=True)
