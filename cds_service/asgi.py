@@ -54,16 +54,33 @@ def _json_response(status: int, error: str, message: str) -> tuple[dict[str, Any
             {"type": "http.response.body", "body": body})
 
 
+#: Feedback POSTs evaluated at once per worker; the others wait on the event loop (issue 12).
+FEEDBACK_SLOTS = 1
+
+
+def is_feedback(scope: Scope) -> bool:
+    """A POST to ``/cds-services/<id>/feedback`` (any trailing or doubled slashes)."""
+    return scope.get("method") == "POST" and str(scope.get("path", "")).rstrip("/").endswith("/feedback")
+
+
 class BufferedWsgi:
     """ASGI app running a WSGI app once the whole request body has arrived.
 
     The body is read on the event loop up to ``max_body_bytes`` (beyond it: 413 with a JSON body,
     without reading the rest) and handed to the WSGI app with a ``Content-Length``, so a chunked
-    upload looks like any other to Flask."""
+    upload looks like any other to Flask.
 
-    def __init__(self, wsgi_app: Any, *, max_body_bytes: int, threads: int) -> None:
+    Feedback under load (issue 12): at most :data:`FEEDBACK_SLOTS` feedback POSTs are in the
+    worker's threads at a time; the rest wait here, on the event loop, holding no thread. A flood
+    of 1,000-item batches then takes at most one thread of each worker, and hook calls always
+    find a thread free instead of queueing behind feedback."""
+
+    def __init__(self, wsgi_app: Any, *, max_body_bytes: int, threads: int,
+                 feedback_slots: int = FEEDBACK_SLOTS) -> None:
         self.max_body_bytes = max_body_bytes
         self.inner = WSGIMiddleware(wsgi_app, workers=max(1, threads))
+        self.feedback_slots = max(1, feedback_slots)
+        self._feedback_gate: asyncio.Semaphore | None = None   # made on the worker's event loop
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -103,7 +120,13 @@ class BufferedWsgi:
                 return {"type": "http.request", "body": bytes(body), "more_body": False}
             return await receive()
 
-        await self.inner({**scope, "headers": headers}, replay, send)
+        if not is_feedback(scope):
+            await self.inner({**scope, "headers": headers}, replay, send)
+            return
+        if self._feedback_gate is None:
+            self._feedback_gate = asyncio.Semaphore(self.feedback_slots)
+        async with self._feedback_gate:
+            await self.inner({**scope, "headers": headers}, replay, send)
 
 
 _COMPLETE = (h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR)
