@@ -532,17 +532,18 @@ class FeedbackStore:
         ``issued_cards`` columns (NULL on old rows) and indexes. Idempotent; safe when two
         processes start at once (SQLite: one write transaction; PostgreSQL: ``IF NOT EXISTS``)."""
         with self.engine.begin() as conn:
-            have = {c["name"] for c in inspect(conn).get_columns("issued_cards")}
-            for name, sql_type in _ADDED_COLUMNS.items():
-                if name in have:
-                    continue
-                if self.dialect == "postgresql":
-                    conn.exec_driver_sql(f"ALTER TABLE issued_cards ADD COLUMN IF NOT EXISTS {name} {sql_type}")
-                else:
-                    conn.exec_driver_sql(f"ALTER TABLE issued_cards ADD COLUMN {name} {sql_type}")
-                log.info("feedback store migrated: issued_cards.%s added", name)
+            self._add_missing_columns(conn, "issued_cards", _ADDED_COLUMNS)
             for index in _ADDED_INDEXES:
                 index.create(conn, checkfirst=True)
+
+    def _add_missing_columns(self, conn: Any, table: str, columns: dict[str, str]) -> None:
+        """Add each of ``columns`` (name → SQL type) that ``table`` lacks (NULL on old rows)."""
+        have = {c["name"] for c in inspect(conn).get_columns(table)}
+        guard = " IF NOT EXISTS" if self.dialect == "postgresql" else ""
+        for name, sql_type in columns.items():
+            if name not in have:
+                conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN{guard} {name} {sql_type}")
+                log.info("feedback store migrated: %s.%s added", table, name)
 
     def _migrate_feedback(self) -> None:
         """Bring ``feedback`` and ``issued_suggestions`` of an older store up to this schema:
@@ -556,13 +557,8 @@ class FeedbackStore:
         with self.engine.begin() as conn:
             if self.dialect == "postgresql":
                 conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
-            inspector = inspect(conn)
             for table, columns in _FEEDBACK_ADDED_COLUMNS.items():
-                have = {c["name"] for c in inspector.get_columns(table)}
-                for name, sql_type in columns.items():
-                    if name not in have:
-                        conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")
-                        log.info("feedback store migrated: %s.%s added", table, name)
+                self._add_missing_columns(conn, table, columns)
             # first (NULLs never collide): the lookups below use it, and a fill stays unique
             conn.exec_driver_sql("CREATE UNIQUE INDEX IF NOT EXISTS feedback_dedup ON feedback (dedup_key)")
             filled, after = 0, 0
