@@ -27,6 +27,7 @@ class LoadResult:
     error_samples: list[str] = field(default_factory=list)
     wall: float = 0.0
     stopped_early: bool = False
+    warmup_calls: int = 0          # untimed calls sent before the clock started (each client's warm-up)
 
     def summary(self) -> dict[str, Any]:
         ok = len(self.latencies)
@@ -79,6 +80,8 @@ def run(url: str, body: bytes | Callable[[], bytes], *, concurrency: int, reques
         with _session() as s:
             try:
                 for _ in range(warmup_per_client):   # open the keep-alive connection, warm the worker
+                    with lock:
+                        result.warmup_calls += 1
                     s.post(url, data=next_body(), headers=HEADERS, timeout=timeout).content
             except requests.RequestException:
                 pass

@@ -167,17 +167,23 @@ def section_http(workloads: list[Workload], plan: Plan, args: argparse.Namespace
                 say(f"  http ({mode}): {w.name} c={c} ({n} requests each: floor, bone-cds) ...")
                 # first sight: every request is a new patient (nothing cached); repeat: the same one
                 bodies = w.new_patients() if mode == inprocess.FIRST_SIGHT else w.body
+                f_cpu0 = floor.cpu_seconds()
                 f = load.run(f"{floor.base_url}/cds-services/{w.service_id}", bodies, concurrency=c,
                              requests_total=n, time_limit=plan.http_time_limit)
+                f_cpu = _cpu_per_request(f_cpu0, floor.cpu_seconds(), f)
                 offset = ours.log_offset()
+                o_cpu0 = ours.cpu_seconds()
                 o = load.run(f"{ours.base_url}/cds-services/{w.service_id}", bodies, concurrency=c,
                              requests_total=n, time_limit=plan.http_time_limit)
+                o_cpu = _cpu_per_request(o_cpu0, ours.cpu_seconds(), o)
                 fs, os_ = f.summary(), o.summary()
                 os_["server_ms"] = _server_ms(ours.log_lines_since(offset))
+                fs["server_cpu_ms_per_request"], os_["server_cpu_ms_per_request"] = f_cpu, o_cpu
                 ratio = os_["latency_ms"].get("median", float("nan")) / fs["latency_ms"].get("median", float("nan")) \
                     if fs["ok"] and os_["ok"] else float("nan")
                 row = {"workload": w.name, "patient": w.patient, "hook": w.hook, "concurrency": c, "mode": mode,
-                       "bone_cds": os_, "floor": fs, "median_ratio": ratio}
+                       "bone_cds": os_, "floor": fs, "median_ratio": ratio,
+                       "cpu_ratio": o_cpu / f_cpu if o_cpu and f_cpu else None}
                 limit = BUDGET_HTTP_HEAVY_FLOOR_RATIO if w.patient == "heavy" else BUDGET_HTTP_FLOOR_RATIO
                 row["budget"] = {"limit_ratio": limit, "pass": bool(ratio <= limit) and os_["errors"] == 0}
                 rows.append(row)
@@ -186,6 +192,15 @@ def section_http(workloads: list[Workload], plan: Plan, args: argparse.Namespace
                     and ("[INFO]" not in line)]
         out["server_log_problems"] = problems[:30]
         out["server_log_tail"] = ours.log_tail(5)
+
+
+def _cpu_per_request(before: float | None, after: float | None, result: load.LoadResult) -> float | None:
+    """The server's CPU milliseconds per completed request over one load run (warm-up calls
+    included in the count, as they are in the CPU), or None where /proc is unavailable."""
+    done = len(result.latencies) + result.errors + result.warmup_calls
+    if before is None or after is None or done <= 0:
+        return None
+    return (after - before) * 1000 / done
 
 
 def _server_ms(lines: list[str]) -> dict[str, float]:
@@ -315,9 +330,11 @@ def table(out: dict[str, Any]) -> str:
                      f"latency ms, throughput req/s;\n  srv p50 = the service's own median ms per call from its log line (evaluate_hook + "
                      f"feedback bookkeeping, without transfer, body decode and queueing);\n  first sight = every request "
                      f"is a new patient (patient id replaced, nothing cached); (repeat) = the same request again")
-        head = (f"  {'workload':31}{'conc':>5} |{'p50':>8}{'p95':>8}{'p99':>8}{'req/s':>8}{'err':>4}{'srv p50':>8} |"
-                f"{'p50':>7}{'p95':>7}{'p99':>7}{'req/s':>8}{'err':>4} |{'p50 ratio':>10}   budget")
-        lines.append(f"  {'':31}{'':5} |{'bone-cds':^44} |{'floor':^33} |")
+        lines.append("  cpu = the server's CPU ms per request (all its processes and threads, from /proc; a busy "
+                     "machine inflates it far less than latency), cpu ratio = ours / the floor's")
+        head = (f"  {'workload':31}{'conc':>5} |{'p50':>8}{'p95':>8}{'p99':>8}{'req/s':>8}{'err':>4}{'srv p50':>8}{'cpu':>6} |"
+                f"{'p50':>7}{'p95':>7}{'p99':>7}{'req/s':>8}{'err':>4}{'cpu':>6} |{'p50 ratio':>10}{'cpu ratio':>10}   budget")
+        lines.append(f"  {'':31}{'':5} |{'bone-cds':^50} |{'floor':^39} |")
         lines.append(head)
         lines.append("  " + "-" * (len(head) - 2))
         for r in http:
@@ -328,9 +345,10 @@ def table(out: dict[str, Any]) -> str:
             name = _key(r["workload"], r.get("mode", inprocess.FIRST_SIGHT))
             lines.append(f"  {name:31}{r['concurrency']:>5} |{_f(ol.get('median')):>8}{_f(ol.get('p95')):>8}"
                          f"{_f(ol.get('p99')):>8}{o['throughput_rps']:8.1f}{o['errors']:>4}"
-                         f"{_f(o.get('server_ms', {}).get('median')):>8} |{_f(fl.get('median')):>7}"
-                         f"{_f(fl.get('p95')):>7}{_f(fl.get('p99')):>7}{f['throughput_rps']:8.1f}{f['errors']:>4} |"
-                         f"{r['median_ratio']:9.1f}x{verdict}")
+                         f"{_f(o.get('server_ms', {}).get('median')):>8}{_f(o.get('server_cpu_ms_per_request')):>6} |"
+                         f"{_f(fl.get('median')):>7}{_f(fl.get('p95')):>7}{_f(fl.get('p99')):>7}"
+                         f"{f['throughput_rps']:8.1f}{f['errors']:>4}{_f(f.get('server_cpu_ms_per_request')):>6} |"
+                         f"{r['median_ratio']:9.1f}x{_f(r.get('cpu_ratio')):>9}x{verdict}")
     if out.get("scale"):
         lines.append("")
         lines.append(scale.table(out["scale"]))
