@@ -14,7 +14,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from hooks.services import service_by_id, services
+from hooks.services import Service, service_by_id, services
 
 from . import __version__, jsonio
 from .errors import ApiError
@@ -121,9 +121,10 @@ def too_deep(raw: bytes, body: Any, limit: int) -> bool:
     return _raw_deeper_than(raw, limit)
 
 
-def _body() -> Any:
-    """Decoded JSON body or a 400 naming the problem (never a 500)."""
-    raw = _raw_body()
+def _body(raw: bytes | None = None) -> Any:
+    """Decoded JSON body (of ``raw``, else of the request) or a 400 naming the problem (never a 500)."""
+    if raw is None:
+        raw = _raw_body()
     if not raw:
         raise ApiError(400, "invalid_body", "the request body is empty: send a JSON object")
     nested = ApiError(400, "invalid_json",
@@ -165,14 +166,23 @@ def call_service(service_id: str) -> Response:
     profile = settings.profile
     if service is None or not profile.offers(service.hook):
         raise ApiError(404, "unknown_service", f"no CDS service with id '{service_id}'")
-    body = _body()
+    raw = _raw_body()
+    with jsonio.paused_for(raw):   # a large body: decoded, evaluated and released with no collection
+        wire = _answer(service, settings, profile, raw)
+    return json_response(wire)
+
+
+def _answer(service: Service, settings: Any, profile: Any, raw: bytes) -> dict[str, Any]:
+    """The hook's answer as sent (the EHR profile's shape). Returns before the caller resumes
+    garbage collection, so the decoded body and the chart are gone by then."""
+    body = _body(raw)
     now = current_app.config["CLOCK"]()
     t0 = time.perf_counter()
     notes = profile.request_notes(body) if isinstance(body, dict) else {}
     if service.hook == "patient-view" and isinstance(body, dict) and not profile.answers_patient_view(body):
         log.info("hook not answered for this trigger", extra={"event": {
             "hookInstance": str(body.get("hookInstance"))[:64], "service": service.id, "ehr": notes}})
-        return json_response({"cards": []})
+        return {"cards": []}
     outcome = evaluate_hook(service, body, now=now, fetch=settings.fetch,
                             thresholds=settings.thresholds,
                             session=current_app.config["HTTP_SESSION"],
@@ -196,7 +206,7 @@ def call_service(service_id: str) -> Response:
         "prefetch": outcome.prefetch, "skipped_resources": outcome.skipped,
         "excluded_resources": outcome.excluded, **({"ehr": notes} if notes else {}),
         "ms": round(elapsed_ms, 1)}})
-    return json_response(wire)
+    return wire
 
 
 @bp.post("/cds-services/<service_id>/feedback")

@@ -96,3 +96,43 @@ def test_large_hook_request_is_evaluated_with_gc_paused(monkeypatch) -> None:
     pipeline.evaluate_hook(service, small, now=NOW)
     pipeline.evaluate_hook(service, big, now=NOW)
     assert seen == [True, False] and gc.isenabled()
+
+
+def _gc_seen_by_route(client, monkeypatch, body: bytes) -> tuple[int, list[bool]]:
+    import gc
+
+    from cds_service import api
+    seen: list[bool] = []
+    real = api.evaluate_hook
+    monkeypatch.setattr(api, "evaluate_hook", lambda *a, **k: (seen.append(gc.isenabled()), real(*a, **k))[1])
+    resp = client.post("/cds-services/bone-safety-patient-view", data=body, content_type="application/json")
+    return resp.status_code, seen
+
+
+def test_route_keeps_collection_paused_through_a_large_request(client, monkeypatch) -> None:
+    """Issue 11 §3: a body of PAUSE_GC_BYTES or more is decoded, evaluated and released with
+    collection paused (resuming right after the decode would walk the whole document once);
+    a small body runs with collection on; either way it is on again after the answer."""
+    import gc
+
+    from cds_service import jsonio
+    from tests.factory import hook_request, observation, patient
+    body = json.dumps(hook_request("patient-view", [patient()] + [
+        observation("17861-6", 9.4, "mg/dL", "2026-11-01") for _ in range(3)])).encode()
+    monkeypatch.setattr(jsonio, "PAUSE_GC_BYTES", len(body) + 1)
+    status, seen = _gc_seen_by_route(client, monkeypatch, body)
+    assert status == 200 and seen == [True] and gc.isenabled()
+    monkeypatch.setattr(jsonio, "PAUSE_GC_BYTES", len(body))
+    status, seen = _gc_seen_by_route(client, monkeypatch, body)
+    assert status == 200 and seen == [False] and gc.isenabled()
+
+
+def test_route_resumes_collection_after_a_large_bad_request(client, monkeypatch) -> None:
+    """A large body that is refused (400: not JSON, or not a hook request) leaves collection on."""
+    import gc
+
+    from cds_service import jsonio
+    monkeypatch.setattr(jsonio, "PAUSE_GC_BYTES", 10)
+    for body in (b'{"hook": "patient-view", "truncated', b'{"hook": "patient-view", "context": 7}'):
+        status, seen = _gc_seen_by_route(client, monkeypatch, body)
+        assert status == 400 and gc.isenabled()
