@@ -18,7 +18,7 @@ from hooks.services import service_by_id, services
 
 from . import __version__
 from .errors import ApiError
-from .feedback import FeedbackStoreError, parse_feedback
+from .feedback_process import RETRY_AFTER_SECONDS, BatchNotStored, ChildBug, ProcessUnavailable, take_batch
 from .json_body import MAX_JSON_DEPTH, _deeper_than, _raw_deeper_than, decode_json_body, too_deep  # noqa: F401
 from .governance.record import record_issued, tenant_of
 from .governance.suppression import suppress_repeats
@@ -138,19 +138,37 @@ def feedback(service_id: str) -> Response:
     store = current_app.config.get("FEEDBACK_STORE")
     if store is None:
         raise ApiError(404, "feedback_disabled", "feedback is switched off on this service")
-    items = parse_feedback(_body())
+    raw = _raw_body()
+    tenant, now = tenant_of(request.environ), current_app.config["CLOCK"]()
+    child = current_app.config.get("FEEDBACK_PROCESS")
     try:
-        stored = store.add(service_id, items, current_app.config["CLOCK"](), tenant=tenant_of(request.environ))
-    except FeedbackStoreError as exc:
-        log.error("feedback NOT stored", extra={"event": {"service": service_id, "items": len(items),
-                                                          **exception_summary(exc)}})
+        if child is None:
+            result = take_batch(store, raw, service_id, tenant, now)
+        else:   # decoded, validated and stored in the worker's niced child (issue 12)
+            result = child.run(raw, service_id=service_id, tenant=tenant, now=now,
+                               pending_rules=store.pending_rules())
+    except BatchNotStored as exc:
+        log.error("feedback NOT stored", extra={"event": {"service": service_id, "items": exc.items,
+                                                          **exception_summary(exc.error)}})
         raise ApiError(503, "feedback_store_unavailable",
                        "the feedback could not be stored; nothing was kept, send it again later") from None
-    duplicates = len(items) - stored
-    log.info("feedback stored", extra={"event": {"service": service_id, "items": stored, "duplicates": duplicates}})
-    feedback_stored(service_id, stored)
+    except ProcessUnavailable:
+        # logged by FeedbackProcess; the batch may have been stored: a retry is a duplicate
+        response = json_response({"error": "feedback_process_unavailable",
+                                  "message": "the feedback could not be processed in time; it is not "
+                                             "acknowledged: send it again (a batch already stored is "
+                                             "recognised as duplicates)"}, 503)
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+    except ChildBug as exc:
+        log.error("unhandled error", extra={"event": exc.summary})
+        return json_response({"error": "internal_error",
+                              "message": "the service failed to process this request"}, 500)
+    log.info("feedback stored", extra={"event": {"service": service_id, "items": result.stored,
+                                                 "duplicates": result.duplicates}})
+    feedback_stored(service_id, result.stored)
     # every item is kept: new ones now, duplicates (a retry, FB-5) when first sent
-    return json_response({"stored": stored, "duplicates": duplicates})
+    return json_response({"stored": result.stored, "duplicates": result.duplicates})
 
 
 def register_errors(app: Any) -> None:

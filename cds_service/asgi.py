@@ -63,6 +63,16 @@ def is_feedback(scope: Scope) -> bool:
     return scope.get("method") == "POST" and str(scope.get("path", "")).rstrip("/").endswith("/feedback")
 
 
+async def _run_off_loop(callback: Callable[[], None] | None, what: str) -> None:
+    """``callback`` in a thread (it may block); a failure is logged (class only), not raised."""
+    if callback is None:
+        return
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, callback)
+    except Exception as exc:  # noqa: BLE001 - a worker still serves (or stops) without it
+        log.error("worker %s step failed", what, extra={"event": {"exc_type": type(exc).__name__}})
+
+
 class BufferedWsgi:
     """ASGI app running a WSGI app once the whole request body has arrived.
 
@@ -76,8 +86,11 @@ class BufferedWsgi:
     find a thread free instead of queueing behind feedback."""
 
     def __init__(self, wsgi_app: Any, *, max_body_bytes: int, threads: int,
-                 feedback_slots: int = FEEDBACK_SLOTS) -> None:
+                 feedback_slots: int = FEEDBACK_SLOTS, on_startup: Callable[[], None] | None = None,
+                 on_shutdown: Callable[[], None] | None = None) -> None:
         self.max_body_bytes = max_body_bytes
+        #: run in each worker when it starts and stops (ASGI lifespan), off the event loop
+        self.on_startup, self.on_shutdown = on_startup, on_shutdown
         self.inner = WSGIMiddleware(wsgi_app, workers=max(1, threads))
         self.feedback_slots = max(1, feedback_slots)
         self._feedback_gate: asyncio.Semaphore | None = None   # made on the worker's event loop
@@ -87,8 +100,10 @@ class BufferedWsgi:
             while True:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
+                    await _run_off_loop(self.on_startup, "startup")
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
+                    await _run_off_loop(self.on_shutdown, "shutdown")
                     await send({"type": "lifespan.shutdown.complete"})
                     return
         if scope["type"] != "http":
