@@ -194,10 +194,14 @@ class FeedbackProcess:
         return child.process.pid if child is not None else None
 
     def start(self) -> None:
-        """Start the child now (it opens its store meanwhile), unless it runs."""
+        """Start the child now and wait until it has opened its store (a worker's startup: its
+        first batch then waits for nothing, and the child's imports are done before the worker
+        serves hook calls). A failure is logged; the next batch tries again."""
         with self._lock:
-            if self._child is None or not self._child.process.is_alive():
-                self._spawn()
+            try:
+                self._ready_child(time.monotonic() + self.timeout)
+            except ProcessUnavailable:
+                pass
 
     def run(self, raw: bytes, *, service_id: str, tenant: str | None, now: datetime | None,
             pending_rules: dict[str, str] | None = None) -> BatchResult:
