@@ -174,6 +174,57 @@ def test_a_card_still_in_the_workers_writer_gives_its_rule_to_the_childs_row(pro
         "pending-card": "RULE-PENDING", "other-card": None}
 
 
+def test_a_store_failure_in_the_child_is_the_same_503_as_in_the_thread(tmp_path: Path) -> None:
+    """The database refuses the batch (its table was dropped behind the service's back): both
+    paths answer 503 ``feedback_store_unavailable``, and the log names no request data."""
+    answers = {}
+    for mode in ("off", "on"):
+        app = create_app(_settings(tmp_path / mode, str(tmp_path / mode / "feedback.sqlite3"), mode),
+                         clock=lambda: NOW)
+        child = app.config["FEEDBACK_PROCESS"]
+        try:
+            if child is not None:
+                child.start()
+            with sqlite3.connect(tmp_path / mode / "feedback.sqlite3") as conn:
+                conn.execute("DROP TABLE feedback")
+            r = app.test_client().post(URL, data=batch(entry("lost")), content_type="application/json")
+            answers[mode] = (r.status_code, r.get_json())
+        finally:
+            if child is not None:
+                child.shutdown()
+    assert answers["on"] == answers["off"]
+    assert answers["on"][0] == 503 and answers["on"][1]["error"] == "feedback_store_unavailable"
+
+
+def test_an_unexpected_error_in_the_child_is_a_json_500(process_app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug in the child (its class and frames come back, no message) is answered like a bug
+    in the route: 500 ``internal_error``."""
+    from cds_service.feedback_process import ChildBug
+
+    def failing_run(*_args: Any, **_kw: Any) -> Any:
+        raise ChildBug({"exc_type": "builtins.KeyError", "exc_where": ["x.py:1 f"]})
+
+    monkeypatch.setattr(process_app.config["FEEDBACK_PROCESS"], "run", failing_run)
+    r = process_app.test_client().post(URL, data=batch(entry("x")), content_type="application/json")
+    assert r.status_code == 500
+    assert r.get_json() == {"error": "internal_error", "message": "the service failed to process this request"}
+
+
+def test_a_bug_in_the_child_comes_back_as_its_class_and_the_child_serves_on(tmp_path: Path) -> None:
+    from cds_service.feedback_process import ChildBug
+
+    child = FeedbackProcess(str(tmp_path / "feedback.sqlite3"))
+    try:
+        with pytest.raises(ChildBug) as bug:     # pending_rules must be a mapping: a TypeError there
+            child.run(batch(entry("x")), service_id=OSIGN, tenant=None, now=NOW, pending_rules=["x"])
+        assert bug.value.summary["exc_type"] == "builtins.TypeError"
+        pid = child.pid
+        result = child.run(batch(entry("x")), service_id=OSIGN, tenant=None, now=NOW)
+        assert (result.items, result.stored, child.pid) == (1, 1, pid)
+    finally:
+        child.shutdown()
+
+
 # ---- failures: 503 with Retry-After, then a new child -----------------------------------------
 
 
