@@ -1,6 +1,6 @@
 """Hook latency under a feedback flood (issue 12 "Feedback under load"):
 ``python -m bench.feedback_flood [--calls 80] [--flooders 2] [--batch 1000] [--feedback-process auto]
-[--quick]``.
+[--quick]``; ``--cpu 40``: where a batch's CPU goes (worker or feedback child) instead.
 
 A real ``bone-cds serve`` (gunicorn, uvicorn workers, ``--workers 2 --threads 4`` like
 ``./scripts/serve``) on a free 127.0.0.1 port with a temporary data directory (SQLite store). One
@@ -182,6 +182,57 @@ def run(calls: int, flooders: int, batch: int, workers: int, threads: int, round
             "load_average_1m": load}
 
 
+def _group_cpu(pgid: int) -> dict[int, tuple[str, float]]:
+    """Process id → (role, CPU seconds) of the server's process group, from ``/proc`` (Linux):
+    ``master``, ``worker`` (gunicorn's), ``child`` (a worker's feedback process) or ``other``."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, tuple[str, float]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()
+            cmd = Path(f"/proc/{name}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[2]) != pgid:
+            continue
+        pid, parent = int(name), int(fields[1])
+        role = ("master" if pid == pgid else "worker" if parent == pgid
+                else "child" if b"spawn_main" in cmd and b"resource_tracker" not in cmd else "other")
+        out[pid] = (role, (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+def cpu_per_post(posts: int, batch: int, feedback_process: str) -> dict[str, float]:
+    """CPU milliseconds per ``batch``-item feedback POST spent by the worker and by its feedback
+    child (one worker, ``posts`` POSTs one after another, nothing else sent): where the batch's
+    Python runs. Linux only (``/proc``)."""
+    (w,) = build_workloads(DEFAULT_SEED, DEFAULT_ANCHOR, patients=["typical"], hooks=["patient-view"])
+    with temp_dir() as tmp:
+        tmp_path = Path(tmp)
+        (tmp_path / "data").mkdir()
+        with bone_cds(tmp_path, tmp_path / "data", 1, 4, {"BONE_CDS_FEEDBACK_PROCESS": feedback_process}) as server:
+            url = f"{server.base_url}/cds-services/{w.service_id}/feedback"
+            bodies = [feedback_batch(batch, b, 9) for b in range(posts + 1)]
+            session = requests.Session()
+            session.post(url, data=bodies[0], headers=HEADERS, timeout=120)     # warm-up
+            pgid = server.proc.pid
+            before = _group_cpu(pgid)
+            t0 = time.perf_counter()
+            for body in bodies[1:]:
+                r = session.post(url, data=body, headers=HEADERS, timeout=120)
+                if r.status_code != 200:
+                    raise RuntimeError(f"feedback POST answered {r.status_code}")
+            wall = time.perf_counter() - t0
+            after = _group_cpu(pgid)
+    spent: dict[str, float] = {}
+    for pid, (role, cpu) in after.items():
+        spent[role] = spent.get(role, 0.0) + (cpu - before.get(pid, (role, 0.0))[1]) * 1000 / posts
+    return {"worker_ms": spent.get("worker", 0.0), "child_ms": spent.get("child", 0.0),
+            "wall_ms": wall * 1000 / posts}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.feedback_flood", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -195,7 +246,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="the server's BONE_CDS_FEEDBACK_PROCESS")
     p.add_argument("--quick", action="store_true", help="20 calls per phase, 1 round")
     p.add_argument("--json", type=Path, help="also write the figures there")
+    p.add_argument("--cpu", type=int, metavar="POSTS", default=0,
+                   help="instead: CPU ms per feedback POST in the worker and in its feedback child "
+                        "(one worker, POSTS posts in a row, --feedback-process off and on; Linux)")
     args = p.parse_args(argv)
+    if args.cpu:
+        for mode in ("off", "on"):
+            c = cpu_per_post(args.cpu, args.batch, mode)
+            print(f"feedback process {mode:3}: per {args.batch}-item POST, worker {c['worker_ms']:5.1f} ms CPU, "
+                  f"feedback child {c['child_ms']:5.1f} ms CPU, wall {c['wall_ms']:5.1f} ms ({args.cpu} posts)")
+        return 0
     res = run(20 if args.quick else max(5, args.calls), args.flooders, args.batch, args.workers, args.threads,
               1 if args.quick else max(1, args.rounds), args.feedback_process)
     i, f, fb = res["idle_ms"], res["flood_ms"], res["feedback"]

@@ -426,3 +426,14 @@ def test_a_served_worker_stores_through_its_child_and_stopping_leaves_no_process
         assert not _group(pgid), f"processes left after the server stopped: {_group(pgid)}\n{server.log()}"
         log = server.log()
     assert "live-1" not in log and "Traceback" not in log
+
+
+def test_a_served_batchs_cpu_is_spent_in_the_child_not_in_the_worker() -> None:
+    """Where the work goes, not how fast (``python -m bench.feedback_flood --cpu``): with the child,
+    most of a 1,000-item batch's CPU is the child's; without it, all of it is the worker's."""
+    from bench.feedback_flood import cpu_per_post
+
+    on = cpu_per_post(10, MAX_FEEDBACK_ITEMS, "on")
+    assert on["child_ms"] > 3 * on["worker_ms"], on
+    off = cpu_per_post(10, MAX_FEEDBACK_ITEMS, "off")
+    assert off["child_ms"] == 0 and off["worker_ms"] > on["worker_ms"], (on, off)
