@@ -132,7 +132,9 @@ def call_service(service_id: str) -> Response:
 @bp.post("/cds-services/<service_id>/feedback")
 def feedback(service_id: str) -> Response:
     """FB-1..6: validate, store durably, then answer 200 (``stored``: new entries;
-    ``duplicates``: entries already stored, e.g. a retry after a lost answer)."""
+    ``duplicates``: entries already stored, e.g. a retry after a lost answer). With a feedback
+    process (``BONE_CDS_FEEDBACK_PROCESS``) the batch is decoded, validated and stored there,
+    by the same :func:`take_batch`; this thread waits for it without the interpreter lock."""
     if service_by_id(service_id) is None:
         raise ApiError(404, "unknown_service", f"no CDS service with id '{service_id}'")
     store = current_app.config.get("FEEDBACK_STORE")

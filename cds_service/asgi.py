@@ -83,7 +83,9 @@ class BufferedWsgi:
     Feedback under load (issue 12): at most :data:`FEEDBACK_SLOTS` feedback POSTs are in the
     worker's threads at a time; the rest wait here, on the event loop, holding no thread. A flood
     of 1,000-item batches then takes at most one thread of each worker, and hook calls always
-    find a thread free instead of queueing behind feedback."""
+    find a thread free instead of queueing behind feedback. That thread only waits: the batch's
+    decoding, validation and storing run in the worker's feedback child
+    (:mod:`cds_service.feedback_process`, started and ended by ``on_startup``/``on_shutdown``)."""
 
     def __init__(self, wsgi_app: Any, *, max_body_bytes: int, threads: int,
                  feedback_slots: int = FEEDBACK_SLOTS, on_startup: Callable[[], None] | None = None,

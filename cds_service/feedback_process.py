@@ -212,14 +212,19 @@ class FeedbackProcess:
         if not self._lock.acquire(timeout=self.timeout):
             raise ProcessUnavailable("the feedback process is busy with other batches")
         try:
+            message = (raw, service_id, tenant, now, pending_rules)
             child = self._ready_child(deadline)
             try:
-                child.conn.send((raw, service_id, tenant, now, pending_rules))
+                child.conn.send(message)
             except (OSError, ValueError):
                 # it died while idle: the batch was not received, a new child takes it
                 self._discard()
                 child = self._ready_child(deadline)
-                child.conn.send((raw, service_id, tenant, now, pending_rules))
+                try:
+                    child.conn.send(message)
+                except (OSError, ValueError):
+                    self._discard()
+                    raise ProcessUnavailable("the feedback process ended before it took the batch") from None
             reply = self._receive(child, deadline, "a batch")
         finally:
             self._lock.release()
