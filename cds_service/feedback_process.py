@@ -51,6 +51,10 @@ DEFAULT_TIMEOUT = 45.0
 CHILD_NICE = 10
 #: ``Retry-After`` (seconds) of the 503 answered when the child failed.
 RETRY_AFTER_SECONDS = 5
+#: Seconds :meth:`FeedbackProcess.start` waits for the child to open its store (a worker's
+#: startup: within gunicorn's 30 s worker timeout; past it the child is killed and the first
+#: batch starts another).
+START_TIMEOUT = 20.0
 #: Seconds :meth:`FeedbackProcess.shutdown` waits for the child to finish its batch and exit.
 SHUTDOWN_TIMEOUT = 10.0
 
@@ -199,7 +203,7 @@ class FeedbackProcess:
         serves hook calls). A failure is logged; the next batch tries again."""
         with self._lock:
             try:
-                self._ready_child(time.monotonic() + self.timeout)
+                self._ready_child(time.monotonic() + min(self.timeout, START_TIMEOUT))
             except ProcessUnavailable:
                 pass
 
