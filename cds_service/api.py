@@ -19,7 +19,7 @@ from hooks.services import service_by_id, services
 from . import __version__
 from .errors import ApiError
 from .feedback_process import RETRY_AFTER_SECONDS, BatchNotStored, ChildBug, ProcessUnavailable, take_batch
-from .json_body import MAX_JSON_DEPTH, _deeper_than, _raw_deeper_than, decode_json_body, too_deep  # noqa: F401
+from .json_body import decode_json_body
 from .governance.record import record_issued, tenant_of
 from .governance.suppression import suppress_repeats
 from .logs import exception_summary
