@@ -27,6 +27,7 @@ from __future__ import annotations
 import atexit
 import logging
 import multiprocessing
+import multiprocessing.util  # noqa: F401 - registers its exit handler before ours (see the end)
 import os
 import signal
 import threading
@@ -108,7 +109,10 @@ def take_batch(store: FeedbackStore, raw: bytes, service_id: str, tenant: str | 
 
 def _child_main(conn: Connection, store_url: str, log_level: str, nice: int) -> None:
     """The child's loop: one batch in, one tagged answer out, until the pipe closes."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)    # a Ctrl-C to the group: the worker decides
+    # Ctrl-C or a stop signal sent to the whole group (a terminal, dumb-init, ``kill -- -PGID``):
+    # the worker decides. It finishes its requests, this batch included, then closes the pipe.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         os.nice(nice)
     except OSError:
@@ -338,4 +342,6 @@ def _shutdown_all() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_after_fork)
+# Registered after multiprocessing's own exit handler (imported above), so run before it: that
+# one joins the children without a timeout, and a child ends only once its pipe is closed here.
 atexit.register(_shutdown_all)

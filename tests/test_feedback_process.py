@@ -344,6 +344,37 @@ def test_the_child_ends_when_its_worker_is_killed(tmp_path: Path) -> None:
     assert _wait_gone(pid), "the child outlived its killed worker"
 
 
+def test_a_worker_that_exits_without_shutdown_ends_its_child_and_does_not_hang(tmp_path: Path) -> None:
+    """A normal interpreter exit (no :meth:`shutdown` called): the exit handler closes the pipe
+    first, so neither the exit waits for ever nor the child outlives it."""
+    script = (
+        "from cds_service.feedback_process import FeedbackProcess\n"
+        "if __name__ == '__main__':\n"
+        f"    p = FeedbackProcess({str(tmp_path / 'feedback.sqlite3')!r})\n"
+        "    p.start()\n"
+        "    print(p.pid, flush=True)\n"
+    )
+    path = tmp_path / "worker.py"
+    path.write_text(script)
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(root)}, cwd=root)
+    assert out.returncode == 0, out.stderr
+    assert not _alive(int(out.stdout.split()[0]))
+
+
+def test_a_stop_signal_to_the_whole_group_lets_the_child_finish_its_batch(process_app: Any,
+                                                                          tmp_path: Path) -> None:
+    """SIGTERM to the child (a group-wide stop) is ignored: the worker ends it after its requests."""
+    child = process_app.config["FEEDBACK_PROCESS"]
+    child.start()
+    os.kill(child.pid, signal.SIGTERM)
+    time.sleep(0.3)
+    assert _alive(child.pid)
+    r = process_app.test_client().post(URL, data=batch(entry("after-term")), content_type="application/json")
+    assert r.status_code == 200 and r.get_json() == {"stored": 1, "duplicates": 0}
+
+
 # ---- configuration ---------------------------------------------------------------------------
 
 
