@@ -426,6 +426,16 @@ def _feedback_children(pgid: int) -> set[int]:
     return out
 
 
+def _wait_children(pgid: int, n: int, seconds: float = 30.0) -> set[int]:
+    """The feedback children of the group once there are ``n`` (a worker may still be booting)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = _feedback_children(pgid)
+        if len(found) == n or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
 def test_a_served_worker_stores_through_its_child_and_stopping_leaves_no_process(tmp_path: Path) -> None:
     """``bone-cds serve`` (2 workers): batches answered as usual, a 400 still names the entry,
     each worker has a niced child; a worker killed outright takes its child with it; SIGTERM to
@@ -441,13 +451,17 @@ def test_a_served_worker_stores_through_its_child_and_stopping_leaves_no_process
                           timeout=30)
         assert r.status_code == 400 and r.json()["field"] == "feedback[0].outcome"
         pgid = server.proc.pid
-        children = _feedback_children(pgid)
+        children = _wait_children(pgid, 2)
         assert len(children) == 2, f"one feedback child per worker expected: {children}\n{server.log()}"
         # a worker killed outright: its child ends too (the master starts a new worker and child)
         child = min(children)
         worker = int(Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[1])
         os.kill(worker, signal.SIGKILL)
         assert _wait_gone(child), "a feedback child outlived its killed worker"
+        renewed = _wait_children(pgid, 2)
+        assert len(renewed) == 2 and child not in renewed, f"{renewed}\n{server.log()}"
+        r = requests.post(url, data=batch(entry("live-4")), headers={"Content-Type": "application/json"}, timeout=30)
+        assert r.json() == {"stored": 1, "duplicates": 0}
         # graceful stop: master, workers and children all end
         os.killpg(pgid, signal.SIGTERM)
         server.proc.wait(timeout=30)
