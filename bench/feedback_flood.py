@@ -1,5 +1,6 @@
 """Hook latency under a feedback flood (issue 12 "Feedback under load"):
-``python -m bench.feedback_flood [--calls 80] [--flooders 2] [--batch 1000] [--quick]``.
+``python -m bench.feedback_flood [--calls 80] [--flooders 2] [--batch 1000] [--feedback-process auto]
+[--quick]``; ``--cpu 40``: where a batch's CPU goes (worker or feedback child) instead.
 
 A real ``bone-cds serve`` (gunicorn, uvicorn workers, ``--workers 2 --threads 4`` like
 ``./scripts/serve``) on a free 127.0.0.1 port with a temporary data directory (SQLite store). One
@@ -7,7 +8,9 @@ client makes one-card patient-view calls one after another (the typical patient,
 each call: first sight), timed in ``--rounds`` alternating phases: with nothing else running
 (idle), then while ``--flooders`` clients post ``--batch``-item feedback batches continuously (new card ids each batch, so every
 item is a real insert). Prints idle and flood p50/p95, the ratio of the p95s (budget: flood p95
-≤ 2× idle p95) and how much feedback was stored meanwhile.
+≤ 2× idle p95) and how much feedback was stored meanwhile. ``--feedback-process`` sets the
+server's ``BONE_CDS_FEEDBACK_PROCESS`` (``off``: batches stored in the worker's threads, as
+before the feedback process; ``auto``, the default, is on under ``bone-cds serve``).
 
 Client and server share the machine's cores: the flood also costs CPU (decoding and validating
 1,000 items), so the ratio measures the lock *and* the CPU contention. Figures on a loaded machine
@@ -133,12 +136,14 @@ def timed_calls(url: str, next_body: Any, calls: int) -> tuple[list[float], int]
     return out, bad
 
 
-def run(calls: int, flooders: int, batch: int, workers: int, threads: int, rounds: int = 3) -> dict[str, Any]:
+def run(calls: int, flooders: int, batch: int, workers: int, threads: int, rounds: int = 3,
+        feedback_process: str = "auto") -> dict[str, Any]:
     (w,) = build_workloads(DEFAULT_SEED, DEFAULT_ANCHOR, patients=["typical"], hooks=["patient-view"])
     with temp_dir() as tmp:
         tmp_path = Path(tmp)
         (tmp_path / "data").mkdir()
-        with bone_cds(tmp_path, tmp_path / "data", workers, threads) as server:
+        with bone_cds(tmp_path, tmp_path / "data", workers, threads,
+                      {"BONE_CDS_FEEDBACK_PROCESS": feedback_process}) as server:
             hook_url = f"{server.base_url}/cds-services/{w.service_id}"
             fb_url = f"{server.base_url}/cds-services/{w.service_id}/feedback"
             next_body = w.new_patients()
@@ -167,7 +172,7 @@ def run(calls: int, flooders: int, batch: int, workers: int, threads: int, round
             load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     i, f = summary_ms(idle), summary_ms(flooded)
     return {"workload": w.name, "calls": calls, "flooders": flooders, "batch": batch,
-            "workers": workers, "threads": threads, "idle_ms": i, "flood_ms": f,
+            "workers": workers, "threads": threads, "feedback_process": feedback_process, "idle_ms": i, "flood_ms": f,
             "ratio_p95": f["p95"] / i["p95"], "ratio_median": f["median"] / i["median"],
             "rounds": rounds, "budget": BUDGET, "bad_answers": bad,
             "feedback": {"posts": flood.posts, "errors": flood.errors,
@@ -175,6 +180,57 @@ def run(calls: int, flooders: int, batch: int, workers: int, threads: int, round
                          "items_per_s": items_during / wall if wall > 0 else 0.0,
                          "post_ms": summary_ms(flood.latencies)},
             "load_average_1m": load}
+
+
+def _group_cpu(pgid: int) -> dict[int, tuple[str, float]]:
+    """Process id → (role, CPU seconds) of the server's process group, from ``/proc`` (Linux):
+    ``master``, ``worker`` (gunicorn's), ``child`` (a worker's feedback process) or ``other``."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, tuple[str, float]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()
+            cmd = Path(f"/proc/{name}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[2]) != pgid:
+            continue
+        pid, parent = int(name), int(fields[1])
+        role = ("master" if pid == pgid else "worker" if parent == pgid
+                else "child" if b"spawn_main" in cmd and b"resource_tracker" not in cmd else "other")
+        out[pid] = (role, (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+def cpu_per_post(posts: int, batch: int, feedback_process: str) -> dict[str, float]:
+    """CPU milliseconds per ``batch``-item feedback POST spent by the worker and by its feedback
+    child (one worker, ``posts`` POSTs one after another, nothing else sent): where the batch's
+    Python runs. Linux only (``/proc``)."""
+    (w,) = build_workloads(DEFAULT_SEED, DEFAULT_ANCHOR, patients=["typical"], hooks=["patient-view"])
+    with temp_dir() as tmp:
+        tmp_path = Path(tmp)
+        (tmp_path / "data").mkdir()
+        with bone_cds(tmp_path, tmp_path / "data", 1, 4, {"BONE_CDS_FEEDBACK_PROCESS": feedback_process}) as server:
+            url = f"{server.base_url}/cds-services/{w.service_id}/feedback"
+            bodies = [feedback_batch(batch, b, 9) for b in range(posts + 1)]
+            session = requests.Session()
+            session.post(url, data=bodies[0], headers=HEADERS, timeout=120)     # warm-up
+            pgid = server.proc.pid
+            before = _group_cpu(pgid)
+            t0 = time.perf_counter()
+            for body in bodies[1:]:
+                r = session.post(url, data=body, headers=HEADERS, timeout=120)
+                if r.status_code != 200:
+                    raise RuntimeError(f"feedback POST answered {r.status_code}")
+            wall = time.perf_counter() - t0
+            after = _group_cpu(pgid)
+    spent: dict[str, float] = {}
+    for pid, (role, cpu) in after.items():
+        spent[role] = spent.get(role, 0.0) + (cpu - before.get(pid, (role, 0.0))[1]) * 1000 / posts
+    return {"worker_ms": spent.get("worker", 0.0), "child_ms": spent.get("child", 0.0),
+            "wall_ms": wall * 1000 / posts}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -186,15 +242,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=4)
     p.add_argument("--rounds", type=int, default=3, help="idle/flood phase pairs (calls are split between them)")
+    p.add_argument("--feedback-process", choices=("auto", "on", "off"), default="auto",
+                   help="the server's BONE_CDS_FEEDBACK_PROCESS")
     p.add_argument("--quick", action="store_true", help="20 calls per phase, 1 round")
     p.add_argument("--json", type=Path, help="also write the figures there")
+    p.add_argument("--cpu", type=int, metavar="POSTS", default=0,
+                   help="instead: CPU ms per feedback POST in the worker and in its feedback child "
+                        "(one worker, POSTS posts in a row, --feedback-process off and on; Linux)")
     args = p.parse_args(argv)
+    if args.cpu:
+        for mode in ("off", "on"):
+            c = cpu_per_post(args.cpu, args.batch, mode)
+            print(f"feedback process {mode:3}: per {args.batch}-item POST, worker {c['worker_ms']:5.1f} ms CPU, "
+                  f"feedback child {c['child_ms']:5.1f} ms CPU, wall {c['wall_ms']:5.1f} ms ({args.cpu} posts)")
+        return 0
     res = run(20 if args.quick else max(5, args.calls), args.flooders, args.batch, args.workers, args.threads,
-              1 if args.quick else max(1, args.rounds))
+              1 if args.quick else max(1, args.rounds), args.feedback_process)
     i, f, fb = res["idle_ms"], res["flood_ms"], res["feedback"]
     verdict = "PASS" if res["ratio_p95"] <= BUDGET else "MISS"
     print(f"hook under a feedback flood ({res['workload']}, first sight; {res['flooders']} clients posting "
           f"{res['batch']}-item batches; {res['workers']} workers x {res['threads']} threads; "
+          f"feedback process {res['feedback_process']}; "
           f"load avg {res['load_average_1m']:.2f})")
     print(f"  idle : median {i['median']:7.1f} ms  p95 {i['p95']:7.1f} ms  max {i['max']:7.1f} ms  (n={i['n']})")
     print(f"  flood: median {f['median']:7.1f} ms  p95 {f['p95']:7.1f} ms  max {f['max']:7.1f} ms  (n={f['n']})")

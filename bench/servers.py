@@ -174,9 +174,12 @@ def server_env(data_dir: Path) -> dict[str, str]:
     return env
 
 
-def bone_cds(log_dir: Path, data_dir: Path, workers: int, threads: int) -> GunicornProcess:
+def bone_cds(log_dir: Path, data_dir: Path, workers: int, threads: int,
+             settings: Mapping[str, str] | None = None) -> GunicornProcess:
+    """``bone-cds serve``; ``settings``: ``BONE_CDS_*`` variables the measurement sets itself."""
     argv = [sys.executable, "-m", "cds_service.cli", "serve", "--workers", str(workers), "--threads", str(threads)]
-    return GunicornProcess("bone-cds", argv, ready_path="/healthz", env=server_env(data_dir), log_dir=log_dir)
+    env = {**server_env(data_dir), **(settings or {})}
+    return GunicornProcess("bone-cds", argv, ready_path="/healthz", env=env, log_dir=log_dir)
 
 
 def floor(log_dir: Path, data_dir: Path, workers: int, threads: int) -> GunicornProcess:

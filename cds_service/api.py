@@ -18,7 +18,8 @@ from hooks.services import Service, service_by_id, services
 
 from . import __version__, jsonio
 from .errors import ApiError
-from .feedback import FeedbackStoreError, parse_feedback
+from .feedback_process import RETRY_AFTER_SECONDS, BatchNotStored, ChildBug, ProcessUnavailable, take_batch
+from .json_body import decode_json_body
 from .governance.record import record_issued, tenant_of
 from .governance.suppression import suppress_repeats
 from .logs import exception_summary
@@ -63,81 +64,9 @@ def _raw_body() -> bytes:
             raise RequestEntityTooLarge()
 
 
-#: JSON nesting accepted in a request body. Real FHIR stays far below (a Bundle entry's resource
-#: with a contained resource's extension's coding is about 15 levels); deeper input would only
-#: drive the recursive parsers downstream (fhir.resources validators) into RecursionError.
-MAX_JSON_DEPTH = 100
-
-
-def _deeper_than(value: Any, limit: int) -> bool:
-    """True when ``value`` nests objects/arrays more than ``limit`` levels (iterative walk)."""
-    stack = [(value, 1)]
-    pop, push = stack.pop, stack.append
-    while stack:
-        node, depth = pop()
-        if depth > limit:
-            return True
-        for child in (node.values() if isinstance(node, dict) else node):
-            if isinstance(child, (dict, list)):
-                push((child, depth + 1))
-    return False
-
-
-#: ``bytes.translate`` deletion table: everything but quotes, brackets, commas and colons.
-_NOT_STRUCTURE = bytes(range(256)).translate(None, b'[]{}",:')
-_ONE_BRACKET = bytes.maketrans(b"{}", b"[]")
-
-
-def _raw_deeper_than(raw: bytes, limit: int) -> bool:
-    """:func:`_deeper_than` of the document ``raw`` encodes, read from its bytes (``raw`` is valid
-    UTF-8 JSON: it was decoded already). About 3× cheaper than walking the decoded objects
-    (heavy 630 KB request: 0.9 ms instead of 2.7 ms), every step a C-level bytes operation.
-
-    Escaped backslashes and quotes are dropped, then everything but ``"[]{},:`` (objects and
-    arrays become one bracket kind). ``""`` is then an empty string and nothing else (JSON puts
-    ``,`` or ``:`` between a string's closing quote and the next opening one); without the
-    commas and colons, the quotes left delimit strings holding brackets, whose contents are cut
-    out. The brackets left are the structure: each pass of removing ``[]`` takes off exactly
-    one level (every innermost pair), so the depth is the number of passes that empty it."""
-    if b"\\" in raw:
-        raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
-    s = raw.translate(_ONE_BRACKET, _NOT_STRUCTURE).replace(b'""', b"").translate(None, b",:")
-    if b'"' in s:
-        s = b"".join(s.split(b'"')[::2])
-    for _ in range(limit):
-        if not s:
-            return False
-        s = s.replace(b"[]", b"")
-    return bool(s)
-
-
-def too_deep(raw: bytes, body: Any, limit: int) -> bool:
-    """``body`` (decoded from ``raw``) nests more than ``limit`` levels. A body that is not
-    UTF-8 (``json`` also reads UTF-16 and UTF-32, whose ASCII has NUL bytes) is walked."""
-    if not isinstance(body, (dict, list)):
-        return False
-    if b"\x00" in raw:
-        return _deeper_than(body, limit)
-    return _raw_deeper_than(raw, limit)
-
-
 def _body(raw: bytes | None = None) -> Any:
     """Decoded JSON body (of ``raw``, else of the request) or a 400 naming the problem (never a 500)."""
-    if raw is None:
-        raw = _raw_body()
-    if not raw:
-        raise ApiError(400, "invalid_body", "the request body is empty: send a JSON object")
-    nested = ApiError(400, "invalid_json",
-                        f"the request body is nested too deeply (more than {MAX_JSON_DEPTH} levels)")
-    try:
-        body = jsonio.loads(raw)
-    except RecursionError:
-        raise nested from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {exc}") from None
-    if too_deep(raw, body, MAX_JSON_DEPTH):
-        raise nested
-    return body
+    return decode_json_body(_raw_body() if raw is None else raw)
 
 
 def _caller_settings() -> Any:
@@ -212,25 +141,45 @@ def _answer(service: Service, settings: Any, profile: Any, raw: bytes) -> dict[s
 @bp.post("/cds-services/<service_id>/feedback")
 def feedback(service_id: str) -> Response:
     """FB-1..6: validate, store durably, then answer 200 (``stored``: new entries;
-    ``duplicates``: entries already stored, e.g. a retry after a lost answer)."""
+    ``duplicates``: entries already stored, e.g. a retry after a lost answer). With a feedback
+    process (``BONE_CDS_FEEDBACK_PROCESS``) the batch is decoded, validated and stored there,
+    by the same :func:`take_batch`; this thread waits for it without the interpreter lock."""
     if service_by_id(service_id) is None:
         raise ApiError(404, "unknown_service", f"no CDS service with id '{service_id}'")
     store = current_app.config.get("FEEDBACK_STORE")
     if store is None:
         raise ApiError(404, "feedback_disabled", "feedback is switched off on this service")
-    items = parse_feedback(_body())
+    raw = _raw_body()
+    tenant, now = tenant_of(request.environ), current_app.config["CLOCK"]()
+    child = current_app.config.get("FEEDBACK_PROCESS")
     try:
-        stored = store.add(service_id, items, current_app.config["CLOCK"](), tenant=tenant_of(request.environ))
-    except FeedbackStoreError as exc:
-        log.error("feedback NOT stored", extra={"event": {"service": service_id, "items": len(items),
-                                                          **exception_summary(exc)}})
+        if child is None:
+            result = take_batch(store, raw, service_id, tenant, now)
+        else:   # decoded, validated and stored in the worker's niced child (issue 12)
+            result = child.run(raw, service_id=service_id, tenant=tenant, now=now,
+                               pending_rules=store.pending_rules())
+    except BatchNotStored as exc:
+        log.error("feedback NOT stored", extra={"event": {"service": service_id, "items": exc.items,
+                                                          **exception_summary(exc.error)}})
         raise ApiError(503, "feedback_store_unavailable",
                        "the feedback could not be stored; nothing was kept, send it again later") from None
-    duplicates = len(items) - stored
-    log.info("feedback stored", extra={"event": {"service": service_id, "items": stored, "duplicates": duplicates}})
-    feedback_stored(service_id, stored)
+    except ProcessUnavailable:
+        # logged by FeedbackProcess; the batch may have been stored: a retry is a duplicate
+        response = json_response({"error": "feedback_process_unavailable",
+                                  "message": "the feedback could not be processed in time; it is not "
+                                             "acknowledged: send it again (a batch already stored is "
+                                             "recognised as duplicates)"}, 503)
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+    except ChildBug as exc:
+        log.error("unhandled error", extra={"event": exc.summary})
+        return json_response({"error": "internal_error",
+                              "message": "the service failed to process this request"}, 500)
+    log.info("feedback stored", extra={"event": {"service": service_id, "items": result.stored,
+                                                 "duplicates": result.duplicates}})
+    feedback_stored(service_id, result.stored)
     # every item is kept: new ones now, duplicates (a retry, FB-5) when first sent
-    return json_response({"stored": stored, "duplicates": duplicates})
+    return json_response({"stored": result.stored, "duplicates": result.duplicates})
 
 
 def register_errors(app: Any) -> None:

@@ -46,9 +46,26 @@ class CanonicalPath:
         return self.app(environ, start_response)
 
 
+def _feedback_process(settings: Settings, store: FeedbackStore | None, served: bool) -> Any:
+    """The worker's feedback child (:mod:`cds_service.feedback_process`) when
+    ``BONE_CDS_FEEDBACK_PROCESS`` asks for one: ``on``, or ``auto`` under ``bone-cds serve``
+    (``served``) with a file or PostgreSQL store; else None (batches stored in the request thread)."""
+    mode = settings.feedback_process
+    if store is None or mode == "off" or (mode == "auto" and not served):
+        return None
+    if store.in_memory:
+        if mode == "on":
+            raise ConfigError("BONE_CDS_FEEDBACK_PROCESS=on needs a feedback store another process can open "
+                              "(a file or a PostgreSQL URL), not an in-memory database")
+        return None
+    from .feedback_process import FeedbackProcess
+    return FeedbackProcess(store.url.render_as_string(hide_password=False), log_level=settings.log_level)
+
+
 def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime] | None = None,
-               http_session: requests.Session | None = None) -> Flask:
-    """Build the app. ``settings`` defaults to :meth:`Settings.from_env`; ``clock`` to UTC now."""
+               http_session: requests.Session | None = None, served: bool = False) -> Flask:
+    """Build the app. ``settings`` defaults to :meth:`Settings.from_env`; ``clock`` to UTC now;
+    ``served``: under ``bone-cds serve`` (``BONE_CDS_FEEDBACK_PROCESS=auto`` then means on)."""
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level)
     app = Flask(__name__)
@@ -67,6 +84,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
                                         if settings.feedback_enabled else None)
     except FeedbackStoreError as exc:
         raise ConfigError(f"BONE_CDS_FEEDBACK_DB: {exc}") from None
+    app.config["FEEDBACK_PROCESS"] = _feedback_process(settings, app.config["FEEDBACK_STORE"], served)
     if app.config["FEEDBACK_STORE"] is not None:
         try:
             app.config["PATIENT_KEYER"] = patient_keyer(settings.patient_key_secret, settings.data_dir)

@@ -63,6 +63,16 @@ def is_feedback(scope: Scope) -> bool:
     return scope.get("method") == "POST" and str(scope.get("path", "")).rstrip("/").endswith("/feedback")
 
 
+async def _run_off_loop(callback: Callable[[], None] | None, what: str) -> None:
+    """``callback`` in a thread (it may block); a failure is logged (class only), not raised."""
+    if callback is None:
+        return
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, callback)
+    except Exception as exc:  # noqa: BLE001 - a worker still serves (or stops) without it
+        log.error("worker %s step failed", what, extra={"event": {"exc_type": type(exc).__name__}})
+
+
 class BufferedWsgi:
     """ASGI app running a WSGI app once the whole request body has arrived.
 
@@ -73,11 +83,16 @@ class BufferedWsgi:
     Feedback under load (issue 12): at most :data:`FEEDBACK_SLOTS` feedback POSTs are in the
     worker's threads at a time; the rest wait here, on the event loop, holding no thread. A flood
     of 1,000-item batches then takes at most one thread of each worker, and hook calls always
-    find a thread free instead of queueing behind feedback."""
+    find a thread free instead of queueing behind feedback. That thread only waits: the batch's
+    decoding, validation and storing run in the worker's feedback child
+    (:mod:`cds_service.feedback_process`, started and ended by ``on_startup``/``on_shutdown``)."""
 
     def __init__(self, wsgi_app: Any, *, max_body_bytes: int, threads: int,
-                 feedback_slots: int = FEEDBACK_SLOTS) -> None:
+                 feedback_slots: int = FEEDBACK_SLOTS, on_startup: Callable[[], None] | None = None,
+                 on_shutdown: Callable[[], None] | None = None) -> None:
         self.max_body_bytes = max_body_bytes
+        #: run in each worker when it starts and stops (ASGI lifespan), off the event loop
+        self.on_startup, self.on_shutdown = on_startup, on_shutdown
         self.inner = WSGIMiddleware(wsgi_app, workers=max(1, threads))
         self.feedback_slots = max(1, feedback_slots)
         self._feedback_gate: asyncio.Semaphore | None = None   # made on the worker's event loop
@@ -87,8 +102,10 @@ class BufferedWsgi:
             while True:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
+                    await _run_off_loop(self.on_startup, "startup")
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
+                    await _run_off_loop(self.on_shutdown, "shutdown")
                     await send({"type": "lifespan.shutdown.complete"})
                     return
         if scope["type"] != "http":

@@ -39,7 +39,11 @@ def gunicorn_server(app: Any, *, host: str, port: int, workers: int, threads: in
     from gunicorn.app.base import BaseApplication
 
     from .asgi import DEFAULT_REQUEST_READ_TIMEOUT, BufferedWsgi, service_worker
-    asgi_app = BufferedWsgi(app, max_body_bytes=max_body_bytes, threads=threads)
+    child = app.config.get("FEEDBACK_PROCESS") if hasattr(app, "config") else None
+    # each worker starts its feedback child (issue 12) as it starts, and ends it as it stops
+    asgi_app = BufferedWsgi(app, max_body_bytes=max_body_bytes, threads=threads,
+                            on_startup=child.start if child is not None else None,
+                            on_shutdown=child.shutdown if child is not None else None)
     worker_class = service_worker(request_read_timeout or DEFAULT_REQUEST_READ_TIMEOUT)
 
     class _Server(BaseApplication):  # type: ignore[misc]
@@ -92,7 +96,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "%d workers: the JWT replay store is shared by them (BONE_CDS_REPLAY_DB=%s)",
             args.workers, env["BONE_CDS_REPLAY_DB"])
     settings = Settings.from_env(env)
-    app = create_app(settings)
+    app = create_app(settings, served=True)
     from .warmup import warm_up
     warm_up()  # before the workers fork: they inherit loaded models and a frozen GC
     auth = settings.auth

@@ -151,6 +151,7 @@ class Settings:
     data_dir: Path = Path("data")
     feedback_db: str = ""
     feedback_enabled: bool = True
+    feedback_process: str = "auto"   # BONE_CDS_FEEDBACK_PROCESS: batches in a child process (issue 12)
     cors_origins: tuple[str, ...] = ("*",)
     max_body_bytes: int = 10 * 1024 * 1024
     value_sets_path: Path = DEFAULT_PATH
@@ -221,6 +222,9 @@ class Settings:
         feedback = (env.get("BONE_CDS_FEEDBACK", "on") or "on").lower()
         if feedback not in ("on", "off"):
             raise ConfigError(f"BONE_CDS_FEEDBACK must be 'on' or 'off', got {feedback!r}")
+        feedback_process = (env.get("BONE_CDS_FEEDBACK_PROCESS") or "auto").strip().lower()
+        if feedback_process not in ("auto", "on", "off"):
+            raise ConfigError(f"BONE_CDS_FEEDBACK_PROCESS must be 'auto', 'on' or 'off', got {feedback_process!r}")
         level = (env.get("BONE_CDS_LOG_LEVEL") or "INFO").upper()
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"BONE_CDS_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
@@ -242,6 +246,7 @@ class Settings:
             data_dir=Path(env.get("BONE_CDS_DATA_DIR") or "data"),
             feedback_db=env.get("BONE_CDS_FEEDBACK_DB") or "",
             feedback_enabled=feedback == "on",
+            feedback_process=feedback_process,
             cors_origins=origins or ("*",),
             max_body_bytes=_int(env, "BONE_CDS_MAX_BODY_BYTES", 10 * 1024 * 1024, minimum=1024),
             value_sets_path=value_sets, fetch=fetch, thresholds=thresholds, auth=auth,

@@ -527,6 +527,11 @@ class FeedbackStore:
     def __repr__(self) -> str:
         return f"FeedbackStore({self.display!r})"
 
+    @property
+    def in_memory(self) -> bool:
+        """An in-memory SQLite database: no other process can open it."""
+        return self.dialect == "sqlite" and self.url.database in (None, "", ":memory:")
+
     def _migrate(self) -> None:
         """Bring a store written by an older version up to this schema: add the missing
         ``issued_cards`` columns (NULL on old rows) and indexes. Idempotent; safe when two
@@ -691,14 +696,21 @@ class FeedbackStore:
         """Wait until the issued cards recorded so far in the background are written."""
         return self._issued_writer.flush(timeout)
 
+    def pending_rules(self) -> dict[str, str]:
+        """Card uuid → rule id of the issued cards this process's writer has not committed yet
+        (handed to the feedback process with a batch: :mod:`cds_service.feedback_process`)."""
+        return {r["card_uuid"]: r["rule_id"] for r in self._pending_cards()}
+
     def add(self, service_id: str, items: list[FeedbackItem], now: datetime | None = None, *,
-            tenant: str | None = None) -> int:
+            tenant: str | None = None, pending_rules: dict[str, str] | None = None) -> int:
         """Store every item in one transaction (all or nothing); returns how many were new.
 
-        Each row gets the rule of its card when the card was issued here (``issued_cards``),
-        else ``rule_id`` stays NULL, and the caller's ``tenant``. An item already stored (the
-        same :func:`dedup_key`, in this batch or before) is not stored again: it was kept when
-        first acknowledged, so the caller may answer 200 for every item (FB-5, a retry)."""
+        Each row gets the rule of its card when the card was issued here (``issued_cards``, or
+        still in this store's writer, or in ``pending_rules``: another process's writer, read
+        before this call), else ``rule_id`` stays NULL, and the caller's ``tenant``. An item
+        already stored (the same :func:`dedup_key`, in this batch or before) is not stored
+        again: it was kept when first acknowledged, so the caller may answer 200 for every item
+        (FB-5, a retry)."""
         if not items:
             return 0
         received = _timestamp(now)
@@ -707,7 +719,7 @@ class FeedbackStore:
             unique.setdefault(dedup_key(it.raw, tenant), it)
         fb = feedback_table
         # read before the database: a card committed meanwhile is then found there
-        pending = {r["card_uuid"]: r["rule_id"] for r in self._pending_cards()}
+        pending = {**(pending_rules or {}), **self.pending_rules()}
         try:
             with self.engine.begin() as conn:
                 rules: dict[str, str] = {}

@@ -1,4 +1,4 @@
-"""The request body's nesting limit read from its bytes (``api._raw_deeper_than``) gives the same
+"""The request body's nesting limit read from its bytes (``json_body._raw_deeper_than``) gives the same
 answer as walking the decoded document, whatever the strings hold (issue 11 "Speed budgets":
 the walk cost ~0.3 ms per typical call and ~3 ms per heavy one)."""
 
@@ -9,7 +9,7 @@ import json
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from cds_service.api import _deeper_than, _raw_deeper_than, too_deep
+from cds_service.json_body import _deeper_than, _raw_deeper_than, too_deep
 
 #: strings made of what the byte scan treats specially
 TRICKY = st.text(alphabet='[]{}",:\\ a\u00e9\u2028', max_size=8)

@@ -169,7 +169,7 @@ def json_depth(value: Any) -> int:
 @pytest.mark.parametrize("path", ROUTES)
 def test_nesting_limit_is_max_json_depth(client, path) -> None:
     """MAX_JSON_DEPTH levels are read; one more is a 400 naming the limit."""
-    from cds_service.api import MAX_JSON_DEPTH
+    from cds_service.json_body import MAX_JSON_DEPTH
 
     for extra, expect_400 in ((0, False), (1, True)):
         body = {"feedback": []} if path.endswith("/feedback") else {"hook": "x"}
