@@ -203,23 +203,22 @@ def _pool(workers: int) -> Any:
 
 
 def shared_map(fn: Callable[[Any], Any], tasks: list[Any], pool: Any, children: int) -> Iterator[Any]:
-    """``fn`` over ``tasks`` in this process and in the pool's ``children`` at once (results as
-    they come): each child has one task in hand, taken from the front of the list, and this
-    process runs the others from the back, between which it hands the children the next ones.
-    With ``tasks`` largest first, this process takes the small ones, so a child waits at most
-    one small task for its next. This process is one of the ``--workers``: it is prepared and
-    warm already, where each child pays its copy-on-write start (measured: a child costs ~25 ms
-    of CPU in page faults at 10k resources)."""
+    """``fn`` over ``tasks`` in this process and in the pool's ``children`` at once, each taking
+    the next task from the front when it is free (with ``tasks`` largest first: the longest
+    task first, so the ends meet); results as they come. A child is handed its next task
+    between this process's tasks, so it waits at most one of them (the later, the smaller).
+    This process is one of the ``--workers``: it is prepared and warm, where a child pays its
+    copy-on-write start (page faults) on every page it touches."""
     todo = deque(tasks)
     running: set[Future] = set()
     while todo or running:
-        while todo and len(running) < children:
-            running.add(pool.submit(fn, todo.popleft()))
         for f in [f for f in running if f.done()]:
             running.discard(f)
             yield f.result()
+        while todo and len(running) < children:
+            running.add(pool.submit(fn, todo.popleft()))
         if todo:
-            yield fn(todo.pop())
+            yield fn(todo.popleft())
         elif running:
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for f in done:
