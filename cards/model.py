@@ -95,6 +95,8 @@ _BARE_AMP = re.compile(r"&(?!(?:amp|lt|gt|quot|#\d{1,7}|#x[0-9a-fA-F]{1,6});)")
 
 def _escape_brackets(text: str) -> str:
     """A backslash before each ``[`` ``]`` not already escaped (an odd run of backslashes)."""
+    if "[" not in text and "]" not in text:
+        return text   # nothing to escape (most details): not a loop over every character
     out: list[str] = []
     run = 0
     for ch in text:

@@ -191,7 +191,11 @@ def _pool(workers: int) -> Any:
     methods = multiprocessing.get_all_start_methods()
     if _fork_safe():
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
-    elif "forkserver" in methods:
+        # the first submit forks every worker before it returns (and before the executor starts
+        # its threads): this process goes on with its own tasks while they start
+        pool.submit(_started)
+        return pool
+    if "forkserver" in methods:
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["sweep.local"])
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=worker.prepare)
