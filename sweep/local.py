@@ -26,13 +26,14 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import queue
 import sqlite3
 import tempfile
 import threading
 import time
 from collections import Counter
 from collections import deque
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -208,26 +209,57 @@ def _pool(workers: int) -> Any:
 
 def shared_map(fn: Callable[[Any], Any], tasks: list[Any], pool: Any, children: int) -> Iterator[Any]:
     """``fn`` over ``tasks`` in this process and in the pool's ``children`` at once, each taking
-    the next task from the front when it is free (with ``tasks`` largest first: the longest
-    task first, so the ends meet); results as they come. A child is handed its next task
-    between this process's tasks, so it waits at most one of them (the later, the smaller).
-    This process is one of the ``--workers``: it is prepared and warm, where a child pays its
-    copy-on-write start (page faults) on every page it touches."""
+    the next task from the front when it is free (with ``tasks`` largest first, the longest
+    first, so the ends meet); results as they come (in any order). A child's next task is handed
+    to the pool as its last one finishes (from the pool's result callback), so no child waits
+    for this process to finish one of its own. This process is one of the ``--workers``: it is
+    prepared and warm, where a child pays its copy-on-write start on each page it touches."""
     todo = deque(tasks)
-    running: set[Future] = set()
-    while todo or running:
-        for f in [f for f in running if f.done()]:
-            running.discard(f)
-            yield f.result()
-        while todo and len(running) < children:
-            running.add(pool.submit(fn, todo.popleft()))
-        if todo:
-            yield fn(todo.popleft())
-        elif running:
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for f in done:
-                running.discard(f)
-                yield f.result()
+    results: queue.SimpleQueue = queue.SimpleQueue()
+    lock = threading.Lock()
+    handed = [0]
+
+    def feed(_finished: Future | None = None) -> None:
+        if _finished is not None:
+            results.put(_finished)
+        with lock:
+            if not todo:
+                return
+            task = todo.popleft()
+            handed[0] += 1
+        try:
+            pool.submit(fn, task).add_done_callback(feed)
+        except Exception as exc:  # noqa: BLE001 - a pool shut down or broken: said where results are read
+            failed: Future = Future()
+            failed.set_exception(exc)
+            results.put(failed)
+
+    try:
+        for _ in range(children):
+            feed()
+        collected = 0
+        while True:
+            with lock:
+                task = todo.popleft() if todo else None
+            if task is not None:
+                yield fn(task)
+                while True:   # what the children finished meanwhile
+                    try:
+                        finished = results.get_nowait()
+                    except queue.Empty:
+                        break
+                    collected += 1
+                    yield finished.result()
+                continue
+            with lock:   # nothing left to take: wait for what the children hold
+                if collected == handed[0]:
+                    return
+            finished = results.get()   # every task handed puts its future here once
+            collected += 1
+            yield finished.result()
+    finally:
+        with lock:
+            todo.clear()   # an error or an interrupt: no child is handed anything more
 
 
 def _read_all(tasks: list[ReadTask], pool: Any, children: int, progress: Progress) -> list[FileStats]:
