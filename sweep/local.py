@@ -35,8 +35,7 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections import Counter
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
