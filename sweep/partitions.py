@@ -37,6 +37,7 @@ import orjson
 
 from cards.thresholds import Thresholds
 
+from . import patient as patient_mod
 from . import records, worker
 from .patient import observation_filter
 
@@ -170,8 +171,6 @@ def sweep_group(key: str, lines: list[bytes], medication: MedicationLookup, now:
     Patient resource, deceased, no antiresorptive) or evaluated; its worklist rows, or None when
     its evaluation failed. ``medication``: Medication id → (prefilter verdict, raw line), or None
     when the export has none of that id."""
-    from . import patient as patient_mod
-
     fields = [line.split(b"\t", 3) for line in lines]
     first = next((f for f in fields if f[1][0] == _PATIENT), None)
     if first is None:
