@@ -7,10 +7,21 @@ suggestions are (CARD-6); the rule is in ``source.topic`` (DESIGN.md conventions
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
+
+
+def new_uuid() -> str:
+    """A random (version 4, RFC 4122) UUID as text: what ``str(uuid.uuid4())`` gives, without
+    building a ``uuid.UUID`` (a card and its suggestions take several each)."""
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40   # version 4
+    b[8] = (b[8] & 0x3F) | 0x80   # the RFC 4122 variant
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
 
 RULE_SYSTEM = "urn:bone-safety-cds:rule"
 OVERRIDE_SYSTEM = "urn:bone-safety-cds:override-reason"
@@ -80,7 +91,7 @@ class Suggestion:
     label: str
     actions: list[Action] = field(default_factory=list)
     is_recommended: bool | None = None
-    uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    uuid: str = field(default_factory=new_uuid)
     #: CDS Hooks ``extension`` (e.g. ``urn:bone-safety-cds:member`` on a merged card, RULES.md §1.1)
     extension: dict[str, Any] = field(default_factory=dict)
 
@@ -139,7 +150,7 @@ class Card:
     override_reasons: list[Coding] = field(default_factory=list)
     links: list[Link] = field(default_factory=list)
     source_url: str | None = None
-    uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    uuid: str = field(default_factory=new_uuid)
     #: CDS Hooks ``extension`` (e.g. ``urn:bone-safety-cds:members`` on a merged card, RULES.md §1.1)
     extension: dict[str, Any] = field(default_factory=dict)
 
