@@ -9,7 +9,6 @@ the user as requester (§6.1).
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -18,7 +17,7 @@ from typing import Any, Iterable, Mapping
 
 from cds_service.chart.valuesets import DEFAULT_PATH
 
-from .model import OVERRIDE_SYSTEM, Action, Coding, Link, Suggestion
+from .model import OVERRIDE_SYSTEM, Action, Coding, Link, Suggestion, new_uuid
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 LOINC = "http://loinc.org"
@@ -129,7 +128,7 @@ class OrderContext:
     today: date
 
     def base(self, resource_type: str) -> dict[str, Any]:
-        body: dict[str, Any] = {"resourceType": resource_type, "id": str(uuid.uuid4()),
+        body: dict[str, Any] = {"resourceType": resource_type, "id": new_uuid(),
                                 "status": "draft", "intent": "order",
                                 "subject": {"reference": f"Patient/{self.patient_id}"},
                                 "authoredOn": self.today.isoformat()}

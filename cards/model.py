@@ -7,10 +7,21 @@ suggestions are (CARD-6); the rule is in ``source.topic`` (DESIGN.md conventions
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
+
+
+def new_uuid() -> str:
+    """A random (version 4, RFC 4122) UUID as text: what ``str(uuid.uuid4())`` gives, without
+    building a ``uuid.UUID`` (a card and its suggestions take several each)."""
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40   # version 4
+    b[8] = (b[8] & 0x3F) | 0x80   # the RFC 4122 variant
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
 
 RULE_SYSTEM = "urn:bone-safety-cds:rule"
 OVERRIDE_SYSTEM = "urn:bone-safety-cds:override-reason"
@@ -80,7 +91,7 @@ class Suggestion:
     label: str
     actions: list[Action] = field(default_factory=list)
     is_recommended: bool | None = None
-    uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    uuid: str = field(default_factory=new_uuid)
     #: CDS Hooks ``extension`` (e.g. ``urn:bone-safety-cds:member`` on a merged card, RULES.md §1.1)
     extension: dict[str, Any] = field(default_factory=dict)
 
@@ -91,10 +102,14 @@ class Suggestion:
 
 _LINKISH = re.compile(r"(?i)(://|\bwww\.)")
 _BARE_AMP = re.compile(r"&(?!(?:amp|lt|gt|quot|#\d{1,7}|#x[0-9a-fA-F]{1,6});)")
+#: Any character or sequence :func:`safe_markdown` could change: without one, it changes nothing.
+_UNSAFE = re.compile(r"(?i)[&<>\[\]]|://|\bwww\.")
 
 
 def _escape_brackets(text: str) -> str:
     """A backslash before each ``[`` ``]`` not already escaped (an odd run of backslashes)."""
+    if "[" not in text and "]" not in text:
+        return text   # nothing to escape (most details): not a loop over every character
     out: list[str] = []
     run = 0
     for ch in text:
@@ -113,8 +128,8 @@ def safe_markdown(detail: str) -> str:
     ``[`` ``]`` not yet escaped get a backslash, ``<`` ``>`` and a bare ``&`` (not an entity) are
     HTML-escaped, and ``://`` / ``www.`` are broken so no autolink forms. The service's own
     markdown uses bold, bullets and headings only (links go in ``links``)."""
-    if not detail:
-        return detail
+    if not detail or _UNSAFE.search(detail) is None:
+        return detail   # the common case: one search instead of two substitutions and a loop
     out = _BARE_AMP.sub("&amp;", detail).replace("<", "&lt;").replace(">", "&gt;")
     out = _escape_brackets(out)
     return _LINKISH.sub(lambda m: ":\\/\\/" if m.group(1) == "://" else m.group(1)[:3] + "\\.", out)
@@ -135,7 +150,7 @@ class Card:
     override_reasons: list[Coding] = field(default_factory=list)
     links: list[Link] = field(default_factory=list)
     source_url: str | None = None
-    uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    uuid: str = field(default_factory=new_uuid)
     #: CDS Hooks ``extension`` (e.g. ``urn:bone-safety-cds:members`` on a merged card, RULES.md §1.1)
     extension: dict[str, Any] = field(default_factory=dict)
 

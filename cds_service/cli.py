@@ -388,7 +388,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "as 'bone-cds jwks' prints it)")
     ex.add_argument("--token-url", help="the token endpoint (default: from FHIR_BASE/.well-known/smart-configuration)")
     ex.add_argument("--scope", default="system/*.read",
-                    help="scopes asked for (default system/*.read; 'per-type': system/{Type}.read per type read)")
+                    help="scopes asked for (default system/*.read; 'per-type': system/{Type}.read per type read; "
+                         "add a delete scope where the server wants one to cancel a job, e.g. "
+                         "\"system/*.read system/*.d\" for sekmet-fhir)")
     level = ex.add_mutually_exclusive_group()
     level.add_argument("--group", metavar="ID", help="export the members of Group/ID (Group/ID/$export)")
     level.add_argument("--patients", action="store_true", help="export every patient (Patient/$export) "

@@ -13,8 +13,12 @@ Configuration written for each run (``settings.yaml`` in a fresh work directory;
   two clients with random secrets: ``bone-cds`` (scope ``system/*.read``, what the CDS service
   gets) and ``loader`` (``system/*.*``, loads the fixtures);
 * ``backend_clients`` (optional): SMART Backend Services clients, client id → public JWK Set,
-  scope ``system/*.read``: they authenticate with a signed JWT assertion (``private_key_jwt``,
-  RS384/ES384), as ``bone-cds sweep --export`` does; the server also serves Bulk Data ``$export``;
+  scope ``system/*.read`` unless ``backend_scopes`` gives the client others: they authenticate
+  with a signed JWT assertion (``private_key_jwt``, RS384/ES384), as ``bone-cds sweep --export``
+  does; the server also serves Bulk Data ``$export``. sekmet checks a ``DELETE`` of an export's
+  status URL as a delete on every type (``d`` on ``*``: ``auth/server.py`` ``_required`` and
+  ``scope_allows``), so a client that must cancel its exports is registered with
+  ``system/*.read system/*.d`` (:data:`CANCEL_SCOPES`);
 * ``log_inbound: false`` (no traffic log in the store), its SQLite database in the work directory.
 
 Command line::
@@ -57,6 +61,8 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_VENV = REPO / "build" / "sekmet-venv"
 READ_CLIENT = "bone-cds"
 LOAD_CLIENT = "loader"
+#: What a backend client must be granted for sekmet to let it DELETE an export's status URL.
+CANCEL_SCOPES = "system/*.read system/*.d"
 
 
 def venv_dir() -> Path:
@@ -143,7 +149,8 @@ class SekmetServer:
 
 
 def write_settings(workdir: Path, port: int, client_secrets: dict[str, str],
-                   backend_clients: dict[str, dict] | None = None) -> Path:
+                   backend_clients: dict[str, dict] | None = None,
+                   backend_scopes: dict[str, str] | None = None) -> Path:
     base = f"http://127.0.0.1:{port}/fhir"
     settings = {
         "base_url": base,
@@ -162,7 +169,8 @@ def write_settings(workdir: Path, port: int, client_secrets: dict[str, str],
                  "scopes": "system/*.read"},
                 {"client_id": LOAD_CLIENT, "client_secret": client_secrets[LOAD_CLIENT],
                  "scopes": "system/*.*"},
-                *({"client_id": cid, "jwks": jwks, "scopes": "system/*.read"}
+                *({"client_id": cid, "jwks": jwks,
+                   "scopes": (backend_scopes or {}).get(cid, "system/*.read")}
                   for cid, jwks in (backend_clients or {}).items()),
             ],
         },
@@ -194,16 +202,18 @@ def wait_ready(server: SekmetServer, timeout: float = 60.0) -> None:
 
 
 def start(venv: Path | None = None, port: int | None = None, workdir: Path | None = None,
-          ready_timeout: float = 60.0, backend_clients: dict[str, dict] | None = None) -> SekmetServer:
+          ready_timeout: float = 60.0, backend_clients: dict[str, dict] | None = None,
+          backend_scopes: dict[str, str] | None = None) -> SekmetServer:
     """Install if needed, start ``sekmet serve`` on 127.0.0.1, return once it answers;
-    ``backend_clients``: client id → public JWK Set (SMART Backend Services)."""
+    ``backend_clients``: client id → public JWK Set (SMART Backend Services); ``backend_scopes``:
+    client id → the scopes it is registered with (default ``system/*.read``)."""
     sekmet = ensure_venv(venv)
     own = workdir is None
     wd = Path(workdir or tempfile.mkdtemp(prefix="sekmet-"))
     wd.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     client_secrets = {READ_CLIENT: secrets.token_urlsafe(24), LOAD_CLIENT: secrets.token_urlsafe(24)}
-    config = write_settings(wd, port, client_secrets, backend_clients)
+    config = write_settings(wd, port, client_secrets, backend_clients, backend_scopes)
     log = open(wd / "server.log", "wb")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEKMET_")}
     env["SEKMET_CONFIG"] = str(config)

@@ -9,11 +9,15 @@
 3. **Evaluate** (:func:`evaluate_partition`, one task per partition):
    :func:`sweep.partitions.sweep_partition` over the partition's files in file order.
 
-The pool's workers are forked from the main process once it is prepared
-(:func:`sweep.worker.prepare`: validators, value sets, prefilter, rules), so they start warm and
-nothing is pickled to them but file paths; a main process with other threads starts them from a
-fork server instead (``forkserver``, prepared there). An export smaller than
-:data:`SMALL_EXPORT_BYTES` is swept in this process: a pool would cost more than it saves.
+With ``workers`` N, this process is one of them and N - 1 children are forked from it once it
+is prepared (:func:`sweep.worker.prepare`: validators, value sets, prefilter, rules), so they
+start warm and nothing is pickled to them but file paths; a main process with other threads
+starts them from a fork server instead (``forkserver``, prepared there). Steps 1 and 3 share
+their tasks (:func:`shared_map`): largest first, each process taking the next as it is free. A
+forked process pays for every page it writes that it still shares with the other (copy-on-write;
+measured at 10k resources on the 2-core VM: ~2,700 page faults, ~20 ms of CPU, in each of the
+two), which is why the main process works instead of waiting on two children. An export smaller
+than :data:`SMALL_EXPORT_BYTES` is swept in this process: a pool would cost more than it saves.
 
 Memory is bounded by one partition (about :data:`PARTITION_BYTES` of the export each, or the
 largest patient if it is larger), not by the export. Lines reach a patient in file order whatever
@@ -26,17 +30,18 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import queue
 import sqlite3
 import tempfile
 import threading
 import time
-from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
+from collections import Counter, deque
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -184,12 +189,17 @@ def _fork_safe() -> bool:
 
 
 def _pool(workers: int) -> Any:
-    """Workers forked from this (prepared) process; from a prepared fork server when this
-    process runs other threads (a fork copies no thread, and a lock one held would stay held)."""
+    """``workers`` worker processes forked from this (prepared) process; from a prepared fork
+    server when this process runs other threads (a fork copies no thread, and a lock one held
+    would stay held)."""
     methods = multiprocessing.get_all_start_methods()
     if _fork_safe():
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
-    elif "forkserver" in methods:
+        # the first submit forks every worker before it returns (and before the executor starts
+        # its threads): this process goes on with its own tasks while they start
+        pool.submit(_started)
+        return pool
+    if "forkserver" in methods:
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["sweep.local"])
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=worker.prepare)
@@ -200,7 +210,62 @@ def _pool(workers: int) -> Any:
     return pool
 
 
-def _read_all(tasks: list[ReadTask], pool: Any, progress: Progress) -> list[FileStats]:
+def shared_map(fn: Callable[[Any], Any], tasks: list[Any], pool: Any, children: int) -> Iterator[Any]:
+    """``fn`` over ``tasks`` in this process and in the pool's ``children`` at once, each taking
+    the next task from the front when it is free (with ``tasks`` largest first, the longest
+    first, so the ends meet); results as they come (in any order). A child's next task is handed
+    to the pool as its last one finishes (from the pool's result callback), so no child waits
+    for this process to finish one of its own. This process is one of the ``--workers``: it is
+    prepared and warm, where a child pays its copy-on-write start on each page it touches."""
+    todo = deque(tasks)
+    results: queue.SimpleQueue = queue.SimpleQueue()
+    lock = threading.Lock()
+    handed = [0]
+
+    def feed(_finished: Future | None = None) -> None:
+        if _finished is not None:
+            results.put(_finished)
+        with lock:
+            if not todo:
+                return
+            task = todo.popleft()
+            handed[0] += 1
+        try:
+            pool.submit(fn, task).add_done_callback(feed)
+        except Exception as exc:  # noqa: BLE001 - a pool shut down or broken: said where results are read
+            failed: Future = Future()
+            failed.set_exception(exc)
+            results.put(failed)
+
+    try:
+        for _ in range(children):
+            feed()
+        collected = 0
+        while True:
+            with lock:
+                task = todo.popleft() if todo else None
+            if task is not None:
+                yield fn(task)
+                while True:   # what the children finished meanwhile
+                    try:
+                        finished = results.get_nowait()
+                    except queue.Empty:
+                        break
+                    collected += 1
+                    yield finished.result()
+                continue
+            with lock:   # nothing left to take: wait for what the children hold
+                if collected == handed[0]:
+                    return
+            finished = results.get()   # every task handed puts its future here once
+            collected += 1
+            yield finished.result()
+    finally:
+        with lock:
+            todo.clear()   # an error or an interrupt: no child is handed anything more
+
+
+def _read_all(tasks: list[ReadTask], pool: Any, children: int, progress: Progress) -> list[FileStats]:
     """Every file, largest first when in parallel; the stats in file order."""
     progress.reading(len(tasks))
     done: dict[int, FileStats] = {}
@@ -211,7 +276,7 @@ def _read_all(tasks: list[ReadTask], pool: Any, progress: Progress) -> list[File
             progress.lines(done[t.index].lines)
     else:
         by_size = sorted(tasks, key=lambda t: -Path(t.path).stat().st_size)
-        for stats in pool.map(read_file, by_size):
+        for stats in shared_map(read_file, by_size, pool, children):
             done[stats.index] = stats
             progress.file(stats.name)
             progress.lines(stats.lines)
@@ -232,9 +297,10 @@ def _merge(tasks: list[ReadTask], tmp: Path, out_dir: Path) -> int:
     return store.count
 
 
-def _evaluate(tasks: list[Task], pool: Any, progress: Progress) -> Iterator[PartitionResult]:
+def _evaluate(tasks: list[Task], pool: Any, children: int, progress: Progress) -> Iterator[PartitionResult]:
+    """Every partition; the results in any order (the worklist is sorted, the counts summed)."""
     progress.evaluating(len(tasks))
-    results = map(evaluate_partition, tasks) if pool is None else pool.map(evaluate_partition, tasks)
+    results = map(evaluate_partition, tasks) if pool is None else shared_map(evaluate_partition, tasks, pool, children)
     for r in results:
         progress.partition_done(r.counts["patients_seen"])
         yield r
@@ -259,17 +325,18 @@ def run(input_path: Path, out_dir: Path, *, now: datetime, thresholds: Threshold
     counts: Counter = Counter()
     today = now.astimezone(thresholds.zone).date()
     worker.prepare(thresholds)   # before the workers fork: they start warm
+    children = workers - 1   # this process is one of the workers
     with tempfile.TemporaryDirectory(prefix="bone-cds-sweep-") as tmpdir, \
-            (_pool(workers) if workers > 1 else nullcontext()) as pool:
+            (_pool(children) if children else nullcontext()) as pool:
         tmp = Path(tmpdir)
         reads = [ReadTask(k, str(p), str(p.relative_to(input_path)) if p != input_path else p.name,
                           tmpdir, n, today, thresholds.clock_time_zone) for k, p in enumerate(files)]
-        per_file = _read_all(reads, pool, progress)
+        per_file = _read_all(reads, pool, children, progress)
         medications = _merge(reads, tmp, out_dir)
         tasks = [Task([str(part_path(tmp, r.index, i)) for r in reads if part_path(tmp, r.index, i).exists()],
                       str(tmp / "medications.sqlite3"), now, thresholds) for i in range(n)]
         failed: list[str] = []
-        for r in _evaluate(tasks, pool, progress):
+        for r in _evaluate(tasks, pool, children, progress):
             rows.extend(r.rows)
             counts.update(r.counts)
             failed.extend(r.failed)

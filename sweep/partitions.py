@@ -37,6 +37,7 @@ import orjson
 
 from cards.thresholds import Thresholds
 
+from . import patient as patient_mod
 from . import records, worker
 from .patient import observation_filter
 
@@ -93,16 +94,16 @@ def split_file(index: int, path: Path, name: str, partitions: int, today: date,
     rejected: list[bytes] = []
     by_type: dict[str, int] = {}
     ignored: dict[str, int] = {}
-    pending = 0
-    route, crc32, flags_of, dumps = records.route, zlib.crc32, _FLAGS, orjson.dumps
+    pending = lines = 0
+    route, crc32, flags_of, dumps, rejection = records.route, zlib.crc32, _FLAGS, orjson.dumps, records.Rejection
     keep = observation_filter()
     for item in records.read_lines(path, name):
-        if item.__class__ is records.Rejection:
+        if item.__class__ is rejection:
             stats.rejected[item.reason] += 1   # type: ignore[union-attr]
             rejected.append(dumps(item.to_json()))   # type: ignore[union-attr]
             continue
         lineno, raw = item   # type: ignore[misc]
-        stats.lines += 1
+        lines += 1
         routed = route(raw, hit=hit, today=today, zone=zone, keep_observation=keep)
         if routed is None:
             stats.blank += 1
@@ -136,6 +137,7 @@ def split_file(index: int, path: Path, name: str, partitions: int, today: date,
             yield from _blocks(parts, meds, rejected)
             pending = 0
     yield from _blocks(parts, meds, rejected)
+    stats.lines = lines
     stats.by_type.update(by_type)
     stats.ignored.update(ignored)
     yield STATS, 0, stats
@@ -169,8 +171,6 @@ def sweep_group(key: str, lines: list[bytes], medication: MedicationLookup, now:
     Patient resource, deceased, no antiresorptive) or evaluated; its worklist rows, or None when
     its evaluation failed. ``medication``: Medication id → (prefilter verdict, raw line), or None
     when the export has none of that id."""
-    from . import patient as patient_mod
-
     fields = [line.split(b"\t", 3) for line in lines]
     first = next((f for f in fields if f[1][0] == _PATIENT), None)
     if first is None:

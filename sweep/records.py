@@ -131,6 +131,18 @@ class Routed(NamedTuple):
     deceased: bool = False
 
 
+_new = tuple.__new__   # a Routed built from its five fields without NamedTuple's keyword __new__
+_NOT_READ: dict[str, Routed] = {}
+
+
+def _not_read(rtype: str) -> Routed:
+    """The (shared) :class:`Routed` of a resource of ``rtype`` the rules never read."""
+    found = _NOT_READ.get(rtype)
+    if found is None:
+        found = _NOT_READ[rtype] = Routed("", rtype)
+    return found
+
+
 def route(raw: bytes, *, hit: Any, today: date, zone: ZoneInfo,
           keep_observation: Any = None) -> Routed | str | None:
     """Where one raw line goes: :class:`Routed`, a rejection reason, or None for a blank line.
@@ -152,15 +164,15 @@ def route(raw: bytes, *, hit: Any, today: date, zone: ZoneInfo,
     if not isinstance(rtype, str) or not rtype:
         return NO_TYPE
     if rtype not in READ_TYPES:
-        return UNKNOWN_TYPE if not is_resource_type(rtype) else Routed("", rtype)
+        return UNKNOWN_TYPE if not is_resource_type(rtype) else _not_read(rtype)
     if rtype == "Medication":
         rid = res.get("id")
-        return Routed(rid, rtype, candidate=hit(raw)) if isinstance(rid, str) and rid else Routed("", rtype)
+        return _new(Routed, (rid, rtype, hit(raw), (), False)) if isinstance(rid, str) and rid else _not_read(rtype)
     if rtype == "Patient":
         rid = res.get("id")
         if not isinstance(rid, str) or not _ID.match(rid):
             return NO_PATIENT
-        return Routed(rid, rtype, deceased=deceased_on(res, today, zone))
+        return _new(Routed, (rid, rtype, False, (), deceased_on(res, today, zone)))
     subject = res.get("subject")
     ref = subject.get("reference") if subject.__class__ is dict else None
     if ref.__class__ is str and ref.startswith("Patient/") and _ID_CHARS.fullmatch(ref, 8):
@@ -170,10 +182,10 @@ def route(raw: bytes, *, hit: Any, today: date, zone: ZoneInfo,
     if key is None:
         return NO_PATIENT
     if rtype == "Observation" and keep_observation is not None and not keep_observation(res):
-        return Routed("", rtype)
+        return _not_read(rtype)
     if rtype in MEDICATION_RECORD_TYPES:
-        return Routed(key, rtype, candidate=hit(raw), refs=tuple(medication_ids(res)))
-    return Routed(key, rtype)
+        return _new(Routed, (key, rtype, hit(raw), tuple(medication_ids(res)), False))
+    return _new(Routed, (key, rtype, False, (), False))
 
 
 __all__ = ["Rejection", "Routed", "input_files", "patient_key", "read_lines", "route",

@@ -380,3 +380,22 @@ def test_label_urls_of_keys_to_be_configured_are_a_site_setting(tmp_path: Path) 
     for bad in ({"LBL-NOPE": site}, {"LBL-PAMIDRONATE": "http://x"}, {"LBL-PAMIDRONATE": 3}, ["x"]):
         with pytest.raises(ConfigError, match="BONE_CDS_LABEL_URLS"):
             Settings.from_env({"BONE_CDS_LABEL_URLS": json.dumps(bad)})
+
+
+def test_safe_markdown_fast_path_answers_as_the_full_net_does() -> None:
+    """A detail with nothing the net could change is returned as it is (one search): over random
+    texts of the characters and sequences it acts on, the same answer as the substitutions."""
+    import random
+
+    from cards import model
+
+    def full(detail: str) -> str:
+        out = model._BARE_AMP.sub("&amp;", detail).replace("<", "&lt;").replace(">", "&gt;")
+        out = model._escape_brackets(out)
+        return model._LINKISH.sub(lambda m: ":\\/\\/" if m.group(1) == "://" else m.group(1)[:3] + "\\.", out)
+    alphabet = list("ab &<>[]\\:/wW.x;#1") + ["www.", "WWW.", "://", "&amp;", "&#12;", "\n"]
+    rng = random.Random(20261202)
+    for _ in range(20_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12)))
+        assert safe_markdown(text) == full(text), repr(text)
+    assert safe_markdown("**Due.** Last dose 2026-01-05.") == "**Due.** Last dose 2026-01-05."

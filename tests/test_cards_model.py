@@ -144,3 +144,17 @@ def test_cards_ordered_critical_warning_info_then_catalog_order() -> None:
 
 def test_card_json_is_serialisable() -> None:
     json.dumps(_card(suggestions=[zoledronic_acid_order(CTX, date(2026, 12, 1))]).to_json())
+
+
+def test_new_uuid_is_a_random_rfc4122_version_4_uuid() -> None:
+    """CARD-1 / SUG-2: what ``str(uuid.uuid4())`` gives: canonical text, version 4, the RFC 4122
+    variant, and a fresh one each time."""
+    import uuid
+
+    from cards.model import new_uuid
+
+    seen = {new_uuid() for _ in range(2000)}
+    assert len(seen) == 2000
+    for text in list(seen)[:200]:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122

@@ -458,3 +458,18 @@ def test_a39_latest_albumin_decides_unusable_means_no_correction() -> None:
     # an unusable albumin outside the pairing days is not the latest one: the usable one corrects
     far = chart(ca, observation(ALBUMIN, 3.0, "g/dL", "2026-11-18"), _absent(ALBUMIN, "2026-11-10")).calcium(30)
     assert far.kind == "albumin-corrected"
+
+
+def test_d1_add_months_is_the_calendar_month_with_the_day_clamped_for_every_day() -> None:
+    """Every day of 1999-2101 moved by -25..25 months: the target month of the calendar, the day
+    clamped to that month's length (``calendar.monthrange``), as D1 defines it."""
+    import calendar
+    from datetime import timedelta
+
+    d = date(1999, 1, 1)
+    while d <= date(2101, 12, 31):
+        for n in (-25, -13, -12, -7, -6, -1, 0, 1, 5, 6, 7, 12, 18, 25):
+            year, month0 = divmod(d.year * 12 + d.month - 1 + n, 12)
+            expected = date(year, month0 + 1, min(d.day, calendar.monthrange(year, month0 + 1)[1]))
+            assert add_months(d, n) == expected, (d, n)
+        d += timedelta(days=1)

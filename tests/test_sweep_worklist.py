@@ -166,10 +166,12 @@ def test_workers_from_a_fork_server_when_other_threads_run_give_identical_files(
     a = local.run(tmp_path / "in", tmp_path / "a", now=NOW, workers=1)
     monkeypatch.setattr(local, "SMALL_EXPORT_BYTES", 0)
     methods: list[str] = []
+    children: list[int] = []
     original = local.ProcessPoolExecutor
 
     def pool(*args, **kw):
         methods.append(kw["mp_context"].get_start_method())
+        children.append(kw["max_workers"])
         return original(*args, **kw)
     monkeypatch.setattr(local, "ProcessPoolExecutor", pool)
     stop = threading.Event()
@@ -184,6 +186,7 @@ def test_workers_from_a_fork_server_when_other_threads_run_give_identical_files(
     monkeypatch.setattr(local, "_fork_safe", lambda: True)   # other tests may have left threads
     c = local.run(tmp_path / "in", tmp_path / "c", now=NOW, workers=2, partitions=3)
     assert methods == ["forkserver", "fork"]
+    assert children == [1, 1]   # --workers 2: this process and one child
     for name in ("worklist.csv", "worklist.ndjson", "rejected.ndjson"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "c" / name).read_bytes(), name

@@ -24,6 +24,8 @@ _DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
 _DATETIME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?"
                        r"\s*(Z|[+-]\d{2}:?\d{2})?$")
 
+_MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
 #: The zone of the evaluation in progress (A3); UTC outside one.
 _ZONE: ContextVar[tzinfo] = ContextVar("bone_cds_clock_zone", default=timezone.utc)
 
@@ -45,10 +47,11 @@ def current_zone() -> tzinfo:
 
 def add_months(d: date, n: int) -> date:
     """``d`` moved by ``n`` calendar months, day clamped to the target month's length (D1)."""
-    month_index = d.year * 12 + (d.month - 1) + n
-    year, month = divmod(month_index, 12)
-    month += 1
-    return date(year, month, min(d.day, calendar.monthrange(year, month)[1]))
+    year, month0 = divmod(d.year * 12 + (d.month - 1) + n, 12)
+    day = d.day
+    if day > 28:   # only the 29th-31st can need clamping (no month lookup for the other days)
+        day = min(day, _MONTH_DAYS[month0] + (month0 == 1 and calendar.isleap(year)))
+    return date(year, month0 + 1, day)
 
 
 def days_between(a: date, b: date) -> int:

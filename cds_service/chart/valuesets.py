@@ -107,6 +107,10 @@ class Concept:
         return code == self.code
 
 
+#: Distinct drug texts whose :meth:`ValueSets.text_matches` answer is kept per process.
+TEXT_MEMO_ENTRIES = 20_000
+
+
 class ValueSets:
     """Code lookup by (system, code) → the value-set names that contain it, plus text patterns."""
 
@@ -130,6 +134,8 @@ class ValueSets:
         self._index = {k: frozenset(v) for k, v in index.items()}
         self._memo: dict[tuple[str, str], frozenset[str]] = {}
         self._observation_memo: dict[tuple[str, str], tuple[str, str] | None] = {}
+        #: :meth:`text_matches` by joined text (drug names repeat across records and patients)
+        self._text_memo: dict[str, frozenset[str]] = {}
         # one search decides whether any set pattern can match (most problem-list texts match none)
         self._any_set_pattern = re.compile("|".join(f"(?:{p.pattern})" for ps in self.set_patterns.values()
                                                     for p in ps) or r"(?!x)x", re.IGNORECASE)
@@ -208,9 +214,16 @@ class ValueSets:
     def text_matches(self, texts: Iterable[str]) -> frozenset[str]:
         """Text-fallback classes (D3) that any of ``texts`` matches."""
         joined = " | ".join(t for t in texts if t).lower()
+        found = self._text_memo.get(joined)
+        if found is not None:
+            return found
         if not joined or not self._any.search(joined):
-            return frozenset()
-        return frozenset(n for n, p in self._patterns.items() if p.search(joined))
+            found = frozenset()
+        else:
+            found = frozenset(n for n, p in self._patterns.items() if p.search(joined))
+        if len(self._text_memo) < TEXT_MEMO_ENTRIES:   # bounded: a few MB at most
+            self._text_memo[joined] = found
+        return found
 
     def egfr_preference(self) -> dict[str, int]:
         """LOINC code → ``preference`` rank of the ``egfr`` codes (D5, A28)."""

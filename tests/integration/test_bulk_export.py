@@ -6,6 +6,11 @@ test (RS384, and ES384 for the Group export), kicks off the export, polls the st
 answers 202 + ``X-Progress`` for about a second), downloads the manifest's files and sweeps them.
 The worklist must equal the sweep over the same resources written as NDJSON files (issue 15).
 
+sekmet checks the ``DELETE`` of a status URL as a delete on every type (``system/*.d``): the RSA
+client is registered with :data:`sekmet_server.CANCEL_SCOPES` and asks for them (``--scope``), so
+the real DELETE is exercised (after the download, and on a cancel); the EC client keeps the
+default ``system/*.read`` and its refused DELETE is said, never fatal.
+
 Set ``BONE_CDS_SKIP_INTEGRATION=1`` to skip.
 """
 
@@ -67,7 +72,7 @@ def server(keys: dict[str, Path], population: tuple[Path, list[str]], accepted: 
     if os.environ.get("BONE_CDS_SKIP_INTEGRATION") == "1":
         pytest.skip("BONE_CDS_SKIP_INTEGRATION=1: integration tests against sekmet-fhir skipped")
     clients = {cid: ClientKey.load(path).jwks() for cid, path in keys.items()}
-    srv = sekmet_server.start(backend_clients=clients)
+    srv = sekmet_server.start(backend_clients=clients, backend_scopes={RSA_CLIENT: sekmet_server.CANCEL_SCOPES})
     try:
         folder, patient_ids = population
         entries = []
@@ -104,6 +109,11 @@ def _sweep(*args: str) -> int:
     return main(["sweep", *args, "--as-of", AS_OF, "--workers", "1"])
 
 
+def _status(server: Any, url: str) -> int:
+    token = server.token(sekmet_server.READ_CLIENT)
+    return requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10).status_code
+
+
 @pytest.fixture(scope="module")
 def reference(server: Any, accepted: Path, tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     out = tmp_path_factory.mktemp("reference")
@@ -120,7 +130,7 @@ def test_system_export_gives_the_worklist_of_the_same_files(server: Any, keys: d
     URL found from .well-known/smart-configuration; the job deleted once downloaded."""
     out = tmp_path / "out"
     code = _sweep("--export", server.base_url, "--client-id", RSA_CLIENT, "--key", str(keys[RSA_CLIENT]),
-                  "--out", str(out))
+                  "--scope", sekmet_server.CANCEL_SCOPES, "--out", str(out))
     err = capsys.readouterr().err
     assert code == 0, err
     assert _rows(out) == reference
@@ -133,13 +143,13 @@ def test_system_export_gives_the_worklist_of_the_same_files(server: Any, keys: d
     assert set(export["files_by_type"]) <= set(export["types"]) and "Patient" in export["files_by_type"]
     state = json.loads((out / "export-state.json").read_text())
     assert state["complete"] is True and len(state["files"]) == export["files"] + len(export["errors"]["files"])
-    # the status URL is gone on the server once the download is complete (or its refusal said)
-    token = server.token(sekmet_server.READ_CLIENT)
-    status = requests.get(state["status_url"], headers={"Authorization": f"Bearer {token}"}, timeout=10)
-    assert (state["deleted"] and status.status_code == 404) or "refused" in err
+    # the status URL is DELETEd once the download is complete (sekmet: 202) and gone on the server
+    assert "the download is complete: asked the server to delete the export (HTTP 202)" in err
+    assert state["deleted"] is True and export["deleted_on_server"] is True
+    assert _status(server, state["status_url"]) == 404
     # the same command again reuses the complete download: no new export
     assert _sweep("--export", server.base_url, "--client-id", RSA_CLIENT, "--key", str(keys[RSA_CLIENT]),
-                  "--out", str(out)) == 0
+                  "--scope", sekmet_server.CANCEL_SCOPES, "--out", str(out)) == 0
     assert "already downloaded" in capsys.readouterr().err
     assert _rows(out) == reference
 
@@ -152,7 +162,13 @@ def test_group_export_with_an_es384_key(server: Any, keys: dict[str, Path], refe
     token_url = server.token_url
     code = _sweep("--export", server.base_url, "--client-id", EC_CLIENT, "--key", str(keys[EC_CLIENT]),
                   "--token-url", token_url, "--group", GROUP, "--out", str(out))
-    assert code == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 0, err
+    # the default scope (system/*.read) is all the sweep needs; sekmet refuses it the DELETE,
+    # which is said and is not fatal (the job stays until the server drops it)
+    assert "asked the server to delete the export (HTTP 403, refused" in err
+    state = json.loads((out / "export-state.json").read_text())
+    assert state["deleted"] is False and _status(server, state["status_url"]) == 200
     members = set(population[1][::2])
     expected = [r for r in reference if r["patient_id"] in members]
     assert expected and _rows(out) == expected
@@ -169,3 +185,26 @@ def test_an_unregistered_key_is_refused_with_the_servers_reason(server: Any, tmp
     assert "invalid_client" in err and "refused client 'bone-cds-sweep'" in err
     assert not (tmp_path / "out" / "worklist.csv").exists()
 
+
+
+def test_a_cancel_deletes_the_export_on_the_server(server: Any, keys: dict[str, Path], tmp_path: Path) -> None:
+    """Ctrl-C while the job runs (the first 202): DELETE on the status URL, answered 202 by the
+    real server, and the job is gone there (404); the next run starts a new export."""
+    from sweep.bulk_export import ExportCancelled, export
+
+    said: list[str] = []
+    seen: dict[str, str] = {}
+
+    def say(text: str) -> None:
+        said.append(text)
+        if text.startswith("export: in progress") and not seen:
+            seen["status_url"] = json.loads((tmp_path / "out" / "export-state.json").read_text())["status_url"]
+            raise KeyboardInterrupt   # as Ctrl-C does, in the main thread, while polling
+    with pytest.raises(ExportCancelled):
+        export(server.base_url, tmp_path / "out", client_id=RSA_CLIENT, key_path=keys[RSA_CLIENT],
+               scope=sekmet_server.CANCEL_SCOPES, as_of=AS_OF, say=say)
+    assert seen["status_url"].startswith(server.base_url)
+    assert "export: cancelled: asked the server to delete the export (HTTP 202)" in said
+    assert _status(server, seen["status_url"]) == 404
+    state = json.loads((tmp_path / "out" / "export-state.json").read_text())
+    assert state["status_url"] is None and state["deleted"] is True and state["complete"] is False
