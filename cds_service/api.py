@@ -64,11 +64,6 @@ def _raw_body() -> bytes:
             raise RequestEntityTooLarge()
 
 
-def _body(raw: bytes | None = None) -> Any:
-    """Decoded JSON body (of ``raw``, else of the request) or a 400 naming the problem (never a 500)."""
-    return decode_json_body(_raw_body() if raw is None else raw)
-
-
 def _caller_settings() -> Any:
     """The settings for this call: the calling tenant's when a tenants file is configured."""
     caller = request.environ.get("bone_cds.caller") or {}
@@ -104,7 +99,7 @@ def call_service(service_id: str) -> Response:
 def _answer(service: Service, settings: Any, profile: Any, raw: bytes) -> dict[str, Any]:
     """The hook's answer as sent (the EHR profile's shape). Returns before the caller resumes
     garbage collection, so the decoded body and the chart are gone by then."""
-    body = _body(raw)
+    body = decode_json_body(raw)   # or a 400 naming the problem
     now = current_app.config["CLOCK"]()
     t0 = time.perf_counter()
     notes = profile.request_notes(body) if isinstance(body, dict) else {}
@@ -172,14 +167,19 @@ def feedback(service_id: str) -> Response:
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
     except ChildBug as exc:
-        log.error("unhandled error", extra={"event": exc.summary})
-        return json_response({"error": "internal_error",
-                              "message": "the service failed to process this request"}, 500)
+        return _internal_error(exc.summary)
     log.info("feedback stored", extra={"event": {"service": service_id, "items": result.stored,
                                                  "duplicates": result.duplicates}})
     feedback_stored(service_id, result.stored)
     # every item is kept: new ones now, duplicates (a retry, FB-5) when first sent
     return json_response({"stored": result.stored, "duplicates": result.duplicates})
+
+
+def _internal_error(summary: dict[str, Any]) -> Response:
+    """A bug (ours, in this thread or in the feedback child): logged by class and frames, answered
+    as a JSON 500 that quotes nothing of the request."""
+    log.error("unhandled error", extra={"event": summary})
+    return json_response({"error": "internal_error", "message": "the service failed to process this request"}, 500)
 
 
 def register_errors(app: Any) -> None:
@@ -211,6 +211,4 @@ def register_errors(app: Any) -> None:
     @app.errorhandler(Exception)
     def _bug(exc: Exception) -> Response:
         # No exception message in the log: it may quote request data (REQ-6, logs.py).
-        log.error("unhandled error", extra={"event": exception_summary(exc)})
-        return json_response({"error": "internal_error",
-                              "message": "the service failed to process this request"}, 500)
+        return _internal_error(exception_summary(exc))
