@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 import requests
 
-from .servers import bone_cds, temp_dir
+from .servers import bone_cds, group_processes, temp_dir
 from .stats import summary_ms
 from .workload import DEFAULT_ANCHOR, DEFAULT_SEED, build_workloads
 
@@ -185,22 +185,11 @@ def run(calls: int, flooders: int, batch: int, workers: int, threads: int, round
 def _group_cpu(pgid: int) -> dict[int, tuple[str, float]]:
     """Process id → (role, CPU seconds) of the server's process group, from ``/proc`` (Linux):
     ``master``, ``worker`` (gunicorn's), ``child`` (a worker's feedback process) or ``other``."""
-    tick = os.sysconf("SC_CLK_TCK")
     out: dict[int, tuple[str, float]] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()
-            cmd = Path(f"/proc/{name}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if int(fields[2]) != pgid:
-            continue
-        pid, parent = int(name), int(fields[1])
+    for pid, (parent, cpu, cmd) in (group_processes(pgid) or {}).items():
         role = ("master" if pid == pgid else "worker" if parent == pgid
                 else "child" if b"spawn_main" in cmd and b"resource_tracker" not in cmd else "other")
-        out[pid] = (role, (int(fields[11]) + int(fields[12])) / tick)
+        out[pid] = (role, cpu)
     return out
 
 

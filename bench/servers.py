@@ -38,22 +38,33 @@ class ServerError(RuntimeError):
     pass
 
 
-def group_cpu_seconds(pgid: int) -> float | None:
-    """CPU seconds (user + system) of the live processes in process group ``pgid`` (Linux ``/proc``)."""
+def group_processes(pgid: int) -> dict[int, tuple[int, float, bytes]] | None:
+    """Process id → (parent id, CPU seconds user + system, command line) of the live processes in
+    process group ``pgid``, from Linux ``/proc`` (None where it is unavailable)."""
     try:
         pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
     except OSError:
         return None
-    ticks = 0
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, tuple[int, float, bytes]] = {}
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
                 fields = fh.read().rsplit(")", 1)[1].split()
+            if len(fields) <= 12 or fields[2] != str(pgid):   # state ppid pgrp ... utime(11) stime(12)
+                continue
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmd = fh.read()
         except (OSError, IndexError):
             continue   # gone meanwhile, or not readable
-        if len(fields) > 12 and fields[2] == str(pgid):   # state ppid pgrp ... utime(11) stime(12)
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+        out[pid] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick, cmd)
+    return out
+
+
+def group_cpu_seconds(pgid: int) -> float | None:
+    """CPU seconds (user + system) of the live processes in process group ``pgid``."""
+    procs = group_processes(pgid)
+    return None if procs is None else sum(cpu for _ppid, cpu, _cmd in procs.values())
 
 
 class GunicornProcess:
